@@ -1,0 +1,182 @@
+/**
+ * Node-only sources: a local folder, and `resolveSource`, which turns what a user typed (a folder, a URL or
+ * a model name) into a source — looking in the local model folders first, then on the Hub, whose whole-file
+ * downloads are kept on disk under `data/models/<org>/<name>/`.
+ */
+import {open, readFile, rename, mkdir, stat, writeFile, rm} from "node:fs/promises";
+import type {FileHandle} from "node:fs/promises";
+import path from "node:path";
+import {WorkbenchError} from "../errors.ts";
+import {hubUrl, urlSource} from "./source.ts";
+import type {FileCache, ModelSource, Progress, ReadOptions} from "./source.ts";
+
+/** Files are read in pieces of this size, so that progress and cancellation have somewhere to happen. */
+const CHUNK_BYTES = 8 << 20;
+
+/** A folder holding this file is a partial download cache of a Hub repository, not a complete model. */
+const CACHE_MARKER = ".lmw-hub-cache.json";
+
+/** A source over a local folder. */
+export function folderSource(id: string, dir: string): ModelSource {
+  const location = path.resolve(dir);
+  const pathOf = (file: string) => safeJoin(location, file, id);
+
+  async function withFile<T>(file: string, use: (handle: FileHandle, size: number) => Promise<T>): Promise<T> {
+    let handle: FileHandle;
+    try {
+      handle = await open(pathOf(file), "r");
+    } catch (error) {
+      throw new WorkbenchError(`${id}/${file}: not found in ${location}`, {cause: error});
+    }
+    try {
+      return await use(handle, (await handle.stat()).size);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  return {
+    id,
+    location,
+    async has(file) {
+      return (await fileSize(pathOf(file))) !== undefined;
+    },
+    async size(file) {
+      return fileSize(pathOf(file));
+    },
+    read(file, opts = {}) {
+      return withFile(file, (handle, size) => readSpan(handle, file, 0, size, opts));
+    },
+    readRange(file, start, end, opts = {}) {
+      return withFile(file, (handle, size) => readSpan(handle, file, start, Math.min(end, size), {signal: opts.signal}));
+    }
+  };
+}
+
+/** Bytes [start, end) of an open file, read chunk by chunk. */
+async function readSpan(handle: FileHandle, file: string, start: number, end: number, opts: ReadOptions): Promise<Uint8Array> {
+  const total = Math.max(0, end - start);
+  const bytes = new Uint8Array(total);
+  let loaded = 0;
+  while (loaded < total) {
+    opts.signal?.throwIfAborted();
+    const length = Math.min(CHUNK_BYTES, total - loaded);
+    const {bytesRead} = await handle.read(bytes, loaded, length, start + loaded);
+    if (bytesRead === 0) break; // the file shrank under us
+    loaded += bytesRead;
+    opts.onProgress?.({file, loaded, total});
+  }
+  if (total === 0) opts.onProgress?.({file, loaded: 0, total: 0});
+  return loaded === total ? bytes : bytes.subarray(0, loaded);
+}
+
+async function fileSize(file: string): Promise<number | undefined> {
+  try {
+    const info = await stat(file);
+    return info.isFile() ? info.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function isFolder(dir: string): Promise<boolean> {
+  try {
+    return (await stat(dir)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** `dir/file`, refusing names that would leave `dir`. */
+function safeJoin(dir: string, file: string, id: string): string {
+  const full = path.resolve(dir, file);
+  if (!full.startsWith(dir + path.sep)) throw new WorkbenchError(`${id}: file name ${file} leaves the model folder`);
+  return full;
+}
+
+/** Whole files kept in a folder; written to a temporary name then renamed, so no half file is ever seen. */
+export function diskCache(dir: string, about: Record<string, string> = {}): FileCache {
+  const location = path.resolve(dir);
+  const pathOf = (file: string) => safeJoin(location, file, dir);
+  return {
+    size: (file) => fileSize(pathOf(file)),
+    async get(file) {
+      if ((await fileSize(pathOf(file))) === undefined) return undefined;
+      return new Uint8Array(await readFile(pathOf(file)));
+    },
+    async getRange(file, start, end) {
+      if ((await fileSize(pathOf(file))) === undefined) return undefined;
+      return folderSource(dir, location).readRange(file, start, end);
+    },
+    async put(file, bytes) {
+      const target = pathOf(file);
+      await mkdir(path.dirname(target), {recursive: true});
+      const marker = path.join(location, CACHE_MARKER);
+      if ((await fileSize(marker)) === undefined) await writeFile(marker, JSON.stringify(about, null, 2) + "\n");
+      const temporary = `${target}.${process.pid}.${Date.now()}.tmp`;
+      try {
+        await writeFile(temporary, bytes);
+        await rename(temporary, target);
+      } catch (error) {
+        await rm(temporary, {force: true});
+        throw error;
+      }
+    }
+  };
+}
+
+export interface ResolveOptions {
+  revision?: string;
+  /** The Hub; default `LMW_HUB_ENDPOINT`, else https://huggingface.co. */
+  endpoint?: string;
+  /** Folders holding models by name; default `LMW_MODELS` (split on ":") then `data/models`. */
+  modelsPath?: string[];
+  /** Where Hub downloads are kept, as `<cacheDir>/<org>/<name>/`; default `data/models`. */
+  cacheDir?: string;
+  fetch?: typeof fetch;
+  onProgress?: (p: Progress) => void;
+}
+
+/** The default model folders: `LMW_MODELS` (split on ":") then `data/models`. */
+export function defaultModelsPath(): string[] {
+  const fromEnv = (process.env.LMW_MODELS ?? "").split(":").filter(Boolean);
+  return [...fromEnv, "data/models"];
+}
+
+/**
+ * A source for what the user typed: an existing folder, an http(s) URL, a model name found in one of the
+ * model folders (as `<dir>/<id>` or `<dir>/<last part of id>`), or else a Hub repository.
+ */
+export async function resolveSource(id: string, opts: ResolveOptions = {}): Promise<ModelSource> {
+  const source = await findSource(id, opts);
+  return opts.onProgress ? withProgress(source, opts.onProgress) : source;
+}
+
+/** The source, reporting whole-file reads to `onProgress` unless a read asks otherwise. */
+function withProgress(source: ModelSource, onProgress: (p: Progress) => void): ModelSource {
+  return {...source, read: (file, readOpts) => source.read(file, {onProgress, ...readOpts})};
+}
+
+async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource> {
+  if (/^https?:\/\//.test(id)) return urlSource(id, id, {fetch: opts.fetch, cache: false});
+  if (await isFolder(id)) return folderSource(id, id);
+
+  const modelsPath = opts.modelsPath ?? defaultModelsPath();
+  const candidates = modelsPath.flatMap((dir) => [path.join(dir, id), path.join(dir, path.basename(id))]);
+  for (const dir of candidates) {
+    if ((await isFolder(dir)) && (await fileSize(path.join(dir, CACHE_MARKER))) === undefined) {
+      return folderSource(id, dir);
+    }
+  }
+
+  const revision = opts.revision ?? "main";
+  const endpoint = opts.endpoint ?? process.env.LMW_HUB_ENDPOINT ?? "https://huggingface.co";
+  const baseUrl = hubUrl(id, "", {revision, endpoint}).replace(/\/$/, "");
+  const cache = diskCache(path.join(opts.cacheDir ?? "data/models", id), {id, revision, endpoint});
+  const source = urlSource(id, baseUrl, {fetch: opts.fetch, cache});
+  if ((await cache.size("config.json")) === undefined && !(await source.has("config.json"))) {
+    const looked = [...new Set(candidates)].join(", ") || "no model folders";
+    throw new WorkbenchError(`model ${id} not found: looked in ${looked} and ${baseUrl}`);
+  }
+  return source;
+}
