@@ -1,0 +1,194 @@
+/**
+ * GPT-2 (Radford et al., 2019), as Hugging Face's `GPT2LMHeadModel` computes it, written as an ONNX graph.
+ *
+ *   h₀ = wte[ids] + wpe[positions]
+ *   for each block:  a = attn(ln_1(h));  h = h + a;  m = mlp(ln_2(h));  h = h + m
+ *   logits = ln_f(h) · wteᵀ                          (lm_head is tied to wte)
+ *
+ * Every intermediate tensor that a hook point names is a graph output called by its module path.
+ *
+ * Checkpoint facts: Hub `gpt2` stores names without the `transformer.` prefix (DialoGPT, mGPT keep it), has no
+ * `lm_head.weight`, and carries `h.{i}.attn.bias` / `attn.masked_bias` mask buffers that are not parameters.
+ * Conv1D weights are stored `[in, out]`, so `x · W` needs no transpose.
+ */
+import {type GraphBuilder as Builder, GraphBuilder, INT64, FLOAT} from "../graph/onnx.ts";
+import {appendCache, attention, causalMask, geluTanh, layerNorm, linear, mergeHeads, positions, splitHeads} from "../graph/layers.ts";
+import type {ModelConfig} from "./config.ts";
+import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.ts";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.ts";
+
+export function gpt2(config: ModelConfig): Architecture {
+  const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;
+  const block = (i: number) => `transformer.h.${i}`;
+
+  function parameters(): Parameter[] {
+    const p = (name: string, shape: number[], component: Parameter["component"], layer?: number): Parameter => ({
+      name,
+      shape,
+      numel: numel(shape),
+      component,
+      layer
+    });
+    const list = [p("transformer.wte.weight", [V, d], "embedding"), p("transformer.wpe.weight", [maxPositions, d], "embedding")];
+    for (let i = 0; i < L; i++) {
+      const b = block(i);
+      list.push(
+        p(`${b}.ln_1.weight`, [d], "norm", i),
+        p(`${b}.ln_1.bias`, [d], "norm", i),
+        p(`${b}.attn.c_attn.weight`, [d, 3 * d], "attention", i),
+        p(`${b}.attn.c_attn.bias`, [3 * d], "attention", i),
+        p(`${b}.attn.c_proj.weight`, [d, d], "attention", i),
+        p(`${b}.attn.c_proj.bias`, [d], "attention", i),
+        p(`${b}.ln_2.weight`, [d], "norm", i),
+        p(`${b}.ln_2.bias`, [d], "norm", i),
+        p(`${b}.mlp.c_fc.weight`, [d, inner], "mlp", i),
+        p(`${b}.mlp.c_fc.bias`, [inner], "mlp", i),
+        p(`${b}.mlp.c_proj.weight`, [inner, d], "mlp", i),
+        p(`${b}.mlp.c_proj.bias`, [d], "mlp", i)
+      );
+    }
+    list.push(p("transformer.ln_f.weight", [d], "norm"), p("transformer.ln_f.bias", [d], "norm"));
+    if (!config.tieWordEmbeddings) list.push(p("lm_head.weight", [V, d], "head"));
+    return list;
+  }
+
+  function hookPoints(): string[] {
+    const hooks = ["transformer.wte.output", "transformer.wpe.output"];
+    for (let i = 0; i < L; i++) {
+      const b = block(i);
+      hooks.push(
+        `${b}.ln_1.output`,
+        `${b}.attn.c_attn.output`,
+        `${b}.attn.attn_weights`,
+        `${b}.attn.c_proj.input`,
+        `${b}.attn.c_proj.output`,
+        `${b}.attn.output`,
+        `${b}.ln_2.output`,
+        `${b}.mlp.c_fc.output`,
+        `${b}.mlp.act.output`,
+        `${b}.mlp.c_proj.output`,
+        `${b}.mlp.output`,
+        `${b}.output`
+      );
+    }
+    hooks.push("transformer.ln_f.output", LOGITS);
+    return hooks;
+  }
+
+  function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
+    const g = new GraphBuilder();
+    const wanted = new Set(options.hooks ?? hookPoints());
+    /** Name a tensor by its hook point, and expose it when asked for. */
+    const hook = (path: string, tensor: string) => {
+      if (wanted.has(path)) g.output(path, tensor);
+      return tensor;
+    };
+    const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
+    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
+
+    const ids = g.input("input_ids", INT64, [1, "T"]);
+    const caches = Array.from({length: L}, (_, i) => {
+      const names = cacheNames(i);
+      g.input(names.pastKey, FLOAT, [1, H, "P", D]);
+      g.input(names.pastValue, FLOAT, [1, H, "P", D]);
+      return names;
+    });
+    const pos = positions(g, ids, caches[0].pastKey);
+    const mask = causalMask(g, pos);
+
+    const wte = w("transformer.wte.weight");
+    const tokenEmbeddings = hook("transformer.wte.output", g.op("Gather", [wte, ids], {axis: 0}));
+    const positionEmbeddings = hook(
+      "transformer.wpe.output",
+      g.op("Unsqueeze", [g.op("Gather", [w("transformer.wpe.weight"), pos.query], {axis: 0}), g.ints([0])])
+    );
+    let h = g.op("Add", [tokenEmbeddings, positionEmbeddings]);
+
+    for (let i = 0; i < L; i++) {
+      const b = block(i);
+      // Attention: one Conv1D makes q, k and v side by side.
+      const x = hook(`${b}.ln_1.output`, layerNorm(g, h, w(`${b}.ln_1.weight`), w(`${b}.ln_1.bias`), config.normEps));
+      const qkv = hook(`${b}.attn.c_attn.output`, linear(g, x, w(`${b}.attn.c_attn.weight`), w(`${b}.attn.c_attn.bias`)));
+      const [q, k, v] = g.opN("Split", [qkv, g.ints([d, d, d])], 3, {axis: -1}).map((t) => splitHeads(g, t, H, D));
+      const keys = appendCache(g, caches[i].pastKey, k, caches[i].presentKey);
+      const values = appendCache(g, caches[i].pastValue, v, caches[i].presentValue);
+      g.output(caches[i].presentKey, keys);
+      g.output(caches[i].presentValue, values);
+      const {weights, context} = attention(g, q, keys, values, mask, D, g.name("attn_weights"));
+      hook(`${b}.attn.attn_weights`, weights);
+      const merged = hook(`${b}.attn.c_proj.input`, mergeHeads(g, context, d));
+      const attnOut = hook(`${b}.attn.c_proj.output`, linear(g, merged, w(`${b}.attn.c_proj.weight`), w(`${b}.attn.c_proj.bias`)));
+      hook(`${b}.attn.output`, attnOut);
+      h = g.op("Add", [h, attnOut]);
+
+      // MLP: expand 4×, tanh-GELU, project back.
+      const y = hook(`${b}.ln_2.output`, layerNorm(g, h, w(`${b}.ln_2.weight`), w(`${b}.ln_2.bias`), config.normEps));
+      const up = hook(`${b}.mlp.c_fc.output`, linear(g, y, w(`${b}.mlp.c_fc.weight`), w(`${b}.mlp.c_fc.bias`)));
+      const act = hook(`${b}.mlp.act.output`, geluTanh(g, up));
+      const mlpOut = hook(`${b}.mlp.c_proj.output`, linear(g, act, w(`${b}.mlp.c_proj.weight`), w(`${b}.mlp.c_proj.bias`)));
+      hook(`${b}.mlp.output`, mlpOut);
+      h = hook(`${b}.output`, g.op("Add", [h, mlpOut]));
+    }
+
+    const final = hook("transformer.ln_f.output", layerNorm(g, h, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), config.normEps));
+    const head = config.tieWordEmbeddings ? wte : w("lm_head.weight");
+    g.output(LOGITS, tiedHead(g, final, head, d, V));
+    return g.build(config.architecture);
+  }
+
+  function moduleTree(): string {
+    const dropout = (p: unknown): Module => ({type: "Dropout", extra: `p=${pyFloat(Number(p ?? 0.1))}, inplace=False`});
+    const norm: Module = {type: "LayerNorm", extra: `(${d},), eps=${pyFloat(config.normEps)}, elementwise_affine=True`};
+    const conv1d = (nf: number, nx: number): Module => ({type: "Conv1D", extra: `nf=${nf}, nx=${nx}`});
+    const raw = config.raw;
+    const gpt2Block: Module = {
+      type: "GPT2Block",
+      children: [
+        ["ln_1", norm],
+        ["attn", {type: "GPT2Attention", children: [
+          ["c_attn", conv1d(3 * d, d)],
+          ["c_proj", conv1d(d, d)],
+          ["attn_dropout", dropout(raw.attn_pdrop)],
+          ["resid_dropout", dropout(raw.resid_pdrop)]
+        ]}],
+        ["ln_2", norm],
+        ["mlp", {type: "GPT2MLP", children: [
+          ["c_fc", conv1d(inner, d)],
+          ["c_proj", conv1d(d, inner)],
+          ["act", {type: "NewGELUActivation"}],
+          ["dropout", dropout(raw.resid_pdrop)]
+        ]}]
+      ]
+    };
+    return printModule({
+      type: config.architecture,
+      children: [
+        ["transformer", {type: "GPT2Model", children: [
+          ["wte", embeddingModule(V, d)],
+          ["wpe", embeddingModule(maxPositions, d)],
+          ["drop", dropout(raw.embd_pdrop)],
+          ["h", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), gpt2Block])}],
+          ["ln_f", norm]
+        ]}],
+        ["lm_head", linearModule(d, V, false)]
+      ]
+    });
+  }
+
+  return {
+    config,
+    parameters,
+    hookPoints,
+    moduleTree,
+    buildGraph,
+    checkpointNames: (name) => (name.startsWith("transformer.") ? [name.slice("transformer.".length), name] : [name]),
+    isBuffer: (name) => /(^|\.)attn\.(bias|masked_bias)$/.test(name)
+  };
+}
+
+/** Logits from the final hidden state and a `[vocab, d]` matrix: Gemm with transB, so the embedding is not copied. */
+export function tiedHead(g: Builder, final: string, head: string, d: number, V: number): string {
+  const rows = g.op("Reshape", [final, g.ints([-1, d])]);
+  const logits = g.op("Gemm", [rows, head], {transB: 1});
+  return g.op("Reshape", [logits, g.ints([1, -1, V])]);
+}

@@ -1,0 +1,226 @@
+/**
+ * Llama (Touvron et al., 2023) — and SmolLM2, which is a Llama — as Hugging Face's `LlamaForCausalLM`
+ * computes it, written as an ONNX graph.
+ *
+ *   h₀ = embed_tokens[ids]
+ *   for each decoder layer:
+ *     x = input_layernorm(h)                     RMSNorm
+ *     q, k, v = q_proj(x), k_proj(x), v_proj(x)  grouped-query: fewer key/value heads than query heads
+ *     q, k = rope(q), rope(k)                    rotary embeddings, "rotate half" layout
+ *     h = h + o_proj(softmax(q kᵀ / √D + causal mask) v)
+ *     y = post_attention_layernorm(h)
+ *     h = h + down_proj(silu(gate_proj(y)) * up_proj(y))
+ *   logits = lm_head(norm(h))                    lm_head tied to embed_tokens when tie_word_embeddings
+ *
+ * Checkpoint facts: Linear weights are stored `[out, in]` and are transposed once, at load, for `x · W`.
+ * SmolLM2 is stored in bfloat16; the engine computes in float32.
+ */
+import {GraphBuilder, INT64, FLOAT} from "../graph/onnx.ts";
+import {appendCache, attention, causalMask, linear, mergeHeads, positions, repeatHeads, rmsNorm, silu, splitHeads} from "../graph/layers.ts";
+import type {ModelConfig} from "./config.ts";
+import {tiedHead} from "./gpt2.ts";
+import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.ts";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.ts";
+
+export function llama(config: ModelConfig): Architecture {
+  const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
+  const layer = (i: number) => `model.layers.${i}`;
+
+  function parameters(): Parameter[] {
+    const p = (name: string, shape: number[], component: Parameter["component"], layer?: number): Parameter => ({
+      name,
+      shape,
+      numel: numel(shape),
+      component,
+      layer
+    });
+    const list = [p("model.embed_tokens.weight", [V, d], "embedding")];
+    for (let i = 0; i < L; i++) {
+      const l = layer(i);
+      list.push(
+        p(`${l}.self_attn.q_proj.weight`, [H * D, d], "attention", i),
+        p(`${l}.self_attn.k_proj.weight`, [KV * D, d], "attention", i),
+        p(`${l}.self_attn.v_proj.weight`, [KV * D, d], "attention", i),
+        p(`${l}.self_attn.o_proj.weight`, [d, H * D], "attention", i),
+        p(`${l}.mlp.gate_proj.weight`, [ff, d], "mlp", i),
+        p(`${l}.mlp.up_proj.weight`, [ff, d], "mlp", i),
+        p(`${l}.mlp.down_proj.weight`, [d, ff], "mlp", i),
+        p(`${l}.input_layernorm.weight`, [d], "norm", i),
+        p(`${l}.post_attention_layernorm.weight`, [d], "norm", i)
+      );
+    }
+    list.push(p("model.norm.weight", [d], "norm"));
+    if (!config.tieWordEmbeddings) list.push(p("lm_head.weight", [V, d], "head"));
+    return list;
+  }
+
+  function hookPoints(): string[] {
+    const hooks = ["model.embed_tokens.output"];
+    for (let i = 0; i < L; i++) {
+      const l = layer(i);
+      hooks.push(
+        `${l}.input_layernorm.output`,
+        `${l}.self_attn.q_proj.output`,
+        `${l}.self_attn.k_proj.output`,
+        `${l}.self_attn.v_proj.output`,
+        `${l}.self_attn.attn_weights`,
+        `${l}.self_attn.o_proj.input`,
+        `${l}.self_attn.o_proj.output`,
+        `${l}.self_attn.output`,
+        `${l}.post_attention_layernorm.output`,
+        `${l}.mlp.gate_proj.output`,
+        `${l}.mlp.act_fn.output`,
+        `${l}.mlp.up_proj.output`,
+        `${l}.mlp.down_proj.output`,
+        `${l}.mlp.output`,
+        `${l}.output`
+      );
+    }
+    hooks.push("model.norm.output", LOGITS);
+    return hooks;
+  }
+
+  /** cos and sin of every position × frequency, `[maxPositions, D]`, computed in float64 as the reference does. */
+  function rotaryTables(): {cos: Float32Array; sin: Float32Array} {
+    const positions = config.maxPositions;
+    const cos = new Float32Array(positions * D);
+    const sin = new Float32Array(positions * D);
+    const half = D / 2;
+    for (let t = 0; t < positions; t++) {
+      for (let j = 0; j < half; j++) {
+        const angle = t / Math.pow(config.ropeTheta!, (2 * j) / D);
+        cos[t * D + j] = cos[t * D + j + half] = Math.cos(angle);
+        sin[t * D + j] = sin[t * D + j + half] = Math.sin(angle);
+      }
+    }
+    return {cos, sin};
+  }
+
+  function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
+    const g = new GraphBuilder();
+    const wanted = new Set(options.hooks ?? hookPoints());
+    const hook = (path: string, tensor: string) => {
+      if (wanted.has(path)) g.output(path, tensor);
+      return tensor;
+    };
+    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
+    const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
+    /** A Linear layer's weight, transposed from `[out, in]` to `[in, out]`. */
+    const wT = (name: string) => {
+      const [rows, cols] = shapeOf.get(name)!;
+      return g.weight(name, transpose(weight(name), rows, cols), [cols, rows]);
+    };
+
+    const ids = g.input("input_ids", INT64, [1, "T"]);
+    const caches = Array.from({length: L}, (_, i) => {
+      const names = cacheNames(i);
+      g.input(names.pastKey, FLOAT, [1, KV, "P", D]);
+      g.input(names.pastValue, FLOAT, [1, KV, "P", D]);
+      return names;
+    });
+    const pos = positions(g, ids, caches[0].pastKey);
+    const mask = causalMask(g, pos);
+    const tables = rotaryTables();
+    const cos = g.op("Gather", [g.weight("rotary_emb.cos", tables.cos, [config.maxPositions, D]), pos.query], {axis: 0});
+    const sin = g.op("Gather", [g.weight("rotary_emb.sin", tables.sin, [config.maxPositions, D]), pos.query], {axis: 0});
+    /** `x·cos + rotate_half(x)·sin`, where rotate_half([a, b]) = [-b, a]. */
+    const rope = (x: string) => {
+      const [a, b] = g.opN("Split", [x, g.ints([D / 2, D / 2])], 2, {axis: -1});
+      const rotated = g.op("Concat", [g.op("Neg", [b]), a], {axis: -1});
+      return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rotated, sin])]);
+    };
+
+    const embed = w("model.embed_tokens.weight");
+    let h = hook("model.embed_tokens.output", g.op("Gather", [embed, ids], {axis: 0}));
+
+    for (let i = 0; i < L; i++) {
+      const l = layer(i);
+      const x = hook(`${l}.input_layernorm.output`, rmsNorm(g, h, w(`${l}.input_layernorm.weight`), config.normEps));
+      const q = hook(`${l}.self_attn.q_proj.output`, linear(g, x, wT(`${l}.self_attn.q_proj.weight`)));
+      const k = hook(`${l}.self_attn.k_proj.output`, linear(g, x, wT(`${l}.self_attn.k_proj.weight`)));
+      const v = hook(`${l}.self_attn.v_proj.output`, linear(g, x, wT(`${l}.self_attn.v_proj.weight`)));
+      const keys = appendCache(g, caches[i].pastKey, rope(splitHeads(g, k, KV, D)), caches[i].presentKey);
+      const values = appendCache(g, caches[i].pastValue, splitHeads(g, v, KV, D), caches[i].presentValue);
+      g.output(caches[i].presentKey, keys);
+      g.output(caches[i].presentValue, values);
+      const {weights, context} = attention(
+        g,
+        rope(splitHeads(g, q, H, D)),
+        repeatHeads(g, keys, KV, H / KV, D),
+        repeatHeads(g, values, KV, H / KV, D),
+        mask,
+        D,
+        g.name("attn_weights")
+      );
+      hook(`${l}.self_attn.attn_weights`, weights);
+      const merged = hook(`${l}.self_attn.o_proj.input`, mergeHeads(g, context, H * D));
+      const attnOut = hook(`${l}.self_attn.o_proj.output`, linear(g, merged, wT(`${l}.self_attn.o_proj.weight`)));
+      hook(`${l}.self_attn.output`, attnOut);
+      h = g.op("Add", [h, attnOut]);
+
+      const y = hook(`${l}.post_attention_layernorm.output`, rmsNorm(g, h, w(`${l}.post_attention_layernorm.weight`), config.normEps));
+      const gate = hook(`${l}.mlp.gate_proj.output`, linear(g, y, wT(`${l}.mlp.gate_proj.weight`)));
+      const act = hook(`${l}.mlp.act_fn.output`, silu(g, gate));
+      const up = hook(`${l}.mlp.up_proj.output`, linear(g, y, wT(`${l}.mlp.up_proj.weight`)));
+      const down = hook(`${l}.mlp.down_proj.output`, linear(g, g.op("Mul", [act, up]), wT(`${l}.mlp.down_proj.weight`)));
+      hook(`${l}.mlp.output`, down);
+      h = hook(`${l}.output`, g.op("Add", [h, down]));
+    }
+
+    const final = hook("model.norm.output", rmsNorm(g, h, w("model.norm.weight"), config.normEps));
+    const head = config.tieWordEmbeddings ? embed : w("lm_head.weight");
+    g.output(LOGITS, tiedHead(g, final, head, d, V));
+    return g.build(config.architecture);
+  }
+
+  function moduleTree(): string {
+    const norm: Module = {type: "LlamaRMSNorm", extra: `(${d},), eps=${pyFloat(config.normEps)}`};
+    const decoderLayer: Module = {
+      type: "LlamaDecoderLayer",
+      children: [
+        ["self_attn", {type: "LlamaAttention", children: [
+          ["q_proj", linearModule(d, H * D, false)],
+          ["k_proj", linearModule(d, KV * D, false)],
+          ["v_proj", linearModule(d, KV * D, false)],
+          ["o_proj", linearModule(H * D, d, false)]
+        ]}],
+        ["mlp", {type: "LlamaMLP", children: [
+          ["gate_proj", linearModule(d, ff, false)],
+          ["up_proj", linearModule(d, ff, false)],
+          ["down_proj", linearModule(ff, d, false)],
+          ["act_fn", {type: "SiLU"}]
+        ]}],
+        ["input_layernorm", norm],
+        ["post_attention_layernorm", norm]
+      ]
+    };
+    return printModule({
+      type: config.architecture,
+      children: [
+        ["model", {type: "LlamaModel", children: [
+          ["embed_tokens", embeddingModule(V, d)],
+          ["layers", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), decoderLayer])}],
+          ["norm", norm],
+          ["rotary_emb", {type: "LlamaRotaryEmbedding"}]
+        ]}],
+        ["lm_head", linearModule(d, V, false)]
+      ]
+    });
+  }
+
+  return {
+    config,
+    parameters,
+    hookPoints,
+    moduleTree,
+    buildGraph,
+    checkpointNames: (name) => [name],
+    isBuffer: (name) => name.endsWith("rotary_emb.inv_freq")
+  };
+}
+
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c];
+  return out;
+}

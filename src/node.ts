@@ -1,0 +1,26 @@
+/**
+ * The Node entry: `loadModel` resolves a model name, folder, URL or Hub id (see hub/node.ts) and runs it on
+ * onnxruntime-node — or, with `runtime: "web"`, on onnxruntime-web's WASM backend, the browser's engine.
+ */
+import {resolveSource, type ResolveOptions} from "./hub/node.ts";
+import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.ts";
+
+export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
+  /** "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM. */
+  runtime?: "node" | "web";
+}
+
+export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
+  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, ...rest} = options;
+  const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir});
+  if (runtime === "web") {
+    const ort = await import("onnxruntime-web");
+    ort.env.wasm.numThreads = 1;
+    return createModel(source, {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)", ...rest});
+  }
+  const ort = await import("onnxruntime-node");
+  return createModel(source, {ort: ort as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)", ...rest});
+}
+
+export {Model} from "./runtime/model.ts";
+export * from "./index.ts";

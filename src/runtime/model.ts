@@ -1,0 +1,249 @@
+/**
+ * A loaded model: config, tokenizer, weights, and an onnxruntime session over the graph of its architecture.
+ * `trace` runs one forward pass and hands back the tensors asked for by module path; `generate` continues a
+ * prompt, with a key/value cache.
+ *
+ * Universal: the caller passes the onnxruntime module (onnxruntime-node in Node, onnxruntime-web in the
+ * browser, or onnxruntime-web's WASM in Node), so this file runs anywhere.
+ */
+import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
+import {type Architecture, architectureFor, eosIds, normalizeConfig, type ModelConfig, type Parameter} from "../arch/index.ts";
+import {LOGITS, cacheNames} from "../arch/types.ts";
+import {parameterCounts, type ParameterCounts} from "../analysis/index.ts";
+import {WorkbenchError} from "../errors.ts";
+import {openCheckpoint} from "../hub/checkpoint.ts";
+import {type ModelSource, type Progress, readJson} from "../hub/source.ts";
+import {Tokenizer, type Encoding} from "../tokenizer.ts";
+import {generate, type GenerateOptions, type Generation} from "./generate.ts";
+import type {Tensor} from "./tensor.ts";
+import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.ts";
+import {checkpointWeights, randomWeights, type Weights} from "./weights.ts";
+
+/** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
+export interface OrtModule {
+  InferenceSession: {create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>};
+  Tensor: new (type: "float32" | "int64", data: Float32Array | BigInt64Array, dims: readonly number[]) => OrtTensor;
+}
+
+export type LoadStage = "config" | "download" | "graph" | "session" | "ready";
+export interface LoadProgress {
+  stage: LoadStage;
+  /** For downloads: the file, bytes done and total. */
+  file?: string;
+  loaded?: number;
+  total?: number;
+  message: string;
+}
+
+export interface CreateOptions {
+  ort: OrtModule;
+  /** e.g. ["webgpu", "wasm"] or ["cpu"]. */
+  executionProviders?: InferenceSession.SessionOptions["executionProviders"];
+  /** Where a folder has no weights (or to ignore them): "random" draws them from `seed`. */
+  init?: "checkpoint" | "random";
+  seed?: number;
+  onProgress?: (p: LoadProgress) => void;
+  signal?: AbortSignal;
+  /** A name for the backend, shown to users ("onnxruntime-node (cpu)", "WebGPU", "WASM"). */
+  backend?: string;
+}
+
+export async function createModel(source: ModelSource, options: CreateOptions): Promise<Model> {
+  const report = options.onProgress ?? (() => {});
+  report({stage: "config", message: `reading ${source.id}: config and tokenizer`});
+  const config = normalizeConfig(await readJson(source, "config.json", {signal: options.signal}));
+  const tokenizerConfig = (await source.has("tokenizer_config.json"))
+    ? await readJson<Record<string, unknown>>(source, "tokenizer_config.json", {signal: options.signal})
+    : {};
+  if (!(await source.has("tokenizer.json"))) throw new WorkbenchError(`${source.location}: tokenizer.json is missing`);
+  const tokenizer = Tokenizer.fromJson(await readJson(source, "tokenizer.json", {signal: options.signal}), tokenizerConfig);
+  const arch = architectureFor(config);
+
+  const checkpoint = options.init === "random" ? undefined : await openCheckpoint(source, {signal: options.signal});
+  if (!checkpoint && options.init !== "random") {
+    throw new WorkbenchError(
+      `${source.location}: no weights (model.safetensors or model.safetensors.index.json); ` +
+        `load it with init: "random" (CLI: --init random) to inspect the architecture with random weights`
+    );
+  }
+  const weights = checkpoint ? checkpointWeights(arch, checkpoint) : randomWeights(arch, options.seed ?? 0);
+
+  const onDownload = (p: Progress) =>
+    report({stage: "download", ...p, message: `downloading ${p.file}: ${mb(p.loaded)}${p.total ? ` of ${mb(p.total)}` : ""}`});
+  const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
+  report({stage: "graph", message: `building the ${config.architecture} graph`});
+  const encoded = arch.buildGraph(weight);
+  report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
+  const session = await options.ort.InferenceSession.create(encoded.model, {
+    externalData: encoded.externalData,
+    executionProviders: options.executionProviders,
+    graphOptimizationLevel: "all"
+  });
+  report({stage: "ready", message: `${source.id} is ready`});
+  return new Model(source, config, arch, tokenizer, weights, session, options);
+}
+
+export class Model {
+  /** How many times the session has run: a slider that only re-slices a trace leaves it unchanged. */
+  runs = 0;
+  readonly backend: string;
+  private readonly hooks: Set<string>;
+  private readonly parameterNames: Set<string>;
+
+  constructor(
+    readonly source: ModelSource,
+    readonly config: ModelConfig,
+    readonly arch: Architecture,
+    readonly tokenizer: Tokenizer,
+    private readonly weights: Weights,
+    private readonly session: InferenceSession,
+    private readonly options: CreateOptions
+  ) {
+    this.backend = options.backend ?? "onnxruntime";
+    this.hooks = new Set(arch.hookPoints());
+    this.parameterNames = new Set(arch.parameters().map((p) => p.name));
+  }
+
+  get id(): string {
+    return this.source.id;
+  }
+
+  /** "checkpoint" or "random (seed N)": say which when showing numbers. */
+  get weightsOrigin(): string {
+    return this.weights.origin;
+  }
+
+  parameters(): Parameter[] {
+    return this.arch.parameters();
+  }
+
+  counts(): ParameterCounts {
+    return parameterCounts(this.arch.parameters(), this.config.numLayers);
+  }
+
+  moduleTree(): string {
+    return this.arch.moduleTree();
+  }
+
+  hookPoints(): string[] {
+    return this.arch.hookPoints();
+  }
+
+  /** A weight by its checkpoint name with the module prefix, e.g. `model.layers.10.mlp.gate_proj.weight`. */
+  async weight(path: string): Promise<Tensor> {
+    const p = this.arch.parameters().find((q) => q.name === path);
+    if (!p) throw new WorkbenchError(`unknown weight ${path}: weights are named like ${this.arch.parameters()[1].name}`);
+    return {shape: p.shape, data: await this.weights.load(path)};
+  }
+
+  tokenize(text: string): Encoding {
+    return this.tokenizer.encode(text);
+  }
+
+  /**
+   * One forward pass over `input` (a prompt or token ids). `pick` chooses what to bring back, by module path:
+   * `m => ({resid: m.model.layers[10].output})`, or a list of paths. Weights may be picked too.
+   */
+  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[]): Promise<Picked<T> & {input_ids: number[]; tokens: string[]}> {
+    const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (pick as unknown as T);
+    const paths = pathsOf(chosen);
+    for (const path of paths) this.checkPath(path);
+    const {ids, tokens} = this.encodeInput(input);
+    const activations = await this.forward(ids, paths.filter((p) => this.hooks.has(p)));
+    for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
+    return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & {
+      input_ids: number[];
+      tokens: string[];
+    };
+  }
+
+  /** The raw forward pass: token ids in, the named hook tensors out. One `session.run`. */
+  async forward(ids: number[], hooks: string[]): Promise<Map<string, Tensor>> {
+    for (const h of hooks) this.checkPath(h);
+    const result = await this.run(ids, undefined, hooks);
+    return result.outputs;
+  }
+
+  /** Run the session on new tokens after a cache (none: an empty one). */
+  async run(ids: number[], cache: Cache | undefined, fetch: string[], keepCache = false): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
+    const {ort} = this.options;
+    const {numLayers, numKeyValueHeads, headDim} = this.config;
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (i) => BigInt(i)), [1, ids.length])
+    };
+    const empty = new Float32Array(0);
+    for (let i = 0; i < numLayers; i++) {
+      const names = cacheNames(i);
+      feeds[names.pastKey] = cache?.[i].key ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
+      feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
+    }
+    const presentNames = keepCache
+      ? Array.from({length: numLayers}, (_, i) => [cacheNames(i).presentKey, cacheNames(i).presentValue]).flat()
+      : [];
+    const fetches = [...new Set([...fetch, ...presentNames])];
+    if (fetches.length === 0) fetches.push(LOGITS);
+    this.runs++;
+    const results = await this.session.run(feeds, fetches);
+    const outputs = new Map<string, Tensor>();
+    for (const name of fetch) {
+      const t = results[name];
+      outputs.set(name, {shape: t.dims.map(Number), data: t.data as Float32Array});
+    }
+    const next = keepCache
+      ? Array.from({length: numLayers}, (_, i) => ({key: results[cacheNames(i).presentKey], value: results[cacheNames(i).presentValue]}))
+      : undefined;
+    return {outputs, cache: next};
+  }
+
+  /** Continue a prompt. Greedy unless `doSample`; tokens stream through `onToken`. */
+  generate(prompt: string | number[], options: GenerateOptions = {}): Promise<Generation> {
+    return generate(this, prompt, options);
+  }
+
+  /** Tokenize a prompt (or take ids as they are) and check it fits the model. */
+  encodeInput(input: string | number[]): {ids: number[]; tokens: string[]} {
+    let ids: number[], tokens: string[];
+    if (typeof input === "string") {
+      ({ids, tokens} = this.tokenizer.encode(input));
+      if (ids.length === 0) throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
+    } else {
+      ids = input;
+      for (const id of ids) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize)
+          throw new WorkbenchError(`token id ${id} is outside the vocabulary (0 to ${this.config.vocabSize - 1})`);
+      }
+      if (ids.length === 0) throw new WorkbenchError("no token ids to run");
+      tokens = ids.map((id) => this.tokenizer.idToToken(id) ?? `<${id}>`);
+    }
+    if (ids.length > this.config.maxPositions)
+      throw new WorkbenchError(`the prompt is ${ids.length} tokens long; ${this.id} takes at most ${this.config.maxPositions} positions`);
+    return {ids, tokens};
+  }
+
+  eosIds(): number[] {
+    const ids = eosIds(this.config);
+    return ids.length ? ids : this.tokenizer.eosTokenId !== undefined ? [this.tokenizer.eosTokenId] : [];
+  }
+
+  private checkPath(path: string): void {
+    if (this.hooks.has(path) || this.parameterNames.has(path)) return;
+    const layers = this.config.numLayers;
+    const m = /\.(?:layers|h)\.(\d+)\./.exec(path);
+    const hint =
+      m && Number(m[1]) >= layers
+        ? `${this.id} has layers 0 to ${layers - 1}`
+        : `hook points look like ${this.arch.hookPoints()[3]}; model.hookPoints() lists them all`;
+    throw new WorkbenchError(`unknown hook point ${path}: ${hint}`);
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** The key/value cache between generation steps: onnxruntime tensors, kept where the backend put them. */
+export type Cache = {key: OrtTensor; value: OrtTensor}[];
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}

@@ -1,0 +1,57 @@
+/**
+ * The `pick` of `model.trace`, in the spirit of nnsight: `m => m.model.layers[10].output` walks a Proxy that
+ * records the module path it was led along. The engine then fetches exactly those paths in one run and puts
+ * each tensor where its path stood in what `pick` returned.
+ */
+import type {Tensor} from "./tensor.ts";
+
+const PATH = Symbol("module path");
+
+/** A path in the making: every property read extends it. */
+function pathProxy(parts: string[]): any {
+  const target = () => {};
+  return new Proxy(target, {
+    get(_, key) {
+      if (key === PATH) return parts.join(".");
+      if (typeof key === "symbol") return undefined;
+      return pathProxy([...parts, key]);
+    }
+  });
+}
+
+export const PICK_ROOT = () => pathProxy([]);
+
+function pathOf(value: unknown): string | undefined {
+  return typeof value === "function" ? ((value as any)[PATH] as string | undefined) : undefined;
+}
+
+/** Every module path in what `pick` returned: a path, a string, or arrays and objects of them. */
+export function pathsOf(picked: unknown): string[] {
+  const paths: string[] = [];
+  const visit = (v: unknown) => {
+    const p = pathOf(v);
+    if (p !== undefined) paths.push(p);
+    else if (typeof v === "string") paths.push(v);
+    else if (Array.isArray(v)) v.forEach(visit);
+    else if (v && typeof v === "object") Object.values(v).forEach(visit);
+  };
+  visit(picked);
+  return [...new Set(paths)];
+}
+
+/** What `pick` returned, with each path replaced by its tensor. */
+export type Picked<T> = T extends string | ((...args: never[]) => unknown)
+  ? Tensor
+  : T extends object
+    ? {[K in keyof T]: Picked<T[K]>}
+    : T;
+
+export function resolvePicked(picked: unknown, tensors: Map<string, Tensor>): unknown {
+  const p = pathOf(picked) ?? (typeof picked === "string" ? picked : undefined);
+  if (p !== undefined) return tensors.get(p);
+  if (Array.isArray(picked)) return picked.map((v) => resolvePicked(v, tensors));
+  if (picked && typeof picked === "object") {
+    return Object.fromEntries(Object.entries(picked).map(([k, v]) => [k, resolvePicked(v, tensors)]));
+  }
+  return picked;
+}

@@ -1,0 +1,98 @@
+/**
+ * A model's weights by parameter name: read from its checkpoint (checked against the architecture, tensor
+ * by tensor) or made up from a seed (`init: "random"`), so that a config alone can be inspected and traced.
+ */
+import type {Architecture, Parameter} from "../arch/types.ts";
+import {WorkbenchError} from "../errors.ts";
+import type {Checkpoint} from "../hub/checkpoint.ts";
+import type {ReadOptions} from "../hub/source.ts";
+
+export interface Weights {
+  /** "checkpoint" or "random (seed N)". */
+  readonly origin: string;
+  /** Every parameter, loaded (the graph builder takes them all at once). */
+  loadAll(opts?: ReadOptions): Promise<(name: string) => Float32Array>;
+  /** One parameter, loaded on its own (for looking at a weight matrix). */
+  load(name: string): Promise<Float32Array>;
+}
+
+/** Match the checkpoint's tensors to the architecture's parameters: every one present, every shape right. */
+export function checkpointWeights(arch: Architecture, checkpoint: Checkpoint): Weights {
+  const located = new Map<string, string>(); // parameter name → checkpoint tensor name
+  for (const p of arch.parameters()) {
+    const name = arch.checkpointNames(p.name).find((n) => checkpoint.tensors.has(n));
+    if (!name) {
+      throw new WorkbenchError(
+        `${checkpoint.files.join(", ")}: tensor ${arch.checkpointNames(p.name)[0]} is missing ` +
+          `(${arch.config.architecture} with this config.json needs ${p.name} of shape [${p.shape}])`
+      );
+    }
+    const info = checkpoint.tensors.get(name)!;
+    if (info.shape.join() !== p.shape.join()) {
+      throw new WorkbenchError(
+        `${info.file}: tensor ${name} has shape [${info.shape}], but config.json implies [${p.shape}]`
+      );
+    }
+    located.set(p.name, name);
+  }
+  return {
+    origin: "checkpoint",
+    async loadAll(opts) {
+      const tensors = await checkpoint.loadAll(opts);
+      return (name) => tensors.get(located.get(name)!)!;
+    },
+    load: (name) => checkpoint.load(located.get(name) ?? unknownParameter(name))
+  };
+}
+
+/**
+ * Weights drawn from N(0, initializer_range) — norms at 1, biases at 0 — as Hugging Face initializes a fresh
+ * model. Each tensor has its own stream seeded by (seed, name), so any one can be made again on its own.
+ */
+export function randomWeights(arch: Architecture, seed: number): Weights {
+  const byName = new Map(arch.parameters().map((p) => [p.name, p]));
+  const std = Number(arch.config.raw.initializer_range ?? 0.02);
+  const make = (name: string) => initialize(byName.get(name) ?? unknownParameter(name), seed, std);
+  return {
+    origin: `random (seed ${seed})`,
+    loadAll: async () => make,
+    load: async (name) => make(name)
+  };
+}
+
+function initialize(p: Parameter, seed: number, std: number): Float32Array {
+  const data = new Float32Array(p.numel);
+  if (p.component === "norm") return p.name.endsWith(".bias") ? data : data.fill(1);
+  if (p.name.endsWith(".bias")) return data;
+  const random = gaussian(mulberry32(hash(`${seed}:${p.name}`)));
+  for (let i = 0; i < data.length; i++) data[i] = random() * std;
+  return data;
+}
+
+function unknownParameter(name: string): never {
+  throw new WorkbenchError(`unknown parameter ${name}`);
+}
+
+/** A small, fast, seedable PRNG (Tommy Ettinger's mulberry32): uniform in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal draws by Box–Muller. */
+function gaussian(uniform: () => number): () => number {
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+/** FNV-1a, to turn a (seed, name) string into a 32-bit seed. */
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
