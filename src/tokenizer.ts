@@ -109,9 +109,9 @@ export class Tokenizer {
     if (!isObject(tokenizerConfig)) throw new WorkbenchError("tokenizer_config.json: expected a JSON object");
     const config: Json = {
       ...tokenizerConfig,
-      // The library defaults clean_up_tokenization_spaces to true, which makes decode lossy ("Hello , world" →
-      // "Hello, world"). transformers defaults it to false; follow the file when it says, else keep decode exact.
-      clean_up_tokenization_spaces: tokenizerConfig.clean_up_tokenization_spaces === true
+      // transformers cleans up spaces before punctuation on decode (" !" → "!") unless tokenizer_config.json
+      // says clean_up_tokenization_spaces: false — gpt2's file says nothing, SmolLM2's says false. Follow it.
+      clean_up_tokenization_spaces: tokenizerConfig.clean_up_tokenization_spaces !== false
     };
     // The library iterates added_tokens unconditionally; a file may legitimately omit it.
     const json: Json & {model: Json} = {...tokenizerJson, added_tokens: tokenizerJson.added_tokens ?? []};

@@ -115,9 +115,12 @@ for (const [name, size] of [["gpt2", 50257], ["SmolLM2-135M", 49152]] as const) 
       expect(tok.decode([])).toBe("");
     });
 
-    it("decode is exact: no tokenization-space clean-up", () => {
+    it("decode cleans up spaces before punctuation as transformers does, unless tokenizer_config.json says not to", () => {
       const text = "Hello , world . I 'm here , aren 't I ?";
-      expect(tok.decode(tok.encode(text).ids)).toBe(text);
+      // gpt2's tokenizer_config.json leaves clean_up_tokenization_spaces unset (transformers: true);
+      // SmolLM2's sets it to false. The fixtures' reference decodes agree (tiny-gpt2 decodes "Ġ!" as "!").
+      const expected = name === "gpt2" ? "Hello, world. I'm here, aren 't I?" : text; // " 't" is not in its list; " n't" is
+      expect(tok.decode(tok.encode(text).ids)).toBe(expected);
     });
 
     it("a bad id errors, naming the id", () => {

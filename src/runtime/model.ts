@@ -142,10 +142,11 @@ export class Model {
 
   /**
    * One forward pass over `input` (a prompt or token ids). `pick` chooses what to bring back, by module path:
-   * `m => ({resid: m.model.layers[10].output})`, or a list of paths. Weights may be picked too.
+   * `m => ({resid: m.model.layers[10].output})`, or a list of paths (the result is then keyed by path).
+   * Weights may be picked too.
    */
   async trace<T>(input: string | number[], pick: ((m: any) => T) | string[]): Promise<Picked<T> & {input_ids: number[]; tokens: string[]}> {
-    const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (pick as unknown as T);
+    const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
     const paths = pathsOf(chosen);
     for (const path of paths) this.checkPath(path);
     const {ids, tokens} = this.encodeInput(input);

@@ -1,0 +1,57 @@
+/** Reading the parity fixtures in ../shared/fixtures: reference.json and the reference tensors. */
+import {readFileSync} from "node:fs";
+import path from "node:path";
+import {parseHeader, toFloat32} from "../../src/hub/safetensors.ts";
+
+export const SHARED = path.resolve("../shared");
+export const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"] as const;
+export const fixtureDir = (name: string) => path.join(SHARED, "fixtures", name);
+
+export interface ReferencePrompt {
+  index: number;
+  text: string;
+  input_ids: number[];
+  tokens: string[];
+  last_top10: {id: number; prob: number; decoded: string}[];
+  captured: string[];
+}
+
+export interface Reference {
+  prompts: ReferencePrompt[];
+  generations: {text: string; input_ids: number[]; new_ids: number[]; min_top2_logit_margin: number; generated_text: string}[];
+  parameters: {name: string; shape: number[]; numel: number}[];
+  num_parameters: number;
+}
+
+export function readReference(name: string): {json: Reference; tensor(key: string): {shape: number[]; data: Float32Array}; has(key: string): boolean} {
+  const json = JSON.parse(readFileSync(path.join(fixtureDir(name), "reference.json"), "utf8")) as Reference;
+  const bytes = new Uint8Array(readFileSync(path.join(fixtureDir(name), "reference.safetensors")));
+  const header = parseHeader(bytes, "reference.safetensors", bytes.length);
+  return {
+    json,
+    has: (key) => header.tensors.has(key),
+    tensor(key) {
+      const info = header.tensors.get(key);
+      if (!info) throw new Error(`reference.safetensors of ${name} has no ${key}`);
+      return {shape: info.shape, data: toFloat32(info, bytes.subarray(info.begin, info.end))};
+    }
+  };
+}
+
+/** The largest absolute difference, relative to the reference's largest magnitude. */
+export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let scale = 0, err = 0;
+  for (let i = 0; i < want.length; i++) {
+    scale = Math.max(scale, Math.abs(want[i]));
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+  }
+  return err / (scale || 1);
+}
+
+export function absoluteError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let err = 0;
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+  return err;
+}
