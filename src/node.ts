@@ -2,8 +2,8 @@
  * The Node entry: `loadModel` resolves a model name, folder, URL or Hub id (see hub/node.ts) and runs it on
  * onnxruntime-node — or, with `runtime: "web"`, on onnxruntime-web's WASM backend, the browser's engine.
  */
-import {resolveSource, type ResolveOptions} from "./hub/node.ts";
-import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.ts";
+import {resolveSource, type ResolveOptions} from "./hub/node.js";
+import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
 
 export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
   /** "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM. */
@@ -22,5 +22,5 @@ export async function loadModel(id: string, options: LoadOptions = {}): Promise<
   return createModel(source, {ort: ort as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)", ...rest});
 }
 
-export {Model} from "./runtime/model.ts";
-export * from "./index.ts";
+export {Model} from "./runtime/model.js";
+export * from "./index.js";

@@ -8,7 +8,7 @@ import {
   SequenceDecoder,
   type Decoder
 } from "@huggingface/tokenizers";
-import {WorkbenchError} from "./errors.ts";
+import {WorkbenchError} from "./errors.js";
 
 export interface Encoding {
   /** Token ids, as the model takes them. */

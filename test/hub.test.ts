@@ -2,13 +2,13 @@ import {copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import os from "node:os";
 import path from "node:path";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {openCheckpoint} from "../src/hub/checkpoint.ts";
-import {folderSource, resolveSource} from "../src/hub/node.ts";
-import {hubUrl, readJson, urlSource} from "../src/hub/source.ts";
-import type {Progress} from "../src/hub/source.ts";
-import {parseHeader} from "../src/hub/safetensors.ts";
-import {encodeSafetensors, startHubServer} from "./helpers/hub-server.ts";
-import type {HubServer} from "./helpers/hub-server.ts";
+import {openCheckpoint} from "../src/hub/checkpoint.js";
+import {folderSource, resolveSource} from "../src/hub/node.js";
+import {hubUrl, readJson, urlSource} from "../src/hub/source.js";
+import type {Progress} from "../src/hub/source.js";
+import {parseHeader} from "../src/hub/safetensors.js";
+import {encodeSafetensors, startHubServer} from "./helpers/hub-server.js";
+import type {HubServer} from "./helpers/hub-server.js";
 
 const TINY_GPT2 = path.resolve("../shared/fixtures/tiny-gpt2");
 const SINGLE = path.join(TINY_GPT2, "model.safetensors");

@@ -3,9 +3,9 @@
  * top-10 next tokens, and the 20-token greedy generations — on onnxruntime-node and on onnxruntime-web's WASM.
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {loadModel, type Model} from "../src/node.ts";
-import {softmax, topK} from "../src/analysis/index.ts";
-import {FIXTURES, absoluteError, readReference, relativeError} from "./helpers/fixtures.ts";
+import {loadModel, type Model} from "../src/node.js";
+import {softmax, topK} from "../src/analysis/index.js";
+import {FIXTURES, absoluteError, readReference, relativeError} from "./helpers/fixtures.js";
 
 const RELATIVE = 1e-4; // of the tensor's largest magnitude (fixtures/README.md)
 const ABSOLUTE = 1e-5; // attention weights and probabilities

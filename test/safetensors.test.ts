@@ -1,9 +1,9 @@
 import {readFileSync} from "node:fs";
 import {describe, expect, it} from "vitest";
-import {WorkbenchError} from "../src/errors.ts";
-import {parseHeader, toFloat32} from "../src/hub/safetensors.ts";
-import type {TensorInfo} from "../src/hub/safetensors.ts";
-import {encodeRaw, encodeSafetensors} from "./helpers/hub-server.ts";
+import {WorkbenchError} from "../src/errors.js";
+import {parseHeader, toFloat32} from "../src/hub/safetensors.js";
+import type {TensorInfo} from "../src/hub/safetensors.js";
+import {encodeRaw, encodeSafetensors} from "./helpers/hub-server.js";
 
 const fixture = (name: string) => new Uint8Array(readFileSync(`../shared/fixtures/${name}/model.safetensors`));
 

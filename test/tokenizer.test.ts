@@ -1,7 +1,7 @@
 import {readFileSync} from "node:fs";
 import {describe, expect, it} from "vitest";
-import {Tokenizer} from "../src/tokenizer.ts";
-import {WorkbenchError} from "../src/errors.ts";
+import {Tokenizer} from "../src/tokenizer.js";
+import {WorkbenchError} from "../src/errors.js";
 
 const readJson = (path: string): any => JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8"));
 

@@ -3,8 +3,8 @@
  * and parameter counts by component. Plain functions over Float32Arrays, cheap enough to run on every
  * slider move.
  */
-import type {Parameter} from "../arch/types.ts";
-import type {Tensor} from "../runtime/tensor.ts";
+import type {Parameter} from "../arch/types.js";
+import type {Tensor} from "../runtime/tensor.js";
 
 /** Softmax of a vector, computed in float64 for stability. */
 export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {

@@ -2,7 +2,7 @@
  * `config.json` read into one shape for both architectures, checked field by field: a missing or impossible
  * field is refused with an error that names the file and the field.
  */
-import {WorkbenchError} from "../errors.ts";
+import {WorkbenchError} from "../errors.js";
 
 export type ModelType = "gpt2" | "llama";
 

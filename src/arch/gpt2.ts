@@ -11,11 +11,11 @@
  * `lm_head.weight`, and carries `h.{i}.attn.bias` / `attn.masked_bias` mask buffers that are not parameters.
  * Conv1D weights are stored `[in, out]`, so `x · W` needs no transpose.
  */
-import {type GraphBuilder as Builder, GraphBuilder, INT64, FLOAT} from "../graph/onnx.ts";
-import {appendCache, attention, causalMask, geluTanh, layerNorm, linear, mergeHeads, positions, splitHeads} from "../graph/layers.ts";
-import type {ModelConfig} from "./config.ts";
-import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.ts";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.ts";
+import {type GraphBuilder as Builder, GraphBuilder, INT64, FLOAT} from "../graph/onnx.js";
+import {appendCache, attention, causalMask, geluTanh, layerNorm, linear, mergeHeads, positions, splitHeads} from "../graph/layers.js";
+import type {ModelConfig} from "./config.js";
+import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.js";
 
 export function gpt2(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;

@@ -1,6 +1,6 @@
 /** What every architecture in `src/arch/` provides to the runtime. */
-import type {EncodedModel} from "../graph/onnx.ts";
-import type {ModelConfig} from "./config.ts";
+import type {EncodedModel} from "../graph/onnx.js";
+import type {ModelConfig} from "./config.js";
 
 export type Component = "embedding" | "attention" | "mlp" | "norm" | "head";
 

@@ -5,7 +5,7 @@
  * Shapes follow PyTorch with batch 1: hidden states are `[1, T, d]`, heads are `[1, heads, T, headDim]`.
  * `T` is the number of new tokens, `P` the number already in the key/value cache, `S = P + T`.
  */
-import {type GraphBuilder, INT64} from "./onnx.ts";
+import {type GraphBuilder, INT64} from "./onnx.js";
 
 /** `x @ w + b` where `w` is stored `[in, out]`. */
 export function linear(g: GraphBuilder, x: string, w: string, b?: string, out?: string): string {

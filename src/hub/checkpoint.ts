@@ -2,11 +2,11 @@
  * The weights of a model, whether in one `model.safetensors` or sharded behind
  * `model.safetensors.index.json`. Opening reads the headers only; tensors are read when asked for.
  */
-import {WorkbenchError} from "../errors.ts";
-import {headerLength, parseHeader, toFloat32} from "./safetensors.ts";
-import type {TensorInfo} from "./safetensors.ts";
-import {readJson} from "./source.ts";
-import type {ModelSource, Progress, ReadOptions} from "./source.ts";
+import {WorkbenchError} from "../errors.js";
+import {headerLength, parseHeader, toFloat32} from "./safetensors.js";
+import type {TensorInfo} from "./safetensors.js";
+import {readJson} from "./source.js";
+import type {ModelSource, Progress, ReadOptions} from "./source.js";
 
 export interface Checkpoint {
   /** ["model.safetensors"] or the shards. */

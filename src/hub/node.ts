@@ -6,9 +6,9 @@
 import {open, readFile, rename, mkdir, stat, writeFile, rm} from "node:fs/promises";
 import type {FileHandle} from "node:fs/promises";
 import path from "node:path";
-import {WorkbenchError} from "../errors.ts";
-import {hubUrl, urlSource} from "./source.ts";
-import type {FileCache, ModelSource, Progress, ReadOptions} from "./source.ts";
+import {WorkbenchError} from "../errors.js";
+import {hubUrl, urlSource} from "./source.js";
+import type {FileCache, ModelSource, Progress, ReadOptions} from "./source.js";
 
 /** Files are read in pieces of this size, so that progress and cancellation have somewhere to happen. */
 const CHUNK_BYTES = 8 << 20;

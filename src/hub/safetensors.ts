@@ -3,7 +3,7 @@
  * (dtype, shape, data_offsets relative to the end of the header), then the raw little-endian data.
  * Parsing reads the header only; converting turns one tensor's bytes into a Float32Array.
  */
-import {WorkbenchError} from "../errors.ts";
+import {WorkbenchError} from "../errors.js";
 
 export type Dtype =
   | "F64" | "F32" | "F16" | "BF16"

@@ -2,7 +2,7 @@
  * Where a model's files come from: a local folder (see node.ts) or a base URL such as a Hugging Face
  * repository. Universal code: it runs in the browser and in Node, and imports nothing from `node:`.
  */
-import {WorkbenchError} from "../errors.ts";
+import {WorkbenchError} from "../errors.js";
 
 export interface Progress {
   file: string;

@@ -3,11 +3,11 @@
  * With the key/value cache (the default) each step feeds only the new token; without it, each step runs the
  * whole sequence again — slower, same tokens, kept for the benchmark and the check that they agree.
  */
-import {argmax, softmax} from "../analysis/index.ts";
-import {WorkbenchError} from "../errors.ts";
-import {LOGITS} from "../arch/types.ts";
-import type {Cache, Model} from "./model.ts";
-import {mulberry32} from "./weights.ts";
+import {argmax, softmax} from "../analysis/index.js";
+import {WorkbenchError} from "../errors.js";
+import {LOGITS} from "../arch/types.js";
+import type {Cache, Model} from "./model.js";
+import {mulberry32} from "./weights.js";
 
 export interface GenerateOptions {
   maxNewTokens?: number;

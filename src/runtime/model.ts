@@ -7,17 +7,17 @@
  * browser, or onnxruntime-web's WASM in Node), so this file runs anywhere.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
-import {type Architecture, architectureFor, eosIds, normalizeConfig, type ModelConfig, type Parameter} from "../arch/index.ts";
-import {LOGITS, cacheNames} from "../arch/types.ts";
-import {parameterCounts, type ParameterCounts} from "../analysis/index.ts";
-import {WorkbenchError} from "../errors.ts";
-import {openCheckpoint} from "../hub/checkpoint.ts";
-import {type ModelSource, type Progress, readJson} from "../hub/source.ts";
-import {Tokenizer, type Encoding} from "../tokenizer.ts";
-import {generate, type GenerateOptions, type Generation} from "./generate.ts";
-import type {Tensor} from "./tensor.ts";
-import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.ts";
-import {checkpointWeights, randomWeights, type Weights} from "./weights.ts";
+import {type Architecture, architectureFor, eosIds, normalizeConfig, type ModelConfig, type Parameter} from "../arch/index.js";
+import {LOGITS, cacheNames} from "../arch/types.js";
+import {parameterCounts, type ParameterCounts} from "../analysis/index.js";
+import {WorkbenchError} from "../errors.js";
+import {openCheckpoint} from "../hub/checkpoint.js";
+import {type ModelSource, type Progress, readJson} from "../hub/source.js";
+import {Tokenizer, type Encoding} from "../tokenizer.js";
+import {generate, type GenerateOptions, type Generation} from "./generate.js";
+import type {Tensor} from "./tensor.js";
+import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
+import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
 export interface OrtModule {
@@ -145,17 +145,16 @@ export class Model {
    * `m => ({resid: m.model.layers[10].output})`, or a list of paths (the result is then keyed by path).
    * Weights may be picked too.
    */
-  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[]): Promise<Picked<T> & {input_ids: number[]; tokens: string[]}> {
+  async trace(input: string | number[], paths: string[]): Promise<Record<string, Tensor> & TraceInput>;
+  async trace<T>(input: string | number[], pick: (m: any) => T): Promise<Picked<T> & TraceInput>;
+  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[]): Promise<Picked<T> & TraceInput> {
     const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
     const paths = pathsOf(chosen);
     for (const path of paths) this.checkPath(path);
     const {ids, tokens} = this.encodeInput(input);
     const activations = await this.forward(ids, paths.filter((p) => this.hooks.has(p)));
     for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
-    return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & {
-      input_ids: number[];
-      tokens: string[];
-    };
+    return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & TraceInput;
   }
 
   /** The raw forward pass: token ids in, the named hook tensors out. One `session.run`. */
@@ -240,6 +239,12 @@ export class Model {
   async dispose(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** What every trace carries besides the tensors: the ids that ran and their tokens. */
+export interface TraceInput {
+  input_ids: number[];
+  tokens: string[];
 }
 
 /** The key/value cache between generation steps: onnxruntime tensors, kept where the backend put them. */

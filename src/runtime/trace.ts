@@ -3,7 +3,7 @@
  * records the module path it was led along. The engine then fetches exactly those paths in one run and puts
  * each tensor where its path stood in what `pick` returned.
  */
-import type {Tensor} from "./tensor.ts";
+import type {Tensor} from "./tensor.js";
 
 const PATH = Symbol("module path");
 

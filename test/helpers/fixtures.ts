@@ -1,7 +1,7 @@
 /** Reading the parity fixtures in ../shared/fixtures: reference.json and the reference tensors. */
 import {readFileSync} from "node:fs";
 import path from "node:path";
-import {parseHeader, toFloat32} from "../../src/hub/safetensors.ts";
+import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
 
 export const SHARED = path.resolve("../shared");
 export const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"] as const;

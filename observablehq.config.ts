@@ -1,0 +1,71 @@
+// Observable Framework configuration for the lm-workbench site.
+//
+// The site builds OFFLINE. Three things make that so:
+//
+// 1. Pages import libraries from node_modules with bare specifiers (`import * as Plot from
+//    "@observablehq/plot"`), never `npm:` (which downloads from jsDelivr). Framework bundles bare
+//    imports from node_modules into `_node/`. Declaring Plot, Inputs, d3 or htl in a page also
+//    shadows Framework's implicit `npm:` imports of them (an implicit import is only added for a
+//    free variable).
+// 2. Framework's own client bundle (`_observablehq/client.js`) holds lazy `import("npm:…")`s of its
+//    recommended libraries (lodash, react-dom, …). Bundling it asks registry.npmjs.org for each
+//    version — even though nothing is downloaded. seedNpmVersionCache() below answers those
+//    questions from the local version cache (`docs/.observablehq/cache/_npm/<name>@<version>/`),
+//    so the registry is never asked. Those lazy imports are never run unless a page names one of
+//    those globals without importing it; the browser test fails on any request that leaves the
+//    site.
+// 3. No Google Fonts stylesheet (`globalStylesheets: []`); the theme's fallback serif is used.
+//
+// Library code lives in ../src; `docs/src` is a symlink to it, so pages import it as
+// `./src/runtime/ort-web.js` (Framework finds the .ts and transpiles it). onnxruntime-web's .wasm
+// is shipped through `import.meta.resolve("onnxruntime-web/…wasm")` in src/runtime/ort-web.ts,
+// which Framework rewrites and copies into `_node/onnxruntime-web@<version>/`.
+
+import {existsSync, mkdirSync, readdirSync, readFileSync} from "node:fs";
+import {dirname, join} from "node:path";
+import {fileURLToPath} from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = "docs";
+
+/** Packages named by `npm:` imports inside Framework's client bundle. */
+const CLIENT_NPM_PACKAGES = [
+  "@observablehq/plot", "@observablehq/sample-datasets", "@uwdata/vgplot", "@viz-js/viz",
+  "apache-arrow", "arquero", "d3", "d3-dsv", "echarts", "exceljs", "htl", "isoformat", "jszip",
+  "katex", "leaflet", "lodash", "mapbox-gl", "mermaid", "parquet-wasm", "react", "react-dom",
+  "sql.js", "topojson-client", "vega", "vega-lite", "vega-lite-api"
+];
+
+function installedVersion(name: string): string | undefined {
+  const file = join(here, "node_modules", name, "package.json");
+  return existsSync(file) ? JSON.parse(readFileSync(file, "utf8")).version : undefined;
+}
+
+/**
+ * Records a version for each package in Framework's npm version cache, so that bundling the client
+ * never asks the npm registry: the installed version when there is one, else `0.0.0-offline` (an
+ * import of that would fail loudly in the browser, which is what we want).
+ */
+function seedNpmVersionCache(): void {
+  const cache = join(here, root, ".observablehq", "cache", "_npm");
+  for (const name of CLIENT_NPM_PACKAGES) {
+    const slash = name.indexOf("/");
+    const dir = slash > 0 ? join(cache, name.slice(0, slash)) : cache;
+    const leaf = name.slice(slash + 1);
+    if (existsSync(dir) && readdirSync(dir).some((entry) => entry.startsWith(`${leaf}@`))) continue;
+    mkdirSync(join(dir, `${leaf}@${installedVersion(name) ?? "0.0.0-offline"}`), {recursive: true});
+  }
+}
+
+seedNpmVersionCache();
+
+export default {
+  root,
+  title: "lm-workbench",
+  pages: [{name: "lm-workbench", path: "/"}],
+  style: "style.css",
+  globalStylesheets: [],
+  search: false,
+  footer: "lm-workbench: a reactive workbench for looking inside small language models.",
+  typographer: false
+};

@@ -1,0 +1,105 @@
+/**
+ * onnxruntime-web in the browser: pick WebGPU when the browser has a usable adapter, WASM otherwise,
+ * say why in one sentence, and point ort at the .wasm file the site ships.
+ *
+ * The .wasm path comes from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")`:
+ * Observable Framework rewrites that literal into the built file's URL and copies the file into the
+ * site (`_node/onnxruntime-web@<version>/`), in preview and in build alike. Elsewhere pass `wasmPaths`.
+ * The JS glue (`.mjs`) is inside ort's bundle, so only the .wasm is fetched. The default
+ * `onnxruntime-web` export is the JSEP build: one .wasm for both the WASM and WebGPU backends.
+ */
+import * as ort from "onnxruntime-web";
+
+export type WebBackend = "webgpu" | "wasm";
+
+export interface WebRuntime {
+  ort: typeof ort;
+  backend: WebBackend;
+  /** One sentence: which backend and why ("WebGPU: adapter …", "WASM: navigator.gpu is missing"). */
+  reason: string;
+  /** WASM threads: navigator.hardwareConcurrency when cross-origin isolated, else 1. */
+  threads: number;
+}
+
+export interface WebRuntimeOptions {
+  /** Try WebGPU first (default true). False forces WASM. */
+  preferWebGPU?: boolean;
+  /** Where ort finds its .wasm: a folder URL ending in "/", or {wasm, mjs} file URLs. */
+  wasmPaths?: string | {wasm?: string; mjs?: string};
+}
+
+/** The few WebGPU types we touch (TypeScript's DOM lib has no WebGPU). */
+interface GPUAdapterLike {
+  readonly limits: Record<string, number> & {maxStorageBufferBindingSize: number; maxBufferSize: number};
+  readonly features: ReadonlySet<string>;
+  readonly info?: {vendor?: string; architecture?: string; device?: string; description?: string};
+  requestDevice(descriptor?: unknown): Promise<unknown>;
+}
+interface GPULike {
+  requestAdapter(options?: {powerPreference?: "low-power" | "high-performance"}): Promise<GPUAdapterLike | null>;
+}
+
+const MiB = 1 << 20;
+
+/**
+ * Configures `ort.env` and chooses the backend. Call it before the first InferenceSession is created
+ * (ort reads `env.wasm` and `env.webgpu` once); create sessions with
+ * `{executionProviders: [runtime.backend]}`.
+ */
+export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<WebRuntime> {
+  const {preferWebGPU = true} = opts;
+  const isolated = globalThis.crossOriginIsolated === true;
+  const threads = isolated ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1) : 1;
+
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false;
+  ort.env.wasm.wasmPaths = opts.wasmPaths ?? defaultWasmPaths();
+
+  const threading = isolated
+    ? `${threads} thread${threads === 1 ? "" : "s"}`
+    : "single-threaded: the page is not cross-origin isolated";
+  const wasm = (why: string): WebRuntime => ({
+    ort,
+    backend: "wasm",
+    threads,
+    reason: isolated ? `WASM (${threading}): ${why}` : `WASM ${threading}; ${why}`
+  });
+
+  if (!preferWebGPU) return wasm("WebGPU was not asked for");
+  const gpu = (globalThis.navigator as unknown as {gpu?: GPULike} | undefined)?.gpu;
+  if (!gpu) return wasm("navigator.gpu is missing");
+  let adapter: GPUAdapterLike | null;
+  try {
+    adapter = await gpu.requestAdapter({powerPreference: "high-performance"});
+  } catch (error) {
+    return wasm(`navigator.gpu.requestAdapter() failed (${(error as Error).message})`);
+  }
+  if (!adapter) return wasm("navigator.gpu.requestAdapter() gave no adapter");
+
+  // ort's WebGPU backend creates its device from this adapter with requiredLimits set to the
+  // adapter's own maxStorageBufferBindingSize and maxBufferSize, not the 128 MiB defaults, which
+  // gpt2's 147 MiB fp32 embedding would exceed.
+  ort.env.webgpu.adapter = adapter as unknown as typeof ort.env.webgpu.adapter;
+  ort.env.webgpu.powerPreference = "high-performance";
+  const {maxStorageBufferBindingSize, maxBufferSize} = adapter.limits;
+  const name = adapterName(adapter);
+  return {
+    ort,
+    backend: "webgpu",
+    threads,
+    reason:
+      `WebGPU: adapter ${name} (storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
+      `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB); ops without a WebGPU kernel run on WASM, ${threading}`
+  };
+}
+
+function adapterName(adapter: GPUAdapterLike): string {
+  const info = adapter.info ?? {};
+  const words = [info.vendor, info.architecture, info.device, info.description].filter((w) => w);
+  return words.length ? [...new Set(words)].join(" ") : "(unnamed)";
+}
+
+/** The shipped .wasm, found by module resolution (rewritten by Framework at build time). */
+function defaultWasmPaths(): {wasm: string} {
+  return {wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")};
+}

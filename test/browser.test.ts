@@ -1,0 +1,211 @@
+/**
+ * End to end: build the site offline, serve dist/ with the static server, open every page in Debian's
+ * chromium, and check that the cells ran (onnxruntime-web on WASM, and on WebGPU when the browser has
+ * an adapter), with no console errors and no request leaving 127.0.0.1.
+ */
+import {execFile} from "node:child_process";
+import {existsSync, readdirSync} from "node:fs";
+import {mkdir} from "node:fs/promises";
+import {join, relative, sep} from "node:path";
+import {promisify} from "node:util";
+import {afterAll, beforeAll, describe, expect, test} from "vitest";
+import {referenceForward} from "../docs/components/tiny-onnx.js";
+import {hasChromium, launchBrowser, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {serveStatic, type StaticServer} from "./helpers/static-server.js";
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, "..");
+const DIST = join(ROOT, "dist");
+const SCREENSHOTS = join(ROOT, "test-results", "screenshots");
+
+/** Runs `npm run build`, inside a network namespace with no network when `unshare -rn` works here. */
+async function buildSite(): Promise<string> {
+  const offline = await run("unshare", ["-rn", "true"]).then(() => true, () => false);
+  const [cmd, args] = offline ? ["unshare", ["-rn", "npm", "run", "build"]] : ["npm", ["run", "build"]];
+  const {stdout, stderr} = await run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20});
+  return `${stdout}\n${stderr}`;
+}
+
+/** Every page of the built site, as its URL path ("/", "/residual-stream"). */
+function sitePages(): string[] {
+  const pages: string[] = [];
+  const visit = (dir: string) => {
+    for (const entry of readdirSync(dir, {withFileTypes: true})) {
+      if (entry.name.startsWith("_")) continue; // _observablehq, _node, _import, _file
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) visit(path);
+      else if (entry.name.endsWith(".html") && entry.name !== "404.html") {
+        const url = "/" + relative(DIST, path).split(sep).join("/").replace(/\.html$/, "");
+        pages.push(url.replace(/(^|\/)index$/, "$1"));
+      }
+    }
+  };
+  visit(DIST);
+  return pages.sort();
+}
+
+const screenshotName = (page: string) => (page === "/" ? "index" : page.replace(/^\//, "").replace(/\//g, "-"));
+
+/** Waits until Framework has no cell still loading and the network is quiet. */
+async function settle(w: WatchedPage): Promise<void> {
+  await w.page.waitForLoadState("networkidle");
+  await w.page.waitForFunction(() => document.querySelectorAll("observablehq-loading").length === 0, null, {
+    timeout: 60_000
+  });
+}
+
+interface OrtResult {
+  backend: string;
+  threads: number;
+  x: number[];
+  logits: number[];
+  probs: number[];
+  reason: string;
+  isolated: boolean;
+}
+
+async function readResult(w: WatchedPage): Promise<OrtResult> {
+  await w.page.waitForSelector("#ort-result", {timeout: 60_000});
+  await settle(w);
+  return w.page.evaluate(() => {
+    const result = document.querySelector<HTMLElement>("#ort-result")!.dataset;
+    return {
+      backend: result.backend!,
+      threads: Number(result.threads),
+      x: JSON.parse(result.x!),
+      logits: JSON.parse(result.logits!),
+      probs: JSON.parse(result.probs!),
+      reason: document.querySelector("#ort-backend")?.textContent ?? "",
+      isolated: crossOriginIsolated
+    };
+  });
+}
+
+function expectClose(actual: number[], expected: number[], tolerance: number): void {
+  expect(actual).toHaveLength(expected.length);
+  actual.forEach((a, i) => expect(Math.abs(a - expected[i]!), `element ${i}: ${a} vs ${expected[i]}`).toBeLessThan(tolerance));
+}
+
+function expectClean(w: WatchedPage): void {
+  expect(w.errors, w.console.join("\n")).toEqual([]);
+  expect(w.externalRequests).toEqual([]);
+}
+
+describe.skipIf(!hasChromium())("the built site in chromium", () => {
+  let buildLog = "";
+  let server: StaticServer;
+  let browser: TestBrowser;
+
+  beforeAll(async () => {
+    buildLog = await buildSite();
+    server = await serveStatic(DIST);
+    browser = await launchBrowser();
+    await mkdir(SCREENSHOTS, {recursive: true});
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  test("the build needs no network and ships onnxruntime-web's wasm", () => {
+    expect(buildLog).not.toMatch(/^npm:/m); // Framework prints "npm:<name> →" when it asks the registry
+    expect(buildLog).not.toMatch(/jsdelivr|unable to fetch/);
+    expect(existsSync(join(DIST, "_npm")), "nothing comes from jsDelivr").toBe(false);
+    const ort = readdirSync(join(DIST, "_node")).find((d) => d.startsWith("onnxruntime-web@"));
+    expect(ort).toBeDefined();
+    expect(readdirSync(join(DIST, "_node", ort!))).toContain("ort-wasm-simd-threaded.jsep.wasm");
+  });
+
+  test("every page renders with no console errors and no request leaving the machine", async () => {
+    const pages = sitePages();
+    expect(pages).toContain("/");
+    for (const path of pages) {
+      const w = await browser.open(server.origin + path);
+      try {
+        await settle(w);
+        expect(await w.page.locator(".observablehq--error").count(), `cell errors on ${path}`).toBe(0);
+        await w.page.screenshot({path: join(SCREENSHOTS, `${screenshotName(path)}.png`), fullPage: true});
+        expectClean(w);
+      } finally {
+        await w.page.close();
+      }
+    }
+    const wasm = server.requests.find((r) => r.url.endsWith(".wasm"));
+    expect(wasm?.status).toBe(200);
+  });
+
+  let wasmProbs: number[] | undefined;
+
+  test("index: onnxruntime-web on WASM, multi-threaded when cross-origin isolated", async () => {
+    const w = await browser.open(`${server.origin}/?backend=wasm`);
+    try {
+      const result = await readResult(w);
+      expect(result.isolated).toBe(true);
+      expect(result.backend).toBe("wasm");
+      const cores = await w.page.evaluate(() => navigator.hardwareConcurrency);
+      expect(result.threads).toBe(cores);
+      expect(result.reason).toMatch(/^WASM \(\d+ threads?\): WebGPU was not asked for/);
+      const reference = referenceForward(result.x);
+      expectClose(result.logits, reference.logits, 1e-5);
+      expectClose(result.probs, reference.probs, 1e-5);
+      wasmProbs = result.probs;
+
+      // Reactivity: a new input scale reruns the model.
+      const number = w.page.locator("form input[type=number]");
+      await number.fill("-2");
+      await number.dispatchEvent("input");
+      await w.page.waitForFunction(() => JSON.parse(document.querySelector<HTMLElement>("#ort-result")!.dataset.x!)[0] === -2);
+      const moved = await readResult(w);
+      expectClose(moved.probs, referenceForward(moved.x).probs, 1e-5);
+      await w.page.screenshot({path: join(SCREENSHOTS, "index-wasm.png"), fullPage: true});
+      expectClean(w);
+    } finally {
+      await w.page.close();
+    }
+  });
+
+  test("index: onnxruntime-web on WebGPU gives WASM's numbers", async (context) => {
+    const w = await browser.open(`${server.origin}/`);
+    try {
+      const adapter = await w.page.evaluate(async () => {
+        const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
+        return gpu ? (await gpu.requestAdapter()) !== null : false;
+      });
+      const result = await readResult(w);
+      expectClean(w);
+      if (!adapter) {
+        expect(result.backend).toBe("wasm");
+        expect(result.reason).toMatch(/navigator\.gpu/);
+        context.skip("this chromium has no WebGPU adapter; the page fell back to WASM and said why");
+      }
+      expect(result.backend).toBe("webgpu");
+      expect(result.reason).toMatch(/^WebGPU: adapter /);
+      expectClose(result.probs, referenceForward(result.x).probs, 1e-5);
+      if (wasmProbs) expectClose(result.probs, wasmProbs, 1e-5);
+    } finally {
+      await w.page.close();
+    }
+  });
+
+  test("index without COOP/COEP: still runs, single-threaded, and says so", async () => {
+    const open = await serveStatic(DIST, {crossOriginIsolation: false});
+    try {
+      const w = await browser.open(`${open.origin}/?backend=wasm`);
+      try {
+        const result = await readResult(w);
+        expect(result.isolated).toBe(false);
+        expect(result.backend).toBe("wasm");
+        expect(result.threads).toBe(1);
+        expect(result.reason).toMatch(/^WASM single-threaded: the page is not cross-origin isolated/);
+        expectClose(result.probs, referenceForward(result.x).probs, 1e-5);
+        await w.page.screenshot({path: join(SCREENSHOTS, "index-not-isolated.png"), fullPage: true});
+        expectClean(w);
+      } finally {
+        await w.page.close();
+      }
+    } finally {
+      await open.close();
+    }
+  });
+});

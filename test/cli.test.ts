@@ -1,0 +1,141 @@
+/**
+ * The CLI, run as users run it: `node bin/lm-workbench.js …` in a child process (tsx startup costs about a
+ * second per spawn, so the spawns run concurrently and each checks as much as it can).
+ */
+import {execFile} from "node:child_process";
+import {copyFileSync, mkdtempSync, rmSync, writeFileSync} from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {afterAll, describe, expect, it} from "vitest";
+import {fixtureDir, readReference, relativeError, SHARED} from "./helpers/fixtures.js";
+import {encodeSafetensors} from "./helpers/hub-server.js";
+
+const BIN = path.resolve("bin/lm-workbench.js");
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(...args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      {env: {...process.env, LMW_MODELS: "../shared/fixtures:../shared/models", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"}, maxBuffer: 256 << 20},
+      (error, stdout, stderr) => resolve({code: error ? Number(error.code ?? 1) : 0, stdout, stderr})
+    );
+  });
+}
+
+function json(result: Result): any {
+  expect(result.stderr, "stderr in --json mode").toBe("");
+  expect(result.code).toBe(0);
+  return JSON.parse(result.stdout);
+}
+
+/** A WorkbenchError: exit 1, the message on stderr, no stack trace. */
+function expectCleanError(result: Result, message: RegExp) {
+  expect(result.code).toBe(1);
+  expect(result.stderr).toMatch(message);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
+  expect(result.stderr).not.toMatch(/unexpected error/);
+}
+
+const tempDirs: string[] = [];
+afterAll(() => tempDirs.forEach((dir) => rmSync(dir, {recursive: true, force: true})));
+
+describe.concurrent("lm-workbench CLI", () => {
+  it("inspect --json on SmolLM2-135M (no weights): counts and module tree", async () => {
+    const out = json(await cli("inspect", "SmolLM2-135M", "--json"));
+    expect(out.counts.total).toBe(134515008);
+    expect(out.counts.layers).toHaveLength(30);
+    expect(out.counts.layers[10].mlp).toBe(2654208);
+    expect(out.config.numLayers).toBe(30);
+    expect(out.config.raw).toBeUndefined();
+    expect(out.moduleTree.startsWith("LlamaForCausalLM(\n  (model): LlamaModel(\n    (embed_tokens): Embedding(49152, 576)")).toBe(true);
+    expect(out.moduleTree).toContain("(0-29): 30 x LlamaDecoderLayer(");
+    expect(out.parameters.reduce((s: number, p: {numel: number}) => s + p.numel, 0)).toBe(134515008);
+  });
+
+  it("inspect on gpt2 (no weights), --json and human", async () => {
+    const [machine, human] = await Promise.all([cli("inspect", "gpt2", "--json"), cli("inspect", "gpt2")]);
+    expect(json(machine).counts.total).toBe(124439808);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/total\s+124,439,808/);
+    expect(human.stdout).toContain("GPT2LMHeadModel(");
+  });
+
+  it("inspect tiny-gpt2 lists the reference parameters", async () => {
+    const ref = readReference("tiny-gpt2").json;
+    const out = json(await cli("inspect", "tiny-gpt2", "--json"));
+    const key = (p: {name: string; shape: number[]; numel: number}) => `${p.name} [${p.shape}] ${p.numel}`;
+    expect(new Set(out.parameters.map(key))).toEqual(new Set(ref.parameters.map(key)));
+    expect(out.counts.total).toBe(ref.num_parameters);
+  });
+
+  it("tokens --json on gpt2 matches tiny-gpt2's reference ids (same tokenizer)", async () => {
+    const prompt = readReference("tiny-gpt2").json.prompts[0];
+    const out = json(await cli("tokens", "gpt2", prompt.text, "--json"));
+    expect(out.ids).toEqual(prompt.input_ids);
+    expect(out.tokens).toEqual(prompt.tokens);
+  });
+
+  it("trace --json on tiny-smollm2 matches the reference activations", async () => {
+    const ref = readReference("tiny-smollm2");
+    const prompt = ref.json.prompts[0];
+    const hook = "model.layers.1.output";
+    const out = json(await cli("trace", "tiny-smollm2", prompt.text, "--hook", hook, "--hook", "model.norm.output", "--json"));
+    expect(out.input_ids).toEqual(prompt.input_ids);
+    const want = ref.tensor(`p0.${hook}`);
+    expect(out.hooks[hook].shape).toEqual([1, ...want.shape]); // the reference is stored without the batch axis
+    expect(relativeError(out.hooks[hook].data, want.data)).toBeLessThan(1e-4);
+    expect(Object.keys(out.hooks)).toEqual([hook, "model.norm.output"]);
+  });
+
+  it("generate --json on stories260K matches the reference greedy continuation; human mode streams it", async () => {
+    const generation = readReference("stories260K").json.generations[0];
+    const [machine, human] = await Promise.all([
+      cli("generate", "stories260K", generation.text, "--max-new-tokens", "20", "--json"),
+      cli("generate", "stories260K", generation.text, "--max-new-tokens", "20")
+    ]);
+    const out = json(machine);
+    expect(out.input_ids).toEqual(generation.input_ids);
+    expect(out.new_ids).toEqual(generation.new_ids);
+    expect(out.text).toBe(generation.generated_text);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toBe(generation.generated_text + "\n");
+    expect(human.stderr).toContain("creating the onnxruntime session");
+  });
+
+  it("errors: unknown model, unknown hook, missing weights, unsupported model_type, bad usage", async () => {
+    const bert = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-bert-"));
+    tempDirs.push(bert);
+    writeFileSync(path.join(bert, "config.json"), JSON.stringify({model_type: "bert", hidden_size: 32, num_hidden_layers: 2}));
+    copyFileSync(path.join(SHARED, "models/gpt2/tokenizer.json"), path.join(bert, "tokenizer.json"));
+    // tiny-gpt2's config over a checkpoint holding one tensor of the wrong shape: inspect reads headers only, but checks them
+    const broken = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-broken-"));
+    tempDirs.push(broken);
+    copyFileSync(path.join(fixtureDir("tiny-gpt2"), "config.json"), path.join(broken, "config.json"));
+    const wte = {name: "transformer.wte.weight", dtype: "F32", shape: [3, 4], bytes: new Uint8Array(48)};
+    writeFileSync(path.join(broken, "model.safetensors"), encodeSafetensors([wte]));
+    const [unknownModel, unknownHook, noWeights, bertInspect, bertTrace, badOption, brokenInspect] = await Promise.all([
+      cli("inspect", "no-such-model", "--json"),
+      cli("trace", "tiny-gpt2", "Hello", "--hook", "transformer.h.0.nonsense", "--json"),
+      cli("trace", "gpt2", "Hello", "--hook", "transformer.h.0.output"),
+      cli("inspect", bert),
+      cli("trace", bert, "Hello", "--hook", "x", "--init", "random", "--json"),
+      cli("generate", "stories260K", "Hi", "--max-new-tokens", "many"),
+      cli("inspect", broken, "--json")
+    ]);
+    expectCleanError(unknownModel, /no-such-model/);
+    expectCleanError(unknownHook, /unknown hook point transformer\.h\.0\.nonsense/);
+    expect(unknownHook.stdout).toBe("");
+    expectCleanError(noWeights, /no weights.*--init random/);
+    expectCleanError(bertInspect, /model_type "bert" is not supported/);
+    expectCleanError(bertTrace, /model_type "bert" is not supported/);
+    expectCleanError(badOption, /--max-new-tokens must be a number/);
+    expectCleanError(brokenInspect, /tensor transformer\.wte\.weight has shape \[3,4\]/);
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * Debian's chromium, driven by playwright-core, for the browser tests: a fresh profile per launch,
+ * every request that leaves 127.0.0.1 refused and recorded, console errors collected per page.
+ */
+import {existsSync} from "node:fs";
+import {mkdtemp, rm} from "node:fs/promises";
+import {tmpdir} from "node:os";
+import {join} from "node:path";
+import {chromium, type BrowserContext, type Page} from "playwright-core";
+
+/** The chromium binary: $LMW_CHROMIUM, else Debian's /usr/bin/chromium. */
+export const CHROMIUM_PATH = process.env.LMW_CHROMIUM ?? "/usr/bin/chromium";
+
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--enable-unsafe-webgpu"
+];
+
+export function hasChromium(): boolean {
+  return existsSync(CHROMIUM_PATH);
+}
+
+export interface LaunchOptions {
+  /** Arguments added after CHROMIUM_ARGS (e.g. "--disable-features=WebGPU"). */
+  extraArgs?: string[];
+  /** Viewport of every page (default 1000 × 800). */
+  viewport?: {width: number; height: number};
+}
+
+export interface WatchedPage {
+  page: Page;
+  /** Console messages of type "error", uncaught exceptions, failed requests, in order. */
+  errors: string[];
+  /** Console messages of every type, "type: text". */
+  console: string[];
+  /** URLs the page tried to reach outside 127.0.0.1 (each refused). */
+  externalRequests: string[];
+}
+
+export interface TestBrowser {
+  context: BrowserContext;
+  /** Opens a new tab watching its console, navigates to url and waits for "load". */
+  open(url: string): Promise<WatchedPage>;
+  close(): Promise<void>;
+}
+
+/** Launches chromium with a fresh user-data-dir (removed on close). */
+export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBrowser> {
+  const userDataDir = await mkdtemp(join(tmpdir(), "lmw-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...(options.extraArgs ?? [])],
+    viewport: options.viewport ?? {width: 1000, height: 800}
+  });
+  const watched = new WeakMap<Page, WatchedPage>();
+
+  // Nothing leaves the machine: a request to any other host is aborted and recorded on its page.
+  await context.route(
+    (url) => url.hostname !== "127.0.0.1" && url.protocol !== "data:" && url.protocol !== "blob:",
+    async (route, request) => {
+      const frame = request.frame();
+      const page = frame ? frame.page() : undefined;
+      if (page) watched.get(page)?.externalRequests.push(request.url());
+      await route.abort("blockedbyclient");
+    }
+  );
+
+  async function open(url: string): Promise<WatchedPage> {
+    const page = await context.newPage();
+    const w: WatchedPage = {page, errors: [], console: [], externalRequests: []};
+    watched.set(page, w);
+    page.on("console", (message) => {
+      w.console.push(`${message.type()}: ${message.text()}`);
+      if (message.type() === "error") w.errors.push(`console.error: ${message.text()} (${message.location().url})`);
+    });
+    page.on("pageerror", (error) => w.errors.push(`uncaught: ${error.message}`));
+    page.on("requestfailed", (request) => {
+      w.errors.push(`request failed: ${request.url()} (${request.failure()?.errorText ?? "?"})`);
+    });
+    page.on("response", (response) => {
+      if (response.status() >= 400) w.errors.push(`HTTP ${response.status()}: ${response.url()}`);
+    });
+    await page.goto(url, {waitUntil: "load"});
+    return w;
+  }
+
+  return {
+    context,
+    open,
+    async close() {
+      await context.close();
+      await rm(userDataDir, {recursive: true, force: true});
+    }
+  };
+}

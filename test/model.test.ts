@@ -1,0 +1,217 @@
+/**
+ * The model API beyond parity: parameter lists and counts, the module tree, weights, the trace Proxy,
+ * sampling, random weights from a config, loading over HTTP with progress, and every bad input's error.
+ */
+import {copyFileSync, mkdtempSync, readFileSync, writeFileSync} from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {afterAll, beforeAll, describe, expect, it} from "vitest";
+import {loadModel, type Model} from "../src/node.js";
+import {WorkbenchError} from "../src/errors.js";
+import {parseHeader, toFloat32} from "../src/hub/safetensors.js";
+import {FIXTURES, SHARED, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
+import {encodeSafetensors, startHubServer} from "./helpers/hub-server.js";
+
+const sorted = <T extends {name: string}>(list: T[]) => [...list].sort((a, b) => a.name.localeCompare(b.name));
+
+describe("parameters", () => {
+  it.each(FIXTURES)("%s: the parameter list and count equal named_parameters()", async (name) => {
+    const model = await loadModel(name);
+    const ref = readReference(name).json;
+    expect(sorted(model.parameters().map(({name, shape, numel}) => ({name, shape, numel})))).toEqual(sorted(ref.parameters));
+    expect(model.counts().total).toBe(ref.num_parameters);
+    await model.dispose();
+  });
+
+  it("counts by component on the real configs (random weights: no checkpoint here)", async () => {
+    const smol = await loadModel("HuggingFaceTB/SmolLM2-135M", {init: "random"});
+    const counts = smol.counts();
+    expect(counts.total).toBe(134_515_008);
+    expect(counts.layers[10].mlp).toBe(2_654_208); // 3 × 576 × 1536
+    expect(counts.layers[10].attention).toBe(576 * 576 * 2 + 576 * 192 * 2);
+    expect(counts.embedding).toBe(49152 * 576);
+    expect(counts.mlp).toBe(30 * 2_654_208);
+    expect(smol.weightsOrigin).toBe("random (seed 0)");
+    await smol.dispose();
+  });
+});
+
+describe("module tree", () => {
+  it("SmolLM2-135M prints as PyTorch prints LlamaForCausalLM", async () => {
+    const smol = await loadModel("SmolLM2-135M", {init: "random"});
+    expect(smol.moduleTree()).toBe(`LlamaForCausalLM(
+  (model): LlamaModel(
+    (embed_tokens): Embedding(49152, 576)
+    (layers): ModuleList(
+      (0-29): 30 x LlamaDecoderLayer(
+        (self_attn): LlamaAttention(
+          (q_proj): Linear(in_features=576, out_features=576, bias=False)
+          (k_proj): Linear(in_features=576, out_features=192, bias=False)
+          (v_proj): Linear(in_features=576, out_features=192, bias=False)
+          (o_proj): Linear(in_features=576, out_features=576, bias=False)
+        )
+        (mlp): LlamaMLP(
+          (gate_proj): Linear(in_features=576, out_features=1536, bias=False)
+          (up_proj): Linear(in_features=576, out_features=1536, bias=False)
+          (down_proj): Linear(in_features=1536, out_features=576, bias=False)
+          (act_fn): SiLU()
+        )
+        (input_layernorm): LlamaRMSNorm((576,), eps=1e-05)
+        (post_attention_layernorm): LlamaRMSNorm((576,), eps=1e-05)
+      )
+    )
+    (norm): LlamaRMSNorm((576,), eps=1e-05)
+    (rotary_emb): LlamaRotaryEmbedding()
+  )
+  (lm_head): Linear(in_features=576, out_features=49152, bias=False)
+)`);
+    await smol.dispose();
+  });
+
+  it("gpt2 prints as PyTorch prints GPT2LMHeadModel", async () => {
+    const gpt2 = await loadModel("gpt2", {init: "random"});
+    const tree = gpt2.moduleTree();
+    expect(tree.startsWith("GPT2LMHeadModel(\n  (transformer): GPT2Model(\n    (wte): Embedding(50257, 768)\n    (wpe): Embedding(1024, 768)\n    (drop): Dropout(p=0.1, inplace=False)\n    (h): ModuleList(\n      (0-11): 12 x GPT2Block(\n        (ln_1): LayerNorm((768,), eps=1e-05, elementwise_affine=True)")).toBe(true);
+    expect(tree).toContain("(c_attn): Conv1D(nf=2304, nx=768)");
+    expect(tree).toContain("(act): NewGELUActivation()");
+    expect(tree.endsWith("  (lm_head): Linear(in_features=768, out_features=50257, bias=False)\n)")).toBe(true);
+    expect(gpt2.counts().total).toBe(124_439_808);
+    await gpt2.dispose();
+  });
+});
+
+describe("trace and weights", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel("stories260K");
+  });
+  afterAll(() => model.dispose());
+
+  it("the Proxy records module paths and one run fetches them all", async () => {
+    const runs = model.runs;
+    const {resid, attn, logits, input_ids} = await model.trace("The city Paris is in France", (m) => ({
+      resid: m.model.layers[3].output,
+      attn: m.model.layers[3].self_attn.attn_weights,
+      logits: m.lm_head.output
+    }));
+    expect(model.runs).toBe(runs + 1);
+    const T = input_ids.length;
+    expect(resid.shape).toEqual([1, T, 64]);
+    expect(attn.shape).toEqual([1, 8, T, T]);
+    expect(logits.shape).toEqual([1, T, 512]);
+    const ref = readReference("stories260K");
+    expect(relativeError(resid.data, ref.tensor("p2.model.layers.3.output").data)).toBeLessThan(1e-4);
+  });
+
+  it("weights come back in the checkpoint's layout", async () => {
+    const w = await model.weight("model.layers.2.mlp.gate_proj.weight");
+    expect(w.shape).toEqual([172, 64]);
+    const bytes = new Uint8Array(readFileSync(path.join(fixtureDir("stories260K"), "model.safetensors")));
+    const info = parseHeader(bytes, "model.safetensors").tensors.get("model.layers.2.mlp.gate_proj.weight")!;
+    expect(w.data).toEqual(toFloat32(info, bytes.subarray(info.begin, info.end)));
+    const picked = await model.trace("Hi", (m) => m.model.layers[2].mlp.gate_proj.weight);
+    expect(picked.data).toEqual(w.data);
+  });
+
+  it("clear errors: unknown hook, layer out of range, empty prompt, too long, bad ids", async () => {
+    await expect(model.trace("Hi", ["model.layers.0.banana"])).rejects.toThrow(/unknown hook point model\.layers\.0\.banana/);
+    await expect(model.trace("Hi", (m) => m.model.layers[7].output)).rejects.toThrow(/stories260K has layers 0 to 4/);
+    // stories260K's tokenizer adds <s>, so "" is one token; gpt2's adds nothing, so "" is no tokens at all.
+    const gpt2 = await loadModel("tiny-gpt2");
+    await expect(gpt2.trace("", ["lm_head.output"])).rejects.toThrow(/the prompt "" tokenizes to no tokens/);
+    await gpt2.dispose();
+    const tooLong = Array.from({length: 600}, () => 300);
+    await expect(model.trace(tooLong, ["lm_head.output"])).rejects.toThrow(/600 tokens long; stories260K takes at most 512 positions/);
+    await expect(model.trace([1, 9999], ["lm_head.output"])).rejects.toThrow(/token id 9999 is outside the vocabulary/);
+    await expect(model.weight("model.layers.0.nothing.weight")).rejects.toThrow(WorkbenchError);
+  });
+
+  it("sampling is reproducible from its seed and streams its tokens", async () => {
+    const streamed: number[] = [];
+    const a = await model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 0.8, topK: 40, topP: 0.9, seed: 7, onToken: (t) => streamed.push(t.id)});
+    const b = await model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 0.8, topK: 40, topP: 0.9, seed: 7});
+    expect(a.new_ids).toEqual(b.new_ids);
+    expect(streamed).toEqual(a.new_ids);
+    const others = await Promise.all([1, 2, 3].map((seed) => model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 1.5, seed})));
+    expect(new Set(others.map((o) => o.new_ids.join())).size).toBeGreaterThan(1);
+    const greedy = await model.generate("Once upon a time", {maxNewTokens: 20});
+    expect(greedy.text).toContain("there was a little girl named Lily");
+  });
+
+  it("the autoregressive property: later tokens leave earlier activations bit-identical", async () => {
+    const a = await model.trace("The package is very fragile", ["model.layers.4.output"]);
+    const b = await model.trace("The package is very heavy", ["model.layers.4.output"]);
+    const shared = a.input_ids.findIndex((id, i) => id !== b.input_ids[i]);
+    const width = 64;
+    expect(Array.from(a["model.layers.4.output"].data.subarray(0, shared * width))).toEqual(Array.from(b["model.layers.4.output"].data.subarray(0, shared * width)));
+  });
+});
+
+describe("random weights from a config", () => {
+  it("are reproducible from the seed and differ across seeds", async () => {
+    const a = await loadModel("tiny-smollm2", {init: "random", seed: 3});
+    const b = await loadModel("tiny-smollm2", {init: "random", seed: 3});
+    const c = await loadModel("tiny-smollm2", {init: "random", seed: 4});
+    const w = "model.layers.0.self_attn.q_proj.weight";
+    expect((await a.weight(w)).data).toEqual((await b.weight(w)).data);
+    expect((await a.weight(w)).data).not.toEqual((await c.weight(w)).data);
+    const ta = await a.trace("Hello", ["lm_head.output"]);
+    const tb = await b.trace("Hello", ["lm_head.output"]);
+    expect(ta["lm_head.output"].data).toEqual(tb["lm_head.output"].data);
+    await Promise.all([a.dispose(), b.dispose(), c.dispose()]);
+  });
+});
+
+describe("loading over HTTP from a loopback Hub", () => {
+  it("downloads with progress, then runs as the local copy does", async () => {
+    const cacheDir = mkdtempSync(path.join(os.tmpdir(), "lmw-cache-"));
+    const hub = await startHubServer({"test-org/tiny-gpt2": fixtureDir("tiny-gpt2")});
+    try {
+      const events: {stage: string; file?: string; loaded?: number; total?: number}[] = [];
+      const model = await loadModel("test-org/tiny-gpt2", {endpoint: hub.endpoint, modelsPath: [], cacheDir, onProgress: (p) => events.push(p)});
+      const downloads = events.filter((e) => e.stage === "download" && e.file === "model.safetensors");
+      expect(downloads.length).toBeGreaterThan(0);
+      expect(downloads.at(-1)!.loaded).toBe(downloads.at(-1)!.total);
+      expect(events.map((e) => e.stage)).toEqual(expect.arrayContaining(["config", "download", "graph", "session", "ready"]));
+      expect(hub.requests.some((r) => r.range !== undefined)).toBe(true);
+      const ref = readReference("tiny-gpt2");
+      const out = await model.trace(ref.json.prompts[0].text, ["transformer.h.2.output"]);
+      expect(relativeError(out["transformer.h.2.output"].data, ref.tensor("p0.transformer.h.2.output").data)).toBeLessThan(1e-4);
+      await model.dispose();
+      await expect(loadModel("test-org/nope", {endpoint: hub.endpoint, modelsPath: [], cacheDir})).rejects.toThrow(/not found/);
+    } finally {
+      await hub.close();
+    }
+  });
+});
+
+describe("bad checkpoints are refused, naming the file and the tensor", () => {
+  const folder = (config: Record<string, unknown>, tensors?: Parameters<typeof encodeSafetensors>[0]) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-bad-"));
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
+    copyFileSync(path.join(fixtureDir("stories260K"), "tokenizer.json"), path.join(dir, "tokenizer.json"));
+    if (tensors) writeFileSync(path.join(dir, "model.safetensors"), encodeSafetensors(tensors));
+    return dir;
+  };
+  const stories = JSON.parse(readFileSync(path.join(fixtureDir("stories260K"), "config.json"), "utf8"));
+
+  it("another model_type", async () => {
+    await expect(loadModel(folder({...stories, model_type: "bert"}), {init: "random"})).rejects.toThrow(/config\.json: model_type "bert" is not supported/);
+  });
+
+  it("a field that makes no sense", async () => {
+    await expect(loadModel(folder({...stories, num_attention_heads: 7}), {init: "random"})).rejects.toThrow(/config\.json: hidden size 64 is not divisible by 7 attention heads/);
+    await expect(loadModel(folder({...stories, hidden_size: "big"}), {init: "random"})).rejects.toThrow(/field "hidden_size"/);
+  });
+
+  it("a missing tensor, a wrong shape, no weights at all", async () => {
+    const f32 = (n: number) => new Uint8Array(new Float32Array(n).buffer);
+    await expect(loadModel(folder(stories, [{name: "model.embed_tokens.weight", dtype: "F32", shape: [512, 64], bytes: f32(512 * 64)}]))).rejects.toThrow(
+      /model\.safetensors: tensor model\.layers\.0\.self_attn\.q_proj\.weight is missing/
+    );
+    await expect(loadModel(folder(stories, [{name: "model.embed_tokens.weight", dtype: "F32", shape: [500, 64], bytes: f32(500 * 64)}]))).rejects.toThrow(
+      /model\.safetensors: tensor model\.embed_tokens\.weight has shape \[500,64\], but config\.json implies \[512,64\]/
+    );
+    await expect(loadModel(path.join(SHARED, "models", "gpt2"))).rejects.toThrow(/no weights.*init: "random"/);
+  });
+});
