@@ -15,12 +15,12 @@
  * Checkpoint facts: Linear weights are stored `[out, in]` and are transposed once, at load, for `x · W`.
  * SmolLM2 is stored in bfloat16; the engine computes in float32.
  */
-import {GraphBuilder, INT64, FLOAT} from "../graph/onnx.ts";
-import {appendCache, attention, causalMask, linear, mergeHeads, positions, repeatHeads, rmsNorm, silu, splitHeads} from "../graph/layers.ts";
-import type {ModelConfig} from "./config.ts";
-import {tiedHead} from "./gpt2.ts";
-import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.ts";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.ts";
+import {GraphBuilder, INT64, FLOAT} from "../graph/onnx.js";
+import {appendCache, attention, causalMask, linear, mergeHeads, positions, repeatHeads, rmsNorm, silu, splitHeads} from "../graph/layers.js";
+import type {ModelConfig} from "./config.js";
+import {tiedHead} from "./gpt2.js";
+import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.js";
 
 export function llama(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
@@ -219,8 +219,19 @@ export function llama(config: ModelConfig): Architecture {
   };
 }
 
+/** `[rows, cols]` → `[cols, rows]`, in 32×32 tiles so that reads and writes both stay in cache. */
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c];
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(r0 + B, rows);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(c0 + B, cols);
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = m[row + c];
+      }
+    }
+  }
   return out;
 }

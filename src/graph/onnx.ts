@@ -2,16 +2,15 @@
  * A small builder for ONNX graphs, encoded with onnx-proto (protobufjs).
  *
  * The architectures in `src/arch/` describe a forward pass as calls on a `GraphBuilder`: `g.op("MatMul", [x, w])`
- * returns the name of the new tensor. Weights are kept out of the protobuf: they go into one external-data
- * buffer (`weights.bin`), which onnxruntime reads through its `externalData` session option. The protobuf
- * stays small, no model is limited by protobuf's 2 GB, and the weights are copied once.
+ * returns the name of the new tensor. Weights are kept out of the protobuf: each is an external-data file
+ * whose bytes are its Float32Array, handed to onnxruntime through the `externalData` session option. The
+ * protobuf stays small, no model is limited by protobuf's 2 GB, and no weight is copied on the way.
  */
 import onnxProto from "onnx-proto";
 
 const {onnx} = onnxProto;
 
 export const OPSET = 17;
-export const EXTERNAL_DATA_PATH = "weights.bin";
 
 export const FLOAT = onnx.TensorProto.DataType.FLOAT;
 export const INT64 = onnx.TensorProto.DataType.INT64;
@@ -100,31 +99,28 @@ export class GraphBuilder {
   }
 
   build(graphName: string): EncodedModel {
-    // Lay the weights out one after another, 64-byte aligned, in one buffer.
-    let size = 0;
-    const offsets = this.weights.map((w) => {
-      const offset = size;
-      size = align(size + w.data.byteLength, 64);
-      return offset;
-    });
-    const buffer = new Uint8Array(size);
-    const initializer = [...this.constants];
-    this.weights.forEach((w, i) => {
-      buffer.set(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength), offsets[i]);
-      initializer.push(
+    // Each weight is its own external-data "file", handed to onnxruntime as the very bytes of its
+    // Float32Array: no second copy is made here.
+    const externalData = this.weights.map((w, i) => ({
+      path: `weight-${i}.bin`,
+      data: new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength)
+    }));
+    const initializer = [
+      ...this.constants,
+      ...this.weights.map((w, i) =>
         onnx.TensorProto.create({
           name: w.name,
           dims: w.dims,
           dataType: FLOAT,
           dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
           externalData: [
-            {key: "location", value: EXTERNAL_DATA_PATH},
-            {key: "offset", value: String(offsets[i])},
+            {key: "location", value: externalData[i].path},
+            {key: "offset", value: "0"},
             {key: "length", value: String(w.data.byteLength)}
           ]
         })
-      );
-    });
+      )
+    ];
     const graph = onnx.GraphProto.create({
       name: graphName,
       node: this.nodes,
@@ -138,12 +134,8 @@ export class GraphBuilder {
       opsetImport: [{domain: "", version: OPSET}],
       graph
     });
-    return {model: onnx.ModelProto.encode(model).finish(), externalData: [{path: EXTERNAL_DATA_PATH, data: buffer}]};
+    return {model: onnx.ModelProto.encode(model).finish(), externalData};
   }
-}
-
-function align(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
 }
 
 function valueInfo(name: string, elemType: number, dims?: Dim[]) {

@@ -77,7 +77,8 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   const session = await options.ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
     executionProviders: options.executionProviders,
-    graphOptimizationLevel: "all"
+    graphOptimizationLevel: "all",
+    logSeverityLevel: 3 // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
   });
   report({stage: "ready", message: `${source.id} is ready`});
   return new Model(source, config, arch, tokenizer, weights, session, options);

@@ -51,6 +51,9 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   const isolated = globalThis.crossOriginIsolated === true;
   const threads = isolated ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1) : 1;
 
+  // ort logs its warnings (e.g. "some nodes were not assigned to the preferred execution providers", which
+  // is by design for shape ops) through console.error; keep the console for real errors.
+  ort.env.logLevel = "error";
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
   ort.env.wasm.wasmPaths = opts.wasmPaths ?? defaultWasmPaths();

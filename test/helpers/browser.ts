@@ -82,6 +82,8 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
     });
     page.on("pageerror", (error) => w.errors.push(`uncaught: ${error.message}`));
     page.on("requestfailed", (request) => {
+      // Chromium reports every bodiless HEAD as ERR_ABORTED, though it succeeded (the page sees its status).
+      if (request.method() === "HEAD" && request.failure()?.errorText === "net::ERR_ABORTED") return;
       w.errors.push(`request failed: ${request.url()} (${request.failure()?.errorText ?? "?"})`);
     });
     page.on("response", (response) => {

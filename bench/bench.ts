@@ -1,0 +1,187 @@
+/**
+ * `npm run bench` — how fast the engine is, next to how fast this machine could be.
+ *
+ *   npm run bench                 every fixture and the full-size gpt2 / SmolLM2-135M structures (random
+ *                                 weights), on onnxruntime-node and on onnxruntime-web's WASM in Node
+ *   npm run bench -- --quick      SmolLM2-135M on onnxruntime-node and stories260K: under a minute
+ *
+ * Each (model, runtime) runs in its own child process (`bench/one.ts`), which isolates it and gives its peak
+ * memory. The machine's limits are measured in the same run: onnxruntime's fp32 MatMul throughput and the
+ * memory bandwidth of a large copy; each forward pass is printed as a ratio to its floor,
+ * max(FLOPs / FLOP rate, weight bytes / bandwidth).
+ *
+ * Writes `bench/results.json` (rows), and on a full run `docs/data/bench-results.json` and the results
+ * section of `docs/performance.md`.
+ */
+import {spawn} from "node:child_process";
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync} from "node:fs";
+import {cpus, loadavg, tmpdir, totalmem} from "node:os";
+import {join} from "node:path";
+import {fileURLToPath} from "node:url";
+import {parseArgs} from "node:util";
+import type {FloorResult, ModelResult} from "./one.js";
+import {floorMs, type Row} from "./measure.js";
+import {markdownTable, renderPerformancePage} from "./report.js";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const {values: args} = parseArgs({
+  options: {quick: {type: "boolean", default: false}, browser: {type: "boolean", default: false}}
+});
+if (args.browser) {
+  console.error("--browser: the Chromium rows (WASM; WebGPU on a real GPU adapter) are not implemented yet.");
+  process.exit(2);
+}
+
+export const RUNTIMES = {node: "onnxruntime-node", web: "onnxruntime-web (wasm, node)"} as const;
+type Job = {model: string; runtime: "node" | "web"; init: "checkpoint" | "random"};
+const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"];
+const STRUCTURES = ["gpt2", "SmolLM2-135M"];
+const jobs: Job[] = args.quick
+  ? [
+      {model: "SmolLM2-135M", runtime: "node", init: "random"},
+      {model: "stories260K", runtime: "node", init: "checkpoint"}
+    ]
+  : (["node", "web"] as const).flatMap((runtime) => [
+      ...FIXTURES.map((model) => ({model, runtime, init: "checkpoint" as const})),
+      ...STRUCTURES.map((model) => ({model, runtime, init: "random" as const}))
+    ]);
+const runtimes = [...new Set(jobs.map((j) => j.runtime))];
+
+const env = {...process.env, LMW_MODELS: process.env.LMW_MODELS ?? "../shared/fixtures:../shared/models"};
+const tsx = join(root, "node_modules", ".bin", "tsx");
+const scratch = mkdtempSync(join(tmpdir(), "lmw-bench-"));
+let childCount = 0;
+
+/** Run `bench/one.ts` in a child process and read back what it wrote. */
+function child<T>(flags: string[]): Promise<T> {
+  const out = join(scratch, `${childCount++}.json`);
+  return new Promise((resolve, reject) => {
+    const p = spawn(tsx, [join(root, "bench", "one.ts"), ...flags, ...(args.quick ? ["--quick"] : []), "--out", out], {
+      cwd: root,
+      env,
+      stdio: ["ignore", "inherit", "pipe"]
+    });
+    let stderr = "";
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("exit", (code) => {
+      if (code === 0 && existsSync(out)) resolve(JSON.parse(readFileSync(out, "utf8")));
+      else reject(new Error(`bench/one.ts ${flags.join(" ")} exited with ${code}:\n${stderr.split("\n").filter((l) => !/npm warn/.test(l)).join("\n")}`));
+    });
+  });
+}
+
+const started = performance.now();
+const machine = {
+  cpu: cpus()[0]?.model ?? "unknown",
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  onnxruntimeNode: version("onnxruntime-node"),
+  onnxruntimeWeb: version("onnxruntime-web"),
+  loadAverageAtStart: loadavg()[0],
+  date: new Date().toISOString()
+};
+console.log(`lm-workbench bench${args.quick ? " --quick" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`);
+
+const floors = new Map<string, FloorResult>();
+for (const runtime of runtimes) {
+  const f = await child<FloorResult>(["--floor", "--runtime", runtime]);
+  floors.set(runtime, f);
+  console.log(
+    `limit on ${RUNTIMES[runtime]}: MatMul ${f.matmulN}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; ` +
+      `copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)`
+  );
+}
+
+const results: ModelResult[] = [];
+for (const job of jobs) {
+  process.stdout.write(`  ${job.model} on ${RUNTIMES[job.runtime]} … `);
+  const t = performance.now();
+  try {
+    results.push(await child<ModelResult>(["--model", job.model, "--runtime", job.runtime, "--init", job.init]));
+    console.log(`${((performance.now() - t) / 1000).toFixed(0)} s`);
+  } catch (e) {
+    console.log("failed");
+    console.error(String(e));
+  }
+}
+rmSync(scratch, {recursive: true, force: true});
+
+const rows: Row[] = [];
+for (const [runtime, f] of floors) {
+  const r = RUNTIMES[runtime as "node" | "web"];
+  rows.push({model: "(machine)", runtime: r, metric: "matmul_flop_per_s", tokens: null, value: f.flopRate, unit: "FLOP/s", floor_ratio: null});
+  rows.push({model: "(machine)", runtime: r, metric: "copy_bandwidth_bytes_per_s", tokens: null, value: f.bandwidth, unit: "B/s", floor_ratio: null});
+}
+for (const res of results) {
+  const r = RUNTIMES[res.runtime];
+  const f = floors.get(res.runtime)!;
+  const row = (metric: string, tokens: number | null, value: number, unit: string, floor_ratio: number | null = null) =>
+    rows.push({model: res.model, runtime: r, metric, tokens, value: round(value), unit, floor_ratio: floor_ratio === null ? null : round(floor_ratio)});
+  row("graph_build_ms", null, res.graphBuildMs, "ms");
+  row("session_create_ms", null, res.sessionCreateMs, "ms");
+  for (const fw of res.forward) {
+    const floor = floorMs(fw, f.flopRate, f.bandwidth);
+    row("forward_logits_ms", fw.tokens, fw.logitsMs, "ms", fw.logitsMs / floor);
+    row("forward_all_hooks_ms", fw.tokens, fw.allHooksMs, "ms", fw.allHooksMs / floor);
+  }
+  row("generate_kv_tokens_per_s", res.generate.context, res.generate.kvTokensPerS, "tokens/s");
+  row("generate_nokv_tokens_per_s", res.generate.context, res.generate.noKvTokensPerS, "tokens/s");
+  row("peak_memory_mb", null, res.peakRssMb, "MB");
+}
+writeFileSync(join(root, "bench", "results.json"), JSON.stringify(rows, null, 1) + "\n");
+
+const commands = args.quick ? ["npm run bench -- --quick"] : ["npm run bench"];
+console.log("\n" + markdownTable(results, floors) + "\n");
+console.log("chromium (wasm), chromium (webgpu): not measured (run with --browser)\n");
+for (const line of targets(results)) console.log(line);
+const generationMismatch = results.filter((r) => !r.generate.sameTokens);
+if (!args.quick) {
+  const report = {machine, commands, limits: [...floors.values()], results, rows, targets: targets(results)};
+  mkdirSync(join(root, "docs", "data"), {recursive: true});
+  writeFileSync(join(root, "docs", "data", "bench-results.json"), JSON.stringify(report, null, 1) + "\n");
+  const page = join(root, "docs", "performance.md");
+  writeFileSync(page, renderPerformancePage(existsSync(page) ? readFileSync(page, "utf8") : undefined, report));
+  console.log("\nwrote bench/results.json, docs/data/bench-results.json, docs/performance.md");
+} else {
+  console.log("\nwrote bench/results.json");
+}
+console.log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+if (generationMismatch.length) {
+  console.error(`KV and no-KV generation chose different tokens: ${generationMismatch.map((r) => `${r.model} (${r.runtime})`).join(", ")}`);
+  process.exitCode = 1;
+}
+
+/** The issue's targets, each met or missed, in one line each. */
+function targets(results: ModelResult[]): string[] {
+  const lines: string[] = [];
+  const smol = results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "node");
+  const mark = (ok: boolean) => (ok ? "MET   " : "MISSED");
+  if (smol) {
+    const f = floors.get("node")!;
+    const fw10 = smol.forward.find((x) => x.tokens === 10)!;
+    const ratio = fw10.logitsMs / floorMs(fw10, f.flopRate, f.bandwidth);
+    lines.push(`${mark(ratio <= 1.5)} SmolLM2-135M, 10 tokens, onnxruntime-node: forward ${ratio.toFixed(2)}× its floor (target ≤ 1.5×)`);
+    lines.push(`${mark(smol.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory ${smol.peakRssMb.toFixed(0)} MB (target < 1500 MB)`);
+  }
+  for (const r of results.filter((x) => x.parameters > 10e6)) {
+    for (const fw of r.forward) {
+      const ratio = fw.allHooksMs / fw.logitsMs;
+      lines.push(`${mark(ratio <= 1.25)} ${r.model} on ${RUNTIMES[r.runtime]}, ${fw.tokens} tokens: every hook point ${ratio.toFixed(2)}× logits only (target ≤ 1.25×)`);
+    }
+    const speedup = r.generate.kvTokensPerS / r.generate.noKvTokensPerS;
+    lines.push(
+      `${mark(speedup >= 5 && r.generate.sameTokens)} ${r.model} on ${RUNTIMES[r.runtime]}: KV-cache generation ${speedup.toFixed(1)}× re-running ` +
+        `the ${r.generate.context}-token context (target ≥ 5×), ${r.generate.sameTokens ? "same tokens" : "DIFFERENT TOKENS"}`
+    );
+  }
+  return lines;
+}
+
+function version(pkg: string): string {
+  return JSON.parse(readFileSync(join(root, "node_modules", pkg, "package.json"), "utf8")).version;
+}
+
+function round(x: number): number {
+  return Number(x.toPrecision(4));
+}

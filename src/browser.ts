@@ -1,0 +1,51 @@
+/**
+ * The browser entry: `loadModel` takes a model the site ships (by name), a Hub id, or a base URL, and runs
+ * it on onnxruntime-web — WebGPU when the browser has it, WASM otherwise — saying which and why. Where a
+ * WebGPU session cannot be created (no kernel, a buffer over the adapter's limits) it falls back to WASM
+ * and says so.
+ */
+import {WorkbenchError} from "./errors.js";
+import {hubUrl, urlSource, type ModelSource} from "./hub/source.js";
+import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
+import {createWebRuntime, type WebRuntimeOptions} from "./runtime/ort-web.js";
+
+export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executionProviders" | "backend">, WebRuntimeOptions {
+  /** Models the site ships, by name → base URL of their files (config.json, tokenizer.json, …). */
+  bundled?: Record<string, string>;
+  /** The Hub (default https://huggingface.co); tests point it at a loopback server. */
+  endpoint?: string;
+  revision?: string;
+}
+
+/** Where a model's files are: a bundled name, an http(s) URL, or else a Hub repository id. */
+export function browserSource(id: string, options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision"> = {}): ModelSource {
+  const trimmed = id.trim();
+  if (!trimmed) throw new WorkbenchError("no model given: type a Hub id such as gpt2 or HuggingFaceTB/SmolLM2-135M");
+  const bundled = options.bundled?.[trimmed];
+  if (bundled) return urlSource(trimmed, new URL(bundled, location.href).href);
+  if (/^https?:\/\//.test(trimmed)) return urlSource(trimmed, trimmed);
+  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(trimmed)) {
+    throw new WorkbenchError(`"${trimmed}" is not a Hub model id (like gpt2 or HuggingFaceTB/SmolLM2-135M) nor a URL`);
+  }
+  const base = hubUrl(trimmed, "", {endpoint: options.endpoint, revision: options.revision}).replace(/\/$/, "");
+  return urlSource(trimmed, base);
+}
+
+export async function loadModel(id: string, options: BrowserLoadOptions = {}): Promise<Model> {
+  const source = browserSource(id, options);
+  const runtime = await createWebRuntime(options);
+  const ort = runtime.ort as unknown as OrtModule;
+  const common = {...options, ort};
+  if (runtime.backend === "webgpu") {
+    try {
+      return await createModel(source, {...common, executionProviders: ["webgpu"], backend: runtime.reason});
+    } catch (error) {
+      if (error instanceof WorkbenchError) throw error; // the model is at fault, not the backend
+      const why = error instanceof Error ? error.message : String(error);
+      return createModel(source, {...common, executionProviders: ["wasm"], backend: `WASM: the WebGPU session failed (${why})`});
+    }
+  }
+  return createModel(source, {...common, executionProviders: ["wasm"], backend: runtime.reason});
+}
+
+export * from "./index.js";
