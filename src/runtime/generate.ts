@@ -6,7 +6,8 @@
 import {argmax, softmax} from "../analysis/index.js";
 import {WorkbenchError} from "../errors.js";
 import {LOGITS} from "../arch/types.js";
-import type {Cache, Model} from "./model.js";
+import {releaseCache, type Cache} from "./cache.js";
+import type {Model} from "./model.js";
 import {mulberry32} from "./weights.js";
 
 export interface GenerateOptions {
@@ -58,6 +59,7 @@ export async function generate(model: Model, prompt: string | number[], options:
     }
     const input = useCache && cache ? sequence.slice(-1) : sequence;
     const result = await model.run(input, useCache ? cache : undefined, [LOGITS], useCache);
+    releaseCache(cache);
     cache = result.cache;
     const logits = result.outputs.get(LOGITS)!;
     const vocab = logits.shape[2];
@@ -71,6 +73,7 @@ export async function generate(model: Model, prompt: string | number[], options:
       break;
     }
   }
+  releaseCache(cache);
   return {input_ids: ids, new_ids: newIds, text: model.tokenizer.decode(sequence, {skipSpecialTokens: true}), stopped};
 }
 

@@ -9,6 +9,7 @@
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import {type Architecture, architectureFor, eosIds, normalizeConfig, type ModelConfig, type Parameter} from "../arch/index.js";
 import {LOGITS, cacheNames} from "../arch/types.js";
+import {cacheOutputs, type Cache} from "./cache.js";
 import {parameterCounts, type ParameterCounts} from "../analysis/index.js";
 import {WorkbenchError} from "../errors.js";
 import {openCheckpoint} from "../hub/checkpoint.js";
@@ -74,9 +75,12 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   report({stage: "graph", message: `building the ${config.architecture} graph`});
   const encoded = arch.buildGraph(weight);
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
+  const onGpu = JSON.stringify(options.executionProviders ?? []).includes("webgpu");
   const session = await options.ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
     executionProviders: options.executionProviders,
+    // On WebGPU the key/value cache stays on the GPU between generation steps instead of a round trip.
+    preferredOutputLocation: onGpu ? Object.fromEntries(cacheOutputs(config.numLayers).map((n) => [n, "gpu-buffer"])) : undefined,
     graphOptimizationLevel: "all",
     logSeverityLevel: 3 // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
   });
@@ -178,9 +182,7 @@ export class Model {
       feeds[names.pastKey] = cache?.[i].key ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
-    const presentNames = keepCache
-      ? Array.from({length: numLayers}, (_, i) => [cacheNames(i).presentKey, cacheNames(i).presentValue]).flat()
-      : [];
+    const presentNames = keepCache ? cacheOutputs(numLayers) : [];
     const fetches = [...new Set([...fetch, ...presentNames])];
     if (fetches.length === 0) fetches.push(LOGITS);
     this.runs++;
@@ -248,8 +250,6 @@ export interface TraceInput {
   tokens: string[];
 }
 
-/** The key/value cache between generation steps: onnxruntime tensors, kept where the backend put them. */
-export type Cache = {key: OrtTensor; value: OrtTensor}[];
 
 function mb(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
