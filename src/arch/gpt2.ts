@@ -79,10 +79,7 @@ export function gpt2(config: ModelConfig): Architecture {
     const g = new GraphBuilder();
     const wanted = new Set(options.hooks ?? hookPoints());
     /** Name a tensor by its hook point, and expose it when asked for. */
-    const hook = (path: string, tensor: string) => {
-      if (wanted.has(path)) g.output(path, tensor);
-      return tensor;
-    };
+    const hook = (path: string, tensor: string) => (wanted.has(path) ? g.output(path, tensor) : tensor);
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
 
@@ -114,8 +111,8 @@ export function gpt2(config: ModelConfig): Architecture {
       const values = appendCache(g, caches[i].pastValue, v, caches[i].presentValue);
       g.output(caches[i].presentKey, keys);
       g.output(caches[i].presentValue, values);
-      const {weights, context} = attention(g, q, keys, values, mask, D, g.name("attn_weights"));
-      hook(`${b}.attn.attn_weights`, weights);
+      const {weights, context} = attention(g, q, keys, values, mask, {heads: H, kvHeads: H, headDim: D}, `${b}.attn.attn_weights`);
+      hook(`${b}.attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${b}.attn.c_proj.input`, mergeHeads(g, context, d));
       const attnOut = hook(`${b}.attn.c_proj.output`, linear(g, merged, w(`${b}.attn.c_proj.weight`), w(`${b}.attn.c_proj.bias`)));
       hook(`${b}.attn.output`, attnOut);

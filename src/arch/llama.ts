@@ -16,7 +16,7 @@
  * SmolLM2 is stored in bfloat16; the engine computes in float32.
  */
 import {GraphBuilder, INT64, FLOAT} from "../graph/onnx.js";
-import {appendCache, attention, causalMask, linear, mergeHeads, positions, repeatHeads, rmsNorm, silu, splitHeads} from "../graph/layers.js";
+import {appendCache, attention, causalMask, linear, mergeHeads, positions, rmsNorm, silu, splitHeads} from "../graph/layers.js";
 import type {ModelConfig} from "./config.js";
 import {tiedHead} from "./gpt2.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
@@ -99,10 +99,7 @@ export function llama(config: ModelConfig): Architecture {
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
     const wanted = new Set(options.hooks ?? hookPoints());
-    const hook = (path: string, tensor: string) => {
-      if (wanted.has(path)) g.output(path, tensor);
-      return tensor;
-    };
+    const hook = (path: string, tensor: string) => (wanted.has(path) ? g.output(path, tensor) : tensor);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
     /** A Linear layer's weight, transposed from `[out, in]` to `[in, out]`. */
@@ -123,12 +120,12 @@ export function llama(config: ModelConfig): Architecture {
     const tables = rotaryTables();
     const cos = g.op("Gather", [g.weight("rotary_emb.cos", tables.cos, [config.maxPositions, D]), pos.query], {axis: 0});
     const sin = g.op("Gather", [g.weight("rotary_emb.sin", tables.sin, [config.maxPositions, D]), pos.query], {axis: 0});
-    /** `x·cos + rotate_half(x)·sin`, where rotate_half([a, b]) = [-b, a]. */
-    const rope = (x: string) => {
-      const [a, b] = g.opN("Split", [x, g.ints([D / 2, D / 2])], 2, {axis: -1});
-      const rotated = g.op("Concat", [g.op("Neg", [b]), a], {axis: -1});
-      return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rotated, sin])]);
-    };
+    /**
+     * `x·cos + rotate_half(x)·sin`, where rotate_half([a, b]) = [-b, a] is a product with a signed permutation
+     * matrix: one MatMul (exact: each output sums one nonzero term) instead of Split, Neg and Concat.
+     */
+    const rotateHalf = g.weight("rotary_emb.rotate_half", rotateHalfMatrix(D), [D, D]);
+    const rope = (x: string) => g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [g.op("MatMul", [x, rotateHalf]), sin])]);
 
     const embed = w("model.embed_tokens.weight");
     let h = hook("model.embed_tokens.output", g.op("Gather", [embed, ids], {axis: 0}));
@@ -146,13 +143,13 @@ export function llama(config: ModelConfig): Architecture {
       const {weights, context} = attention(
         g,
         rope(splitHeads(g, q, H, D)),
-        repeatHeads(g, keys, KV, H / KV, D),
-        repeatHeads(g, values, KV, H / KV, D),
+        keys,
+        values,
         mask,
-        D,
-        g.name("attn_weights")
+        {heads: H, kvHeads: KV, headDim: D},
+        `${l}.self_attn.attn_weights`
       );
-      hook(`${l}.self_attn.attn_weights`, weights);
+      hook(`${l}.self_attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${l}.self_attn.o_proj.input`, mergeHeads(g, context, H * D));
       const attnOut = hook(`${l}.self_attn.o_proj.output`, linear(g, merged, wT(`${l}.self_attn.o_proj.weight`)));
       hook(`${l}.self_attn.output`, attnOut);
@@ -220,6 +217,17 @@ export function llama(config: ModelConfig): Architecture {
 }
 
 /** `[rows, cols]` → `[cols, rows]`, in 32×32 tiles so that reads and writes both stay in cache. */
+/** R with `x·R = rotate_half(x)`: column j < D/2 takes -x[j + D/2], column j ≥ D/2 takes x[j - D/2]. */
+function rotateHalfMatrix(D: number): Float32Array {
+  const R = new Float32Array(D * D);
+  const half = D / 2;
+  for (let j = 0; j < half; j++) {
+    R[(j + half) * D + j] = -1;
+    R[j * D + (j + half)] = 1;
+  }
+  return R;
+}
+
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
   const B = 32;

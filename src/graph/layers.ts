@@ -17,9 +17,12 @@ export function layerNorm(g: GraphBuilder, x: string, weight: string, bias: stri
   return g.op("LayerNormalization", [x, weight, bias], {axis: -1, epsilon: eps}, out);
 }
 
-/** Llama's RMSNorm: `x / sqrt(mean(x²) + eps) * weight`. */
+/**
+ * Llama's RMSNorm: `x / sqrt(mean(x²) + eps) * weight`. Written with Pow(x, 2), the pattern onnxruntime
+ * fuses into one SimplifiedLayerNormalization kernel.
+ */
 export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number, out?: string): string {
-  const meanSquare = g.op("ReduceMean", [g.op("Mul", [x, x])], {axes: [-1], keepdims: 1});
+  const meanSquare = g.op("ReduceMean", [g.op("Pow", [x, g.scalar(2)])], {axes: [-1], keepdims: 1});
   const rms = g.op("Sqrt", [g.op("Add", [meanSquare, g.scalar(eps)])]);
   return g.op("Mul", [g.op("Div", [x, rms]), weight], {}, out);
 }
@@ -74,23 +77,30 @@ export function mergeHeads(g: GraphBuilder, x: string, width: number, out?: stri
   return g.op("Reshape", [merged, g.ints([1, -1, width])], {}, out);
 }
 
-/** Grouped-query attention: repeat each key/value head `times` times, `[1, kv, S, D]` → `[1, kv·times, S, D]`. */
-export function repeatHeads(g: GraphBuilder, x: string, kvHeads: number, times: number, headDim: number): string {
-  if (times === 1) return x;
-  const expanded = g.op("Expand", [g.op("Unsqueeze", [x, g.ints([2])]), g.ints([1, kvHeads, times, 1, headDim])]);
-  return g.op("Reshape", [expanded, g.ints([1, kvHeads * times, -1, headDim])]);
-}
-
 /**
  * Eager attention: `softmax(q kᵀ / √D, masked) v`. Returns the post-softmax weights `[1, H, T, S]` (a hook
  * point) and the per-head context `[1, H, T, D]`.
+ *
+ * Grouped-query attention (fewer key/value heads than query heads) is done without copying keys and values
+ * for every query head: the `H / kv` query heads that share a key/value head are stacked along the rows,
+ * `[1, H, T, D]` → `[1, kv, (H/kv)·T, D]`, so one batched MatMul serves the whole group.
  */
-export function attention(g: GraphBuilder, q: string, k: string, v: string, mask: string, headDim: number, weightsOut: string) {
+export function attention(
+  g: GraphBuilder,
+  q: string,
+  k: string,
+  v: string,
+  mask: string,
+  {heads, kvHeads, headDim}: {heads: number; kvHeads: number; headDim: number},
+  weightsOut: string
+) {
+  const grouped = (x: string) => (kvHeads === heads ? x : g.op("Reshape", [x, g.ints([1, kvHeads, -1, 0])]));
+  const perHead = (x: string) => (kvHeads === heads ? x : g.op("Reshape", [x, g.ints([1, heads, -1, 0])]));
   const keysT = g.op("Transpose", [k], {perm: [0, 1, 3, 2]});
-  const scores = g.op("Mul", [g.op("MatMul", [q, keysT]), g.scalar(1 / Math.sqrt(headDim))]);
+  const scores = perHead(g.op("Mul", [g.op("MatMul", [grouped(q), keysT]), g.scalar(1 / Math.sqrt(headDim))]));
   const masked = g.op("Where", [mask, g.scalar(-Infinity), scores]);
   const weights = g.op("Softmax", [masked], {axis: -1}, weightsOut);
-  return {weights, context: g.op("MatMul", [weights, v])};
+  return {weights, context: perHead(g.op("MatMul", [grouped(weights), v]))};
 }
 
 /** The key/value cache: append this step's `[1, kv, T, D]` to the past `[1, kv, P, D]`. */

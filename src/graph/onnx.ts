@@ -51,12 +51,22 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Make `tensor` a graph output called `name` (through an Identity when the names differ). */
-  output(name: string, tensor: string, elemType: number = FLOAT, dims?: Dim[]): void {
+  /**
+   * Make `tensor` a graph output called `name`, and return the name to use for it from now on. A tensor that
+   * the last node just made, and that nothing has used yet, is simply renamed; otherwise (an alias of another
+   * output, say) an Identity node copies it.
+   */
+  output(name: string, tensor: string, elemType: number = FLOAT, dims?: Dim[]): string {
     if (this.outputNames.has(name)) throw new Error(`graph output ${name} defined twice`);
     this.outputNames.add(name);
-    if (tensor !== name) this.op("Identity", [tensor], {}, name);
+    const last = this.nodes[this.nodes.length - 1];
+    if (tensor !== name) {
+      const renamable = last?.output.length === 1 && last.output[0] === tensor && !this.outputNames.has(tensor);
+      if (renamable) last.output[0] = name;
+      else this.op("Identity", [tensor], {}, name);
+    }
     this.outputs.push(valueInfo(name, elemType, dims));
+    return name;
   }
 
   /** A float32 weight, stored as external data. */
