@@ -185,6 +185,28 @@ describe("loading over HTTP from a loopback Hub", () => {
   });
 });
 
+describe("GPT-2 checkpoints in either layout", () => {
+  it("accepts the transformer. prefix and attn.masked_bias buffers (DialoGPT, mGPT), with the same numbers", async () => {
+    const bytes = new Uint8Array(readFileSync(path.join(fixtureDir("tiny-gpt2"), "model.safetensors")));
+    const header = parseHeader(bytes, "model.safetensors");
+    const tensors = [...header.tensors.values()].map((info) => ({
+      name: `transformer.${info.name}`,
+      dtype: info.dtype,
+      shape: info.shape,
+      bytes: bytes.slice(info.begin, info.end)
+    }));
+    tensors.push({name: "transformer.h.0.attn.masked_bias", dtype: "F32", shape: [], bytes: new Uint8Array(new Float32Array([-1e4]).buffer)});
+    const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-prefixed-"));
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(fixtureDir("tiny-gpt2"), f), path.join(dir, f));
+    writeFileSync(path.join(dir, "model.safetensors"), encodeSafetensors(tensors));
+    const model = await loadModel(dir);
+    const ref = readReference("tiny-gpt2");
+    const out = await model.trace(ref.json.prompts[3].text, ["transformer.h.3.output"]);
+    expect(relativeError(out["transformer.h.3.output"].data, ref.tensor("p3.transformer.h.3.output").data)).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+});
+
 describe("bad checkpoints are refused, naming the file and the tensor", () => {
   const folder = (config: Record<string, unknown>, tensors?: Parameters<typeof encodeSafetensors>[0]) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-bad-"));
