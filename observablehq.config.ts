@@ -20,10 +20,18 @@
 // `./src/runtime/ort-web.js` (Framework finds the .ts and transpiles it). onnxruntime-web's .wasm
 // is shipped through `import.meta.resolve("onnxruntime-web/…wasm")` in src/runtime/ort-web.ts,
 // which Framework rewrites and copies into `_node/onnxruntime-web@<version>/`.
+//
+// Models ship with the site as plain files under /models/<name>/ (config.json, tokenizer.json,
+// tokenizer_config.json, and model.safetensors where there are weights), written by the
+// parameterized loaders docs/models/[model]/*.ts from the local model folders, and listed in
+// /models/site.json. They are `dynamicPaths` (no page references them; the browser fetches them by
+// URL). Which models: env LMW_SITE_MODELS (see docs/data/site-models.ts); where from: env LMW_MODELS,
+// which defaults here to the shared fixture and model folders when they exist.
 
 import {existsSync, mkdirSync, readdirSync, readFileSync} from "node:fs";
 import {dirname, join} from "node:path";
 import {fileURLToPath} from "node:url";
+import {siteModelPaths} from "./docs/data/site-models.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = "docs";
@@ -59,10 +67,28 @@ function seedNpmVersionCache(): void {
 
 seedNpmVersionCache();
 
+if (process.env.LMW_MODELS === undefined) {
+  const shared = ["../shared/fixtures", "../shared/models"].filter((dir) => existsSync(join(here, dir)));
+  if (shared.length) process.env.LMW_MODELS = shared.join(":"); // the data loaders inherit it
+}
+
 export default {
   root,
   title: "lm-workbench",
-  pages: [{name: "lm-workbench", path: "/"}],
+  // The lecture's pages, in order (a page not written yet is left out rather than failing the build).
+  pages: [
+    {name: "Talking to a language model", path: "/generation"},
+    {name: "Tokens and logits", path: "/tokens"},
+    {name: "Anatomy", path: "/anatomy"},
+    {name: "Context", path: "/context"},
+    {name: "MLP and attention", path: "/mlp-attention"},
+    {name: "Performance", path: "/performance"}
+  ].filter((page) => existsSync(join(here, root, `${page.path}.md`))),
+  dynamicPaths: [
+    "/models/site.json", ...siteModelPaths(),
+    // Exported modules: cells that other sites embed (see docs/embed.md).
+    "/embed/next-token.js", "/embed/attention.js"
+  ],
   style: "style.css",
   globalStylesheets: [],
   search: false,

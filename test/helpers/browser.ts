@@ -31,6 +31,8 @@ export interface LaunchOptions {
   extraArgs?: string[];
   /** Viewport of every page (default 1000 × 800). */
   viewport?: {width: number; height: number};
+  /** False leaves out --enable-unsafe-webgpu: navigator.gpu then gives no adapter (default true). */
+  webgpu?: boolean;
 }
 
 export interface WatchedPage {
@@ -56,7 +58,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: [...CHROMIUM_ARGS, ...(options.extraArgs ?? [])],
+    args: [...CHROMIUM_ARGS.filter((a) => options.webgpu !== false || a !== "--enable-unsafe-webgpu"), ...(options.extraArgs ?? [])],
     viewport: options.viewport ?? {width: 1000, height: 800}
   });
   const watched = new WeakMap<Page, WatchedPage>();
@@ -81,9 +83,11 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
       if (message.type() === "error") w.errors.push(`console.error: ${message.text()} (${message.location().url})`);
     });
     page.on("pageerror", (error) => w.errors.push(`uncaught: ${error.message}`));
-    page.on("requestfailed", (request) => {
-      // Chromium reports every bodiless HEAD as ERR_ABORTED, though it succeeded (the page sees its status).
-      if (request.method() === "HEAD" && request.failure()?.errorText === "net::ERR_ABORTED") return;
+    page.on("requestfailed", async (request) => {
+      // Chromium reports ERR_ABORTED for requests that did succeed: every bodiless HEAD, and GETs whose body
+      // the page read through response.body.getReader(). Those had a response, and the page saw it; a real
+      // failure (refused, reset, blocked) has none, and a 4xx/5xx is reported below.
+      if (request.failure()?.errorText === "net::ERR_ABORTED" && (await request.response().catch(() => null))) return;
       w.errors.push(`request failed: ${request.url()} (${request.failure()?.errorText ?? "?"})`);
     });
     page.on("response", (response) => {
@@ -101,4 +105,12 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
       await rm(userDataDir, {recursive: true, force: true});
     }
   };
+}
+
+/**
+ * Browser tests skip where there is no chromium, except in CI (`CI` set), where a missing browser must fail
+ * the run rather than pass it silently: use as `describe.skipIf(skipBrowserTests())`.
+ */
+export function skipBrowserTests(): boolean {
+  return !hasChromium() && !process.env.CI;
 }

@@ -1,0 +1,35 @@
+// Page 5, precomputed for each site model: attention versus MLP parameters per layer and in total, and the
+// attention weights of every head of the default layer (10, clamped) for the lecture's prompt.
+import {ATTENTION_DEFAULTS, attentionTrace, defaultLayerHead, parameterShares} from "../../src/analysis/attention.js";
+import {matrix} from "../../src/analysis/index.js";
+import {loadSiteModel, siteModels} from "./site-models.js";
+
+const round = (v: number) => Number(v.toPrecision(4));
+
+const models = [];
+for (const {id, name} of siteModels()) {
+  const model = await loadSiteModel(id);
+  const {layer, head} = defaultLayerHead(model.config);
+  const trace = await attentionTrace(model, ATTENTION_DEFAULTS.prompt);
+  const weights = trace.layers[layer]!;
+  const T = trace.pieces.length;
+  models.push({
+    id,
+    name,
+    weightsOrigin: model.weightsOrigin,
+    numLayers: model.config.numLayers,
+    numHeads: model.config.numHeads,
+    numKeyValueHeads: model.config.numKeyValueHeads,
+    shares: parameterShares(model.counts()),
+    prompt: trace.prompt,
+    pieces: trace.pieces,
+    layer,
+    head,
+    // heads[h][query][key]
+    heads: Array.from({length: weights.shape[1]!}, (_, h) => {
+      const {data} = matrix(weights, 0, h);
+      return Array.from({length: T}, (_, q) => Array.from(data.subarray(q * T, (q + 1) * T), round));
+    })
+  });
+}
+process.stdout.write(JSON.stringify({defaults: ATTENTION_DEFAULTS, models}) + "\n");

@@ -1,0 +1,14 @@
+// Page 1's precomputed text: the default prompt's greedy continuation by each site model (trained or random
+// weights, as `weightsOrigin` says; random weights write gibberish).
+import {GENERATION_DEFAULTS} from "../../src/analysis/tokens.js";
+import {loadSiteModel, siteModels} from "./site-models.js";
+
+const {prompt, maxNewTokens} = GENERATION_DEFAULTS;
+const generations = [];
+for (const {id} of siteModels()) {
+  const model = await loadSiteModel(id);
+  const tokens: {id: number; text: string}[] = [];
+  const result = await model.generate(prompt, {maxNewTokens, onToken: ({id, text}) => tokens.push({id, text})});
+  generations.push({id, weightsOrigin: model.weightsOrigin, prompt, maxNewTokens, tokens, text: result.text, stopped: result.stopped});
+}
+process.stdout.write(JSON.stringify({prompt, maxNewTokens, generations}, null, 1) + "\n");

@@ -1,0 +1,9 @@
+// The site's copy of a model's tokenizer_config.json: the bytes of the local folder the model resolves to (see
+// docs/data/site-models.ts). Run by Framework as `tsx tokenizer_config.json.ts --model=<name>`.
+import {readFileSync} from "node:fs";
+import {join} from "node:path";
+import {parseArgs} from "node:util";
+import {siteModel} from "../../data/site-models.js";
+
+const {values} = parseArgs({options: {model: {type: "string"}}});
+process.stdout.write(readFileSync(join(siteModel(values.model!).folder, "tokenizer_config.json")));

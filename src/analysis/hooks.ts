@@ -1,0 +1,56 @@
+/**
+ * Hook-point names for the tensors the lecture pages read, for either architecture: the residual stream after
+ * a layer, a layer's attention weights, and the modules that hold a weight matrix.
+ */
+import type {ModelConfig, Parameter} from "../arch/index.js";
+
+type Config = Pick<ModelConfig, "modelType" | "numLayers">;
+
+/** The decoder block's module path: `model.layers.3` (Llama) or `transformer.h.3` (GPT-2). */
+export function layerPath(config: Config, layer: number): string {
+  return config.modelType === "gpt2" ? `transformer.h.${layer}` : `model.layers.${layer}`;
+}
+
+/** The residual stream after `layer`: `model.layers.{i}.output`, shape [1, T, hidden]. */
+export function residualHook(config: Config, layer: number): string {
+  return `${layerPath(config, layer)}.output`;
+}
+
+/** The residual stream after every layer, first to last. */
+export function residualHooks(config: Config): string[] {
+  return Array.from({length: config.numLayers}, (_, i) => residualHook(config, i));
+}
+
+/** Post-softmax attention weights of `layer`, shape [1, heads, T, T]. */
+export function attentionHook(config: Config, layer: number): string {
+  return config.modelType === "gpt2" ? `transformer.h.${layer}.attn.attn_weights` : `model.layers.${layer}.self_attn.attn_weights`;
+}
+
+/** Keeps a layer (or head) index inside `0 … count - 1`: the lecture's layer 10 is layer 4 of a 5-layer model. */
+export function clampIndex(index: number, count: number): number {
+  return Math.max(0, Math.min(count - 1, Math.floor(index)));
+}
+
+/** A module with a weight matrix whose output is a hook point: `model.layers.10.mlp.gate_proj`. */
+export interface WeightModule {
+  /** The module path, e.g. `model.layers.10.mlp.gate_proj`. */
+  module: string;
+  /** Its weight, e.g. `model.layers.10.mlp.gate_proj.weight`, and the weight's shape. */
+  weight: string;
+  shape: number[];
+  /** The hook point of its output, e.g. `model.layers.10.mlp.gate_proj.output`. */
+  output: string;
+}
+
+/** The modules with a 2-d weight and an output hook, in parameter order (embeddings, projections, MLPs). */
+export function weightModules(parameters: Parameter[], hookPoints: string[]): WeightModule[] {
+  const hooks = new Set(hookPoints);
+  const modules: WeightModule[] = [];
+  for (const p of parameters) {
+    if (p.shape.length !== 2 || !p.name.endsWith(".weight")) continue;
+    const module = p.name.slice(0, -".weight".length);
+    const output = `${module}.output`;
+    if (hooks.has(output)) modules.push({module, weight: p.name, shape: p.shape, output});
+  }
+  return modules;
+}
