@@ -86,8 +86,8 @@ export default {
   ].filter((page) => existsSync(join(here, root, `${page.path}.md`))),
   dynamicPaths: [
     "/models/site.json", ...siteModelPaths(),
-    // Exported modules: cells that other sites embed (see docs/embed.md).
-    "/embed/next-token.js", "/embed/attention.js"
+    // Exported modules: cells that other sites embed (docs/embed.md).
+    "/embed/runtime.js", "/embed/next-token.js", "/embed/attention.js"
   ],
   style: "style.css",
   globalStylesheets: [],

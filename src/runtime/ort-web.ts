@@ -71,19 +71,23 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   if (!preferWebGPU) return wasm("WebGPU was not asked for");
   const gpu = (globalThis.navigator as unknown as {gpu?: GPULike} | undefined)?.gpu;
   if (!gpu) return wasm("navigator.gpu is missing");
-  let adapter: GPUAdapterLike | null;
-  try {
-    adapter = await gpu.requestAdapter({powerPreference: "high-performance"});
-  } catch (error) {
-    return wasm(`navigator.gpu.requestAdapter() failed (${(error as Error).message})`);
+  // ort fixes its WebGPU device at the first WebGPU session and env.webgpu.adapter turns read-only: a later
+  // load (another model on the same page) reuses that adapter.
+  const existing = ort.env.webgpu.adapter as unknown as GPUAdapterLike | undefined;
+  let adapter: GPUAdapterLike | null = existing ?? null;
+  if (!adapter) {
+    try {
+      adapter = await gpu.requestAdapter({powerPreference: "high-performance"});
+    } catch (error) {
+      return wasm(`navigator.gpu.requestAdapter() failed (${(error as Error).message})`);
+    }
+    if (!adapter) return wasm("navigator.gpu.requestAdapter() gave no adapter");
+    // ort's WebGPU backend creates its device from this adapter with requiredLimits set to the
+    // adapter's own maxStorageBufferBindingSize and maxBufferSize, not the 128 MiB defaults, which
+    // gpt2's 147 MiB fp32 embedding would exceed.
+    ort.env.webgpu.adapter = adapter as unknown as typeof ort.env.webgpu.adapter;
+    ort.env.webgpu.powerPreference = "high-performance";
   }
-  if (!adapter) return wasm("navigator.gpu.requestAdapter() gave no adapter");
-
-  // ort's WebGPU backend creates its device from this adapter with requiredLimits set to the
-  // adapter's own maxStorageBufferBindingSize and maxBufferSize, not the 128 MiB defaults, which
-  // gpt2's 147 MiB fp32 embedding would exceed.
-  ort.env.webgpu.adapter = adapter as unknown as typeof ort.env.webgpu.adapter;
-  ort.env.webgpu.powerPreference = "high-performance";
   const {maxStorageBufferBindingSize, maxBufferSize} = adapter.limits;
   const name = adapterName(adapter);
   return {

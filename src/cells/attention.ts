@@ -1,0 +1,70 @@
+/**
+ * An attention pattern, embeddable: the weights one head of one layer gives each earlier token, as a
+ * heatmap with the tokens on both axes. One forward pass per (model, prompt) fetches every layer's
+ * weights; changing `layer` or `head` only re-slices them.
+ *
+ *   const module = new Runtime().module(define, Inspector.into(element));
+ *   module.redefine("layer", 3);
+ *
+ * Inputs (redefinable): model, hub, models, backend (see shared.ts), prompt, layer, head. Shown: `heatmap`.
+ */
+import type * as PlotModule from "@observablehq/plot";
+import type {Model} from "../runtime/model.js";
+import type {Tensor} from "../runtime/tensor.js";
+import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
+
+interface Cell {
+  query: number;
+  key: number;
+  weight: number;
+}
+
+export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
+  const main = runtime.module();
+  defineModelInputs(main);
+  main.variable().define("prompt", [], () => "a is a & b is b & y is");
+  main.variable().define("layer", [], () => 2);
+  main.variable().define("head", [], () => 3);
+  main.variable().define("attention", ["loaded", "prompt"], async (model: Model, prompt: string) => {
+    const paths = Array.from({length: model.config.numLayers}, (_, i) => attentionPath(model, i));
+    const traced = await model.trace(prompt, paths);
+    return {tokens: traced.tokens.map((t, i) => model.tokenizer.decode([traced.input_ids[i]]) || t), layers: paths.map((p) => traced[p])};
+  });
+  main.variable(observer("heatmap")).define(
+    "heatmap",
+    ["Plot", "loaded", "attention", "layer", "head"],
+    (Plot: typeof PlotModule, model: Model, attention: {tokens: string[]; layers: Tensor[]}, layer: number, head: number) =>
+      measureRedraw("embed-attention", () => heatmapView(Plot, model, attention, layer, head))
+  );
+  return main;
+}
+
+function attentionPath(model: Model, layer: number): string {
+  return model.config.modelType === "gpt2" ? `transformer.h.${layer}.attn.attn_weights` : `model.layers.${layer}.self_attn.attn_weights`;
+}
+
+function heatmapView(Plot: typeof PlotModule, model: Model, {tokens, layers}: {tokens: string[]; layers: Tensor[]}, layer: number, head: number): HTMLElement {
+  const {numLayers, numHeads} = model.config;
+  if (!Number.isInteger(layer) || layer < 0 || layer >= numLayers) throw new RangeError(`layer ${layer}: ${model.id} has layers 0 to ${numLayers - 1}`);
+  if (!Number.isInteger(head) || head < 0 || head >= numHeads) throw new RangeError(`head ${head}: ${model.id} has heads 0 to ${numHeads - 1}`);
+  const T = tokens.length;
+  const data = layers[layer].data; // [1, heads, T, T]
+  const cells: Cell[] = [];
+  for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) cells.push({query: q, key: k, weight: data[(head * T + q) * T + k]});
+  const label = (i: number) => JSON.stringify(tokens[i]).slice(1, -1).replace(/ /g, "␣");
+  const positions = Array.from({length: T}, (_, i) => i);
+  return element("figure", {class: "lmw-attention", "data-layer": layer, "data-head": head, "data-tokens": T},
+    element("figcaption", {}, `Layer ${layer}, head ${head}: how much each token (row) attends to each earlier token (column)`),
+    Plot.plot({
+      width: Math.min(640, 28 * T + 120),
+      height: Math.min(620, 28 * T + 100),
+      marginLeft: 80,
+      marginBottom: 70,
+      x: {domain: positions, tickFormat: label, tickRotate: -45, label: "key →"},
+      y: {domain: positions, tickFormat: label, label: "↓ query"},
+      color: {scheme: "blues", domain: [0, 1], legend: true, label: "attention"},
+      marks: [Plot.cell(cells, {x: "key", y: "query", fill: "weight", inset: 0.5, title: (d: Cell) => d.weight.toFixed(3)})]
+    }),
+    element("small", {}, caption(model))
+  );
+}

@@ -1,0 +1,103 @@
+/**
+ * What the embeddable cells share: the few @observablehq/runtime types they touch, the inputs every cell
+ * has (model, hub, models, backend), and the model itself — loaded once per page for all the cells that
+ * name it, so two embedded cells run one model, not two.
+ */
+import type {Model} from "../runtime/model.js";
+
+// The engine and Plot are imported lazily, inside the cells' variables, as an Observable notebook's
+// `require` does: Framework 1.13 cannot export a module whose static imports reach node_modules packages
+// that have dependencies of their own (it fails resolving their versioned paths).
+
+/** A variable of an @observablehq/runtime module. */
+export interface RuntimeVariable {
+  define(name: string, inputs: string[], definition: (...args: any[]) => unknown): RuntimeVariable;
+}
+/** An @observablehq/runtime module, as `runtime.module()` makes it. */
+export interface RuntimeModule {
+  variable(observer?: unknown): RuntimeVariable;
+  redefine(name: string, value: unknown): RuntimeVariable;
+  value(name: string): Promise<unknown>;
+}
+export interface ObservableRuntime {
+  module(): RuntimeModule;
+}
+/** `Inspector.into(element)`, or any function giving an observer for a named cell (or none). */
+export type Observer = (name?: string) => unknown;
+
+/**
+ * The inputs every cell has, as redefinable variables:
+ * - `model`: a model the site ships ("stories260K"), a Hub id ("HuggingFaceTB/SmolLM2-135M") or a URL;
+ * - `hub`: the Hub for ids (default https://huggingface.co);
+ * - `models`: where the site's own models are (default: the `models/` folder of the site this module came from);
+ * - `backend`: "auto" (WebGPU where the browser has it, else WASM) or "wasm".
+ * And `loaded`, the model itself.
+ */
+export function defineModelInputs(main: RuntimeModule): void {
+  main.variable().define("model", [], () => "stories260K");
+  main.variable().define("hub", [], () => "https://huggingface.co");
+  main.variable().define("models", [], () => siteModelsBase());
+  main.variable().define("backend", [], () => "auto");
+  main.variable().define("Plot", [], () => import("@observablehq/plot"));
+  main.variable().define("loaded", ["model", "hub", "models", "backend"], (model: string, hub: string, models: string, backend: string) =>
+    sharedModel(model, {hub, models, backend})
+  );
+}
+
+/** The site's models folder: this module is served at `<site>/_import/src/cells/…`. */
+function siteModelsBase(): string {
+  return new URL("../../../models/", import.meta.url).href;
+}
+
+const loads = new Map<string, Promise<Model>>();
+
+/** One load per (model, hub, models, backend) in the page. A failed load is forgotten, so it can be retried. */
+export function sharedModel(id: string, {hub, models, backend}: {hub: string; models: string; backend: string}): Promise<Model> {
+  const key = JSON.stringify([id, hub, models, backend]);
+  let load = loads.get(key);
+  if (!load) {
+    load = (async () => {
+      const [{loadModel}, bundled] = await Promise.all([import("../browser.js"), shippedModels(models)]);
+      return loadModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm"});
+    })();
+    load.catch(() => loads.delete(key));
+    loads.set(key, load);
+  }
+  return load;
+}
+
+/** name → folder URL of each model the site ships with its weights (from `<models>/site.json`). */
+async function shippedModels(models: string): Promise<Record<string, string>> {
+  try {
+    const response = await fetch(new URL("site.json", models));
+    if (!response.ok) return {};
+    const {models: list} = (await response.json()) as {models: {id: string; name: string; weights: boolean}[]};
+    const bundled: Record<string, string> = {};
+    for (const m of list) if (m.weights) bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, models).href;
+    return bundled;
+  } catch {
+    return {};
+  }
+}
+
+/** Runs `draw` between performance marks: `performance.measure("lmw:redraw:<name>")`. */
+export function measureRedraw<T>(name: string, draw: () => T): T {
+  const start = performance.now();
+  const result = draw();
+  performance.measure(`lmw:redraw:${name}`, {start, end: performance.now()});
+  return result;
+}
+
+/** "stories260K · trained weights · WASM (2 threads): …" */
+export function caption(model: Model): string {
+  const weights = model.weightsOrigin === "checkpoint" ? "trained weights" : model.weightsOrigin.replace(/^random/, "random weights");
+  return `${model.id} · ${weights} · ${model.backend}`;
+}
+
+/** An element with attributes and children, for the few views here (Plot draws the rest). */
+export function element(tag: string, attributes: Record<string, string | number>, ...children: (Node | string)[]): HTMLElement {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  node.append(...children);
+  return node;
+}

@@ -1,0 +1,42 @@
+/**
+ * The engine in a real browser, for test/webgpu.test.ts: bundled by esbuild (test/helpers/bundle.ts) with
+ * onnxruntime-web left to the page's import map. The test calls `window.parity.*` and compares in Node.
+ */
+import {loadModel} from "../../src/browser.js";
+import type {Model} from "../../src/runtime/model.js";
+
+let model: Model | undefined;
+
+/** Tensors cross to Node as base64 of their float32 bytes (JSON numbers would be slow for 50k-token logits). */
+function base64(data: Float32Array): string {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+const parity = {
+  /** Loads `id` from the Hub at `endpoint`; returns the backend sentence. */
+  async load(id: string, endpoint: string, preferWebGPU: boolean): Promise<string> {
+    await model?.dispose();
+    model = undefined;
+    model = await loadModel(id, {endpoint, preferWebGPU, wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href}});
+    document.querySelector("#status")!.textContent = model.backend;
+    return model.backend;
+  },
+  /** One forward pass over `text`: the ids and the named tensors (shape, data). */
+  async trace(text: string, hooks: string[]) {
+    const traced = (await model!.trace(text, hooks)) as unknown as Record<string, {shape: number[]; data: Float32Array}> & {input_ids: number[]};
+    const tensors: Record<string, {shape: number[]; base64: string}> = {};
+    for (const hook of hooks) tensors[hook] = {shape: traced[hook].shape, base64: base64(traced[hook].data)};
+    return {ids: traced.input_ids, tensors, runs: model!.runs};
+  },
+  async generate(text: string, maxNewTokens: number) {
+    const result = await model!.generate(text, {maxNewTokens, stopAtEos: false});
+    return {input_ids: result.input_ids, new_ids: result.new_ids, text: result.text};
+  },
+  vocabSize: () => model!.config.vocabSize
+};
+
+Object.assign(window, {parity});
+document.querySelector("#status")!.textContent = "ready";

@@ -1,0 +1,164 @@
+/**
+ * WebGPU and WASM agree, in a real browser: src/browser.ts's loadModel on a test-only page (test/pages/parity)
+ * loads each fixture from a loopback Hub and traces the reference prompts; the tensors come back to Node and
+ * are compared with reference.safetensors at the fixtures' tolerances. Chromium's WebGPU here is SwiftShader
+ * (software: right answers, slow), so WebGPU checks every prompt of stories260K — the model the site runs live —
+ * and a few of each tiny fixture, and generates on stories260K (a 50k-token vocabulary makes each step slow).
+ * Where WebGPU is missing or fails, loadModel falls back to WASM and says why.
+ */
+import {afterAll, beforeAll, describe, expect, test} from "vitest";
+import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {buildTestPages, type TestPages} from "./helpers/bundle.js";
+import {FIXTURES, absoluteError, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
+import {startHubServer, type HubServer} from "./helpers/hub-server.js";
+import {serveStatic, type StaticServer} from "./helpers/static-server.js";
+
+const RELATIVE = 1e-4; // of the tensor's largest magnitude (fixtures/README.md)
+const ABSOLUTE = 1e-5; // attention weights and probabilities
+
+type Backend = "wasm" | "webgpu";
+interface Traced {
+  ids: number[];
+  tensors: Record<string, {shape: number[]; data: Float32Array}>;
+}
+
+/** Float32 tensors come from the page as base64 of their bytes. */
+function decode(traced: {ids: number[]; tensors: Record<string, {shape: number[]; base64: string}>}): Traced {
+  const tensors: Traced["tensors"] = {};
+  for (const [hook, {shape, base64}] of Object.entries(traced.tensors)) {
+    const bytes = Buffer.from(base64, "base64");
+    tensors[hook] = {shape, data: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)};
+  }
+  return {ids: traced.ids, tensors};
+}
+
+const references = new Map<string, ReturnType<typeof readReference>>();
+const reference = (name: string) => references.get(name) ?? references.set(name, readReference(name)).get(name)!;
+
+/** The page's window.parity, called from Node. */
+const parity = {
+  load: (w: WatchedPage, id: string, endpoint: string, preferWebGPU: boolean) =>
+    w.page.evaluate(([i, e, g]) => (window as any).parity.load(i, e, g) as Promise<string>, [id, endpoint, preferWebGPU] as const),
+  trace: async (w: WatchedPage, text: string, hooks: string[]) =>
+    decode(await w.page.evaluate(([t, h]) => (window as any).parity.trace(t, h), [text, hooks] as const)),
+  generate: (w: WatchedPage, text: string, n: number) =>
+    w.page.evaluate(([t, k]) => (window as any).parity.generate(t, k) as Promise<{input_ids: number[]; new_ids: number[]; text: string}>, [text, n] as const)
+};
+
+describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM against the references", () => {
+  let pages: TestPages;
+  let site: StaticServer;
+  let hub: HubServer;
+  let browser: TestBrowser;
+  let hasAdapter = false;
+
+  beforeAll(async () => {
+    pages = await buildTestPages(["parity"]);
+    site = await serveStatic(pages.dir);
+    hub = await startHubServer(Object.fromEntries(FIXTURES.map((name) => [`test-org/${name}`, fixtureDir(name)])));
+    browser = await launchBrowser();
+    const w = await open();
+    hasAdapter = await w.page.evaluate(async () => Boolean(await (navigator as any).gpu?.requestAdapter()));
+    await w.page.close();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await site?.close();
+    await hub?.close();
+    await pages?.remove();
+  });
+
+  /** A fresh page per model: onnxruntime-web sets up WebGPU once per page. */
+  async function open(b = browser): Promise<WatchedPage> {
+    const w = await b.open(`${site.origin}/parity.html`);
+    await w.page.waitForFunction(() => "parity" in window);
+    return w;
+  }
+
+  function compare(name: string, prompt: ReturnType<typeof readReference>["json"]["prompts"][number], got: Traced) {
+    const ref = reference(name);
+    expect(got.ids).toEqual(prompt.input_ids);
+    for (const hook of prompt.captured) {
+      const want = ref.tensor(`p${prompt.index}.${hook}`);
+      expect(got.tensors[hook].shape, hook).toEqual([1, ...want.shape]);
+      if (hook.endsWith("attn_weights")) expect(absoluteError(got.tensors[hook].data, want.data), hook).toBeLessThan(ABSOLUTE);
+      else expect(relativeError(got.tensors[hook].data, want.data), hook).toBeLessThan(RELATIVE);
+    }
+    const logits = got.tensors["lm_head.output"].data;
+    const last = ref.tensor(`p${prompt.index}.logits.last`).data;
+    expect(relativeError(logits.subarray(logits.length - last.length), last), "logits").toBeLessThan(RELATIVE);
+  }
+
+  const plan: [Backend, (typeof FIXTURES)[number], number[], number][] = [
+    // backend, fixture, prompts traced, greedy generations checked
+    ...FIXTURES.map((name) => ["wasm", name, [...Array(12).keys()], 2] as [Backend, (typeof FIXTURES)[number], number[], number]),
+    ["webgpu", "stories260K", [...Array(12).keys()], 2],
+    ["webgpu", "tiny-gpt2", [0, 5, 9], 0],
+    ["webgpu", "tiny-smollm2", [0, 5, 9], 0]
+  ];
+
+  test.for(plan)("%s, %s: every captured hook point and the logits; greedy generations", {timeout: 180_000}, async ([backend, name, prompts, generations], context) => {
+    if (backend === "webgpu" && !hasAdapter) {
+      if (process.env.CI) throw new Error("this chromium offers no WebGPU adapter (expected SwiftShader with --enable-unsafe-webgpu)");
+      context.skip();
+    }
+    const ref = reference(name);
+    const w = await open();
+    try {
+      const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
+      expect(sentence).toMatch(backend === "webgpu" ? /^WebGPU: adapter / : /^WASM \(\d+ threads?\): WebGPU was not asked for/);
+      for (const i of prompts) {
+        const prompt = ref.json.prompts[i];
+        compare(name, prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
+      }
+      for (const gen of ref.json.generations.slice(0, generations)) {
+        const result = await parity.generate(w, gen.text, 20);
+        expect(result.input_ids).toEqual(gen.input_ids);
+        expect(result.new_ids, gen.text).toEqual(gen.new_ids);
+        expect(result.text).toBe(gen.generated_text);
+      }
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  });
+
+  test("WebGPU whose device cannot be created: the session falls back to WASM, says so, and is right", async (context) => {
+    if (!hasAdapter) context.skip();
+    const w = await open();
+    try {
+      // An adapter that exists but refuses to give a device, as a blocklisted or lost GPU does.
+      await w.page.evaluate(() => {
+        const gpu = (navigator as any).gpu;
+        const real = gpu.requestAdapter.bind(gpu);
+        gpu.requestAdapter = async (options: unknown) => {
+          const adapter = await real(options);
+          adapter.requestDevice = () => Promise.reject(new Error("no device for this test"));
+          return adapter;
+        };
+      });
+      const sentence = await parity.load(w, "test-org/stories260K", hub.endpoint, true);
+      expect(sentence).toMatch(/^WASM: the WebGPU session failed \(.+\)/);
+      const prompt = reference("stories260K").json.prompts[11];
+      compare("stories260K", prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
+      expect(await w.page.locator("#status").textContent()).toBe(sentence);
+    } finally {
+      await w.page.close();
+    }
+  }, 120_000);
+
+  test("a browser without a WebGPU adapter runs on WASM and says why", async () => {
+    const plain = await launchBrowser({webgpu: false});
+    try {
+      const w = await open(plain);
+      const sentence = await parity.load(w, "test-org/stories260K", hub.endpoint, true);
+      expect(sentence).toMatch(/^WASM \(\d+ threads?\): navigator\.gpu(\.requestAdapter\(\) gave no adapter| is missing)/);
+      const prompt = reference("stories260K").json.prompts[11];
+      compare("stories260K", prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await plain.close();
+    }
+  }, 120_000);
+});
