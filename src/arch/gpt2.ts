@@ -15,20 +15,14 @@ import {type GraphBuilder as Builder, GraphBuilder, INT64, FLOAT} from "../graph
 import {appendCache, attention, causalMask, geluTanh, layerNorm, linear, mergeHeads, positions, splitHeads} from "../graph/layers.js";
 import type {ModelConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.js";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, parameter} from "./types.js";
 
 export function gpt2(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;
   const block = (i: number) => `transformer.h.${i}`;
 
   function parameters(): Parameter[] {
-    const p = (name: string, shape: number[], component: Parameter["component"], layer?: number): Parameter => ({
-      name,
-      shape,
-      numel: numel(shape),
-      component,
-      layer
-    });
+    const p = parameter;
     const list = [p("transformer.wte.weight", [V, d], "embedding"), p("transformer.wpe.weight", [maxPositions, d], "embedding")];
     for (let i = 0; i < L; i++) {
       const b = block(i);

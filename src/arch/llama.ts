@@ -20,20 +20,14 @@ import {appendCache, attention, causalMask, linear, mergeHeads, positions, rmsNo
 import type {ModelConfig} from "./config.js";
 import {tiedHead} from "./gpt2.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, numel} from "./types.js";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, parameter} from "./types.js";
 
 export function llama(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
   const layer = (i: number) => `model.layers.${i}`;
 
   function parameters(): Parameter[] {
-    const p = (name: string, shape: number[], component: Parameter["component"], layer?: number): Parameter => ({
-      name,
-      shape,
-      numel: numel(shape),
-      component,
-      layer
-    });
+    const p = parameter;
     const list = [p("model.embed_tokens.weight", [V, d], "embedding")];
     for (let i = 0; i < L; i++) {
       const l = layer(i);

@@ -45,6 +45,10 @@ export const cacheNames = (layer: number) => ({
 
 export const LOGITS = "lm_head.output";
 
+export function parameter(name: string, shape: number[], component: Component, layer?: number): Parameter {
+  return {name, shape, numel: numel(shape), component, layer};
+}
+
 export function numel(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
