@@ -69,9 +69,14 @@ export function gpt2(config: ModelConfig): Architecture {
     return hooks;
   }
 
+  /** A block's attn and mlp output are their c_proj's output: one tensor, fetched once, under both names. */
+  function aliasOf(path: string): string | undefined {
+    return /\.(attn|mlp)\.output$/.test(path) ? path.replace(/\.output$/, ".c_proj.output") : undefined;
+  }
+
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
-    const wanted = new Set(options.hooks ?? hookPoints());
+    const wanted = new Set((options.hooks ?? hookPoints()).map((path) => aliasOf(path) ?? path));
     /** Name a tensor by its hook point, and expose it when asked for. */
     const hook = (path: string, tensor: string) => (wanted.has(path) ? g.output(path, tensor) : tensor);
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
@@ -109,7 +114,6 @@ export function gpt2(config: ModelConfig): Architecture {
       hook(`${b}.attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${b}.attn.c_proj.input`, mergeHeads(g, context, d));
       const attnOut = hook(`${b}.attn.c_proj.output`, linear(g, merged, w(`${b}.attn.c_proj.weight`), w(`${b}.attn.c_proj.bias`)));
-      hook(`${b}.attn.output`, attnOut);
       h = g.op("Add", [h, attnOut]);
 
       // MLP: expand 4×, tanh-GELU, project back.
@@ -117,7 +121,6 @@ export function gpt2(config: ModelConfig): Architecture {
       const up = hook(`${b}.mlp.c_fc.output`, linear(g, y, w(`${b}.mlp.c_fc.weight`), w(`${b}.mlp.c_fc.bias`)));
       const act = hook(`${b}.mlp.act.output`, geluTanh(g, up));
       const mlpOut = hook(`${b}.mlp.c_proj.output`, linear(g, act, w(`${b}.mlp.c_proj.weight`), w(`${b}.mlp.c_proj.bias`)));
-      hook(`${b}.mlp.output`, mlpOut);
       h = hook(`${b}.output`, g.op("Add", [h, mlpOut]));
     }
 
@@ -172,6 +175,7 @@ export function gpt2(config: ModelConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
+    aliasOf,
     checkpointNames: (name) => (name.startsWith("transformer.") ? [name.slice("transformer.".length), name] : [name]),
     isBuffer: (name) => /(^|\.)attn\.(bias|masked_bias)$/.test(name)
   };

@@ -90,9 +90,16 @@ export function llama(config: ModelConfig): Architecture {
     return {cos, sin};
   }
 
+  /** self_attn's output is o_proj's, mlp's is down_proj's: one tensor, fetched once, under both names. */
+  function aliasOf(path: string): string | undefined {
+    if (path.endsWith(".self_attn.output")) return path.replace(/output$/, "o_proj.output");
+    if (path.endsWith(".mlp.output")) return path.replace(/output$/, "down_proj.output");
+    return undefined;
+  }
+
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
-    const wanted = new Set(options.hooks ?? hookPoints());
+    const wanted = new Set((options.hooks ?? hookPoints()).map((path) => aliasOf(path) ?? path));
     const hook = (path: string, tensor: string) => (wanted.has(path) ? g.output(path, tensor) : tensor);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
@@ -146,7 +153,6 @@ export function llama(config: ModelConfig): Architecture {
       hook(`${l}.self_attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${l}.self_attn.o_proj.input`, mergeHeads(g, context, H * D));
       const attnOut = hook(`${l}.self_attn.o_proj.output`, linear(g, merged, wT(`${l}.self_attn.o_proj.weight`)));
-      hook(`${l}.self_attn.output`, attnOut);
       h = g.op("Add", [h, attnOut]);
 
       const y = hook(`${l}.post_attention_layernorm.output`, rmsNorm(g, h, w(`${l}.post_attention_layernorm.weight`), config.normEps));
@@ -154,7 +160,6 @@ export function llama(config: ModelConfig): Architecture {
       const act = hook(`${l}.mlp.act_fn.output`, silu(g, gate));
       const up = hook(`${l}.mlp.up_proj.output`, linear(g, y, wT(`${l}.mlp.up_proj.weight`)));
       const down = hook(`${l}.mlp.down_proj.output`, linear(g, g.op("Mul", [act, up]), wT(`${l}.mlp.down_proj.weight`)));
-      hook(`${l}.mlp.output`, down);
       h = hook(`${l}.output`, g.op("Add", [h, down]));
     }
 
@@ -205,6 +210,7 @@ export function llama(config: ModelConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
+    aliasOf,
     checkpointNames: (name) => [name],
     isBuffer: (name) => name.endsWith("rotary_emb.inv_freq")
   };

@@ -29,6 +29,8 @@ export interface Architecture {
   isBuffer(checkpointName: string): boolean;
   /** Every hook point, by Hugging Face module path, in forward order. */
   hookPoints(): string[];
+  /** For a hook point that is the very tensor of another (a module whose output is its last layer's), that other. */
+  aliasOf(path: string): string | undefined;
   /** The model printed as PyTorch prints it. */
   moduleTree(): string;
   /** The forward pass as an ONNX graph; `weight(name)` gives a parameter in its checkpoint layout. */

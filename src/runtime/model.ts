@@ -183,13 +183,14 @@ export class Model {
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
     const presentNames = keepCache ? cacheOutputs(numLayers) : [];
-    const fetches = [...new Set([...fetch, ...presentNames])];
+    const graphName = (path: string) => this.arch.aliasOf(path) ?? path;
+    const fetches = [...new Set([...fetch.map(graphName), ...presentNames])];
     if (fetches.length === 0) fetches.push(LOGITS);
     this.runs++;
     const results = await this.session.run(feeds, fetches);
     const outputs = new Map<string, Tensor>();
     for (const name of fetch) {
-      const t = results[name];
+      const t = results[graphName(name)];
       outputs.set(name, {shape: t.dims.map(Number), data: t.data as Float32Array});
     }
     const next = keepCache
