@@ -237,3 +237,16 @@ describe("bad checkpoints are refused, naming the file and the tensor", () => {
     await expect(loadModel(path.join(SHARED, "models", "gpt2"))).rejects.toThrow(/no weights.*init: "random"/);
   });
 });
+
+describe("concurrent traces", () => {
+  it("queue on the one session and each gets its own answer (onnxruntime-web refuses overlapping runs)", async () => {
+    const model = await loadModel("stories260K", {runtime: "web"});
+    const prompts = ["The cat sat on the mat", "Paris is the capital of France", "Once upon a time"];
+    const together = await Promise.all(prompts.map((p) => model.trace(p, ["model.layers.4.output"])));
+    for (const [i, p] of prompts.entries()) {
+      const alone = await model.trace(p, ["model.layers.4.output"]);
+      expect(together[i]["model.layers.4.output"].data).toEqual(alone["model.layers.4.output"].data);
+    }
+    await model.dispose();
+  });
+});

@@ -169,8 +169,20 @@ export class Model {
     return result.outputs;
   }
 
-  /** Run the session on new tokens after a cache (none: an empty one). */
-  async run(ids: number[], cache: Cache | undefined, fetch: string[], keepCache = false): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
+  /**
+   * Run the session on new tokens after a cache (none: an empty one). Runs wait for one another: an
+   * onnxruntime session runs one call at a time (onnxruntime-web refuses a second: "Session already
+   * started"), and two cells of a page may ask at once.
+   */
+  run(ids: number[], cache: Cache | undefined, fetch: string[], keepCache = false): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
+    const result = this.queue.then(() => this.runNow(ids, cache, fetch, keepCache));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private async runNow(ids: number[], cache: Cache | undefined, fetch: string[], keepCache: boolean): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
     const {ort} = this.options;
     const {numLayers, numKeyValueHeads, headDim} = this.config;
     const feeds: Record<string, OrtTensor> = {
