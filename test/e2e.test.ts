@@ -284,6 +284,8 @@ describe.skipIf(skipBrowserTests())("the lecture pages in chromium", () => {
     try {
       await settle(w);
       await goLive(w);
+      // Both prompts are traced at once by two cells: no inline error (e.g. "Session already started").
+      expect(await w.page.locator(".lmw-error-note").allInnerTexts()).toEqual(expect.not.arrayContaining([expect.stringMatching(/\S/)]));
       await timeSlider(w, "anatomy", "Layer", 3, ["residual"]);
       expectClean(w);
     } finally {
