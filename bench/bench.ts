@@ -4,6 +4,8 @@
  *   npm run bench                 every fixture and the full-size gpt2 / SmolLM2-135M structures (random
  *                                 weights), on onnxruntime-node and on onnxruntime-web's WASM in Node
  *   npm run bench -- --quick      SmolLM2-135M on onnxruntime-node and stories260K: under a minute
+ *   npm run bench -- --browser    only the Chromium rows (bench/browser.ts), merged into the last full run's
+ *                                 results; a full run includes them where chromium is installed
  *
  * Each (model, runtime) runs in its own child process (`bench/one.ts`), which isolates it and gives its peak
  * memory. The machine's limits are measured in the same run: onnxruntime's fp32 MatMul throughput and the
@@ -14,29 +16,38 @@
  * section of `docs/performance.md`.
  */
 import {spawn} from "node:child_process";
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync} from "node:fs";
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync} from "node:fs";
 import {cpus, loadavg, tmpdir, totalmem} from "node:os";
 import {join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {parseArgs} from "node:util";
 import type {FloorResult, ModelResult} from "./one.js";
 import {floorMs, type Row} from "./measure.js";
-import {markdownTable, renderPerformancePage} from "./report.js";
+import {markdownTable, redrawSummary, renderPerformancePage, RUNTIME_NAMES, type AnyFloor, type AnyResult, type RedrawTimes, type Report} from "./report.js";
+import {runBrowserBench, type BrowserBench} from "./browser.js";
+import {CHROMIUM_PATH, hasChromium} from "../test/helpers/browser.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const {values: args} = parseArgs({
   options: {quick: {type: "boolean", default: false}, browser: {type: "boolean", default: false}}
 });
-if (args.browser) {
-  console.error("--browser: the Chromium rows (WASM; WebGPU on a real GPU adapter) are not implemented yet.");
+if (args.browser && args.quick) {
+  console.error("--browser and --quick: --quick runs no browser; use one or the other.");
   process.exit(2);
 }
+if (args.browser && !hasChromium()) {
+  console.error(`--browser: no chromium at ${CHROMIUM_PATH} (set LMW_CHROMIUM).`);
+  process.exit(2);
+}
+const withBrowser = args.browser || (!args.quick && hasChromium());
 
-export const RUNTIMES = {node: "onnxruntime-node", web: "onnxruntime-web (wasm, node)"} as const;
+export const RUNTIMES = RUNTIME_NAMES;
 type Job = {model: string; runtime: "node" | "web"; init: "checkpoint" | "random"};
 const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"];
 const STRUCTURES = ["gpt2", "SmolLM2-135M"];
-const jobs: Job[] = args.quick
+const jobs: Job[] = args.browser
+  ? []
+  : args.quick
   ? [
       {model: "SmolLM2-135M", runtime: "node", init: "random"},
       {model: "stories260K", runtime: "node", init: "checkpoint"}
@@ -81,7 +92,7 @@ const machine = {
   loadAverageAtStart: loadavg()[0],
   date: new Date().toISOString()
 };
-console.log(`lm-workbench bench${args.quick ? " --quick" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`);
+console.log(`lm-workbench bench${args.quick ? " --quick" : args.browser ? " --browser" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`);
 
 const floors = new Map<string, FloorResult>();
 for (const runtime of runtimes) {
@@ -107,44 +118,81 @@ for (const job of jobs) {
 }
 rmSync(scratch, {recursive: true, force: true});
 
+// --browser alone adds the Chromium rows to the last full run's results (docs/data/bench-results.json).
+const reportPath = join(root, "docs", "data", "bench-results.json");
+const previous: (Report & {rows: Row[]}) | undefined = args.browser && existsSync(reportPath) ? JSON.parse(readFileSync(reportPath, "utf8")) : undefined;
+const notChromium = (x: {runtime: string}) => !x.runtime.startsWith("chromium");
+const allFloors = new Map<string, AnyFloor>([...(previous?.limits.filter(notChromium) ?? []).map((f) => [f.runtime, f] as const), ...floors]);
+const allResults: AnyResult[] = [...(previous?.results.filter(notChromium) ?? []), ...results];
+
+let browser: BrowserBench | undefined;
+if (withBrowser) {
+  console.log("chromium:");
+  try {
+    browser = await runBrowserBench({log: (line) => console.log(`  ${line}`)});
+    for (const f of browser.floors) allFloors.set(f.runtime, f);
+    allResults.push(...browser.results);
+  } catch (e) {
+    console.log("  failed");
+    console.error(String(e));
+  }
+}
+
 const rows: Row[] = [];
-for (const [runtime, f] of floors) {
-  const r = RUNTIMES[runtime as "node" | "web"];
+for (const [runtime, f] of allFloors) {
+  const r = RUNTIMES[runtime as AnyFloor["runtime"]];
   rows.push({model: "(machine)", runtime: r, metric: "matmul_flop_per_s", tokens: null, value: f.flopRate, unit: "FLOP/s", floor_ratio: null});
   rows.push({model: "(machine)", runtime: r, metric: "copy_bandwidth_bytes_per_s", tokens: null, value: f.bandwidth, unit: "B/s", floor_ratio: null});
 }
-for (const res of results) {
+for (const res of allResults) {
   const r = RUNTIMES[res.runtime];
-  const f = floors.get(res.runtime)!;
+  const f = allFloors.get(res.runtime);
   const row = (metric: string, tokens: number | null, value: number, unit: string, floor_ratio: number | null = null) =>
     rows.push({model: res.model, runtime: r, metric, tokens, value: round(value), unit, floor_ratio: floor_ratio === null ? null : round(floor_ratio)});
   row("graph_build_ms", null, res.graphBuildMs, "ms");
   row("session_create_ms", null, res.sessionCreateMs, "ms");
   for (const fw of res.forward) {
-    const floor = floorMs(fw, f.flopRate, f.bandwidth);
-    row("forward_logits_ms", fw.tokens, fw.logitsMs, "ms", fw.logitsMs / floor);
-    row("forward_all_hooks_ms", fw.tokens, fw.allHooksMs, "ms", fw.allHooksMs / floor);
+    const floor = f ? floorMs(fw, f.flopRate, f.bandwidth) : NaN;
+    row("forward_logits_ms", fw.tokens, fw.logitsMs, "ms", f ? fw.logitsMs / floor : null);
+    row("forward_all_hooks_ms", fw.tokens, fw.allHooksMs, "ms", f ? fw.allHooksMs / floor : null);
   }
   row("generate_kv_tokens_per_s", res.generate.context, res.generate.kvTokensPerS, "tokens/s");
   row("generate_nokv_tokens_per_s", res.generate.context, res.generate.noKvTokensPerS, "tokens/s");
   row("peak_memory_mb", null, res.peakRssMb, "MB");
 }
-writeFileSync(join(root, "bench", "results.json"), JSON.stringify(rows, null, 1) + "\n");
+// --browser alone: keep the other runtimes' rows of bench/results.json.
+const resultsPath = join(root, "bench", "results.json");
+const keptRows: Row[] = args.browser && !previous && existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as Row[]).filter((x) => !String(x.runtime).startsWith("chromium")) : [];
+writeFileSync(resultsPath, JSON.stringify([...keptRows, ...rows], null, 1) + "\n");
 
-const commands = args.quick ? ["npm run bench -- --quick"] : ["npm run bench"];
-console.log("\n" + markdownTable(results, floors) + "\n");
-console.log("chromium (wasm), chromium (webgpu): not measured (run with --browser)\n");
-for (const line of targets(results)) console.log(line);
-const generationMismatch = results.filter((r) => !r.generate.sameTokens);
-if (!args.quick) {
-  const report = {machine, commands, limits: [...floors.values()], results, rows, targets: targets(results)};
+// Redraw times: measured by the end-to-end tests in the page, reported here.
+const redrawPath = join(root, "test-results", "redraw-times.json");
+const redrawSource = existsSync(redrawPath)
+  ? `test-results/redraw-times.json (written by test/e2e.test.ts, ${statSync(redrawPath).mtime.toISOString().slice(0, 16).replace("T", " ")} UTC)`
+  : "test-results/redraw-times.json";
+const redraw = redrawSummary(existsSync(redrawPath) ? (JSON.parse(readFileSync(redrawPath, "utf8")) as RedrawTimes) : undefined, redrawSource);
+
+const commands = args.quick ? ["npm run bench -- --quick"] : args.browser ? [...(previous?.commands.filter((c) => !c.includes("--browser")) ?? []), "npm run bench -- --browser"] : ["npm run bench"];
+console.log("\n" + markdownTable(allResults, allFloors) + "\n");
+if (browser) {
+  for (const note of browser.notes) console.log(note);
+  console.log("chromium peak MB: peak resident memory (VmHWM) of the renderer processes, a fresh browser per model (JS heap, WASM memory, onnxruntime arenas; not the browser or GPU processes)");
+} else console.log("chromium (wasm), chromium (webgpu): not measured (run with --browser)");
+console.log("");
+for (const line of targets(allResults)) console.log(line);
+console.log("");
+for (const line of redraw) console.log(line);
+const generationMismatch = allResults.filter((r) => !r.generate.sameTokens);
+const chromium = browser ? {notes: browser.notes, chromium: browser.chromium, date: browser.date} : previous?.chromium;
+if (!args.quick && (!args.browser || previous)) {
+  const report = {machine: previous?.machine ?? machine, commands, limits: [...allFloors.values()], results: allResults, rows, targets: targets(allResults), chromium, redraw};
   mkdirSync(join(root, "docs", "data"), {recursive: true});
-  writeFileSync(join(root, "docs", "data", "bench-results.json"), JSON.stringify(report, null, 1) + "\n");
+  writeFileSync(reportPath, JSON.stringify(report, null, 1) + "\n");
   const page = join(root, "docs", "performance.md");
   writeFileSync(page, renderPerformancePage(existsSync(page) ? readFileSync(page, "utf8") : undefined, report));
   console.log("\nwrote bench/results.json, docs/data/bench-results.json, docs/performance.md");
 } else {
-  console.log("\nwrote bench/results.json");
+  console.log(`\nwrote bench/results.json${args.browser ? " (no full run's docs/data/bench-results.json to add the Chromium rows to)" : ""}`);
 }
 console.log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 if (generationMismatch.length) {
@@ -153,12 +201,12 @@ if (generationMismatch.length) {
 }
 
 /** The issue's targets, each met or missed, in one line each. */
-function targets(results: ModelResult[]): string[] {
+function targets(results: AnyResult[]): string[] {
   const lines: string[] = [];
   const smol = results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "node");
   const mark = (ok: boolean) => (ok ? "MET   " : "MISSED");
   if (smol) {
-    const f = floors.get("node")!;
+    const f = allFloors.get("node")!;
     const fw10 = smol.forward.find((x) => x.tokens === 10)!;
     const ratio = fw10.logitsMs / floorMs(fw10, f.flopRate, f.bandwidth);
     lines.push(`${mark(ratio <= 1.5)} SmolLM2-135M, 10 tokens, onnxruntime-node: forward ${ratio.toFixed(2)}× its floor (target ≤ 1.5×)`);

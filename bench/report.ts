@@ -1,10 +1,20 @@
 /** The benchmark's results as a Markdown table, and the results section of `docs/performance.md`. */
 import type {FloorResult, ModelResult} from "./one.js";
+import type {BrowserBench, BrowserFloor, BrowserModelResult} from "./browser.js";
 import {floorMs} from "./measure.js";
 
-const RUNTIME_NAMES = {node: "onnxruntime-node", web: "onnxruntime-web (wasm, node)"} as const;
+export type AnyResult = ModelResult | BrowserModelResult;
+export type AnyFloor = FloorResult | BrowserFloor;
+export type RuntimeKey = AnyResult["runtime"];
 
-export function markdownTable(results: ModelResult[], floors: Map<string, FloorResult>): string {
+export const RUNTIME_NAMES: Record<RuntimeKey, string> = {
+  node: "onnxruntime-node",
+  web: "onnxruntime-web (wasm, node)",
+  "chromium-wasm": "chromium (wasm)",
+  "chromium-webgpu": "chromium (webgpu)"
+};
+
+export function markdownTable(results: AnyResult[], floors: Map<string, AnyFloor>): string {
   const head = [
     "model", "runtime", "params", "graph build ms", "session ms",
     "fwd 10 tok ms (× floor)", "all hooks 10 tok ms (× logits)",
@@ -13,12 +23,12 @@ export function markdownTable(results: ModelResult[], floors: Map<string, FloorR
   ];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i < 2 ? " --- " : " ---: ")).join("|")}|`];
   for (const r of results) {
-    const f = floors.get(r.runtime)!;
+    const f = floors.get(r.runtime);
     const cell = (tokens: number) => {
       const fw = r.forward.find((x) => x.tokens === tokens) ?? r.forward[r.forward.length - 1];
-      const floor = floorMs(fw, f.flopRate, f.bandwidth);
+      const ratio = f ? ` (${(fw.logitsMs / floorMs(fw, f.flopRate, f.bandwidth)).toFixed(2)}×)` : "";
       const note = fw.tokens !== tokens ? ` [${fw.tokens} tok]` : "";
-      return [`${ms(fw.logitsMs)} (${(fw.logitsMs / floor).toFixed(2)}×)${note}`, `${ms(fw.allHooksMs)} (${(fw.allHooksMs / fw.logitsMs).toFixed(2)}×)`];
+      return [`${ms(fw.logitsMs)}${ratio}${note}`, `${ms(fw.allHooksMs)} (${(fw.allHooksMs / fw.logitsMs).toFixed(2)}×)`];
     };
     const g = r.generate;
     lines.push(
@@ -26,19 +36,51 @@ export function markdownTable(results: ModelResult[], floors: Map<string, FloorR
         r.model, RUNTIME_NAMES[r.runtime], params(r.parameters), ms(r.graphBuildMs), ms(r.sessionCreateMs),
         ...cell(10), ...cell(128),
         g.kvTokensPerS.toFixed(1), `${g.noKvTokensPerS.toFixed(1)} (${(g.kvTokensPerS / g.noKvTokensPerS).toFixed(1)}×)${g.sameTokens ? "" : " DIFFERENT TOKENS"}`,
-        r.peakRssMb.toFixed(0)
+        `${r.peakRssMb.toFixed(0)}${r.runtime.startsWith("chromium") ? "¹" : ""}`
       ].join(" | ")} |`
     );
   }
   return lines.join("\n");
 }
 
-interface Report {
+/** What `test/e2e.test.ts` writes to test-results/redraw-times.json. */
+export interface RedrawTimes {
+  note?: string;
+  slider: {page: string; control: string; redrawMs: Record<string, number>}[];
+  prompt: {page: string; forwardPasses: number; viewsRedrawn: string[]; msFromForwardEndToLastRedraw: number | null; redrawMs: Record<string, number>}[];
+}
+
+/** A few lines on the redraw times, saying where they came from; `source` is the file and its date. */
+export function redrawSummary(times: RedrawTimes | undefined, source: string): string[] {
+  const run = "run the end-to-end tests (`npx vitest run test/e2e.test.ts`) to measure";
+  if (!times) return [`Redraw times: not measured (no ${source}); ${run}.`];
+  const slider = times.slider.flatMap((s) => Object.values(s.redrawMs));
+  const prompt = times.prompt.map((p) => p.msFromForwardEndToLastRedraw).filter((x): x is number => x !== null);
+  if (!slider.length && !prompt.length) return [`Redraw times: ${source} holds no measurements (the end-to-end tests stopped early); ${run}.`];
+  const lines = [`Redraw times, from ${source} (performance measures \`lmw:redraw:*\` read by the end-to-end tests; chromium, WASM, stories260K):`];
+  if (slider.length) {
+    const within = slider.filter((x) => x <= 16).length;
+    lines.push(
+      `- layer / position / head changes: ${times.slider.length} move(s), ${slider.length} view redraw(s), median ${ms(med(slider))} ms, ` +
+        `slowest ${ms(Math.max(...slider))} ms; ${within} of ${slider.length} within 16 ms (goal: all)`
+    );
+  }
+  if (prompt.length) {
+    const within = prompt.filter((x) => x <= 100).length;
+    lines.push(`- prompt edits: last redraw ${ms(med(prompt))} ms (median) after the forward pass ends, slowest ${ms(Math.max(...prompt))} ms; ${within} of ${prompt.length} within 100 ms (goal: all)`);
+  }
+  return lines;
+}
+
+export interface Report {
   machine: Record<string, string | number>;
   commands: string[];
-  limits: FloorResult[];
-  results: ModelResult[];
+  limits: AnyFloor[];
+  results: AnyResult[];
   targets: string[];
+  /** The Chromium run: browser version, date, notes (WebGPU verdict, failures); absent when not run. */
+  chromium?: Omit<BrowserBench, "floors" | "results">;
+  redraw?: string[];
 }
 
 const BEGIN = "<!-- bench:results (written by npm run bench; edit around it) -->";
@@ -53,14 +95,30 @@ export function renderPerformancePage(existing: string | undefined, report: Repo
   return `---\ntitle: Performance\n---\n\n# Performance\n\n${section}\n`;
 }
 
-function resultsSection({machine, commands, limits, results, targets}: Report): string {
-  const floors = new Map(limits.map((f) => [f.runtime, f]));
-  const m = machine;
-  const limitLines = limits.map(
-    (f) =>
-      `- ${RUNTIME_NAMES[f.runtime]}: fp32 MatMul ${f.matmulN}×${f.matmulN}×${f.matmulN} at **${(f.flopRate / 1e9).toFixed(1)} GFLOP/s**; ` +
-      `a 256 MiB copy at **${(f.bandwidth / 1e9).toFixed(1)} GB/s** (bytes read + written)`
+function limitLine(f: AnyFloor): string {
+  return (
+    `- ${RUNTIME_NAMES[f.runtime]}: fp32 MatMul ${f.matmulN}×${f.matmulN}×${f.matmulN} at **${(f.flopRate / 1e9).toFixed(1)} GFLOP/s**; ` +
+    `a ${f.runtime.startsWith("chromium") ? "128" : "256"} MiB copy at **${(f.bandwidth / 1e9).toFixed(1)} GB/s** (bytes read + written)`
   );
+}
+
+/** The Chromium paragraph: what ran, what peak memory covers, WebGPU's verdict. */
+export function chromiumLines(report: Pick<Report, "chromium" | "results">): string[] {
+  const c = report.chromium;
+  if (!c) return ["Chromium (WASM) and Chromium (WebGPU): not measured in this run (`npm run bench -- --browser` measures them)."];
+  const backend = (report.results.find((r) => r.runtime === "chromium-wasm") as BrowserModelResult | undefined)?.backend;
+  return [
+    `Chromium rows: ${c.chromium}, measured ${c.date.slice(0, 10)} in a bench page (bench/pages/bench.ts) served cross-origin isolated from a loopback server, ` +
+      `models from a loopback Hub (SmolLM2-135M and gpt2 with random weights); timed in the page with performance.now()` +
+      `${backend ? `; the page said "${backend}"` : ""}. ` +
+      `¹ Peak MB there is the peak resident memory (VmHWM) of the renderer process of a fresh browser per model: JS heap, WASM memory and onnxruntime's arenas, not the browser or GPU processes.`,
+    ...c.notes.map((n) => `- ${n}`)
+  ];
+}
+
+function resultsSection({machine, commands, limits, results, targets, chromium, redraw}: Report): string {
+  const floors = new Map(limits.map((f) => [f.runtime as string, f]));
+  const m = machine;
   const reps = (results.find((r) => r.parameters > 10e6) ?? results[0])?.reps;
   return [
     `Measured ${m.date.toString().slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ` +
@@ -69,18 +127,26 @@ function resultsSection({machine, commands, limits, results, targets}: Report): 
     "",
     "The machine's limits, measured in the same run:",
     "",
-    ...limitLines,
+    ...limits.map(limitLine),
     "",
     markdownTable(results, floors),
     "",
-    "Chromium (WASM) and Chromium (WebGPU): not measured yet (`--browser` is still to be written).",
+    ...chromiumLines({chromium, results}),
     "",
     "Targets:",
     "",
     ...targets.map((t) => `- ${t.replace(/^MET\s+/, "✅ ").replace(/^MISSED\s+/, "❌ ")}`),
     "",
+    ...(redraw ?? ["Redraw times: run the end-to-end tests to measure."]),
+    "",
     `Medians of ${reps?.forward ?? "?"} forward passes (21 for the fixtures) and ${reps?.generate ?? "?"} generations (7 for the fixtures), after a warm-up.`
   ].join("\n");
+}
+
+function med(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = s.length >> 1;
+  return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
 }
 
 function ms(x: number): string {

@@ -1,0 +1,208 @@
+/**
+ * The Chromium rows of `npm run bench`: bench/pages/bench.ts bundled by esbuild, served cross-origin isolated
+ * (COOP/COEP, so WASM runs on navigator.hardwareConcurrency threads) from a loopback static server, models
+ * from a loopback Hub: stories260K (the fixture's weights), SmolLM2-135M and gpt2 (their configs and
+ * tokenizers from ../shared/models, `init: "random"`). All timing is done in the page (performance.now()).
+ *
+ * Each model runs in a fresh browser, so that the renderer's peak resident memory (VmHWM in
+ * /proc/<pid>/status, the renderer processes of that browser) is that model's: like Node's maxRSS it covers
+ * the JS heap, the WASM memory and onnxruntime's arenas; it leaves out the browser and GPU processes.
+ * WebGPU runs only where the adapter is a real GPU: SwiftShader (software) timings mean nothing.
+ */
+import {build} from "esbuild";
+import {copyFile, mkdtemp, readFile, readdir, rm, symlink} from "node:fs/promises";
+import {tmpdir} from "node:os";
+import {join} from "node:path";
+import {fileURLToPath} from "node:url";
+import {chromium, type BrowserContext, type Page} from "playwright-core";
+import {CHROMIUM_ARGS, CHROMIUM_PATH} from "../test/helpers/browser.js";
+import {startHubServer} from "../test/helpers/hub-server.js";
+import {serveStatic} from "../test/helpers/static-server.js";
+import type {Measured} from "./procedure.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const SHARED = join(ROOT, "..", "shared");
+
+export type BrowserRuntime = "chromium-wasm" | "chromium-webgpu";
+
+export interface BrowserFloor {
+  kind: "floor";
+  runtime: BrowserRuntime;
+  matmulN: number;
+  flopRate: number;
+  bandwidth: number;
+}
+
+export interface BrowserModelResult extends Measured {
+  kind: "model";
+  model: string;
+  runtime: BrowserRuntime;
+  /** The page's sentence: backend and threads. */
+  backend: string;
+  graphBuildMs: number;
+  sessionCreateMs: number;
+  /** Peak resident memory of the browser's renderer processes (VmHWM), MB. */
+  peakRssMb: number;
+  /** V8 heap of the page after the run (CDP Performance.getMetrics JSHeapTotalSize), MB. */
+  jsHeapTotalMb: number;
+}
+
+export interface BrowserBench {
+  floors: BrowserFloor[];
+  results: BrowserModelResult[];
+  /** Lines to print and to put on the page: the WebGPU verdict, what failed. */
+  notes: string[];
+  /** e.g. "Chrome/131.0.6778.85", from the page's user agent. */
+  chromium: string;
+  date: string;
+}
+
+const MODELS: {model: string; init: "checkpoint" | "random"; dir: string}[] = [
+  {model: "stories260K", init: "checkpoint", dir: join(SHARED, "fixtures", "stories260K")},
+  {model: "SmolLM2-135M", init: "random", dir: join(SHARED, "models", "SmolLM2-135M")},
+  {model: "gpt2", init: "random", dir: join(SHARED, "models", "gpt2")}
+];
+
+interface Launched {
+  context: BrowserContext;
+  page: Page;
+  userDataDir: string;
+  close(): Promise<void>;
+}
+
+async function launch(url: string, webgpu: boolean): Promise<Launched> {
+  const userDataDir = await mkdtemp(join(tmpdir(), "lmw-bench-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: CHROMIUM_ARGS.filter((a) => webgpu || a !== "--enable-unsafe-webgpu")
+  });
+  // Nothing leaves the machine.
+  await context.route((u) => u.hostname !== "127.0.0.1" && u.protocol !== "data:" && u.protocol !== "blob:", (route) => route.abort("blockedbyclient"));
+  const page = await context.newPage();
+  await page.goto(url, {waitUntil: "load"});
+  await page.waitForFunction(() => "bench" in window);
+  return {
+    context,
+    page,
+    userDataDir,
+    async close() {
+      await context.close();
+      await rm(userDataDir, {recursive: true, force: true});
+    }
+  };
+}
+
+/** The largest VmHWM (peak RSS) among the renderer processes of the chromium started with `userDataDir`, MB. */
+async function rendererPeakMb(userDataDir: string): Promise<number> {
+  const procs: {pid: number; ppid: number; cmdline: string}[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmdline = (await readFile(`/proc/${name}/cmdline`, "utf8")).replaceAll("\0", " ");
+      procs.push({pid: Number(name), ppid, cmdline});
+    } catch {
+      // gone
+    }
+  }
+  const ours = new Set(procs.filter((p) => p.cmdline.includes(`--user-data-dir=${userDataDir}`) && !p.cmdline.includes("--type=")).map((p) => p.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of procs) if (ours.has(p.ppid) && !ours.has(p.pid)) ours.add(p.pid), (grew = true);
+  }
+  let peak = 0;
+  for (const p of procs) {
+    if (!ours.has(p.pid) || !p.cmdline.includes("--type=renderer")) continue;
+    const status = await readFile(`/proc/${p.pid}/status`, "utf8").catch(() => "");
+    const kb = Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1] ?? 0);
+    peak = Math.max(peak, (kb * 1024) / 1e6);
+  }
+  return peak;
+}
+
+async function jsHeapTotalMb(page: Page): Promise<number> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Performance.enable");
+  const {metrics} = await cdp.send("Performance.getMetrics");
+  await cdp.detach();
+  return (metrics.find((m) => m.name === "JSHeapTotalSize")?.value ?? 0) / 1e6;
+}
+
+export async function runBrowserBench(options: {quick?: boolean; log?: (line: string) => void} = {}): Promise<BrowserBench> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const quick = options.quick ?? false;
+  const dir = await mkdtemp(join(tmpdir(), "lmw-bench-page-"));
+  await build({
+    entryPoints: [join(ROOT, "bench", "pages", "bench.ts")],
+    outdir: dir,
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    external: ["onnxruntime-web", "onnxruntime-node"],
+    logLevel: "error"
+  });
+  await copyFile(join(ROOT, "bench", "pages", "bench.html"), join(dir, "bench.html"));
+  await symlink(join(ROOT, "node_modules", "onnxruntime-web", "dist"), join(dir, "ort"));
+  const site = await serveStatic(dir);
+  const hub = await startHubServer(Object.fromEntries(MODELS.map((m) => [`bench/${m.model}`, m.dir])));
+  const url = `${site.origin}/bench.html`;
+  const out: BrowserBench = {floors: [], results: [], notes: [], chromium: "unknown", date: new Date().toISOString()};
+
+  try {
+    // WebGPU: only a real GPU's timings mean anything.
+    const probe = await launch(url, true);
+    const adapter = await probe.page.evaluate(() => (window as any).bench.adapter() as Promise<Record<string, string> | null>);
+    out.chromium = (await probe.page.evaluate(() => navigator.userAgent)).match(/(?:HeadlessChrome|Chrome|Chromium)\/[\d.]+/)?.[0] ?? "unknown";
+    await probe.close();
+    const runtimes: BrowserRuntime[] = ["chromium-wasm"];
+    if (!adapter) out.notes.push("webgpu: no adapter in this chromium — skipped");
+    else if (/swiftshader|google/i.test(Object.values(adapter).join(" "))) out.notes.push("webgpu: software adapter (SwiftShader), timings not meaningful — skipped");
+    else runtimes.push("chromium-webgpu");
+    for (const note of out.notes) log(note);
+
+    for (const runtime of runtimes) {
+      const webgpu = runtime === "chromium-webgpu";
+      for (const m of MODELS) {
+        const t = performance.now();
+        const b = await launch(url, webgpu);
+        try {
+          const r = await b.page.evaluate(
+            ([id, endpoint, init, gpu, q]) => (window as any).bench.model(id, endpoint, init, gpu, q),
+            [`bench/${m.model}`, hub.endpoint, m.init, webgpu, quick] as const
+          );
+          const result: BrowserModelResult = {
+            kind: "model",
+            model: m.model,
+            runtime,
+            ...r,
+            peakRssMb: await rendererPeakMb(b.userDataDir),
+            jsHeapTotalMb: await jsHeapTotalMb(b.page)
+          };
+          if (webgpu && !/^WebGPU/.test(result.backend)) throw new Error(`asked for WebGPU, ran on: ${result.backend}`);
+          out.results.push(result);
+          // The WASM limits, once, in the same kind of page (same threads).
+          if (!webgpu && !out.floors.length) {
+            const n = 1024;
+            const f = await b.page.evaluate(([n, reps, bytes]) => (window as any).bench.floor(n, reps, bytes), [n, quick ? 3 : 7, 128 * 2 ** 20] as const);
+            out.floors.push({kind: "floor", runtime, matmulN: n, flopRate: f.flopRate, bandwidth: f.bandwidth});
+            log(`limit on chromium (wasm, ${f.threads} threads): MatMul ${n}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)`);
+          }
+          log(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}) [${result.backend}] … ${((performance.now() - t) / 1000).toFixed(0)} s`);
+        } catch (e) {
+          log(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}) … failed: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+          out.notes.push(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}): failed`);
+        } finally {
+          await b.close();
+        }
+      }
+    }
+  } finally {
+    await site.close();
+    await hub.close();
+    await rm(dir, {recursive: true, force: true});
+  }
+  return out;
+}

@@ -1,0 +1,68 @@
+/**
+ * The benchmark in chromium: bundled by bench/browser.ts (esbuild, onnxruntime-web through the import map),
+ * served cross-origin isolated so that WASM runs multi-threaded. Everything is timed here, in the page, with
+ * performance.now(); bench/browser.ts calls `window.bench.*` and turns the answers into rows.
+ */
+import * as ort from "onnxruntime-web";
+import {loadModel} from "../../src/browser.js";
+import {GraphBuilder, FLOAT} from "../../src/graph/onnx.js";
+import {timeMedian} from "../measure.js";
+import {measureModel} from "../procedure.js";
+
+const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
+
+const bench = {
+  /** The WebGPU adapter's info, or null where there is none. */
+  async adapter(): Promise<Record<string, string> | null> {
+    const gpu = (navigator as unknown as {gpu?: {requestAdapter(o?: unknown): Promise<{info?: Record<string, string>} | null>}}).gpu;
+    const adapter = await gpu?.requestAdapter({powerPreference: "high-performance"}).catch(() => null);
+    if (!adapter) return null;
+    const info = adapter.info ?? {};
+    return {vendor: info.vendor ?? "", architecture: info.architecture ?? "", device: info.device ?? "", description: info.description ?? ""};
+  },
+
+  /** Loads `id` from the Hub at `endpoint` and times it; the backend sentence says which backend ran. */
+  async model(id: string, endpoint: string, init: "checkpoint" | "random", preferWebGPU: boolean, quick: boolean) {
+    const stamps = new Map<string, number>();
+    const m = await loadModel(id, {endpoint, preferWebGPU, wasmPaths, init, seed: 0, onProgress: (p) => stamps.set(p.stage, performance.now())});
+    document.querySelector("#status")!.textContent = m.backend;
+    try {
+      const measured = await measureModel(m, quick);
+      return {
+        backend: m.backend,
+        graphBuildMs: stamps.get("session")! - stamps.get("graph")!,
+        sessionCreateMs: stamps.get("ready")! - stamps.get("session")!,
+        ...measured
+      };
+    } finally {
+      await m.dispose();
+    }
+  },
+
+  /**
+   * The page's limits, as bench/measure.ts measures Node's: a fp32 MatMul [n, n]·[n, n] on ort's WASM
+   * backend (set up by an earlier `model` call: same threads), and a large copy (bytes read + written).
+   */
+  async floor(n: number, reps: number, copyBytes: number) {
+    const g = new GraphBuilder();
+    const a = g.input("a", FLOAT, [n, n]);
+    const b = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+    g.output("c", g.op("MatMul", [a, g.weight("b", b, [n, n])]));
+    const encoded = g.build("matmul");
+    const session = await ort.InferenceSession.create(encoded.model, {
+      externalData: encoded.externalData as never,
+      executionProviders: ["wasm"],
+      graphOptimizationLevel: "all"
+    });
+    const feed = {a: new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
+    const ms = await timeMedian(() => session.run(feed), reps, 2);
+    await session.release();
+    const src = new Float32Array(copyBytes / 4).fill(1);
+    const dst = new Float32Array(copyBytes / 4);
+    const copyMs = await timeMedian(() => dst.set(src), reps, 2);
+    return {flopRate: (2 * n * n * n) / (ms / 1000), bandwidth: (2 * copyBytes) / (copyMs / 1000), threads: ort.env.wasm.numThreads};
+  }
+};
+
+Object.assign(window, {bench});
+document.querySelector("#status")!.textContent = "ready";

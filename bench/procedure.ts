@@ -1,0 +1,88 @@
+/**
+ * What is timed for one loaded model, the same in every runtime: `bench/one.ts` (Node) and the Chromium
+ * bench page (`bench/pages/bench.ts`) both call `measureModel`. Forward passes at 10 and 128 tokens (logits
+ * only, and every hook point of every layer), greedy generation from a 128-token context with and without
+ * the key/value cache; medians after a warm-up, timed with performance.now().
+ */
+import {LOGITS} from "../src/arch/types.js";
+import type {Model} from "../src/runtime/model.js";
+import {median, passCost} from "./measure.js";
+
+export interface Measured {
+  parameters: number;
+  /** Per prompt length: median ms, logits only and every hook point; FLOPs and weight bytes of the pass. */
+  forward: {tokens: number; logitsMs: number; allHooksMs: number; hooks: number; flops: number; weightBytes: number}[];
+  generate: {context: number; newTokens: number; kvTokensPerS: number; noKvTokensPerS: number; sameTokens: boolean};
+  reps: {forward: number; generate: number};
+}
+
+/** Token ids spread over the vocabulary, the same for every run. */
+export function promptIds(length: number, vocab: number): number[] {
+  return Array.from({length}, (_, i) => (1 + i * 7919) % vocab);
+}
+
+export async function measureModel(m: Model, quick: boolean): Promise<Measured> {
+  const parameters = m.parameters().reduce((s, p) => s + p.numel, 0);
+  const big = parameters > 10e6;
+  const forwardReps = quick ? 3 : big ? 7 : 21;
+  const generateReps = quick ? 1 : big ? 3 : 7;
+
+  const hooks = m.hookPoints();
+  const forward: Measured["forward"] = [];
+  for (const T of [10, 128]) {
+    const tokens = Math.min(T, m.config.maxPositions);
+    const ids = promptIds(tokens, m.config.vocabSize);
+    // Warm up, then alternate the two kinds of pass so that a noisy neighbour slows both alike.
+    await m.forward(ids, [LOGITS]);
+    await m.forward(ids, hooks);
+    const logits: number[] = [];
+    const all: number[] = [];
+    for (let r = 0; r < forwardReps; r++) {
+      let t = performance.now();
+      await m.forward(ids, [LOGITS]);
+      logits.push(performance.now() - t);
+      t = performance.now();
+      await m.forward(ids, hooks);
+      all.push(performance.now() - t);
+    }
+    const cost = passCost(m.config, m.parameters(), tokens);
+    forward.push({tokens, logitsMs: median(logits), allHooksMs: median(all), hooks: hooks.length, ...cost});
+  }
+
+  // Greedy generation from a 128-token context (less where the model has fewer positions), with the
+  // key/value cache and by re-running the whole sequence at every step; both must choose the same tokens.
+  const newTokens = quick ? 8 : 16;
+  const context = Math.min(128, m.config.maxPositions - newTokens);
+  const prompt = promptIds(context, m.config.vocabSize);
+  // Tokens/s is the decoding rate at that context: from the first new token to the last, so the first
+  // step (the whole prompt, the same work with or without a cache) is left out of both.
+  const run = async (useCache: boolean) => {
+    const stamps: number[] = [];
+    const g = await m.generate(prompt, {maxNewTokens: newTokens, useCache, stopAtEos: false, onToken: () => stamps.push(performance.now())});
+    return {ms: stamps[stamps.length - 1] - stamps[0], ids: g.new_ids};
+  };
+  await m.generate(prompt, {maxNewTokens: 2, useCache: true, stopAtEos: false});
+  await m.generate(prompt, {maxNewTokens: 2, useCache: false, stopAtEos: false});
+  const kv: number[] = [];
+  const noKv: number[] = [];
+  let sameTokens = true;
+  for (let r = 0; r < generateReps; r++) {
+    const a = await run(true);
+    const b = await run(false);
+    kv.push(a.ms);
+    noKv.push(b.ms);
+    sameTokens &&= a.ids.length === b.ids.length && a.ids.every((id, i) => id === b.ids[i]);
+  }
+  return {
+    parameters,
+    forward,
+    generate: {
+      context,
+      newTokens,
+      kvTokensPerS: (newTokens - 1) / (median(kv) / 1000),
+      noKvTokensPerS: (newTokens - 1) / (median(noKv) / 1000),
+      sameTokens
+    },
+    reps: {forward: forwardReps, generate: generateReps}
+  };
+}
