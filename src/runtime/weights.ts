@@ -10,7 +10,7 @@ import type {ReadOptions} from "../hub/source.js";
 export interface Weights {
   /** "checkpoint" or "random (seed N)". */
   readonly origin: string;
-  /** Every parameter, loaded (the graph builder takes them all at once). */
+  /** Every parameter, loaded; the graph builder takes each one once. */
   loadAll(opts?: ReadOptions): Promise<(name: string) => Float32Array>;
   /** One parameter, loaded on its own (for looking at a weight matrix). */
   load(name: string): Promise<Float32Array>;
@@ -39,7 +39,14 @@ export function checkpointWeights(arch: Architecture, checkpoint: Checkpoint): W
     origin: "checkpoint",
     async loadAll(opts) {
       const tensors = await checkpoint.loadAll(opts);
-      return (name) => tensors.get(located.get(name)!)!;
+      // Each tensor is handed over once and forgotten here, so the graph's copy is the only one left.
+      return (name) => {
+        const key = located.get(name)!;
+        const tensor = tensors.get(key);
+        if (!tensor) throw new Error(`parameter ${name} was already taken from the checkpoint`);
+        tensors.delete(key);
+        return tensor;
+      };
     },
     load: (name) => checkpoint.load(located.get(name) ?? unknownParameter(name))
   };
