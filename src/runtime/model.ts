@@ -94,6 +94,8 @@ export class Model {
   readonly backend: string;
   private readonly hooks: Set<string>;
   private readonly parameterNames: Set<string>;
+  /** The last run asked for: the next one starts after it. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly source: ModelSource,
@@ -179,8 +181,6 @@ export class Model {
     this.queue = result.catch(() => undefined);
     return result;
   }
-
-  private queue: Promise<unknown> = Promise.resolve();
 
   private async runNow(ids: number[], cache: Cache | undefined, fetch: string[], keepCache: boolean): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
     const {ort} = this.options;
