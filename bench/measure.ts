@@ -47,14 +47,19 @@ export async function ortFor(runtime: "node" | "web"): Promise<{ort: OrtModule; 
   return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"]};
 }
 
-/** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
-export async function matmulRate(runtime: "node" | "web", n: number, reps: number): Promise<number> {
-  const {ort, executionProviders} = await ortFor(runtime);
+/** The graph that measures matrix-product throughput: `c = a · b`, `[n, n]` each, `b` a weight. */
+export function matmulModel(n: number) {
   const g = new GraphBuilder();
   const a = g.input("a", FLOAT, [n, n]);
   const b = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   g.output("c", g.op("MatMul", [a, g.weight("b", b, [n, n])]));
-  const encoded = g.build("matmul");
+  return g.build("matmul");
+}
+
+/** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
+export async function matmulRate(runtime: "node" | "web", n: number, reps: number): Promise<number> {
+  const {ort, executionProviders} = await ortFor(runtime);
+  const encoded = matmulModel(n);
   const session = await ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
     executionProviders,

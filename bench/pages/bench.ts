@@ -5,8 +5,7 @@
  */
 import * as ort from "onnxruntime-web";
 import {loadModel} from "../../src/browser.js";
-import {GraphBuilder, FLOAT} from "../../src/graph/onnx.js";
-import {timeMedian} from "../measure.js";
+import {matmulModel, timeMedian} from "../measure.js";
 import {measureModel} from "../procedure.js";
 
 const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
@@ -44,11 +43,7 @@ const bench = {
    * backend (set up by an earlier `model` call: same threads), and a large copy (bytes read + written).
    */
   async floor(n: number, reps: number, copyBytes: number) {
-    const g = new GraphBuilder();
-    const a = g.input("a", FLOAT, [n, n]);
-    const b = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
-    g.output("c", g.op("MatMul", [a, g.weight("b", b, [n, n])]));
-    const encoded = g.build("matmul");
+    const encoded = matmulModel(n);
     const session = await ort.InferenceSession.create(encoded.model, {
       externalData: encoded.externalData as never,
       executionProviders: ["wasm"],
