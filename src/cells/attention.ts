@@ -9,6 +9,7 @@
  * Inputs (redefinable): model, hub, models, backend (see shared.ts), prompt, layer, head. Shown: `heatmap`.
  */
 import type * as PlotModule from "@observablehq/plot";
+import {attentionHook} from "../analysis/hooks.js";
 import type {Model} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
@@ -26,7 +27,7 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
   main.variable().define("layer", [], () => 2);
   main.variable().define("head", [], () => 3);
   main.variable().define("attention", ["loaded", "prompt"], async (model: Model, prompt: string) => {
-    const paths = Array.from({length: model.config.numLayers}, (_, i) => attentionPath(model, i));
+    const paths = Array.from({length: model.config.numLayers}, (_, i) => attentionHook(model.config, i));
     const traced = await model.trace(prompt, paths);
     return {tokens: traced.tokens.map((t, i) => model.tokenizer.decode([traced.input_ids[i]]) || t), layers: paths.map((p) => traced[p])};
   });
@@ -37,10 +38,6 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
       measureRedraw("embed-attention", () => heatmapView(Plot, model, attention, layer, head))
   );
   return main;
-}
-
-function attentionPath(model: Model, layer: number): string {
-  return model.config.modelType === "gpt2" ? `transformer.h.${layer}.attn.attn_weights` : `model.layers.${layer}.self_attn.attn_weights`;
 }
 
 function heatmapView(Plot: typeof PlotModule, model: Model, {tokens, layers}: {tokens: string[]; layers: Tensor[]}, layer: number, head: number): HTMLElement {
