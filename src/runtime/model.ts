@@ -45,6 +45,8 @@ export interface CreateOptions {
   seed?: number;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
+  /** More onnxruntime session options, passed as they are. */
+  sessionOptions?: InferenceSession.SessionOptions;
   /** A name for the backend, shown to users ("onnxruntime-node (cpu)", "WebGPU", "WASM"). */
   backend?: string;
 }
@@ -82,7 +84,8 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     // On WebGPU the key/value cache stays on the GPU between generation steps instead of a round trip.
     preferredOutputLocation: onGpu ? Object.fromEntries(cacheOutputs(config.numLayers).map((n) => [n, "gpu-buffer"])) : undefined,
     graphOptimizationLevel: "all",
-    logSeverityLevel: 3 // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
+    logSeverityLevel: 3, // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
+    ...options.sessionOptions
   });
   report({stage: "ready", message: `${source.id} is ready`});
   return new Model(source, config, arch, tokenizer, weights, session, options);
