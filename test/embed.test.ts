@@ -106,8 +106,12 @@ describe.skipIf(skipBrowserTests())("cells embedded in a plain page", () => {
       await w.page.waitForSelector("#next-token figure[data-prompt='Lily wanted to play with her']");
 
       await w.page.evaluate(() => (window as any).cells.attention.redefine("prompt", "one two three"));
-      await w.page.waitForFunction(() => document.querySelector<HTMLElement>("#attention figure")?.dataset.tokens !== "13");
-      expect(await runs(w)).toBe(before + 3);
+      // (While the cell recomputes its figure is briefly absent: wait for the new one, then for the run count.)
+      await w.page.waitForFunction(() => {
+        const figure = document.querySelector<HTMLElement>("#attention figure");
+        return figure !== null && figure.dataset.tokens !== "13";
+      });
+      await expect.poll(() => runs(w)).toBe(before + 3);
 
       // A layer the model lacks: a readable error in the cell, not a crash.
       await w.page.evaluate(() => (window as any).cells.attention.redefine("layer", 9));
