@@ -45,6 +45,10 @@ import * as Inputs from "@observablehq/inputs";
 import {html} from "htl";
 import {loadModel} from "../src/browser.js";
 import type {LoadProgress, Model} from "../src/index.js";
+import {weightsLabel} from "../src/runtime/weights.js";
+import {measureRedraw} from "../src/views/measure.js";
+
+export {measureRedraw, weightsLabel};
 
 /** The models the datalist suggests. */
 export const MODEL_CHOICES = ["gpt2", "HuggingFaceTB/SmolLM2-135M", "stories260K"];
@@ -89,10 +93,6 @@ export function pageOptions(): PageOptions {
   };
 }
 
-export function weightsLabel(origin: string | undefined): string {
-  if (!origin) return "";
-  return origin === "checkpoint" ? "trained weights" : origin.replace(/^random/, "random weights");
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Controls
@@ -346,17 +346,4 @@ export async function keepLast<T>(name: string, work: Promise<T> | (() => Promis
     note.textContent = `${errorMessage(error)}${kept ? " — showing the previous result." : ""}`;
     return (kept ? lastGood.get(name) : fallback) as T;
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Measures
-
-/** Runs fn and records `performance.measure("lmw:redraw:" + name)` around it (after it settles, if async). */
-export function measureRedraw<T>(name: string, fn: () => T): T {
-  const start = performance.now();
-  const record = () => performance.measure(`lmw:redraw:${name}`, {start, end: performance.now()});
-  const result = fn();
-  if (result instanceof Promise) return result.finally(record) as T;
-  record();
-  return result;
 }

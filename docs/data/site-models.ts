@@ -93,8 +93,3 @@ export function loadSiteModel(id: string): Promise<Model> {
   }
   return model;
 }
-
-/** "checkpoint" → "trained weights"; "random (seed 0)" → "random weights (seed 0)". */
-export function weightsLabel(origin: string): string {
-  return origin === "checkpoint" ? "trained weights" : origin.replace(/^random/, "random weights");
-}

@@ -11,11 +11,11 @@
  * `lm_head.weight`, and carries `h.{i}.attn.bias` / `attn.masked_bias` mask buffers that are not parameters.
  * Conv1D weights are stored `[in, out]`, so `x · W` needs no transpose.
  */
-import {type GraphBuilder as Builder, GraphBuilder, INT64, FLOAT} from "../graph/onnx.js";
-import {appendCache, attention, causalMask, geluTanh, layerNorm, linear, mergeHeads, positions, splitHeads} from "../graph/layers.js";
+import {GraphBuilder} from "../graph/onnx.js";
+import {appendCache, attention, decoderInputs, geluTanh, layerNorm, linear, mergeHeads, splitHeads, tiedHead} from "../graph/layers.js";
 import type {ModelConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, parameter} from "./types.js";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
 export function gpt2(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;
@@ -82,15 +82,7 @@ export function gpt2(config: ModelConfig): Architecture {
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
 
-    const ids = g.input("input_ids", INT64, [1, "T"]);
-    const caches = Array.from({length: L}, (_, i) => {
-      const names = cacheNames(i);
-      g.input(names.pastKey, FLOAT, [1, H, "P", D]);
-      g.input(names.pastValue, FLOAT, [1, H, "P", D]);
-      return names;
-    });
-    const pos = positions(g, ids, caches[0].pastKey);
-    const mask = causalMask(g, pos);
+    const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: H, headDim: D});
 
     const wte = w("transformer.wte.weight");
     const tokenEmbeddings = hook("transformer.wte.output", g.op("Gather", [wte, ids], {axis: 0}));
@@ -179,11 +171,4 @@ export function gpt2(config: ModelConfig): Architecture {
     checkpointNames: (name) => (name.startsWith("transformer.") ? [name.slice("transformer.".length), name] : [name]),
     isBuffer: (name) => /(^|\.)attn\.(bias|masked_bias)$/.test(name)
   };
-}
-
-/** Logits from the final hidden state and a `[vocab, d]` matrix: Gemm with transB, so the embedding is not copied. */
-export function tiedHead(g: Builder, final: string, head: string, d: number, V: number): string {
-  const rows = g.op("Reshape", [final, g.ints([-1, d])]);
-  const logits = g.op("Gemm", [rows, head], {transB: 1});
-  return g.op("Reshape", [logits, g.ints([1, -1, V])]);
 }

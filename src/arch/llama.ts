@@ -15,12 +15,11 @@
  * Checkpoint facts: Linear weights are stored `[out, in]` and are transposed once, at load, for `x · W`.
  * SmolLM2 is stored in bfloat16; the engine computes in float32.
  */
-import {GraphBuilder, INT64, FLOAT} from "../graph/onnx.js";
-import {appendCache, attention, causalMask, linear, mergeHeads, positions, rmsNorm, silu, splitHeads} from "../graph/layers.js";
+import {GraphBuilder} from "../graph/onnx.js";
+import {appendCache, attention, decoderInputs, linear, mergeHeads, rmsNorm, silu, splitHeads, tiedHead} from "../graph/layers.js";
 import type {ModelConfig} from "./config.js";
-import {tiedHead} from "./gpt2.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, cacheNames, parameter} from "./types.js";
+import {type Architecture, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
 export function llama(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
@@ -109,15 +108,7 @@ export function llama(config: ModelConfig): Architecture {
       return g.weight(name, transpose(weight(name), rows, cols), [cols, rows]);
     };
 
-    const ids = g.input("input_ids", INT64, [1, "T"]);
-    const caches = Array.from({length: L}, (_, i) => {
-      const names = cacheNames(i);
-      g.input(names.pastKey, FLOAT, [1, KV, "P", D]);
-      g.input(names.pastValue, FLOAT, [1, KV, "P", D]);
-      return names;
-    });
-    const pos = positions(g, ids, caches[0].pastKey);
-    const mask = causalMask(g, pos);
+    const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: KV, headDim: D});
     const tables = rotaryTables();
     const cos = g.op("Gather", [g.weight("rotary_emb.cos", tables.cos, [config.maxPositions, D]), pos.query], {axis: 0});
     const sin = g.op("Gather", [g.weight("rotary_emb.sin", tables.sin, [config.maxPositions, D]), pos.query], {axis: 0});

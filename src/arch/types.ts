@@ -1,5 +1,6 @@
 /** What every architecture in `src/arch/` provides to the runtime. */
 import type {EncodedModel} from "../graph/onnx.js";
+import {numel} from "../hub/safetensors.js";
 import type {ModelConfig} from "./config.js";
 
 export type Component = "embedding" | "attention" | "mlp" | "norm" | "head";
@@ -51,6 +52,3 @@ export function parameter(name: string, shape: number[], component: Component, l
   return {name, shape, numel: numel(shape), component, layer};
 }
 
-export function numel(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}

@@ -4,6 +4,10 @@
  * name it, so two embedded cells run one model, not two.
  */
 import type {Model} from "../runtime/model.js";
+import {weightsLabel} from "../runtime/weights.js";
+import {measureRedraw} from "../views/measure.js";
+
+export {measureRedraw};
 
 // The engine and Plot are imported lazily, inside the cells' variables, as an Observable notebook's
 // `require` does: Framework 1.13 cannot export a module whose static imports reach node_modules packages
@@ -80,18 +84,10 @@ async function shippedModels(models: string): Promise<Record<string, string>> {
   }
 }
 
-/** Runs `draw` between performance marks: `performance.measure("lmw:redraw:<name>")`. */
-export function measureRedraw<T>(name: string, draw: () => T): T {
-  const start = performance.now();
-  const result = draw();
-  performance.measure(`lmw:redraw:${name}`, {start, end: performance.now()});
-  return result;
-}
 
 /** "stories260K · trained weights · WASM (2 threads): …" */
 export function caption(model: Model): string {
-  const weights = model.weightsOrigin === "checkpoint" ? "trained weights" : model.weightsOrigin.replace(/^random/, "random weights");
-  return `${model.id} · ${weights} · ${model.backend}`;
+  return `${model.id} · ${weightsLabel(model.weightsOrigin)} · ${model.backend}`;
 }
 
 /** An element with attributes and children, for the few views here (Plot draws the rest). */

@@ -5,7 +5,8 @@
  * Shapes follow PyTorch with batch 1: hidden states are `[1, T, d]`, heads are `[1, heads, T, headDim]`.
  * `T` is the number of new tokens, `P` the number already in the key/value cache, `S = P + T`.
  */
-import {type GraphBuilder, INT64} from "./onnx.js";
+import {type GraphBuilder, FLOAT, INT64} from "./onnx.js";
+import {cacheNames} from "../arch/types.js";
 
 /** `x @ w + b` where `w` is stored `[in, out]`. */
 export function linear(g: GraphBuilder, x: string, w: string, b?: string, out?: string): string {
@@ -59,6 +60,22 @@ export function positions(g: GraphBuilder, inputIds: string, pastKey: string): P
   };
 }
 
+/**
+ * The inputs every decoder graph takes — `input_ids` `[1, T]` and each layer's past keys and values
+ * `[1, kvHeads, P, headDim]` — with what follows from them: the positions and the causal mask.
+ */
+export function decoderInputs(g: GraphBuilder, {layers, kvHeads, headDim}: {layers: number; kvHeads: number; headDim: number}) {
+  const ids = g.input("input_ids", INT64, [1, "T"]);
+  const caches = Array.from({length: layers}, (_, i) => {
+    const names = cacheNames(i);
+    g.input(names.pastKey, FLOAT, [1, kvHeads, "P", headDim]);
+    g.input(names.pastValue, FLOAT, [1, kvHeads, "P", headDim]);
+    return names;
+  });
+  const pos = positions(g, ids, caches[0].pastKey);
+  return {ids, caches, pos, mask: causalMask(g, pos)};
+}
+
 /** True where a query may not look: keys after the query's own position. Bool `[T, S]`. */
 export function causalMask(g: GraphBuilder, pos: Positions): string {
   const queryColumn = g.op("Unsqueeze", [pos.query, g.ints([1])]);
@@ -106,4 +123,11 @@ export function attention(
 /** The key/value cache: append this step's `[1, kv, T, D]` to the past `[1, kv, P, D]`. */
 export function appendCache(g: GraphBuilder, past: string, current: string, out: string): string {
   return g.op("Concat", [past, current], {axis: 2}, out);
+}
+
+/** Logits from the final hidden state and a `[vocab, d]` matrix: Gemm with transB, so the embedding is not copied. */
+export function tiedHead(g: GraphBuilder, final: string, head: string, d: number, V: number): string {
+  const rows = g.op("Reshape", [final, g.ints([-1, d])]);
+  const logits = g.op("Gemm", [rows, head], {transB: 1});
+  return g.op("Reshape", [logits, g.ints([1, -1, V])]);
 }

@@ -16,6 +16,12 @@ export interface Weights {
   load(name: string): Promise<Float32Array>;
 }
 
+/** A weights origin as people say it: "checkpoint" → "trained weights"; "random (seed 0)" → "random weights (seed 0)". */
+export function weightsLabel(origin: string | undefined): string {
+  if (!origin) return "";
+  return origin === "checkpoint" ? "trained weights" : origin.replace(/^random/, "random weights");
+}
+
 /** Match the checkpoint's tensors to the architecture's parameters: every one present, every shape right. */
 export function checkpointWeights(arch: Architecture, checkpoint: Checkpoint): Weights {
   const located = new Map<string, string>(); // parameter name → checkpoint tensor name
