@@ -11,8 +11,9 @@
  *
  * The files a model ships with the site (docs/models/<name>/…) are copied byte for byte from `folder`.
  */
-import {existsSync, statSync} from "node:fs";
+import {existsSync} from "node:fs";
 import path from "node:path";
+import {findModelFolder} from "../../src/hub/node.js";
 import type {Model} from "../../src/runtime/model.js";
 
 export const DEFAULT_SITE_MODELS = "gpt2,HuggingFaceTB/SmolLM2-135M,stories260K";
@@ -33,22 +34,6 @@ export interface SiteModel {
   weights: boolean;
 }
 
-const isFolder = (dir: string) => existsSync(dir) && statSync(dir).isDirectory();
-const isFile = (file: string) => existsSync(file) && statSync(file).isFile();
-
-/** The local folder of a model, as src/hub/node.ts `resolveSource` finds it (`<dir>/<id>` or `<dir>/<last part>`). */
-export function modelFolder(id: string): string | undefined {
-  const dirs = [...(process.env.LMW_MODELS ?? "").split(":").filter(Boolean), "data/models"];
-  for (const dir of dirs) {
-    for (const candidate of [path.join(dir, id), path.join(dir, path.basename(id))]) {
-      if (isFolder(candidate) && !isFile(path.join(candidate, ".lmw-hub-cache.json")) && isFile(path.join(candidate, "config.json"))) {
-        return candidate;
-      }
-    }
-  }
-  return undefined;
-}
-
 let cached: SiteModel[] | undefined;
 
 export function siteModels(): SiteModel[] {
@@ -56,12 +41,12 @@ export function siteModels(): SiteModel[] {
   const ids = (process.env.LMW_SITE_MODELS ?? DEFAULT_SITE_MODELS).split(",").map((s) => s.trim()).filter(Boolean);
   cached = [];
   for (const id of ids) {
-    const folder = modelFolder(id);
+    const folder = findModelFolder(id);
     if (!folder) {
       process.stderr.write(`site-models: ${id} is not in any local model folder (LMW_MODELS=${process.env.LMW_MODELS ?? ""}); the site is built without it\n`);
       continue;
     }
-    const files = MODEL_FILES.filter((f) => isFile(path.join(folder, f)));
+    const files = MODEL_FILES.filter((f) => existsSync(path.join(folder, f)));
     cached.push({id, name: path.basename(id), folder, files, weights: files.includes("model.safetensors")});
   }
   return cached;

@@ -3,6 +3,7 @@
  * a model name) into a source — looking in the local model folders first, then on the Hub, whose whole-file
  * downloads are kept on disk under `data/models/<org>/<name>/`.
  */
+import {existsSync} from "node:fs";
 import {open, readFile, rename, mkdir, stat, writeFile, rm} from "node:fs/promises";
 import type {FileHandle} from "node:fs/promises";
 import path from "node:path";
@@ -157,17 +158,23 @@ function withProgress(source: ModelSource, onProgress: (p: Progress) => void): M
   return {...source, read: (file, readOpts) => source.read(file, {onProgress, ...readOpts})};
 }
 
+/**
+ * The folder holding model `id` in one of the model folders, as `<dir>/<id>` or `<dir>/<last part of id>`:
+ * the first with a config.json that is not a partial Hub download cache.
+ */
+export function findModelFolder(id: string, modelsPath: string[] = defaultModelsPath()): string | undefined {
+  const candidates = modelsPath.flatMap((dir) => [path.join(dir, id), path.join(dir, path.basename(id))]);
+  return candidates.find((dir) => existsSync(path.join(dir, "config.json")) && !existsSync(path.join(dir, CACHE_MARKER)));
+}
+
 async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource> {
   if (/^https?:\/\//.test(id)) return urlSource(id, id, {fetch: opts.fetch, cache: false});
   if (await isFolder(id)) return folderSource(id, id);
 
   const modelsPath = opts.modelsPath ?? defaultModelsPath();
+  const folder = findModelFolder(id, modelsPath);
+  if (folder) return folderSource(id, folder);
   const candidates = modelsPath.flatMap((dir) => [path.join(dir, id), path.join(dir, path.basename(id))]);
-  for (const dir of candidates) {
-    if ((await isFolder(dir)) && (await fileSize(path.join(dir, CACHE_MARKER))) === undefined) {
-      return folderSource(id, dir);
-    }
-  }
 
   const revision = opts.revision ?? "main";
   const endpoint = opts.endpoint ?? process.env.LMW_HUB_ENDPOINT ?? "https://huggingface.co";
