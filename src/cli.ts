@@ -4,14 +4,12 @@
  * message on stderr and exits 1; anything else prints its stack too. Progress goes to stderr in human mode only.
  */
 import {parseArgs, type ParseArgsConfig} from "node:util";
-import {parameterCounts, stats} from "./analysis/index.js";
-import {architectureFor, normalizeConfig} from "./arch/index.js";
+import {stats} from "./analysis/index.js";
 import {WorkbenchError} from "./errors.js";
-import {openCheckpoint} from "./hub/checkpoint.js";
 import {resolveSource} from "./hub/node.js";
 import {type ModelSource, readJson} from "./hub/source.js";
 import {loadModel, type LoadOptions} from "./node.js";
-import {checkpointWeights} from "./runtime/weights.js";
+import {describeModel} from "./runtime/describe.js";
 import {Tokenizer} from "./tokenizer.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -187,14 +185,7 @@ function defaultIO(): IO {
 
 async function inspect([id]: string[], values: Values, io: IO): Promise<void> {
   const source = await resolveSource(id);
-  const config = normalizeConfig(await readJson(source, "config.json"), `${source.id}/config.json`);
-  const arch = architectureFor(config);
-  const checkpoint = await openCheckpoint(source);
-  if (checkpoint) checkpointWeights(arch, checkpoint); // checks every parameter's presence and shape
-  const parameters = arch.parameters();
-  const counts = parameterCounts(parameters, config.numLayers);
-  const moduleTree = arch.moduleTree();
-  const {raw: _raw, ...shownConfig} = config;
+  const {config: shownConfig, parameters, counts, moduleTree, weightFiles} = await describeModel(source);
 
   if (values.json) {
     io.out(
@@ -207,7 +198,7 @@ async function inspect([id]: string[], values: Values, io: IO): Promise<void> {
     );
     return;
   }
-  const weights = checkpoint ? `${checkpoint.files.join(", ")} (headers checked)` : "none (use --init random to trace or generate)";
+  const weights = weightFiles ? `${weightFiles.join(", ")} (headers checked)` : "none (use --init random to trace or generate)";
   io.out(`${source.id}  (${source.location})\nweights: ${weights}\n\n`);
   io.out(
     table(

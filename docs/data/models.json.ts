@@ -1,18 +1,14 @@
 // The site's models as the anatomy pages describe them: config (without the raw file), parameter counts,
-// the PyTorch-style module tree, the parameter list, and where the weights come from.
-import {loadSiteModel, siteModels} from "./site-models.js";
+// the PyTorch-style module tree, the parameter list, and where the weights come from. From config and
+// safetensors headers alone: no weights are read and no session is made.
+import {folderSource} from "../../src/hub/node.js";
+import {describeModel} from "../../src/runtime/describe.js";
+import {siteModels} from "./site-models.js";
 
 const models = [];
-for (const {id} of siteModels()) {
-  const model = await loadSiteModel(id);
-  const {raw: _raw, ...config} = model.config;
-  models.push({
-    id,
-    config,
-    counts: model.counts(),
-    moduleTree: model.moduleTree(),
-    parameters: model.parameters(),
-    weightsOrigin: model.weightsOrigin
-  });
+for (const {id, folder, weights} of siteModels()) {
+  const {config, counts, moduleTree, parameters} = await describeModel(folderSource(id, folder));
+  // The other loaders run a model without a checkpoint on random weights drawn with seed 0.
+  models.push({id, config, counts, moduleTree, parameters, weightsOrigin: weights ? "checkpoint" : "random (seed 0)"});
 }
 process.stdout.write(JSON.stringify({models}) + "\n");
