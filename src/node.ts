@@ -1,18 +1,26 @@
 /**
  * The Node entry: `loadModel` resolves a model name, folder, URL or Hub id (see hub/node.ts) and runs it on
- * onnxruntime-node — or, with `runtime: "web"`, on onnxruntime-web's WASM backend, the browser's engine.
+ * onnxruntime-node — or, with `runtime: "web"`, on onnxruntime-web's WASM backend, the browser's engine; or,
+ * with `runtime: "webgpu"`, on onnxruntime-web's WebGPU backend over Dawn (runtime/webgpu-node.ts).
  */
+import {WorkbenchError} from "./errors.js";
 import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
 
 export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
-  /** "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM. */
-  runtime?: "node" | "web";
+  /** "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend on Dawn. */
+  runtime?: "node" | "web" | "webgpu";
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
   const {runtime = "node", revision, endpoint, modelsPath, cacheDir, ...rest} = options;
   const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir});
+  if (runtime === "webgpu") {
+    const {nodeWebGPU} = await import("./runtime/webgpu-node.js");
+    const web = await nodeWebGPU();
+    if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "webgpu": ${web.reason.replace(/^WASM[^;:]*[;:] /, "")}`);
+    return createModel(source, {ort: web.ort as unknown as OrtModule, executionProviders: ["webgpu"], backend: web.reason, ...rest});
+  }
   if (runtime === "web") {
     const ort = await import("onnxruntime-web");
     ort.env.wasm.numThreads = 1;

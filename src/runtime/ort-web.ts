@@ -8,12 +8,12 @@
  * The JS glue (`.mjs`) is inside ort's bundle, so only the .wasm is fetched. The default
  * `onnxruntime-web` export is the JSEP build: one .wasm for both the WASM and WebGPU backends.
  */
-import * as ort from "onnxruntime-web";
+import * as defaultOrt from "onnxruntime-web";
 
 export type WebBackend = "webgpu" | "wasm";
 
 export interface WebRuntime {
-  ort: typeof ort;
+  ort: typeof defaultOrt;
   backend: WebBackend;
   /** One sentence: which backend and why ("WebGPU: adapter …", "WASM: navigator.gpu is missing"). */
   reason: string;
@@ -26,6 +26,8 @@ export interface WebRuntimeOptions {
   preferWebGPU?: boolean;
   /** Where ort finds its .wasm: a folder URL ending in "/", or {wasm, mjs} file URLs. */
   wasmPaths?: string | {wasm?: string; mjs?: string};
+  /** Another build of onnxruntime-web to configure (Node's WebGPU path passes the JSEP build; see webgpu-node.ts). */
+  ort?: typeof defaultOrt;
 }
 
 /** The few WebGPU types we touch (TypeScript's DOM lib has no WebGPU). */
@@ -48,6 +50,7 @@ const MiB = 1 << 20;
  */
 export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<WebRuntime> {
   const {preferWebGPU = true} = opts;
+  const ort = opts.ort ?? defaultOrt;
   const isolated = globalThis.crossOriginIsolated === true;
   const threads = isolated ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1) : 1;
 
@@ -56,7 +59,7 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   ort.env.logLevel = "error";
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
-  ort.env.wasm.wasmPaths = opts.wasmPaths ?? defaultWasmPaths();
+  if (!ort.env.wasm.wasmBinary) ort.env.wasm.wasmPaths = opts.wasmPaths ?? defaultWasmPaths();
 
   const threading = isolated
     ? `${threads} thread${threads === 1 ? "" : "s"}`

@@ -1,0 +1,72 @@
+/**
+ * WebGPU in Node: onnxruntime-web's WebGPU backend (the same JSEP build the browser runs) on Dawn, through
+ * the `webgpu` npm package, whose Dawn binary ships in its tarball and reaches the GPU through Vulkan. The
+ * benchmark uses it to time WebGPU against onnxruntime's CPU path on the same machine.
+ *
+ * Three things differ from a browser, and are set up here:
+ *  - Node has no `navigator.gpu`: it is Dawn's `create()`, and the WebGPU constants (GPUBufferUsage, …)
+ *    become globals, as ort expects.
+ *  - `import "onnxruntime-web"` in Node resolves to its WASM-only Node build; the JSEP build is loaded from
+ *    its file, and its .wasm handed over as bytes (Node's fetch has no file: URLs).
+ *  - Dawn's binding refuses a SharedArrayBuffer in `queue.writeBuffer`, and ort's threaded WASM heap is one:
+ *    such a range is copied into an ordinary buffer first.
+ *
+ * Where no Vulkan GPU is present, `VK_ICD_FILENAMES` may name another driver — the tests use Chromium's
+ * SwiftShader (`/usr/lib/chromium/vk_swiftshader_icd.json`): right answers, timings that mean nothing.
+ */
+import {readFile} from "node:fs/promises";
+import {createRequire} from "node:module";
+import {dirname, join} from "node:path";
+import {pathToFileURL} from "node:url";
+import type * as OrtWeb from "onnxruntime-web";
+import {createWebRuntime, type WebRuntime} from "./ort-web.js";
+
+let pending: Promise<WebRuntime> | undefined;
+
+/** onnxruntime-web's JSEP build configured for Dawn's WebGPU; the same runtime for every later call. */
+export function nodeWebGPU(): Promise<WebRuntime> {
+  pending ??= setUp();
+  return pending;
+}
+
+async function setUp(): Promise<WebRuntime> {
+  const {create, globals} = await import("webgpu");
+  const g = globalThis as Record<string, unknown>;
+  for (const [name, value] of Object.entries(globals)) if (!(name in g)) g[name] = value;
+  copySharedWrites((globals as Record<string, {prototype: GPUQueueLike}>).GPUQueue.prototype);
+  const gpu = create([]);
+  // Node 21+ has a navigator (without gpu); Node 20 has none.
+  if (typeof g.navigator === "object" && g.navigator) Object.defineProperty(g.navigator, "gpu", {value: gpu, configurable: true});
+  else g.navigator = {gpu};
+
+  const dist = dirname(createRequire(import.meta.url).resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm"));
+  const ort = (await import(pathToFileURL(join(dist, "ort.bundle.min.mjs")).href)) as typeof OrtWeb;
+  ort.env.wasm.wasmBinary = await readFile(join(dist, "ort-wasm-simd-threaded.jsep.wasm"));
+  const runtime = await createWebRuntime({ort});
+  // Threads: ort's pthreads are browser workers; Node runs the CPU-side ops on one thread.
+  ort.env.wasm.numThreads = 1;
+  return {...runtime, reason: runtime.reason.replace(/^WebGPU: /, "WebGPU (Dawn in Node): ")};
+}
+
+interface GPUQueueLike {
+  writeBuffer(buffer: unknown, offset: number, data: ArrayBufferLike | ArrayBufferView, dataOffset?: number, size?: number): void;
+}
+
+/** `writeBuffer` with SharedArrayBuffer data copies the range (in elements of a typed array, else bytes). */
+function copySharedWrites(queue: GPUQueueLike) {
+  const write = queue.writeBuffer;
+  if ((write as {copiesShared?: boolean}).copiesShared) return;
+  const patched = function (this: unknown, buffer: unknown, offset: number, data: ArrayBufferLike | ArrayBufferView, dataOffset = 0, size?: number) {
+    const view = ArrayBuffer.isView(data);
+    const backing = view ? data.buffer : data;
+    if (!(backing instanceof SharedArrayBuffer)) {
+      return size === undefined ? write.call(this, buffer, offset, data, dataOffset) : write.call(this, buffer, offset, data, dataOffset, size);
+    }
+    const unit = view ? ((data as unknown as {BYTES_PER_ELEMENT?: number}).BYTES_PER_ELEMENT ?? 1) : 1;
+    const base = view ? data.byteOffset : 0;
+    const length = size !== undefined ? size * unit : data.byteLength - dataOffset * unit;
+    const copy = new Uint8Array(backing, base + dataOffset * unit, length).slice();
+    return write.call(this, buffer, offset, copy);
+  };
+  queue.writeBuffer = Object.assign(patched, {copiesShared: true});
+}

@@ -1,0 +1,64 @@
+/**
+ * onnxruntime-web's WebGPU backend in Node, on Dawn (the `webgpu` package) — the path `npm run bench` takes
+ * on a machine with a GPU. Here the Vulkan driver is Chromium's SwiftShader: right answers, no timings.
+ * Every prompt of stories260K and three of each tiny fixture, stories260K's greedy generations with and
+ * without the key/value cache and one cached generation of each tiny fixture must match the float64
+ * references as the CPU runtimes do (test/parity.test.ts).
+ */
+import {existsSync} from "node:fs";
+import {afterAll, beforeAll, describe, expect, it} from "vitest";
+import {FIXTURES, readReference, relativeError, absoluteError} from "./helpers/fixtures.js";
+
+// Before Dawn starts: a software Vulkan driver where the machine has no GPU of its own.
+const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
+process.env.VK_ICD_FILENAMES ??= SWIFTSHADER;
+process.env.XDG_RUNTIME_DIR ??= "/tmp";
+const {loadModel} = await import("../src/node.js");
+const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
+type Model = Awaited<ReturnType<typeof loadModel>>;
+
+const available = existsSync(process.env.VK_ICD_FILENAMES!);
+if (!available && process.env.CI) throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
+
+const PROMPTS: Record<string, number[]> = {"stories260K": [...Array(12).keys()], "tiny-gpt2": [0, 5, 9], "tiny-smollm2": [0, 5, 9]};
+
+describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader)", () => {
+  it("finds the adapter and says so", async () => {
+    const web = await nodeWebGPU();
+    expect(web.backend).toBe("webgpu");
+    expect(web.reason).toMatch(/^WebGPU \(Dawn in Node\): adapter .*swiftshader/i);
+  });
+
+  describe.each(FIXTURES)("%s", (name) => {
+    const ref = readReference(name);
+    let model: Model;
+    beforeAll(async () => {
+      model = await loadModel(name, {runtime: "webgpu"});
+    }, 120_000);
+    afterAll(() => model?.dispose());
+
+    it("runs on WebGPU", () => expect(model.backend).toMatch(/^WebGPU \(Dawn in Node\)/));
+
+    it.each(PROMPTS[name].map((i) => [i, ref.json.prompts[i]] as const))("prompt %i: every captured hook point and the logits", async (i, prompt) => {
+      const traced = (await model.trace(prompt.text, [...prompt.captured, "lm_head.output"])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
+      for (const hook of prompt.captured) {
+        const want = ref.tensor(`p${i}.${hook}`);
+        if (hook.endsWith("attn_weights")) expect(absoluteError(traced[hook].data, want.data), hook).toBeLessThan(1e-5);
+        else expect(relativeError(traced[hook].data, want.data), hook).toBeLessThan(1e-4);
+      }
+      const logits = traced["lm_head.output"].data;
+      expect(relativeError(logits.subarray(logits.length - model.config.vocabSize), ref.tensor(`p${i}.logits.last`).data)).toBeLessThan(1e-4);
+    });
+
+    // SwiftShader compiles shaders for every new sequence length: on the tiny fixtures, one generation, cached.
+    const full = name === "stories260K";
+    it(full ? "greedy generations, with and without the key/value cache (kept on the GPU)" : "a greedy generation with the key/value cache (kept on the GPU)", async () => {
+      for (const gen of full ? ref.json.generations : ref.json.generations.slice(0, 1)) {
+        for (const useCache of full ? [true, false] : [true]) {
+          const result = await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false, useCache});
+          expect(result.new_ids, `${JSON.stringify(gen.text)} useCache=${useCache}`).toEqual(gen.new_ids);
+        }
+      }
+    }, 120_000);
+  });
+});
