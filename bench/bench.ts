@@ -6,6 +6,10 @@
  *   npm run bench -- --quick      SmolLM2-135M on onnxruntime-node and stories260K: under a minute
  *   npm run bench -- --browser    only the Chromium rows (bench/browser.ts), merged into the last full run's
  *                                 results; a full run includes them where chromium is installed
+ *   npm run bench -- --gpu        on a machine with a GPU: onnxruntime-web's WebGPU backend in Node (Dawn, the
+ *                                 `webgpu` package) against onnxruntime-node's CPU path, every model; written
+ *                                 to bench/results-gpu.json and the GPU section of docs/performance.md. A full
+ *                                 run adds the WebGPU rows too where the adapter is a real GPU.
  *
  * Each (model, runtime) runs in its own child process (`bench/one.ts`), which isolates it and gives its peak
  * memory. The machine's limits are measured in the same run: onnxruntime's fp32 MatMul throughput and the
@@ -22,44 +26,56 @@ import {join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {parseArgs} from "node:util";
 import type {FloorResult, ModelResult} from "./one.js";
-import {floorMs, type Row} from "./measure.js";
+import {floorMs, type NodeRuntime, type Row} from "./measure.js";
 import {markdownTable, redrawSummary, renderPerformancePage, RUNTIME_NAMES, type AnyFloor, type AnyResult, type RedrawTimes, type Report} from "./report.js";
-import {runBrowserBench, type BrowserBench} from "./browser.js";
-import {CHROMIUM_PATH, hasChromium} from "../test/helpers/browser.js";
+import type {BrowserBench} from "./browser.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const {values: args} = parseArgs({
-  options: {quick: {type: "boolean", default: false}, browser: {type: "boolean", default: false}}
+  options: {quick: {type: "boolean", default: false}, browser: {type: "boolean", default: false}, gpu: {type: "boolean", default: false}}
 });
-if (args.browser && args.quick) {
-  console.error("--browser and --quick: --quick runs no browser; use one or the other.");
+if (args.browser && (args.quick || args.gpu)) {
+  console.error("--browser runs only the Chromium rows; --quick and --gpu run no browser: use one of them.");
   process.exit(2);
 }
+// Loaded only where a browser may run: a GPU machine's bundle carries no playwright.
+const {CHROMIUM_PATH, hasChromium} = args.quick || args.gpu ? {CHROMIUM_PATH: "", hasChromium: () => false} : await import("../test/helpers/browser.js");
 if (args.browser && !hasChromium()) {
   console.error(`--browser: no chromium at ${CHROMIUM_PATH} (set LMW_CHROMIUM).`);
   process.exit(2);
 }
-const withBrowser = args.browser || (!args.quick && hasChromium());
+const withBrowser = args.browser || (!args.quick && !args.gpu && hasChromium());
 
 export const RUNTIMES = RUNTIME_NAMES;
-type Job = {model: string; runtime: "node" | "web"; init: "checkpoint" | "random"};
+type Job = {model: string; runtime: NodeRuntime; init: "checkpoint" | "random"};
 const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"];
 const STRUCTURES = ["gpt2", "SmolLM2-135M"];
-const jobs: Job[] = args.browser
+const everyModel = (runtime: NodeRuntime): Job[] => [
+  ...FIXTURES.map((model) => ({model, runtime, init: "checkpoint" as const})),
+  ...STRUCTURES.map((model) => ({model, runtime, init: "random" as const}))
+];
+let jobs: Job[] = args.browser
   ? []
+  : args.gpu
+  ? // the full-size models first, each on both runtimes, so a run cut short keeps the rows that matter
+    [...STRUCTURES].reverse().concat(FIXTURES).flatMap((model) =>
+      (["node", "webgpu"] as const).map((runtime) => ({model, runtime, init: FIXTURES.includes(model) ? ("checkpoint" as const) : ("random" as const)}))
+    )
   : args.quick
   ? [
       {model: "SmolLM2-135M", runtime: "node", init: "random"},
       {model: "stories260K", runtime: "node", init: "checkpoint"}
     ]
-  : (["node", "web"] as const).flatMap((runtime) => [
-      ...FIXTURES.map((model) => ({model, runtime, init: "checkpoint" as const})),
-      ...STRUCTURES.map((model) => ({model, runtime, init: "random" as const}))
-    ]);
+  : (["node", "web", "webgpu"] as const).flatMap(everyModel);
+// LMW_BENCH_MODELS=stories260K,SmolLM2-135M: only those models (a short run, e.g. on a borrowed GPU).
+const only = process.env.LMW_BENCH_MODELS?.split(",").map((m) => m.trim());
+if (only) jobs = jobs.filter((j) => only.includes(j.model));
 const runtimes = [...new Set(jobs.map((j) => j.runtime))];
 
 const env = {...process.env, LMW_MODELS: process.env.LMW_MODELS ?? "../shared/fixtures:../shared/models"};
-const tsx = join(root, "node_modules", ".bin", "tsx");
+// The child runs under the same Node and loader (tsx's --import) as this process; LMW_BENCH_ONE names a
+// bundled one.mjs where the benchmark runs from a bundle (a GPU machine without the repository's node_modules).
+const oneScript = process.env.LMW_BENCH_ONE ?? join(root, "bench", "one.ts");
 const scratch = mkdtempSync(join(tmpdir(), "lmw-bench-"));
 let childCount = 0;
 
@@ -67,7 +83,7 @@ let childCount = 0;
 function child<T>(flags: string[]): Promise<T> {
   const out = join(scratch, `${childCount++}.json`);
   return new Promise((resolve, reject) => {
-    const p = spawn(tsx, [join(root, "bench", "one.ts"), ...flags, ...(args.quick ? ["--quick"] : []), "--out", out], {
+    const p = spawn(process.execPath, [...process.execArgv, oneScript, ...flags, ...(args.quick ? ["--quick"] : []), "--out", out], {
       cwd: root,
       env,
       stdio: ["ignore", "inherit", "pipe"]
@@ -89,19 +105,32 @@ const machine = {
   node: process.version,
   onnxruntimeNode: version("onnxruntime-node"),
   onnxruntimeWeb: version("onnxruntime-web"),
+  ...(runtimes.includes("webgpu") ? {webgpu: version("webgpu")} : {}),
   loadAverageAtStart: loadavg()[0],
   date: new Date().toISOString()
 };
-console.log(`lm-workbench bench${args.quick ? " --quick" : args.browser ? " --browser" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`);
+console.log(`lm-workbench bench${args.gpu ? " --gpu" : ""}${args.quick ? " --quick" : args.browser ? " --browser" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`);
 
 const floors = new Map<string, FloorResult>();
+const skippedFloors: FloorResult[] = [];
 for (const runtime of runtimes) {
   const f = await child<FloorResult>(["--floor", "--runtime", runtime]);
+  if (f.skipped) {
+    // WebGPU without a real GPU: no rows (a full run says so; --gpu without one is an error).
+    console.log(`${RUNTIMES[runtime]}: skipped (${f.skipped})`);
+    skippedFloors.push(f);
+    jobs = jobs.filter((j) => j.runtime !== runtime);
+    continue;
+  }
   floors.set(runtime, f);
   console.log(
     `limit on ${RUNTIMES[runtime]}: MatMul ${f.matmulN}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; ` +
-      `copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)`
+      `copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)${f.adapter ? `; ${f.adapter}` : ""}`
   );
+}
+if (args.gpu && !floors.has("webgpu")) {
+  console.error(`--gpu: no WebGPU rows to record (${skippedFloors[0]?.skipped ?? "no adapter"}).`);
+  process.exit(2);
 }
 
 const results: ModelResult[] = [];
@@ -119,16 +148,19 @@ for (const job of jobs) {
 rmSync(scratch, {recursive: true, force: true});
 
 // --browser alone adds the Chromium rows to the last full run's results (docs/data/bench-results.json).
-const reportPath = join(root, "docs", "data", "bench-results.json");
+const reportPath = join(root, "docs", "data", args.gpu ? "bench-results-gpu.json" : "bench-results.json");
 const previous: (Report & {rows: Row[]}) | undefined = args.browser && existsSync(reportPath) ? JSON.parse(readFileSync(reportPath, "utf8")) : undefined;
 const notChromium = (x: {runtime: string}) => !x.runtime.startsWith("chromium");
-const allFloors = new Map<string, AnyFloor>([...(previous?.limits.filter(notChromium) ?? []).map((f) => [f.runtime, f] as const), ...floors]);
+const isSkipped = (f: AnyFloor) => "skipped" in f && Boolean(f.skipped);
+const allFloors = new Map<string, AnyFloor>([...(previous?.limits.filter((f) => notChromium(f) && !isSkipped(f)) ?? []).map((f) => [f.runtime, f] as const), ...floors]);
+for (const f of previous?.limits ?? []) if (isSkipped(f)) skippedFloors.push(f as FloorResult);
 const allResults: AnyResult[] = [...(previous?.results.filter(notChromium) ?? []), ...results];
 
 let browser: BrowserBench | undefined;
 if (withBrowser) {
   console.log("chromium:");
   try {
+    const {runBrowserBench} = await import("./browser.js");
     browser = await runBrowserBench({log: (line) => console.log(`  ${line}`)});
     for (const f of browser.floors) allFloors.set(f.runtime, f);
     allResults.push(...browser.results);
@@ -161,7 +193,7 @@ for (const res of allResults) {
   row("peak_memory_mb", null, res.peakRssMb, "MB");
 }
 // --browser alone: keep the other runtimes' rows of bench/results.json.
-const resultsPath = join(root, "bench", "results.json");
+const resultsPath = join(root, "bench", args.gpu ? "results-gpu.json" : "results.json");
 const keptRows: Row[] = args.browser && !previous && existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as Row[]).filter((x) => !String(x.runtime).startsWith("chromium")) : [];
 writeFileSync(resultsPath, JSON.stringify([...keptRows, ...rows], null, 1) + "\n");
 
@@ -172,25 +204,37 @@ const redrawSource = existsSync(redrawPath)
   : "test-results/redraw-times.json";
 const redraw = redrawSummary(existsSync(redrawPath) ? (JSON.parse(readFileSync(redrawPath, "utf8")) as RedrawTimes) : undefined, redrawSource);
 
-const commands = args.quick ? ["npm run bench -- --quick"] : args.browser ? [...(previous?.commands.filter((c) => !c.includes("--browser")) ?? []), "npm run bench -- --browser"] : ["npm run bench"];
+const commands = args.gpu ? [`npm run bench -- --gpu${args.quick ? " --quick" : ""}`] : args.quick ? ["npm run bench -- --quick"] : args.browser ? [...(previous?.commands.filter((c) => !c.includes("--browser")) ?? []), "npm run bench -- --browser"] : ["npm run bench"];
 console.log("\n" + markdownTable(allResults, allFloors) + "\n");
-if (browser) {
+if (args.gpu) {
+  // no browser on a --gpu run
+} else if (browser) {
   for (const note of browser.notes) console.log(note);
   console.log("chromium peak MB: peak resident memory (VmHWM) of the renderer processes, a fresh browser per model (JS heap, WASM memory, onnxruntime arenas; not the browser or GPU processes)");
 } else console.log("chromium (wasm), chromium (webgpu): not measured (run with --browser)");
 console.log("");
 for (const line of targets(allResults)) console.log(line);
-console.log("");
-for (const line of redraw) console.log(line);
+if (!args.gpu) {
+  console.log("");
+  for (const line of redraw) console.log(line);
+}
 const generationMismatch = allResults.filter((r) => !r.generate.sameTokens);
 const chromium = browser ? {notes: browser.notes, chromium: browser.chromium, date: browser.date} : previous?.chromium;
-if (!args.quick && (!args.browser || previous)) {
-  const report = {machine: previous?.machine ?? machine, commands, limits: [...allFloors.values()], results: allResults, rows, targets: targets(allResults), chromium, redraw};
+if ((!args.quick || args.gpu) && (!args.browser || previous)) {
+  const report = {
+    machine: previous?.machine ?? machine,
+    commands,
+    limits: [...allFloors.values(), ...skippedFloors],
+    results: allResults,
+    rows,
+    targets: targets(allResults),
+    ...(args.gpu ? {} : {chromium, redraw})
+  };
   mkdirSync(join(root, "docs", "data"), {recursive: true});
   writeFileSync(reportPath, JSON.stringify(report, null, 1) + "\n");
   const page = join(root, "docs", "performance.md");
-  writeFileSync(page, renderPerformancePage(existsSync(page) ? readFileSync(page, "utf8") : undefined, report));
-  console.log("\nwrote bench/results.json, docs/data/bench-results.json, docs/performance.md");
+  writeFileSync(page, renderPerformancePage(existsSync(page) ? readFileSync(page, "utf8") : undefined, report, args.gpu ? "gpu" : "main"));
+  console.log(`\nwrote ${[resultsPath, reportPath, page].map((x) => x.slice(root.length)).join(", ")}`);
 } else {
   console.log(`\nwrote bench/results.json${args.browser ? " (no full run's docs/data/bench-results.json to add the Chromium rows to)" : ""}`);
 }
@@ -210,7 +254,11 @@ function targets(results: AnyResult[]): string[] {
     const fw10 = smol.forward.find((x) => x.tokens === 10)!;
     const ratio = fw10.logitsMs / floorMs(fw10, f.flopRate, f.bandwidth);
     lines.push(`${mark(ratio <= 1.5)} SmolLM2-135M, 10 tokens, onnxruntime-node: forward ${ratio.toFixed(2)}× its floor (target ≤ 1.5×)`);
-    lines.push(`${mark(smol.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory ${smol.peakRssMb.toFixed(0)} MB (target < 1500 MB)`);
+  }
+  // "Fits in a browser tab": the Chromium renderer's peak where measured, else onnxruntime-web's process in Node.
+  const tab = results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "chromium-wasm") ?? results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "web");
+  if (tab) {
+    lines.push(`${mark(tab.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory on ${RUNTIMES[tab.runtime]} ${tab.peakRssMb.toFixed(0)} MB (target < 1500 MB in a browser tab)`);
   }
   for (const r of results.filter((x) => x.parameters > 10e6)) {
     for (const fw of r.forward) {

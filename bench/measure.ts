@@ -1,13 +1,14 @@
 /**
- * What the benchmark measures, shared by the parent (`bench.ts`) and the per-model child (`one.ts`):
+ * What the benchmark measures, shared by the parent (`bench.ts`), the per-model child (`one.ts`) and the
+ * Chromium bench page (so nothing here loads a Node-only module):
  * medians, the machine's limits (a large fp32 MatMul on onnxruntime, a large memory copy) and the cost of a
  * forward pass in FLOPs and weight bytes, from which its floor follows.
  */
-import {GraphBuilder, FLOAT} from "../src/graph/onnx.js";
+import {GraphBuilder, FLOAT, INT64} from "../src/graph/onnx.js";
 import type {ModelConfig, Parameter} from "../src/arch/index.js";
-import type {OrtModule} from "../src/runtime/model.js";
 
-export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "chromium (wasm)" | "chromium (webgpu)";
+export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "chromium (wasm)" | "chromium (webgpu)";
+export type NodeRuntime = "node" | "web" | "webgpu";
 
 export interface Row {
   model: string;
@@ -37,16 +38,6 @@ export async function timeMedian(f: () => Promise<unknown> | unknown, reps: numb
   return median(times);
 }
 
-/** onnxruntime for a runtime name, set up as `src/node.ts` sets it up (so the floor sees the same threads). */
-export async function ortFor(runtime: "node" | "web"): Promise<{ort: OrtModule; executionProviders: string[]}> {
-  if (runtime === "web") {
-    const ort = await import("onnxruntime-web");
-    ort.env.wasm.numThreads = 1;
-    return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"]};
-  }
-  return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"]};
-}
-
 /** The graph that measures matrix-product throughput: `c = a · b`, `[n, n]` each, `b` a weight. */
 export function matmulModel(n: number) {
   const g = new GraphBuilder();
@@ -56,19 +47,19 @@ export function matmulModel(n: number) {
   return g.build("matmul");
 }
 
-/** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
-export async function matmulRate(runtime: "node" | "web", n: number, reps: number): Promise<number> {
-  const {ort, executionProviders} = await ortFor(runtime);
-  const encoded = matmulModel(n);
-  const session = await ort.InferenceSession.create(encoded.model, {
-    externalData: encoded.externalData,
-    executionProviders,
-    graphOptimizationLevel: "all"
-  });
-  const feed = {a: new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
-  const ms = await timeMedian(() => session.run(feed), reps, 2);
-  await session.release();
-  return (2 * n * n * n) / (ms / 1000);
+/**
+ * The same product on a GPU, where moving `[n, n]` matrices to and from the host would be timed too: both
+ * sides are weights (resident on the device), the input is one number added to the left side, and the output
+ * the product's row sums (`[n]`), whose download waits for the product to finish.
+ */
+export function gpuMatmulModel(n: number) {
+  const g = new GraphBuilder();
+  const x = g.input("a", FLOAT, [1]);
+  const values = (seed: number) => new Float32Array(n * n).map((_, i) => ((i * seed) % 1000) / 1000 - 0.5);
+  const left = g.op("Add", [g.weight("left", values(7919), [n, n]), x]);
+  const product = g.op("MatMul", [left, g.weight("b", values(104729), [n, n])]);
+  g.output("c", g.op("ReduceSum", [product, g.constant([1], [1], INT64)], {keepdims: 0}));
+  return g.build("matmul");
 }
 
 /**
@@ -80,6 +71,34 @@ export async function copyBandwidth(bytes: number, reps: number): Promise<number
   const dst = new Float32Array(bytes / 4);
   const ms = await timeMedian(() => dst.set(src), reps, 2);
   return (2 * bytes) / (ms / 1000);
+}
+
+/**
+ * The GPU's memory bandwidth, bytes/s, counted as `copyBandwidth` counts it: `copyBufferToBuffer` of a
+ * 256 MiB buffer, ten to a submission, timed until the queue reports the work done. `device` is a WebGPU
+ * device (Dawn's in Node).
+ */
+export async function gpuCopyBandwidth(device: GPUDeviceLike, bytes: number, reps: number): Promise<number> {
+  const usage = 0x0004 | 0x0008 | 0x0080; // COPY_SRC | COPY_DST | STORAGE
+  const src = device.createBuffer({size: bytes, usage});
+  const dst = device.createBuffer({size: bytes, usage});
+  const perSubmit = 10;
+  const ms = await timeMedian(async () => {
+    const encoder = device.createCommandEncoder();
+    for (let i = 0; i < perSubmit; i++) encoder.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    device.queue.submit([encoder.finish()]);
+    await device.queue.onSubmittedWorkDone();
+  }, reps, 2);
+  src.destroy();
+  dst.destroy();
+  return (2 * bytes * perSubmit) / (ms / 1000);
+}
+
+/** The few WebGPU calls `gpuCopyBandwidth` makes (TypeScript's DOM lib has no WebGPU types). */
+export interface GPUDeviceLike {
+  createBuffer(d: {size: number; usage: number}): {destroy(): void};
+  createCommandEncoder(): {copyBufferToBuffer(a: unknown, ao: number, b: unknown, bo: number, size: number): void; finish(): unknown};
+  queue: {submit(buffers: unknown[]): void; onSubmittedWorkDone(): Promise<void>};
 }
 
 export interface PassCost {

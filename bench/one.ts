@@ -1,15 +1,20 @@
 /**
  * One benchmark run in its own process, so that its peak memory (`maxRSS`) is its own:
  *
- *   tsx bench/one.ts --model SmolLM2-135M --init random --runtime node|web [--quick] --out file.json
+ *   tsx bench/one.ts --model SmolLM2-135M --init random --runtime node|web|webgpu [--quick] --out file.json
  *   tsx bench/one.ts --floor --runtime node --out file.json        the machine's limits
+ *
+ * `--runtime webgpu` is onnxruntime-web's WebGPU backend on Dawn (src/runtime/webgpu-node.ts). Its floor says
+ * `skipped` where the adapter is missing or a software one (SwiftShader: timings that mean nothing), unless
+ * LMW_BENCH_SOFTWARE_GPU=1 (to try the path on a machine without a GPU).
  *
  * Writes a JSON object to `--out`; `bench.ts` turns it into rows.
  */
 import {writeFileSync} from "node:fs";
 import {parseArgs} from "node:util";
 import {loadModel} from "../src/node.js";
-import {copyBandwidth, matmulRate} from "./measure.js";
+import type {OrtModule} from "../src/runtime/model.js";
+import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, matmulModel, timeMedian, type GPUDeviceLike, type NodeRuntime} from "./measure.js";
 import {measureModel, type Measured} from "./procedure.js";
 
 const {values: args} = parseArgs({
@@ -22,32 +27,84 @@ const {values: args} = parseArgs({
     out: {type: "string"}
   }
 });
-const runtime = args.runtime === "web" ? "web" : "node";
+const runtime: NodeRuntime = args.runtime === "web" || args.runtime === "webgpu" ? args.runtime : "node";
 
 export interface FloorResult {
   kind: "floor";
-  runtime: "node" | "web";
+  runtime: NodeRuntime;
   matmulN: number;
   flopRate: number;
   bandwidth: number;
+  /** WebGPU: the adapter, and why the runtime was skipped (no adapter, or a software one). */
+  adapter?: string;
+  skipped?: string;
 }
 
 /** Forward passes, generation and their repetitions as `bench/procedure.ts` measures them (shared with Chromium). */
 export interface ModelResult extends Measured {
   kind: "model";
   model: string;
-  runtime: "node" | "web";
+  runtime: NodeRuntime;
+  /** What the model said it runs on (its backend sentence). */
+  backend: string;
   graphBuildMs: number;
   sessionCreateMs: number;
   peakRssMb: number;
 }
 
+/** onnxruntime for a runtime name, set up as `src/node.ts` sets it up (so the floor sees the same threads). */
+export async function ortFor(runtime: NodeRuntime): Promise<{ort: OrtModule; executionProviders: string[]}> {
+  if (runtime === "webgpu") {
+    const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
+    return {ort: (await nodeWebGPU()).ort as unknown as OrtModule, executionProviders: ["webgpu"]};
+  }
+  if (runtime === "web") {
+    const ort = await import("onnxruntime-web");
+    ort.env.wasm.numThreads = 1;
+    return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"]};
+  }
+  return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"]};
+}
+
+/** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
+export async function matmulRate(runtime: NodeRuntime, n: number, reps: number): Promise<number> {
+  const {ort, executionProviders} = await ortFor(runtime);
+  const gpu = runtime === "webgpu";
+  const encoded = gpu ? gpuMatmulModel(n) : matmulModel(n);
+  const session = await ort.InferenceSession.create(encoded.model, {
+    externalData: encoded.externalData,
+    executionProviders,
+    graphOptimizationLevel: "all"
+  });
+  const feed = {a: gpu ? new ort.Tensor("float32", new Float32Array([0.5]), [1]) : new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
+  const ms = await timeMedian(() => session.run(feed), reps, 2);
+  await session.release();
+  return (2 * n * n * n) / (ms / 1000);
+}
+
 async function floor(): Promise<FloorResult> {
+  if (runtime === "webgpu") return gpuFloor();
   // Large enough to be compute-bound on any backend, small enough for single-threaded WASM in seconds.
   const n = runtime === "web" ? 1024 : 2048;
   const flopRate = await matmulRate(runtime, n, args.quick ? 3 : 7);
   const bandwidth = await copyBandwidth(256 * 2 ** 20, args.quick ? 3 : 7);
   return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth};
+}
+
+async function gpuFloor(): Promise<FloorResult> {
+  const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
+  const web = await nodeWebGPU();
+  const none = {kind: "floor", runtime, matmulN: 0, flopRate: NaN, bandwidth: NaN, adapter: web.reason} as const;
+  if (web.backend !== "webgpu") return {...none, skipped: web.reason};
+  if (/swiftshader/i.test(web.reason) && process.env.LMW_BENCH_SOFTWARE_GPU !== "1") {
+    return {...none, skipped: "software adapter (SwiftShader), timings not meaningful"};
+  }
+  const n = process.env.LMW_BENCH_SOFTWARE_GPU === "1" ? 512 : 4096;
+  const flopRate = await matmulRate(runtime, n, args.quick ? 5 : 15);
+  // ort's own device, created by the MatMul's session (an adapter gives one device only).
+  const device = (await web.ort.env.webgpu.device) as unknown as GPUDeviceLike;
+  const bandwidth = await gpuCopyBandwidth(device, 256 * 2 ** 20, args.quick ? 3 : 7);
+  return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth, adapter: web.reason};
 }
 
 async function model(id: string): Promise<ModelResult> {
@@ -61,6 +118,7 @@ async function model(id: string): Promise<ModelResult> {
     kind: "model",
     model: id,
     runtime,
+    backend: m.backend,
     graphBuildMs,
     sessionCreateMs,
     ...measured,

@@ -10,6 +10,7 @@ export type RuntimeKey = AnyResult["runtime"];
 export const RUNTIME_NAMES: Record<RuntimeKey, string> = {
   node: "onnxruntime-node",
   web: "onnxruntime-web (wasm, node)",
+  webgpu: "onnxruntime-web (webgpu, node)",
   "chromium-wasm": "chromium (wasm)",
   "chromium-webgpu": "chromium (webgpu)"
 };
@@ -80,22 +81,37 @@ export interface Report {
   targets: string[];
   /** The Chromium run: browser version, date, notes (WebGPU verdict, failures); absent when not run. */
   chromium?: Omit<BrowserBench, "floors" | "results">;
+  /** Set on a --gpu run: no Chromium or redraw paragraphs. */
   redraw?: string[];
 }
 
-const BEGIN = "<!-- bench:results (written by npm run bench; edit around it) -->";
-const END = "<!-- /bench:results -->";
+const MARKERS = {
+  main: ["<!-- bench:results (written by npm run bench; edit around it) -->", "<!-- /bench:results -->"],
+  gpu: ["<!-- bench:gpu (written by npm run bench -- --gpu; edit around it) -->", "<!-- /bench:gpu -->"]
+};
 
-/** Replace the results section of the page (or write the whole page when there is none yet). */
-export function renderPerformancePage(existing: string | undefined, report: Report): string {
+/**
+ * Replace a results section of the page: `main` (this machine's run) or `gpu` (a run with a GPU, `--gpu`);
+ * a section the page lacks is added at its end (the whole page is written when there is none yet).
+ */
+export function renderPerformancePage(existing: string | undefined, report: Report, which: keyof typeof MARKERS = "main"): string {
+  const [BEGIN, END] = MARKERS[which];
   const section = [BEGIN, "", resultsSection(report), "", END].join("\n");
   if (existing?.includes(BEGIN) && existing.includes(END)) {
     return existing.slice(0, existing.indexOf(BEGIN)) + section + existing.slice(existing.indexOf(END) + END.length);
   }
+  if (existing) return `${existing.trimEnd()}\n\n${section}\n`;
   return `---\ntitle: Performance\n---\n\n# Performance\n\n${section}\n`;
 }
 
 function limitLine(f: AnyFloor): string {
+  if ("skipped" in f && f.skipped) return `- ${RUNTIME_NAMES[f.runtime]}: not measured (${f.skipped})`;
+  if (f.runtime === "webgpu") {
+    return (
+      `- ${RUNTIME_NAMES[f.runtime]}: fp32 MatMul ${f.matmulN}×${f.matmulN}×${f.matmulN} at **${(f.flopRate / 1e9).toFixed(1)} GFLOP/s**; ` +
+      `GPU buffer copies (256 MiB) at **${(f.bandwidth / 1e9).toFixed(1)} GB/s** (bytes read + written); ${f.adapter}`
+    );
+  }
   return (
     `- ${RUNTIME_NAMES[f.runtime]}: fp32 MatMul ${f.matmulN}×${f.matmulN}×${f.matmulN} at **${(f.flopRate / 1e9).toFixed(1)} GFLOP/s**; ` +
     `a ${f.runtime.startsWith("chromium") ? "128" : "256"} MiB copy at **${(f.bandwidth / 1e9).toFixed(1)} GB/s** (bytes read + written)`
@@ -116,6 +132,15 @@ export function chromiumLines(report: Pick<Report, "chromium" | "results">): str
   ];
 }
 
+/** The WebGPU paragraph of a --gpu run. */
+function gpuLines(): string[] {
+  return [
+    "onnxruntime-web (webgpu, node): the JSEP build the browser runs, on Dawn through the `webgpu` npm package (Vulkan), " +
+      "in Node (src/runtime/webgpu-node.ts); outputs are downloaded to the host (what a page gets), the key/value cache stays on the GPU. " +
+      "Its floor uses the GPU's own MatMul rate and buffer-copy bandwidth. Peak MB is the host process's resident memory (GPU memory is not in it)."
+  ];
+}
+
 function resultsSection({machine, commands, limits, results, targets, chromium, redraw}: Report): string {
   const floors = new Map(limits.map((f) => [f.runtime as string, f]));
   const m = machine;
@@ -131,13 +156,13 @@ function resultsSection({machine, commands, limits, results, targets, chromium, 
     "",
     markdownTable(results, floors),
     "",
-    ...chromiumLines({chromium, results}),
+    ...(results.some((r) => r.runtime === "webgpu") && !chromium ? gpuLines() : chromiumLines({chromium, results})),
     "",
     "Targets:",
     "",
     ...targets.map((t) => `- ${t.replace(/^MET\s+/, "✅ ").replace(/^MISSED\s+/, "❌ ")}`),
     "",
-    ...(redraw ?? ["Redraw times: run the end-to-end tests to measure."]),
+    ...(redraw ?? (chromium === undefined && results.some((r) => r.runtime === "webgpu") ? [] : ["Redraw times: run the end-to-end tests to measure."])),
     "",
     `Medians of ${reps?.forward ?? "?"} forward passes (21 for the fixtures) and ${reps?.generate ?? "?"} generations (7 for the fixtures), after a warm-up.`
   ].join("\n");

@@ -45,7 +45,8 @@ async function setUp(): Promise<WebRuntime> {
   const runtime = await createWebRuntime({ort});
   // Threads: ort's pthreads are browser workers; Node runs the CPU-side ops on one thread.
   ort.env.wasm.numThreads = 1;
-  return {...runtime, reason: runtime.reason.replace(/^WebGPU: /, "WebGPU (Dawn in Node): ")};
+  const reason = runtime.reason.replace(/^WebGPU: /, "WebGPU (Dawn in Node): ").replace(/single-threaded: the page is not cross-origin isolated$/, "one thread");
+  return {...runtime, threads: 1, reason};
 }
 
 interface GPUQueueLike {
