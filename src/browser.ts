@@ -39,7 +39,7 @@ export async function loadModel(id: string, options: BrowserLoadOptions = {}): P
   // peaks at about 1.7 GB in a tab instead of 1.9 GB; its 10-token forward pass is no slower (~130 ms vs
   // ~165 ms), generation about 10% slower (npm run bench -- --browser).
   const sessionOptions = {...options.sessionOptions, extra: {session: {disable_prepacking: "1"}, ...options.sessionOptions?.extra}};
-  const common = {...options, ort, sessionOptions};
+  const common = {...options, ort, sessionOptions, releaseWeights: true};
   if (runtime.backend === "webgpu") {
     try {
       return await createModel(source, {...common, executionProviders: ["webgpu"], backend: runtime.reason});

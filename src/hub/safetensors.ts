@@ -127,8 +127,9 @@ export function toFloat32(info: TensorInfo, bytes: Uint8Array): Float32Array {
   const n = numel(info.shape);
   switch (info.dtype) {
     case "F32": {
-      const copy = bytes.slice(); // a copy is always aligned, and the result owns its memory
-      return new Float32Array(copy.buffer, 0, n);
+      // A view of the file's bytes where they are aligned (safetensors pads its header so they are): no copy.
+      const source = aligned(bytes, 4);
+      return new Float32Array(source.buffer, source.byteOffset, n);
     }
     case "F64": {
       const source = aligned(bytes, 8);

@@ -141,6 +141,9 @@ async function readBody(response: Response, file: string, {onProgress, signal}: 
     return bytes;
   }
   const reader = response.body.getReader();
+  // With the size known, chunks go straight into one buffer: a 500 MB checkpoint is not held twice.
+  // (A compressed body is longer than its Content-Length: then chunks are gathered and joined.)
+  let whole = total !== undefined && !response.headers.get("content-encoding") ? new Uint8Array(total) : undefined;
   const chunks: Uint8Array[] = [];
   let loaded = 0;
   try {
@@ -148,7 +151,11 @@ async function readBody(response: Response, file: string, {onProgress, signal}: 
       signal?.throwIfAborted();
       const {done, value} = await reader.read();
       if (done) break;
-      chunks.push(value);
+      if (whole && loaded + value.length <= whole.length) whole.set(value, loaded);
+      else {
+        if (whole) chunks.push(whole.subarray(0, loaded)), (whole = undefined);
+        chunks.push(value);
+      }
       loaded += value.length;
       onProgress?.({file, loaded, total});
     }
@@ -156,7 +163,9 @@ async function readBody(response: Response, file: string, {onProgress, signal}: 
     await reader.cancel().catch(() => {});
     throw error;
   }
-  if (chunks.length === 0) onProgress?.({file, loaded: 0, total});
+  if (loaded === 0) onProgress?.({file, loaded: 0, total});
+  // A body shorter than its Content-Length comes back as what arrived; the safetensors checks name the gap.
+  if (whole) return loaded === whole.length ? whole : whole.subarray(0, loaded);
   return concat(chunks, loaded);
 }
 
