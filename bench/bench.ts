@@ -26,7 +26,7 @@ import {join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {parseArgs} from "node:util";
 import type {FloorResult, ModelResult} from "./one.js";
-import {floorMs, type NodeRuntime, type Row} from "./measure.js";
+import {floorMs, isWebGPU, type NodeRuntime, type Row} from "./measure.js";
 import {markdownTable, redrawSummary, renderPerformancePage, RUNTIME_NAMES, type AnyFloor, type AnyResult, type RedrawTimes, type Report} from "./report.js";
 import type {BrowserBench} from "./browser.js";
 
@@ -59,14 +59,14 @@ let jobs: Job[] = args.browser
   : args.gpu
   ? // the full-size models first, each on both runtimes, so a run cut short keeps the rows that matter
     [...STRUCTURES].reverse().concat(FIXTURES).flatMap((model) =>
-      (["node", "webgpu"] as const).map((runtime) => ({model, runtime, init: FIXTURES.includes(model) ? ("checkpoint" as const) : ("random" as const)}))
+      (["node", "webgpu", "webgpu-native"] as const).map((runtime) => ({model, runtime, init: FIXTURES.includes(model) ? ("checkpoint" as const) : ("random" as const)}))
     )
   : args.quick
   ? [
       {model: "SmolLM2-135M", runtime: "node", init: "random"},
       {model: "stories260K", runtime: "node", init: "checkpoint"}
     ]
-  : (["node", "web", "webgpu"] as const).flatMap(everyModel);
+  : (["node", "web", "webgpu", "webgpu-native"] as const).flatMap(everyModel);
 // LMW_BENCH_MODELS=stories260K,SmolLM2-135M: only those models (a short run, e.g. on a borrowed GPU).
 const only = process.env.LMW_BENCH_MODELS?.split(",").map((m) => m.trim());
 if (only) jobs = jobs.filter((j) => only.includes(j.model));
@@ -105,7 +105,7 @@ const machine = {
   node: process.version,
   onnxruntimeNode: version("onnxruntime-node"),
   onnxruntimeWeb: version("onnxruntime-web"),
-  ...(runtimes.includes("webgpu") ? {webgpu: version("webgpu")} : {}),
+  ...(runtimes.some(isWebGPU) ? {webgpu: version("webgpu")} : {}),
   loadAverageAtStart: loadavg()[0],
   date: new Date().toISOString()
 };
@@ -128,7 +128,7 @@ for (const runtime of runtimes) {
       `copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)${f.adapter ? `; ${f.adapter}` : ""}`
   );
 }
-if (args.gpu && !floors.has("webgpu")) {
+if (args.gpu && ![...floors.keys()].some(isWebGPU)) {
   console.error(`--gpu: no WebGPU rows to record (${skippedFloors[0]?.skipped ?? "no adapter"}).`);
   process.exit(2);
 }

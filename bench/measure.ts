@@ -7,8 +7,9 @@
 import {GraphBuilder, FLOAT, INT64} from "../src/graph/onnx.js";
 import type {ModelConfig, Parameter} from "../src/arch/index.js";
 
-export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "chromium (wasm)" | "chromium (webgpu)";
-export type NodeRuntime = "node" | "web" | "webgpu";
+export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "onnxruntime-web (webgpu native EP, node)" | "chromium (wasm)" | "chromium (webgpu)";
+export type NodeRuntime = "node" | "web" | "webgpu" | "webgpu-native";
+export const isWebGPU = (r: string): r is "webgpu" | "webgpu-native" => r === "webgpu" || r === "webgpu-native";
 
 export interface Row {
   model: string;

@@ -14,7 +14,7 @@ import {writeFileSync} from "node:fs";
 import {parseArgs} from "node:util";
 import {loadModel} from "../src/node.js";
 import type {OrtModule} from "../src/runtime/model.js";
-import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, matmulModel, timeMedian, type GPUDeviceLike, type NodeRuntime} from "./measure.js";
+import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, isWebGPU, matmulModel, timeMedian, type GPUDeviceLike, type NodeRuntime} from "./measure.js";
 import {measureModel, type Measured} from "./procedure.js";
 
 const {values: args} = parseArgs({
@@ -27,7 +27,7 @@ const {values: args} = parseArgs({
     out: {type: "string"}
   }
 });
-const runtime: NodeRuntime = args.runtime === "web" || args.runtime === "webgpu" ? args.runtime : "node";
+const runtime: NodeRuntime = args.runtime === "web" || isWebGPU(args.runtime ?? "") ? (args.runtime as NodeRuntime) : "node";
 
 export interface FloorResult {
   kind: "floor";
@@ -54,9 +54,9 @@ export interface ModelResult extends Measured {
 
 /** onnxruntime for a runtime name, set up as `src/node.ts` sets it up (so the floor sees the same threads). */
 export async function ortFor(runtime: NodeRuntime): Promise<{ort: OrtModule; executionProviders: string[]}> {
-  if (runtime === "webgpu") {
+  if (isWebGPU(runtime)) {
     const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
-    return {ort: (await nodeWebGPU()).ort as unknown as OrtModule, executionProviders: ["webgpu"]};
+    return {ort: (await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native")).ort as unknown as OrtModule, executionProviders: ["webgpu"]};
   }
   if (runtime === "web") {
     const ort = await import("onnxruntime-web");
@@ -69,7 +69,7 @@ export async function ortFor(runtime: NodeRuntime): Promise<{ort: OrtModule; exe
 /** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
 export async function matmulRate(runtime: NodeRuntime, n: number, reps: number): Promise<number> {
   const {ort, executionProviders} = await ortFor(runtime);
-  const gpu = runtime === "webgpu";
+  const gpu = isWebGPU(runtime);
   const encoded = gpu ? gpuMatmulModel(n) : matmulModel(n);
   const session = await ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
@@ -83,7 +83,7 @@ export async function matmulRate(runtime: NodeRuntime, n: number, reps: number):
 }
 
 async function floor(): Promise<FloorResult> {
-  if (runtime === "webgpu") return gpuFloor();
+  if (isWebGPU(runtime)) return gpuFloor();
   // Large enough to be compute-bound on any backend, small enough for single-threaded WASM in seconds.
   const n = runtime === "web" ? 1024 : 2048;
   const flopRate = await matmulRate(runtime, n, args.quick ? 3 : 7);
@@ -93,7 +93,7 @@ async function floor(): Promise<FloorResult> {
 
 async function gpuFloor(): Promise<FloorResult> {
   const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
-  const web = await nodeWebGPU();
+  const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
   const none = {kind: "floor", runtime, matmulN: 0, flopRate: NaN, bandwidth: NaN, adapter: web.reason} as const;
   if (web.backend !== "webgpu") return {...none, skipped: web.reason};
   if (/swiftshader/i.test(web.reason) && process.env.LMW_BENCH_SOFTWARE_GPU !== "1") {
@@ -101,8 +101,9 @@ async function gpuFloor(): Promise<FloorResult> {
   }
   const n = process.env.LMW_BENCH_SOFTWARE_GPU === "1" ? 512 : 4096;
   const flopRate = await matmulRate(runtime, n, args.quick ? 5 : 15);
-  // ort's own device, created by the MatMul's session (an adapter gives one device only).
-  const device = (await web.ort.env.webgpu.device) as unknown as GPUDeviceLike;
+  // A device of our own on the same GPU (an adapter gives one device; ort's is taken).
+  const gpu = (globalThis.navigator as unknown as {gpu: {requestAdapter(o?: unknown): Promise<{requestDevice(): Promise<GPUDeviceLike>}>}}).gpu;
+  const device = await (await gpu.requestAdapter({powerPreference: "high-performance"})).requestDevice();
   const bandwidth = await gpuCopyBandwidth(device, 256 * 2 ** 20, args.quick ? 3 : 7);
   return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth, adapter: web.reason};
 }

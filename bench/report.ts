@@ -11,6 +11,7 @@ export const RUNTIME_NAMES: Record<RuntimeKey, string> = {
   node: "onnxruntime-node",
   web: "onnxruntime-web (wasm, node)",
   webgpu: "onnxruntime-web (webgpu, node)",
+  "webgpu-native": "onnxruntime-web (webgpu native EP, node)",
   "chromium-wasm": "chromium (wasm)",
   "chromium-webgpu": "chromium (webgpu)"
 };
@@ -106,7 +107,7 @@ export function renderPerformancePage(existing: string | undefined, report: Repo
 
 function limitLine(f: AnyFloor): string {
   if ("skipped" in f && f.skipped) return `- ${RUNTIME_NAMES[f.runtime]}: not measured (${f.skipped})`;
-  if (f.runtime === "webgpu") {
+  if (f.runtime === "webgpu" || f.runtime === "webgpu-native") {
     return (
       `- ${RUNTIME_NAMES[f.runtime]}: fp32 MatMul ${f.matmulN}×${f.matmulN}×${f.matmulN} at **${(f.flopRate / 1e9).toFixed(1)} GFLOP/s**; ` +
       `GPU buffer copies (256 MiB) at **${(f.bandwidth / 1e9).toFixed(1)} GB/s** (bytes read + written); ${f.adapter}`
@@ -136,7 +137,8 @@ export function chromiumLines(report: Pick<Report, "chromium" | "results">): str
 function gpuLines(): string[] {
   return [
     "onnxruntime-web (webgpu, node): the JSEP build the browser runs, on Dawn through the `webgpu` npm package (Vulkan), " +
-      "in Node (src/runtime/webgpu-node.ts); outputs are downloaded to the host (what a page gets), the key/value cache stays on the GPU. " +
+      "in Node (src/runtime/webgpu-node.ts); (webgpu native EP, node): the same package's C++ WebGPU execution provider (`onnxruntime-web/webgpu`). " +
+      "Outputs are downloaded to the host (what a page gets), all fetched tensors in one mapped copy; the key/value cache stays on the GPU. " +
       "Its floor uses the GPU's own MatMul rate and buffer-copy bandwidth. Peak MB is the host process's resident memory (GPU memory is not in it)."
   ];
 }
@@ -156,13 +158,13 @@ function resultsSection({machine, commands, limits, results, targets, chromium, 
     "",
     markdownTable(results, floors),
     "",
-    ...(results.some((r) => r.runtime === "webgpu") && !chromium ? gpuLines() : chromiumLines({chromium, results})),
+    ...(results.some((r) => r.runtime.startsWith("webgpu")) && !chromium ? gpuLines() : chromiumLines({chromium, results})),
     "",
     "Targets:",
     "",
     ...targets.map((t) => `- ${t.replace(/^MET\s+/, "✅ ").replace(/^MISSED\s+/, "❌ ")}`),
     "",
-    ...(redraw ?? (chromium === undefined && results.some((r) => r.runtime === "webgpu") ? [] : ["Redraw times: run the end-to-end tests to measure."])),
+    ...(redraw ?? (chromium === undefined && results.some((r) => r.runtime.startsWith("webgpu")) ? [] : ["Redraw times: run the end-to-end tests to measure."])),
     "",
     `Medians of ${reps?.forward ?? "?"} forward passes (21 for the fixtures) and ${reps?.generate ?? "?"} generations (7 for the fixtures), after a warm-up.`
   ].join("\n");

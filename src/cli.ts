@@ -42,7 +42,8 @@ const LOADING: Options = {
 const LOAD_HELP = `  --init random       random weights (for a model folder without weights)
   --init checkpoint   the checkpoint's weights (the default)
   --seed N            seed of the random weights (default 0)
-  --runtime R         node (onnxruntime-node, default) or web (onnxruntime-web's WASM)`;
+  --runtime R         node (onnxruntime-node, default), web (onnxruntime-web's WASM), webgpu or webgpu-native
+                      (onnxruntime-web's WebGPU backends on Dawn: needs a Vulkan GPU)`;
 
 const COMMANDS: Record<string, Command> = {
   inspect: {
@@ -70,7 +71,7 @@ TEXT tokenized by MODEL's tokenizer.
     run: tokens
   },
   trace: {
-    usage: `lm-workbench trace MODEL TEXT --hook PATH [--hook PATH…] [--json] [--init random --seed N] [--runtime node|web]
+    usage: `lm-workbench trace MODEL TEXT --hook PATH [--hook PATH…] [--json] [--init random --seed N] [--runtime node|web|webgpu|webgpu-native]
 
 One forward pass over TEXT, bringing back the tensors at the hook points (e.g. model.layers.1.output,
 transformer.h.0.attn.output) or weights named.
@@ -335,8 +336,9 @@ async function load(id: string, values: Values, io: IO) {
   if (init !== undefined && init !== "random" && init !== "checkpoint")
     throw new UsageError(`--init must be "random" or "checkpoint", got ${JSON.stringify(init)}`);
   const runtime = (values.runtime as string | undefined) ?? "node";
-  if (runtime !== "node" && runtime !== "web") throw new UsageError(`--runtime must be "node" or "web", got ${JSON.stringify(runtime)}`);
-  const options: LoadOptions = {init: init as LoadOptions["init"], seed: integer(values, "seed", 0), runtime};
+  const runtimes = ["node", "web", "webgpu", "webgpu-native"];
+  if (!runtimes.includes(runtime)) throw new UsageError(`--runtime must be one of ${runtimes.join(", ")}; got ${JSON.stringify(runtime)}`);
+  const options: LoadOptions = {init: init as LoadOptions["init"], seed: integer(values, "seed", 0), runtime: runtime as LoadOptions["runtime"]};
   if (!values.json) {
     let lastDownload = 0;
     options.onProgress = (p) => {

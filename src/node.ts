@@ -8,17 +8,20 @@ import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
 
 export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
-  /** "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend on Dawn. */
-  runtime?: "node" | "web" | "webgpu";
+  /**
+   * "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend (the
+   * JSEP build, as in the browser) on Dawn; "webgpu-native": its C++ WebGPU execution provider on Dawn.
+   */
+  runtime?: "node" | "web" | "webgpu" | "webgpu-native";
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
   const {runtime = "node", revision, endpoint, modelsPath, cacheDir, ...rest} = options;
   const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir});
-  if (runtime === "webgpu") {
+  if (runtime === "webgpu" || runtime === "webgpu-native") {
     const {nodeWebGPU} = await import("./runtime/webgpu-node.js");
-    const web = await nodeWebGPU();
-    if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "webgpu": ${web.reason.replace(/^WASM[^;:]*[;:] /, "")}`);
+    const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
+    if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "${runtime}": ${web.reason.replace(/^WASM[^;:]*[;:] /, "")}`);
     return createModel(source, {ort: web.ort as unknown as OrtModule, executionProviders: ["webgpu"], backend: web.reason, ...rest});
   }
   if (runtime === "web") {

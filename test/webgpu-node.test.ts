@@ -23,6 +23,28 @@ if (!available && process.env.CI) throw new Error(`no Vulkan driver at ${process
 const PROMPTS: Record<string, number[]> = {"stories260K": [...Array(12).keys()], "tiny-gpt2": [0, 5, 9], "tiny-smollm2": [0, 5, 9]};
 
 describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader)", () => {
+  // The native WebGPU execution provider (onnxruntime-web/webgpu), which the GPU benchmark times beside JSEP.
+  it("the native WebGPU execution provider: stories260K's hook points and a cached generation", async () => {
+    const ref = readReference("stories260K");
+    const model = await loadModel("stories260K", {runtime: "webgpu-native"});
+    try {
+      expect(model.backend).toMatch(/^WebGPU \(Dawn in Node, native EP\)/);
+      for (const i of [0, 7]) {
+        const prompt = ref.json.prompts[i];
+        const traced = (await model.trace(prompt.text, prompt.captured)) as unknown as Record<string, {data: Float32Array}>;
+        for (const hook of prompt.captured) {
+          const want = ref.tensor(`p${i}.${hook}`).data;
+          if (hook.endsWith("attn_weights")) expect(absoluteError(traced[hook].data, want), hook).toBeLessThan(1e-5);
+          else expect(relativeError(traced[hook].data, want), hook).toBeLessThan(1e-4);
+        }
+      }
+      const gen = ref.json.generations[0];
+      expect((await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false})).new_ids).toEqual(gen.new_ids);
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
+
   it("finds the adapter and says so", async () => {
     const web = await nodeWebGPU();
     expect(web.backend).toBe("webgpu");

@@ -21,7 +21,7 @@ mkdir -p .gpu/$nm/onnxruntime-node .gpu/$nm/onnxruntime-common .gpu/$nm/onnxrunt
 cp -r $nm/onnxruntime-common/. .gpu/$nm/onnxruntime-common/
 (cd $nm/onnxruntime-node && cp -r --parents package.json dist lib bin/napi-v6/linux/x64 "$OLDPWD/.gpu/$nm/onnxruntime-node/")
 cp $nm/onnxruntime-web/package.json .gpu/$nm/onnxruntime-web/
-cp $nm/onnxruntime-web/dist/{ort.node.min.mjs,ort.bundle.min.mjs,ort-wasm-simd-threaded.jsep.wasm} .gpu/$nm/onnxruntime-web/dist/
+cp $nm/onnxruntime-web/dist/{ort.node.min.mjs,ort.bundle.min.mjs,ort-wasm-simd-threaded.jsep.wasm,ort.webgpu.bundle.min.mjs,ort-wasm-simd-threaded.asyncify.wasm} .gpu/$nm/onnxruntime-web/dist/
 (cd $nm/webgpu && cp -r --parents package.json index.js dist/linux-x64 "$OLDPWD/.gpu/$nm/webgpu/")
 cp "$(command -v node)" .gpu/node
 

@@ -1,7 +1,8 @@
 /**
  * WebGPU in Node: onnxruntime-web's WebGPU backend (the same JSEP build the browser runs) on Dawn, through
  * the `webgpu` npm package, whose Dawn binary ships in its tarball and reaches the GPU through Vulkan. The
- * benchmark uses it to time WebGPU against onnxruntime's CPU path on the same machine.
+ * benchmark uses it to time WebGPU against onnxruntime's CPU path on the same machine — and the native WebGPU
+ * execution provider (`onnxruntime-web/webgpu`) beside the JSEP build, to see which the site should ship.
  *
  * Three things differ from a browser, and are set up here:
  *  - Node has no `navigator.gpu`: it is Dawn's `create()`, and the WebGPU constants (GPUBufferUsage, …)
@@ -21,31 +22,43 @@ import {pathToFileURL} from "node:url";
 import type * as OrtWeb from "onnxruntime-web";
 import {createWebRuntime, type WebRuntime} from "./ort-web.js";
 
-let pending: Promise<WebRuntime> | undefined;
+/**
+ * Which onnxruntime-web build: "jsep", its default (`onnxruntime-web`, what the site runs: kernels in
+ * TypeScript), or "native", the WebGPU execution provider compiled from C++ (`onnxruntime-web/webgpu`).
+ */
+export type WebGPUBuild = "jsep" | "native";
 
-/** onnxruntime-web's JSEP build configured for Dawn's WebGPU; the same runtime for every later call. */
-export function nodeWebGPU(): Promise<WebRuntime> {
-  pending ??= setUp();
-  return pending;
+const BUILDS: Record<WebGPUBuild, {js: string; wasm: string; label: string}> = {
+  jsep: {js: "ort.bundle.min.mjs", wasm: "ort-wasm-simd-threaded.jsep.wasm", label: "Dawn in Node"},
+  native: {js: "ort.webgpu.bundle.min.mjs", wasm: "ort-wasm-simd-threaded.asyncify.wasm", label: "Dawn in Node, native EP"}
+};
+const pending = new Map<WebGPUBuild, Promise<WebRuntime>>();
+
+/** onnxruntime-web configured for Dawn's WebGPU; the same runtime for every later call with that build. */
+export function nodeWebGPU(build: WebGPUBuild = "jsep"): Promise<WebRuntime> {
+  if (!pending.has(build)) pending.set(build, setUp(build));
+  return pending.get(build)!;
 }
 
-async function setUp(): Promise<WebRuntime> {
+async function setUp(build: WebGPUBuild): Promise<WebRuntime> {
   const {create, globals} = await import("webgpu");
   const g = globalThis as Record<string, unknown>;
+  const existing = (g.navigator as {gpu?: unknown} | undefined)?.gpu;
   for (const [name, value] of Object.entries(globals)) if (!(name in g)) g[name] = value;
   copySharedWrites((globals as Record<string, {prototype: GPUQueueLike}>).GPUQueue.prototype);
-  const gpu = create([]);
+  const gpu = existing ?? create([]);
   // Node 21+ has a navigator (without gpu); Node 20 has none.
   if (typeof g.navigator === "object" && g.navigator) Object.defineProperty(g.navigator, "gpu", {value: gpu, configurable: true});
   else g.navigator = {gpu};
 
+  const files = BUILDS[build];
   const dist = dirname(createRequire(import.meta.url).resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm"));
-  const ort = (await import(pathToFileURL(join(dist, "ort.bundle.min.mjs")).href)) as typeof OrtWeb;
-  ort.env.wasm.wasmBinary = await readFile(join(dist, "ort-wasm-simd-threaded.jsep.wasm"));
+  const ort = (await import(pathToFileURL(join(dist, files.js)).href)) as typeof OrtWeb;
+  ort.env.wasm.wasmBinary = await readFile(join(dist, files.wasm));
   const runtime = await createWebRuntime({ort});
   // Threads: ort's pthreads are browser workers; Node runs the CPU-side ops on one thread.
   ort.env.wasm.numThreads = 1;
-  const reason = runtime.reason.replace(/^WebGPU: /, "WebGPU (Dawn in Node): ").replace(/single-threaded: the page is not cross-origin isolated$/, "one thread");
+  const reason = runtime.reason.replace(/^WebGPU: /, `WebGPU (${files.label}): `).replace(/single-threaded: the page is not cross-origin isolated$/, "one thread");
   return {...runtime, threads: 1, reason};
 }
 
