@@ -26,7 +26,8 @@ import {join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {parseArgs} from "node:util";
 import type {FloorResult, ModelResult} from "./one.js";
-import {floorMs, isWebGPU, type NodeRuntime, type Row} from "./measure.js";
+import {RUNTIMES as NODE_RUNTIMES, isWebGPU} from "../src/node.js";
+import {floorMs, type NodeRuntime, type Row} from "./measure.js";
 import {markdownTable, redrawSummary, renderPerformancePage, RUNTIME_NAMES, type AnyFloor, type AnyResult, type RedrawTimes, type Report} from "./report.js";
 import type {BrowserBench} from "./browser.js";
 
@@ -50,23 +51,17 @@ export const RUNTIMES = RUNTIME_NAMES;
 type Job = {model: string; runtime: NodeRuntime; init: "checkpoint" | "random"};
 const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"];
 const STRUCTURES = ["gpt2", "SmolLM2-135M"];
-const everyModel = (runtime: NodeRuntime): Job[] => [
-  ...FIXTURES.map((model) => ({model, runtime, init: "checkpoint" as const})),
-  ...STRUCTURES.map((model) => ({model, runtime, init: "random" as const}))
-];
+/** The fixtures run with their own weights, the full-size structures with random ones. */
+const job = (model: string, runtime: NodeRuntime): Job => ({model, runtime, init: FIXTURES.includes(model) ? "checkpoint" : "random"});
+const MODELS = [...FIXTURES, ...STRUCTURES];
 let jobs: Job[] = args.browser
   ? []
   : args.gpu
-  ? // the full-size models first, each on both runtimes, so a run cut short keeps the rows that matter
-    [...STRUCTURES].reverse().concat(FIXTURES).flatMap((model) =>
-      (["node", "webgpu", "webgpu-native"] as const).map((runtime) => ({model, runtime, init: FIXTURES.includes(model) ? ("checkpoint" as const) : ("random" as const)}))
-    )
+  ? // the full-size models first, each on every runtime, so a run cut short keeps the rows that matter
+    [...STRUCTURES].reverse().concat(FIXTURES).flatMap((model) => (["node", "webgpu", "webgpu-native"] as const).map((runtime) => job(model, runtime)))
   : args.quick
-  ? [
-      {model: "SmolLM2-135M", runtime: "node", init: "random"},
-      {model: "stories260K", runtime: "node", init: "checkpoint"}
-    ]
-  : (["node", "web", "webgpu", "webgpu-native"] as const).flatMap(everyModel);
+  ? [job("SmolLM2-135M", "node"), job("stories260K", "node")]
+  : NODE_RUNTIMES.flatMap((runtime) => MODELS.map((model) => job(model, runtime)));
 // LMW_BENCH_MODELS=stories260K,SmolLM2-135M: only those models (a short run, e.g. on a borrowed GPU).
 const only = process.env.LMW_BENCH_MODELS?.split(",").map((m) => m.trim());
 if (only) jobs = jobs.filter((j) => only.includes(j.model));

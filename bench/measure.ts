@@ -6,10 +6,10 @@
  */
 import {GraphBuilder, FLOAT, INT64} from "../src/graph/onnx.js";
 import type {ModelConfig, Parameter} from "../src/arch/index.js";
+import type {Runtime} from "../src/node.js";
 
 export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "onnxruntime-web (webgpu native EP, node)" | "chromium (wasm)" | "chromium (webgpu)";
-export type NodeRuntime = "node" | "web" | "webgpu" | "webgpu-native";
-export const isWebGPU = (r: string): r is "webgpu" | "webgpu-native" => r === "webgpu" || r === "webgpu-native";
+export type NodeRuntime = Runtime;
 
 export interface Row {
   model: string;

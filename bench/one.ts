@@ -12,9 +12,9 @@
  */
 import {writeFileSync} from "node:fs";
 import {parseArgs} from "node:util";
-import {loadModel} from "../src/node.js";
-import type {OrtModule} from "../src/runtime/model.js";
-import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, isWebGPU, matmulModel, timeMedian, type GPUDeviceLike, type NodeRuntime} from "./measure.js";
+import {WorkbenchError} from "../src/errors.js";
+import {RUNTIMES, isWebGPU, loadModel, ortRuntime} from "../src/node.js";
+import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, matmulModel, timeMedian, type GPUDeviceLike, type NodeRuntime} from "./measure.js";
 import {measureModel, type Measured} from "./procedure.js";
 
 const {values: args} = parseArgs({
@@ -27,7 +27,7 @@ const {values: args} = parseArgs({
     out: {type: "string"}
   }
 });
-const runtime: NodeRuntime = args.runtime === "web" || isWebGPU(args.runtime ?? "") ? (args.runtime as NodeRuntime) : "node";
+const runtime: NodeRuntime = (RUNTIMES as readonly string[]).includes(args.runtime!) ? (args.runtime as NodeRuntime) : "node";
 
 export interface FloorResult {
   kind: "floor";
@@ -52,23 +52,9 @@ export interface ModelResult extends Measured {
   peakRssMb: number;
 }
 
-/** onnxruntime for a runtime name, set up as `src/node.ts` sets it up (so the floor sees the same threads). */
-export async function ortFor(runtime: NodeRuntime): Promise<{ort: OrtModule; executionProviders: string[]}> {
-  if (isWebGPU(runtime)) {
-    const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
-    return {ort: (await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native")).ort as unknown as OrtModule, executionProviders: ["webgpu"]};
-  }
-  if (runtime === "web") {
-    const ort = await import("onnxruntime-web");
-    ort.env.wasm.numThreads = 1;
-    return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"]};
-  }
-  return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"]};
-}
-
 /** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
 export async function matmulRate(runtime: NodeRuntime, n: number, reps: number): Promise<number> {
-  const {ort, executionProviders} = await ortFor(runtime);
+  const {ort, executionProviders} = await ortRuntime(runtime);
   const gpu = isWebGPU(runtime);
   const encoded = gpu ? gpuMatmulModel(n) : matmulModel(n);
   const session = await ort.InferenceSession.create(encoded.model, {
@@ -92,12 +78,16 @@ async function floor(): Promise<FloorResult> {
 }
 
 async function gpuFloor(): Promise<FloorResult> {
-  const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
-  const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
-  const none = {kind: "floor", runtime, matmulN: 0, flopRate: NaN, bandwidth: NaN, adapter: web.reason} as const;
-  if (web.backend !== "webgpu") return {...none, skipped: web.reason};
-  if (/swiftshader/i.test(web.reason) && process.env.LMW_BENCH_SOFTWARE_GPU !== "1") {
-    return {...none, skipped: "software adapter (SwiftShader), timings not meaningful"};
+  const none = {kind: "floor", runtime, matmulN: 0, flopRate: NaN, bandwidth: NaN} as const;
+  let adapter: string;
+  try {
+    adapter = (await ortRuntime(runtime)).backend;
+  } catch (error) {
+    if (error instanceof WorkbenchError) return {...none, skipped: error.message}; // no adapter
+    throw error;
+  }
+  if (/swiftshader/i.test(adapter) && process.env.LMW_BENCH_SOFTWARE_GPU !== "1") {
+    return {...none, adapter, skipped: "software adapter (SwiftShader), timings not meaningful"};
   }
   const n = process.env.LMW_BENCH_SOFTWARE_GPU === "1" ? 512 : 4096;
   const flopRate = await matmulRate(runtime, n, args.quick ? 5 : 15);
@@ -105,7 +95,7 @@ async function gpuFloor(): Promise<FloorResult> {
   const gpu = (globalThis.navigator as unknown as {gpu: {requestAdapter(o?: unknown): Promise<{requestDevice(): Promise<GPUDeviceLike>}>}}).gpu;
   const device = await (await gpu.requestAdapter({powerPreference: "high-performance"})).requestDevice();
   const bandwidth = await gpuCopyBandwidth(device, 256 * 2 ** 20, args.quick ? 3 : 7);
-  return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth, adapter: web.reason};
+  return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth, adapter};
 }
 
 async function model(id: string): Promise<ModelResult> {

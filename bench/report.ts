@@ -1,6 +1,7 @@
 /** The benchmark's results as a Markdown table, and the results section of `docs/performance.md`. */
 import type {FloorResult, ModelResult} from "./one.js";
 import type {BrowserBench, BrowserFloor, BrowserModelResult} from "./browser.js";
+import {isWebGPU} from "../src/node.js";
 import {floorMs} from "./measure.js";
 
 export type AnyResult = ModelResult | BrowserModelResult;
@@ -158,13 +159,13 @@ function resultsSection({machine, commands, limits, results, targets, chromium, 
     "",
     markdownTable(results, floors),
     "",
-    ...(results.some((r) => r.runtime.startsWith("webgpu")) && !chromium ? gpuLines() : chromiumLines({chromium, results})),
+    ...(results.some((r) => isWebGPU(r.runtime)) && !chromium ? gpuLines() : chromiumLines({chromium, results})),
     "",
     "Targets:",
     "",
     ...targets.map((t) => `- ${t.replace(/^MET\s+/, "✅ ").replace(/^MISSED\s+/, "❌ ")}`),
     "",
-    ...(redraw ?? (chromium === undefined && results.some((r) => r.runtime.startsWith("webgpu")) ? [] : ["Redraw times: run the end-to-end tests to measure."])),
+    ...(redraw ?? (chromium === undefined && results.some((r) => isWebGPU(r.runtime)) ? [] : ["Redraw times: run the end-to-end tests to measure."])),
     "",
     `Medians of ${reps?.forward ?? "?"} forward passes (21 for the fixtures) and ${reps?.generate ?? "?"} generations (7 for the fixtures), after a warm-up.`
   ].join("\n");

@@ -8,7 +8,7 @@ import {stats} from "./analysis/index.js";
 import {WorkbenchError} from "./errors.js";
 import {resolveSource} from "./hub/node.js";
 import {type ModelSource, readJson} from "./hub/source.js";
-import {loadModel, type LoadOptions} from "./node.js";
+import {RUNTIMES, loadModel, type LoadOptions, type Runtime} from "./node.js";
 import {describeModel} from "./runtime/describe.js";
 import {Tokenizer} from "./tokenizer.js";
 
@@ -336,9 +336,8 @@ async function load(id: string, values: Values, io: IO) {
   if (init !== undefined && init !== "random" && init !== "checkpoint")
     throw new UsageError(`--init must be "random" or "checkpoint", got ${JSON.stringify(init)}`);
   const runtime = (values.runtime as string | undefined) ?? "node";
-  const runtimes = ["node", "web", "webgpu", "webgpu-native"];
-  if (!runtimes.includes(runtime)) throw new UsageError(`--runtime must be one of ${runtimes.join(", ")}; got ${JSON.stringify(runtime)}`);
-  const options: LoadOptions = {init: init as LoadOptions["init"], seed: integer(values, "seed", 0), runtime: runtime as LoadOptions["runtime"]};
+  if (!(RUNTIMES as readonly string[]).includes(runtime)) throw new UsageError(`--runtime must be one of ${RUNTIMES.join(", ")}; got ${JSON.stringify(runtime)}`);
+  const options: LoadOptions = {init: init as LoadOptions["init"], seed: integer(values, "seed", 0), runtime: runtime as Runtime};
   if (!values.json) {
     let lastDownload = 0;
     options.onProgress = (p) => {

@@ -7,30 +7,41 @@ import {WorkbenchError} from "./errors.js";
 import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
 
+/**
+ * "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend (the JSEP
+ * build, as in the browser) on Dawn; "webgpu-native": its C++ WebGPU execution provider on Dawn.
+ */
+export const RUNTIMES = ["node", "web", "webgpu", "webgpu-native"] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+export const isWebGPU = (runtime: string): runtime is "webgpu" | "webgpu-native" => runtime === "webgpu" || runtime === "webgpu-native";
+
 export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
-  /**
-   * "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend (the
-   * JSEP build, as in the browser) on Dawn; "webgpu-native": its C++ WebGPU execution provider on Dawn.
-   */
-  runtime?: "node" | "web" | "webgpu" | "webgpu-native";
+  runtime?: Runtime;
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
   const {runtime = "node", revision, endpoint, modelsPath, cacheDir, ...rest} = options;
   const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir});
-  if (runtime === "webgpu" || runtime === "webgpu-native") {
+  return createModel(source, {...(await ortRuntime(runtime)), ...rest});
+}
+
+/**
+ * onnxruntime set up for a runtime: the module, its execution providers and the sentence saying which it
+ * is. The benchmark's floors use it too, so they see the same threads. WebGPU without an adapter is an error.
+ */
+export async function ortRuntime(runtime: Runtime): Promise<{ort: OrtModule; executionProviders: string[]; backend: string}> {
+  if (isWebGPU(runtime)) {
     const {nodeWebGPU} = await import("./runtime/webgpu-node.js");
     const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
     if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "${runtime}": ${web.reason.replace(/^WASM[^;:]*[;:] /, "")}`);
-    return createModel(source, {ort: web.ort as unknown as OrtModule, executionProviders: ["webgpu"], backend: web.reason, ...rest});
+    return {ort: web.ort as unknown as OrtModule, executionProviders: ["webgpu"], backend: web.reason};
   }
   if (runtime === "web") {
     const ort = await import("onnxruntime-web");
     ort.env.wasm.numThreads = 1;
-    return createModel(source, {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)", ...rest});
+    return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)"};
   }
-  const ort = await import("onnxruntime-node");
-  return createModel(source, {ort: ort as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)", ...rest});
+  return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)"};
 }
 
 export {Model} from "./runtime/model.js";
