@@ -7,6 +7,7 @@
 import {GraphBuilder, FLOAT, INT64} from "../src/graph/onnx.js";
 import type {ModelConfig, Parameter} from "../src/arch/index.js";
 import type {Runtime} from "../src/node.js";
+import {BUFFER_USAGE, type GPUDeviceLike} from "../src/runtime/webgpu-types.js";
 
 export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "onnxruntime-web (webgpu native EP, node)" | "chromium (wasm)" | "chromium (webgpu)";
 export type NodeRuntime = Runtime;
@@ -80,7 +81,7 @@ export async function copyBandwidth(bytes: number, reps: number): Promise<number
  * device (Dawn's in Node).
  */
 export async function gpuCopyBandwidth(device: GPUDeviceLike, bytes: number, reps: number): Promise<number> {
-  const usage = 0x0004 | 0x0008 | 0x0080; // COPY_SRC | COPY_DST | STORAGE
+  const usage = BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST | BUFFER_USAGE.STORAGE;
   const src = device.createBuffer({size: bytes, usage});
   const dst = device.createBuffer({size: bytes, usage});
   const perSubmit = 10;
@@ -93,13 +94,6 @@ export async function gpuCopyBandwidth(device: GPUDeviceLike, bytes: number, rep
   src.destroy();
   dst.destroy();
   return (2 * bytes * perSubmit) / (ms / 1000);
-}
-
-/** The few WebGPU calls `gpuCopyBandwidth` makes (TypeScript's DOM lib has no WebGPU types). */
-export interface GPUDeviceLike {
-  createBuffer(d: {size: number; usage: number}): {destroy(): void};
-  createCommandEncoder(): {copyBufferToBuffer(a: unknown, ao: number, b: unknown, bo: number, size: number): void; finish(): unknown};
-  queue: {submit(buffers: unknown[]): void; onSubmittedWorkDone(): Promise<void>};
 }
 
 export interface PassCost {

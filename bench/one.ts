@@ -14,7 +14,8 @@ import {writeFileSync} from "node:fs";
 import {parseArgs} from "node:util";
 import {WorkbenchError} from "../src/errors.js";
 import {RUNTIMES, isWebGPU, loadModel, ortRuntime} from "../src/node.js";
-import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, matmulModel, timeMedian, type GPUDeviceLike, type NodeRuntime} from "./measure.js";
+import type {GPULike} from "../src/runtime/webgpu-types.js";
+import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, matmulModel, timeMedian, type NodeRuntime} from "./measure.js";
 import {measureModel, type Measured} from "./procedure.js";
 
 const {values: args} = parseArgs({
@@ -92,8 +93,8 @@ async function gpuFloor(): Promise<FloorResult> {
   const n = process.env.LMW_BENCH_SOFTWARE_GPU === "1" ? 512 : 4096;
   const flopRate = await matmulRate(runtime, n, args.quick ? 5 : 15);
   // A device of our own on the same GPU (an adapter gives one device; ort's is taken).
-  const gpu = (globalThis.navigator as unknown as {gpu: {requestAdapter(o?: unknown): Promise<{requestDevice(): Promise<GPUDeviceLike>}>}}).gpu;
-  const device = await (await gpu.requestAdapter({powerPreference: "high-performance"})).requestDevice();
+  const gpu = (globalThis.navigator as unknown as {gpu: GPULike}).gpu;
+  const device = await (await gpu.requestAdapter({powerPreference: "high-performance"}))!.requestDevice();
   const bandwidth = await gpuCopyBandwidth(device, 256 * 2 ** 20, args.quick ? 3 : 7);
   return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth, adapter};
 }

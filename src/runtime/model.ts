@@ -19,6 +19,7 @@ import {generate, type GenerateOptions, type Generation} from "./generate.js";
 import type {Tensor} from "./tensor.js";
 import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
+import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js";
 
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
 export interface OrtModule {
@@ -277,21 +278,6 @@ export interface TraceInput {
 }
 
 
-/** The few WebGPU calls `download` makes (TypeScript's DOM lib has no WebGPU types). */
-interface GPUDeviceLike {
-  limits: {maxBufferSize: number};
-  createBuffer(d: {size: number; usage: number}): GPUBufferLike;
-  createCommandEncoder(): {copyBufferToBuffer(a: unknown, ao: number, b: unknown, bo: number, size: number): void; finish(): unknown};
-  queue: {submit(buffers: unknown[]): void};
-}
-interface GPUBufferLike {
-  mapAsync(mode: number): Promise<void>;
-  getMappedRange(): ArrayBuffer;
-  unmap(): void;
-  destroy(): void;
-}
-const MAP_READ = 0x0001, COPY_DST = 0x0008, GPU_MAP_MODE_READ = 0x0001;
-
 /**
  * Bring outputs that stayed on the GPU (`location: "gpu-buffer"`) to the host in as few round trips as the
  * device allows: every tensor is copied into one staging buffer (several, where they outgrow its largest
@@ -327,7 +313,7 @@ async function download(ort: OrtModule, tensors: (readonly [string, OrtTensor])[
       for (const [name, t] of batch) out.set(name, new Float32Array(0)), t.dispose();
       continue;
     }
-    const staging = device.createBuffer({size: total, usage: MAP_READ | COPY_DST});
+    const staging = device.createBuffer({size: total, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
     const encoder = device.createCommandEncoder();
     let offset = 0;
     for (const [, t] of batch) {
@@ -335,7 +321,7 @@ async function download(ort: OrtModule, tensors: (readonly [string, OrtTensor])[
       offset += bytesOf(t);
     }
     device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPU_MAP_MODE_READ);
+    await staging.mapAsync(MAP_MODE_READ);
     const host = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();

@@ -9,6 +9,7 @@
  * `onnxruntime-web` export is the JSEP build: one .wasm for both the WASM and WebGPU backends.
  */
 import * as defaultOrt from "onnxruntime-web";
+import type {GPUAdapterLike, GPULike} from "./webgpu-types.js";
 
 export type WebBackend = "webgpu" | "wasm";
 
@@ -28,17 +29,6 @@ export interface WebRuntimeOptions {
   wasmPaths?: string | {wasm?: string; mjs?: string};
   /** Another build of onnxruntime-web to configure (Node's WebGPU path passes the JSEP build; see webgpu-node.ts). */
   ort?: typeof defaultOrt;
-}
-
-/** The few WebGPU types we touch (TypeScript's DOM lib has no WebGPU). */
-interface GPUAdapterLike {
-  readonly limits: Record<string, number> & {maxStorageBufferBindingSize: number; maxBufferSize: number};
-  readonly features: ReadonlySet<string>;
-  readonly info?: {vendor?: string; architecture?: string; device?: string; description?: string};
-  requestDevice(descriptor?: unknown): Promise<unknown>;
-}
-interface GPULike {
-  requestAdapter(options?: {powerPreference?: "low-power" | "high-performance"}): Promise<GPUAdapterLike | null>;
 }
 
 const MiB = 1 << 20;
