@@ -33,7 +33,7 @@ export async function ortRuntime(runtime: Runtime): Promise<{ort: OrtModule; exe
   if (isWebGPU(runtime)) {
     const {nodeWebGPU} = await import("./runtime/webgpu-node.js");
     const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
-    if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "${runtime}": ${web.reason.replace(/^WASM[^;:]*[;:] /, "")}`);
+    if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "${runtime}": ${web.reason}`);
     return {ort: web.ort as unknown as OrtModule, executionProviders: ["webgpu"], backend: web.reason};
   }
   if (runtime === "web") {

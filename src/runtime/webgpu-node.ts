@@ -58,7 +58,12 @@ async function setUp(build: WebGPUBuild): Promise<WebRuntime> {
   const runtime = await createWebRuntime({ort});
   // Threads: ort's pthreads are browser workers; Node runs the CPU-side ops on one thread.
   ort.env.wasm.numThreads = 1;
-  const reason = runtime.reason.replace(/^WebGPU: /, `WebGPU (${files.label}): `).replace(/single-threaded: the page is not cross-origin isolated$/, "one thread");
+  // The sentence is a page's; Node has no cross-origin isolation to speak of, and runs one thread.
+  const pageThreads = "single-threaded: the page is not cross-origin isolated";
+  const reason =
+    runtime.backend === "webgpu"
+      ? runtime.reason.replace(/^WebGPU: /, `WebGPU (${files.label}): `).replace(pageThreads, "one thread")
+      : `no WebGPU (${files.label}): ${runtime.reason.replace(`WASM ${pageThreads}; `, "")}`;
   return {...runtime, threads: 1, reason};
 }
 
