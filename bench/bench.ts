@@ -26,7 +26,7 @@ import {join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {parseArgs} from "node:util";
 import type {FloorResult, ModelResult} from "./one.js";
-import {RUNTIMES as NODE_RUNTIMES, isWebGPU} from "../src/node.js";
+import {RUNTIMES, isWebGPU} from "../src/node.js";
 import {floorMs, type NodeRuntime, type Row} from "./measure.js";
 import {markdownTable, redrawSummary, renderPerformancePage, RUNTIME_NAMES, type AnyFloor, type AnyResult, type RedrawTimes, type Report} from "./report.js";
 import type {BrowserBench} from "./browser.js";
@@ -47,7 +47,6 @@ if (args.browser && !hasChromium()) {
 }
 const withBrowser = args.browser || (!args.quick && !args.gpu && hasChromium());
 
-export const RUNTIMES = RUNTIME_NAMES;
 type Job = {model: string; runtime: NodeRuntime; init: "checkpoint" | "random"};
 const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"];
 const STRUCTURES = ["gpt2", "SmolLM2-135M"];
@@ -61,7 +60,7 @@ let jobs: Job[] = args.browser
     [...STRUCTURES].reverse().concat(FIXTURES).flatMap((model) => (["node", "webgpu", "webgpu-native"] as const).map((runtime) => job(model, runtime)))
   : args.quick
   ? [job("SmolLM2-135M", "node"), job("stories260K", "node")]
-  : NODE_RUNTIMES.flatMap((runtime) => MODELS.map((model) => job(model, runtime)));
+  : RUNTIMES.flatMap((runtime) => MODELS.map((model) => job(model, runtime)));
 // LMW_BENCH_MODELS=stories260K,SmolLM2-135M: only those models (a short run, e.g. on a borrowed GPU).
 const only = process.env.LMW_BENCH_MODELS?.split(",").map((m) => m.trim());
 if (only) jobs = jobs.filter((j) => only.includes(j.model));
@@ -112,14 +111,14 @@ for (const runtime of runtimes) {
   const f = await child<FloorResult>(["--floor", "--runtime", runtime]);
   if (f.skipped) {
     // WebGPU without a real GPU: no rows (a full run says so; --gpu without one is an error).
-    console.log(`${RUNTIMES[runtime]}: skipped (${f.skipped})`);
+    console.log(`${RUNTIME_NAMES[runtime]}: skipped (${f.skipped})`);
     skippedFloors.push(f);
     jobs = jobs.filter((j) => j.runtime !== runtime);
     continue;
   }
   floors.set(runtime, f);
   console.log(
-    `limit on ${RUNTIMES[runtime]}: MatMul ${f.matmulN}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; ` +
+    `limit on ${RUNTIME_NAMES[runtime]}: MatMul ${f.matmulN}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; ` +
       `copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)${f.adapter ? `; ${f.adapter}` : ""}`
   );
 }
@@ -130,7 +129,7 @@ if (args.gpu && ![...floors.keys()].some(isWebGPU)) {
 
 const results: ModelResult[] = [];
 for (const job of jobs) {
-  process.stdout.write(`  ${job.model} on ${RUNTIMES[job.runtime]} … `);
+  process.stdout.write(`  ${job.model} on ${RUNTIME_NAMES[job.runtime]} … `);
   const t = performance.now();
   try {
     results.push(await child<ModelResult>(["--model", job.model, "--runtime", job.runtime, "--init", job.init]));
@@ -167,12 +166,12 @@ if (withBrowser) {
 
 const rows: Row[] = [];
 for (const [runtime, f] of allFloors) {
-  const r = RUNTIMES[runtime as AnyFloor["runtime"]];
+  const r = RUNTIME_NAMES[runtime as AnyFloor["runtime"]];
   rows.push({model: "(machine)", runtime: r, metric: "matmul_flop_per_s", tokens: null, value: f.flopRate, unit: "FLOP/s", floor_ratio: null});
   rows.push({model: "(machine)", runtime: r, metric: "copy_bandwidth_bytes_per_s", tokens: null, value: f.bandwidth, unit: "B/s", floor_ratio: null});
 }
 for (const res of allResults) {
-  const r = RUNTIMES[res.runtime];
+  const r = RUNTIME_NAMES[res.runtime];
   const f = allFloors.get(res.runtime);
   const row = (metric: string, tokens: number | null, value: number, unit: string, floor_ratio: number | null = null) =>
     rows.push({model: res.model, runtime: r, metric, tokens, value: round(value), unit, floor_ratio: floor_ratio === null ? null : round(floor_ratio)});
@@ -253,16 +252,16 @@ function targets(results: AnyResult[]): string[] {
   // "Fits in a browser tab": the Chromium renderer's peak where measured, else onnxruntime-web's process in Node.
   const tab = results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "chromium-wasm") ?? results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "web");
   if (tab) {
-    lines.push(`${mark(tab.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory on ${RUNTIMES[tab.runtime]} ${tab.peakRssMb.toFixed(0)} MB (target < 1500 MB in a browser tab)`);
+    lines.push(`${mark(tab.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory on ${RUNTIME_NAMES[tab.runtime]} ${tab.peakRssMb.toFixed(0)} MB (target < 1500 MB in a browser tab)`);
   }
   for (const r of results.filter((x) => x.parameters > 10e6)) {
     for (const fw of r.forward) {
       const ratio = fw.allHooksMs / fw.logitsMs;
-      lines.push(`${mark(ratio <= 1.25)} ${r.model} on ${RUNTIMES[r.runtime]}, ${fw.tokens} tokens: every hook point ${ratio.toFixed(2)}× logits only (target ≤ 1.25×)`);
+      lines.push(`${mark(ratio <= 1.25)} ${r.model} on ${RUNTIME_NAMES[r.runtime]}, ${fw.tokens} tokens: every hook point ${ratio.toFixed(2)}× logits only (target ≤ 1.25×)`);
     }
     const speedup = r.generate.kvTokensPerS / r.generate.noKvTokensPerS;
     lines.push(
-      `${mark(speedup >= 5 && r.generate.sameTokens)} ${r.model} on ${RUNTIMES[r.runtime]}: KV-cache generation ${speedup.toFixed(1)}× re-running ` +
+      `${mark(speedup >= 5 && r.generate.sameTokens)} ${r.model} on ${RUNTIME_NAMES[r.runtime]}: KV-cache generation ${speedup.toFixed(1)}× re-running ` +
         `the ${r.generate.context}-token context (target ≥ 5×), ${r.generate.sameTokens ? "same tokens" : "DIFFERENT TOKENS"}`
     );
   }
