@@ -11,9 +11,8 @@ import {median, passCost} from "./measure.js";
 export interface Measured {
   parameters: number;
   /** Per prompt length: median ms, logits only and every hook point; FLOPs and weight bytes of the pass. */
-  forward: {tokens: number; logitsMs: number; allHooksMs: number; hooks: number; flops: number; weightBytes: number}[];
-  generate: {context: number; newTokens: number; kvTokensPerS: number; noKvTokensPerS: number; sameTokens: boolean};
-  reps: {forward: number; generate: number};
+  forward: {tokens: number; logitsMs: number; allHooksMs: number; hooks: number; flops: number; weightBytes: number; reps: number}[];
+  generate: {context: number; newTokens: number; kvTokensPerS: number; noKvTokensPerS: number; sameTokens: boolean; reps: number};
 }
 
 /** Token ids spread over the vocabulary, the same for every run. */
@@ -24,7 +23,10 @@ export function promptIds(length: number, vocab: number): number[] {
 export async function measureModel(m: Model, quick: boolean): Promise<Measured> {
   const parameters = m.parameters().reduce((s, p) => s + p.numel, 0);
   const big = parameters > 10e6;
-  const forwardReps = quick ? 3 : big ? 7 : 21;
+  // Passes that fetch every hook point hand the JS heap tens of MB of new buffers each (onnxruntime-node
+  // copies every output into a fresh ArrayBuffer), so the garbage collector runs every few passes and single
+  // passes swing by ±30%: at 10 tokens, where passes are cheap, many repetitions keep the median steady.
+  const forwardReps = (tokens: number) => (quick ? 3 : !big || tokens <= 10 ? 21 : 7);
   const generateReps = quick ? 1 : big ? 3 : 7;
 
   const hooks = m.hookPoints();
@@ -32,12 +34,16 @@ export async function measureModel(m: Model, quick: boolean): Promise<Measured> 
   for (const T of [10, 128]) {
     const tokens = Math.min(T, m.config.maxPositions);
     const ids = promptIds(tokens, m.config.vocabSize);
-    // Warm up, then alternate the two kinds of pass so that a noisy neighbour slows both alike.
-    await m.forward(ids, [LOGITS]);
-    await m.forward(ids, hooks);
+    // Warm up (the heap's sizes settle over the first passes), then alternate the two kinds of pass so that
+    // a noisy neighbour slows both alike.
+    for (let r = 0; r < (quick ? 1 : 3); r++) {
+      await m.forward(ids, [LOGITS]);
+      await m.forward(ids, hooks);
+    }
     const logits: number[] = [];
     const all: number[] = [];
-    for (let r = 0; r < forwardReps; r++) {
+    const reps = forwardReps(tokens);
+    for (let r = 0; r < reps; r++) {
       let t = performance.now();
       await m.forward(ids, [LOGITS]);
       logits.push(performance.now() - t);
@@ -46,7 +52,7 @@ export async function measureModel(m: Model, quick: boolean): Promise<Measured> 
       all.push(performance.now() - t);
     }
     const cost = passCost(m.config, m.parameters(), tokens);
-    forward.push({tokens, logitsMs: median(logits), allHooksMs: median(all), hooks: hooks.length, ...cost});
+    forward.push({tokens, logitsMs: median(logits), allHooksMs: median(all), hooks: hooks.length, ...cost, reps});
   }
 
   // Greedy generation from a 128-token context (less where the model has fewer positions), with the
@@ -81,8 +87,8 @@ export async function measureModel(m: Model, quick: boolean): Promise<Measured> 
       newTokens,
       kvTokensPerS: (newTokens - 1) / (median(kv) / 1000),
       noKvTokensPerS: (newTokens - 1) / (median(noKv) / 1000),
-      sameTokens
-    },
-    reps: {forward: forwardReps, generate: generateReps}
+      sameTokens,
+      reps: generateReps
+    }
   };
 }

@@ -134,9 +134,8 @@ async function timePromptEdit(w: WatchedPage, page: string, edit: () => Promise<
   return measures;
 }
 
-/** A slider move: no forward pass; reports the redraw durations. */
-async function timeSlider(w: WatchedPage, page: string, label: string, value: number, views: string[]): Promise<void> {
-  const before = await runs(w);
+/** Moves a slider and waits for `views` to redraw; their redraw durations (ms) by view. */
+async function moveSlider(w: WatchedPage, label: string, value: number, views: string[]): Promise<Record<string, number>> {
   const since = await now(w);
   await setRange(w, label, value);
   await w.page.waitForFunction(([t, names]) => {
@@ -144,9 +143,21 @@ async function timeSlider(w: WatchedPage, page: string, label: string, value: nu
     return names.every((n) => seen.has(`lmw:redraw:${n}`));
   }, [since, views] as const, {timeout: 30_000});
   await settle(w);
+  return Object.fromEntries((await redraws(w, since)).map((m) => [m.name, Number(m.duration.toFixed(2))]));
+}
+
+/**
+ * A slider move: no forward pass. Reports the redraw durations of the move, the first since the page drew
+ * (its code paths still cold), and of four more moves back and forth, as a reader dragging the slider makes.
+ */
+async function timeSlider(w: WatchedPage, page: string, label: string, value: number, views: string[]): Promise<void> {
+  const previous = Number(await w.page.getByLabel(label, {exact: true}).first().inputValue());
+  const before = await runs(w);
+  const redrawMs = await moveSlider(w, label, value, views);
+  const repeatedMs: Record<string, number>[] = [];
+  if (previous !== value) for (const v of [previous, value, previous, value]) repeatedMs.push(await moveSlider(w, label, v, views));
   expect(await runs(w), `${page}: moving ${label} re-ran the model`).toBe(before);
-  const measures = await redraws(w, since);
-  report.slider.push({page, control: `${label} → ${value}`, redrawMs: Object.fromEntries(measures.map((m) => [m.name, Number(m.duration.toFixed(2))]))});
+  report.slider.push({page, control: `${label} → ${value}`, redrawMs, repeatedMs});
 }
 
 function expectClean(w: WatchedPage, allowed: RegExp[] = []): void {

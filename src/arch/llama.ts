@@ -207,7 +207,6 @@ export function llama(config: ModelConfig): Architecture {
   };
 }
 
-/** `[rows, cols]` → `[cols, rows]`, in 32×32 tiles so that reads and writes both stay in cache. */
 /** R with `x·R = rotate_half(x)`: column j < D/2 takes -x[j + D/2], column j ≥ D/2 takes x[j - D/2]. */
 function rotateHalfMatrix(D: number): Float32Array {
   const R = new Float32Array(D * D);
@@ -219,6 +218,7 @@ function rotateHalfMatrix(D: number): Float32Array {
   return R;
 }
 
+/** `[rows, cols]` → `[cols, rows]`, in 32×32 tiles so that reads and writes both stay in cache. */
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
   const B = 32;
