@@ -88,6 +88,18 @@ describe("pieces and special ids", () => {
     expect(tok.eosTokenId).toBe(0);
     expect(tok.encode(" Paris").pieces).toEqual([" Paris"]);
   });
+
+  it("drops only its own copy of the raw vocabulary and merges: the caller's JSON is left whole, and can build again", () => {
+    const json = readJson(`${MODELS}/SmolLM2-135M/tokenizer.json`);
+    const config = readJson(`${MODELS}/SmolLM2-135M/tokenizer_config.json`);
+    const first = Tokenizer.fromJson(json, config);
+    expect(Object.keys(json.model.vocab)).toHaveLength(49152);
+    expect(json.model.merges.length).toBeGreaterThan(48000);
+    const second = Tokenizer.fromJson(json, config);
+    const text = "The Eiffel Tower is in Paris, and merges still apply: unbelievably";
+    expect(second.encode(text)).toEqual(first.encode(text));
+    expect(first.encode(" unbelievably").ids.length).toBeLessThan(" unbelievably".length / 2);
+  });
 });
 
 for (const [name, size] of [["gpt2", 50257], ["SmolLM2-135M", 49152]] as const) {
