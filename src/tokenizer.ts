@@ -81,10 +81,10 @@ function checkTokenizerJson(json: unknown): asserts json is Json & {model: Json}
 /**
  * Once built, the library's model still holds the file's raw vocabulary and merge list next to the tables it
  * encodes with (a Map of ids, a Map of merge ranks), and a BPE model the merges split into pairs, read only to
- * build the ranks. Dropping them takes SmolLM2's tokenizer from 19 to 9 MB of JS heap. That matters beyond
+ * build the ranks. Dropping them takes SmolLM2's tokenizer from 19 to 14 MB of JS heap. That matters beyond
  * memory: every major garbage collection marks the whole heap, and a forward pass that fetches every hook point
  * on onnxruntime-node hands V8 enough new buffers to set collections off every few passes (bench: SmolLM2-135M,
- * 10 tokens, all hooks 1.26–1.31× → 1.14–1.23× the logits alone). The library reads these only in constructors.
+ * 10 tokens, all hooks 1.26–1.31× → 1.14–1.24× the logits alone). The library reads these only in constructors.
  */
 function dropRawTables(hf: HFTokenizer, model: Json): void {
   delete model.vocab;
