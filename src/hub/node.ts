@@ -163,8 +163,12 @@ function withProgress(source: ModelSource, onProgress: (p: Progress) => void): M
  * the first with a config.json that is not a partial Hub download cache.
  */
 export function findModelFolder(id: string, modelsPath: string[] = defaultModelsPath()): string | undefined {
-  const candidates = modelsPath.flatMap((dir) => [path.join(dir, id), path.join(dir, path.basename(id))]);
-  return candidates.find((dir) => existsSync(path.join(dir, "config.json")) && !existsSync(path.join(dir, CACHE_MARKER)));
+  return folderCandidates(id, modelsPath).find((dir) => existsSync(path.join(dir, "config.json")) && !existsSync(path.join(dir, CACHE_MARKER)));
+}
+
+/** Where model `id` may sit in the model folders, in the order they are tried. */
+function folderCandidates(id: string, modelsPath: string[]): string[] {
+  return [...new Set(modelsPath.flatMap((dir) => [path.join(dir, id), path.join(dir, path.basename(id))]))];
 }
 
 async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource> {
@@ -174,7 +178,6 @@ async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource
   const modelsPath = opts.modelsPath ?? defaultModelsPath();
   const folder = findModelFolder(id, modelsPath);
   if (folder) return folderSource(id, folder);
-  const candidates = modelsPath.flatMap((dir) => [path.join(dir, id), path.join(dir, path.basename(id))]);
 
   const revision = opts.revision ?? "main";
   const endpoint = opts.endpoint ?? process.env.LMW_HUB_ENDPOINT ?? "https://huggingface.co";
@@ -182,7 +185,7 @@ async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource
   const cache = diskCache(path.join(opts.cacheDir ?? "data/models", id), {id, revision, endpoint});
   const source = urlSource(id, baseUrl, {fetch: opts.fetch, cache});
   if ((await cache.size("config.json")) === undefined && !(await source.has("config.json"))) {
-    const looked = [...new Set(candidates)].join(", ") || "no model folders";
+    const looked = folderCandidates(id, modelsPath).join(", ") || "no model folders";
     throw new WorkbenchError(`model ${id} not found: looked in ${looked} and ${baseUrl}`);
   }
   return source;
