@@ -14,8 +14,8 @@ import {copyFile, mkdtemp, readFile, readdir, rm, symlink} from "node:fs/promise
 import {tmpdir} from "node:os";
 import {join} from "node:path";
 import {fileURLToPath} from "node:url";
-import {chromium, type BrowserContext, type Page} from "playwright-core";
-import {CHROMIUM_ARGS, CHROMIUM_PATH} from "../test/helpers/browser.js";
+import type {Page} from "playwright-core";
+import {launchBrowser, type TestBrowser} from "../test/helpers/browser.js";
 import {startHubServer} from "../test/helpers/hub-server.js";
 import {serveStatic} from "../test/helpers/static-server.js";
 import type {Measured} from "./procedure.js";
@@ -63,34 +63,12 @@ const MODELS: {model: string; init: "checkpoint" | "random"; dir: string}[] = [
   {model: "gpt2", init: "random", dir: join(SHARED, "models", "gpt2")}
 ];
 
-interface Launched {
-  context: BrowserContext;
-  page: Page;
-  userDataDir: string;
-  close(): Promise<void>;
-}
-
-async function launch(url: string, webgpu: boolean): Promise<Launched> {
-  const userDataDir = await mkdtemp(join(tmpdir(), "lmw-bench-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: CHROMIUM_ARGS.filter((a) => webgpu || a !== "--enable-unsafe-webgpu")
-  });
-  // Nothing leaves the machine.
-  await context.route((u) => u.hostname !== "127.0.0.1" && u.protocol !== "data:" && u.protocol !== "blob:", (route) => route.abort("blockedbyclient"));
-  const page = await context.newPage();
-  await page.goto(url, {waitUntil: "load"});
+/** A fresh browser (its own profile, so its renderers are its own) on the bench page, once the page is ready. */
+async function launch(url: string, webgpu: boolean): Promise<TestBrowser & {page: Page}> {
+  const browser = await launchBrowser({webgpu});
+  const {page} = await browser.open(url);
   await page.waitForFunction(() => "bench" in window);
-  return {
-    context,
-    page,
-    userDataDir,
-    async close() {
-      await context.close();
-      await rm(userDataDir, {recursive: true, force: true});
-    }
-  };
+  return {...browser, page};
 }
 
 /** The largest VmHWM (peak RSS) among the renderer processes of the chromium started with `userDataDir`, MB. */

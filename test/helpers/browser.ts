@@ -47,6 +47,8 @@ export interface WatchedPage {
 
 export interface TestBrowser {
   context: BrowserContext;
+  /** The browser's profile folder: its processes carry `--user-data-dir=<it>` (the bench finds its renderers so). */
+  userDataDir: string;
   /** Opens a new tab watching its console, navigates to url and waits for "load". */
   open(url: string): Promise<WatchedPage>;
   close(): Promise<void>;
@@ -99,6 +101,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
 
   return {
     context,
+    userDataDir,
     open,
     async close() {
       await context.close();
