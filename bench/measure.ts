@@ -7,6 +7,7 @@
 import {GraphBuilder, FLOAT, INT64} from "../src/graph/onnx.js";
 import type {ModelConfig, Parameter} from "../src/arch/index.js";
 import type {Runtime} from "../src/node.js";
+import type {OrtModule} from "../src/runtime/model.js";
 import {BUFFER_USAGE, type GPUDeviceLike} from "../src/runtime/webgpu-types.js";
 
 export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "onnxruntime-web (webgpu native EP, node)" | "chromium (wasm)" | "chromium (webgpu)";
@@ -62,6 +63,24 @@ export function gpuMatmulModel(n: number) {
   const product = g.op("MatMul", [left, g.weight("b", values(104729), [n, n])]);
   g.output("c", g.op("ReduceSum", [product, g.constant([1], [1], INT64)], {keepdims: 0}));
   return g.build("matmul");
+}
+
+/**
+ * onnxruntime's fp32 matrix-product throughput, FLOP/s, on `ort` with those execution providers: one MatMul
+ * `[n, n] · [n, n]`, the right side a weight (`matmulModel`); with `gpu`, both sides weights resident on the
+ * device (`gpuMatmulModel`).
+ */
+export async function matmulRate(ort: OrtModule, executionProviders: string[], n: number, reps: number, gpu = false): Promise<number> {
+  const encoded = gpu ? gpuMatmulModel(n) : matmulModel(n);
+  const session = await ort.InferenceSession.create(encoded.model, {
+    externalData: encoded.externalData,
+    executionProviders,
+    graphOptimizationLevel: "all"
+  });
+  const feed = {a: gpu ? new ort.Tensor("float32", new Float32Array([0.5]), [1]) : new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
+  const ms = await timeMedian(() => session.run(feed), reps, 2);
+  await session.release();
+  return (2 * n * n * n) / (ms / 1000);
 }
 
 /**

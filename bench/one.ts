@@ -15,7 +15,7 @@ import {parseArgs} from "node:util";
 import {WorkbenchError} from "../src/errors.js";
 import {RUNTIMES, isWebGPU, loadModel, ortRuntime} from "../src/node.js";
 import type {GPULike} from "../src/runtime/webgpu-types.js";
-import {copyBandwidth, gpuCopyBandwidth, gpuMatmulModel, matmulModel, timeMedian, type NodeRuntime} from "./measure.js";
+import {copyBandwidth, gpuCopyBandwidth, matmulRate, type NodeRuntime} from "./measure.js";
 import {measureModel, type Measured} from "./procedure.js";
 
 const {values: args} = parseArgs({
@@ -53,27 +53,17 @@ export interface ModelResult extends Measured {
   peakRssMb: number;
 }
 
-/** onnxruntime's fp32 matrix-product throughput, FLOP/s: one MatMul `[n, n] · [n, n]`, the right side a weight. */
-export async function matmulRate(runtime: NodeRuntime, n: number, reps: number): Promise<number> {
+/** onnxruntime's fp32 matrix-product throughput for a runtime, set up as its models are (same threads). */
+async function runtimeMatmulRate(runtime: NodeRuntime, n: number, reps: number): Promise<number> {
   const {ort, executionProviders} = await ortRuntime(runtime);
-  const gpu = isWebGPU(runtime);
-  const encoded = gpu ? gpuMatmulModel(n) : matmulModel(n);
-  const session = await ort.InferenceSession.create(encoded.model, {
-    externalData: encoded.externalData,
-    executionProviders,
-    graphOptimizationLevel: "all"
-  });
-  const feed = {a: gpu ? new ort.Tensor("float32", new Float32Array([0.5]), [1]) : new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
-  const ms = await timeMedian(() => session.run(feed), reps, 2);
-  await session.release();
-  return (2 * n * n * n) / (ms / 1000);
+  return matmulRate(ort, executionProviders, n, reps, isWebGPU(runtime));
 }
 
 async function floor(): Promise<FloorResult> {
   if (isWebGPU(runtime)) return gpuFloor();
   // Large enough to be compute-bound on any backend, small enough for single-threaded WASM in seconds.
   const n = runtime === "web" ? 1024 : 2048;
-  const flopRate = await matmulRate(runtime, n, args.quick ? 3 : 7);
+  const flopRate = await runtimeMatmulRate(runtime, n, args.quick ? 3 : 7);
   const bandwidth = await copyBandwidth(256 * 2 ** 20, args.quick ? 3 : 7);
   return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth};
 }
@@ -91,7 +81,7 @@ async function gpuFloor(): Promise<FloorResult> {
     return {...none, adapter, skipped: "software adapter (SwiftShader), timings not meaningful"};
   }
   const n = process.env.LMW_BENCH_SOFTWARE_GPU === "1" ? 512 : 4096;
-  const flopRate = await matmulRate(runtime, n, args.quick ? 5 : 15);
+  const flopRate = await runtimeMatmulRate(runtime, n, args.quick ? 5 : 15);
   // A device of our own on the same GPU (an adapter gives one device; ort's is taken).
   const gpu = (globalThis.navigator as unknown as {gpu: GPULike}).gpu;
   const device = await (await gpu.requestAdapter({powerPreference: "high-performance"}))!.requestDevice();

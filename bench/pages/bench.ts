@@ -5,7 +5,8 @@
  */
 import * as ort from "onnxruntime-web";
 import {loadModel} from "../../src/browser.js";
-import {matmulModel, timeMedian} from "../measure.js";
+import type {OrtModule} from "../../src/runtime/model.js";
+import {copyBandwidth, matmulRate} from "../measure.js";
 import {measureModel} from "../procedure.js";
 
 const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
@@ -43,19 +44,8 @@ const bench = {
    * backend (set up by an earlier `model` call: same threads), and a large copy (bytes read + written).
    */
   async floor(n: number, reps: number, copyBytes: number) {
-    const encoded = matmulModel(n);
-    const session = await ort.InferenceSession.create(encoded.model, {
-      externalData: encoded.externalData as never,
-      executionProviders: ["wasm"],
-      graphOptimizationLevel: "all"
-    });
-    const feed = {a: new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
-    const ms = await timeMedian(() => session.run(feed), reps, 2);
-    await session.release();
-    const src = new Float32Array(copyBytes / 4).fill(1);
-    const dst = new Float32Array(copyBytes / 4);
-    const copyMs = await timeMedian(() => dst.set(src), reps, 2);
-    return {flopRate: (2 * n * n * n) / (ms / 1000), bandwidth: (2 * copyBytes) / (copyMs / 1000), threads: ort.env.wasm.numThreads};
+    const flopRate = await matmulRate(ort as unknown as OrtModule, ["wasm"], n, reps);
+    return {flopRate, bandwidth: await copyBandwidth(copyBytes, reps), threads: ort.env.wasm.numThreads};
   }
 };
 
