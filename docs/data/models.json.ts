@@ -3,12 +3,13 @@
 // safetensors headers alone: no weights are read and no session is made.
 import {folderSource} from "../../src/hub/node.js";
 import {describeModel} from "../../src/runtime/describe.js";
-import {siteModels} from "./site-models.js";
+import {randomOrigin} from "../../src/runtime/weights.js";
+import {SITE_SEED, siteModels} from "./site-models.js";
 
 const models = [];
 for (const {id, folder, weights} of siteModels()) {
   const {config, counts, moduleTree, parameters} = await describeModel(folderSource(id, folder));
-  // The other loaders run a model without a checkpoint on random weights drawn with seed 0.
-  models.push({id, config, counts, moduleTree, parameters, weightsOrigin: weights ? "checkpoint" : "random (seed 0)"});
+  // What the other loaders run a model on (loadSiteModel): its checkpoint, else random weights.
+  models.push({id, config, counts, moduleTree, parameters, weightsOrigin: weights ? "checkpoint" : randomOrigin(SITE_SEED)});
 }
 process.stdout.write(JSON.stringify({models}) + "\n");

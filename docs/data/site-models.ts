@@ -65,14 +65,17 @@ export function siteModelPaths(): string[] {
 
 const loaded = new Map<string, Promise<Model>>();
 
-/** The model on onnxruntime-node: checkpoint if it has weights, else random weights with seed 0. */
+/** The seed of the random weights a site model without a checkpoint runs on. */
+export const SITE_SEED = 0;
+
+/** The model on onnxruntime-node: checkpoint if it has weights, else random weights (seed SITE_SEED). */
 export function loadSiteModel(id: string): Promise<Model> {
   const entry = siteModel(id);
   let model = loaded.get(entry.id);
   if (!model) {
     model = import("../../src/node.js").then(({loadModel}) =>
       // By id (so model.id reads "gpt2", not a path), from the folder found above.
-      loadModel(entry.id, {modelsPath: [path.dirname(entry.folder)], ...(entry.weights ? {} : {init: "random" as const, seed: 0})})
+      loadModel(entry.id, {modelsPath: [path.dirname(entry.folder)], ...(entry.weights ? {} : {init: "random" as const, seed: SITE_SEED})})
     );
     loaded.set(entry.id, model);
   }

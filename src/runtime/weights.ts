@@ -58,6 +58,9 @@ export function checkpointWeights(arch: Architecture, checkpoint: Checkpoint): W
   };
 }
 
+/** The origin of weights drawn by `randomWeights(arch, seed)`: "random (seed N)". */
+export const randomOrigin = (seed: number) => `random (seed ${seed})`;
+
 /**
  * Weights drawn from N(0, initializer_range) — norms at 1, biases at 0 — as Hugging Face initializes a fresh
  * model. Each tensor has its own stream seeded by (seed, name), so any one can be made again on its own.
@@ -67,7 +70,7 @@ export function randomWeights(arch: Architecture, seed: number): Weights {
   const std = Number(arch.config.raw.initializer_range ?? 0.02);
   const make = (name: string) => initialize(byName.get(name) ?? unknownParameter(name), seed, std);
   return {
-    origin: `random (seed ${seed})`,
+    origin: randomOrigin(seed),
     loadAll: async () => make,
     load: async (name) => make(name)
   };
