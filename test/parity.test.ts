@@ -5,10 +5,7 @@
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel, type Model} from "../src/node.js";
 import {softmax, topK} from "../src/analysis/index.js";
-import {FIXTURES, absoluteError, readReference, relativeError} from "./helpers/fixtures.js";
-
-const RELATIVE = 1e-4; // of the tensor's largest magnitude (fixtures/README.md)
-const ABSOLUTE = 1e-5; // attention weights and probabilities
+import {ABSOLUTE, FIXTURES, RELATIVE, expectHookMatches, readReference, relativeError} from "./helpers/fixtures.js";
 
 describe.each(["node", "web"] as const)("parity on onnxruntime-%s", (runtime) => {
   describe.each(FIXTURES)("%s", (name) => {
@@ -23,13 +20,7 @@ describe.each(["node", "web"] as const)("parity on onnxruntime-%s", (runtime) =>
       expect(model.tokenizer.encode(prompt.text).ids).toEqual(prompt.input_ids);
       const traced = await model.trace(prompt.text, [...prompt.captured, "lm_head.output"]);
       const tensors = traced as unknown as Record<string, {shape: number[]; data: Float32Array}>;
-      for (const hook of prompt.captured) {
-        const want = ref.tensor(`p${i}.${hook}`);
-        const got = tensors[hook];
-        expect(got.shape, hook).toEqual([1, ...want.shape]); // the batch dimension, as in PyTorch
-        if (hook.endsWith("attn_weights")) expect(absoluteError(got.data, want.data), hook).toBeLessThan(ABSOLUTE);
-        else expect(relativeError(got.data, want.data), hook).toBeLessThan(RELATIVE);
-      }
+      for (const hook of prompt.captured) expectHookMatches(hook, tensors[hook], ref.tensor(`p${i}.${hook}`));
       const logits = tensors["lm_head.output"];
       const vocab = model.config.vocabSize;
       const last = logits.data.subarray(logits.data.length - vocab);

@@ -7,7 +7,7 @@
  */
 import {existsSync} from "node:fs";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {FIXTURES, readReference, relativeError, absoluteError} from "./helpers/fixtures.js";
+import {FIXTURES, RELATIVE, expectHookMatches, readReference, relativeError} from "./helpers/fixtures.js";
 
 // Before Dawn starts: a software Vulkan driver where the machine has no GPU of its own.
 const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
@@ -31,12 +31,8 @@ describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader
       expect(model.backend).toMatch(/^WebGPU \(Dawn in Node, native EP\)/);
       for (const i of [0, 7]) {
         const prompt = ref.json.prompts[i];
-        const traced = (await model.trace(prompt.text, prompt.captured)) as unknown as Record<string, {data: Float32Array}>;
-        for (const hook of prompt.captured) {
-          const want = ref.tensor(`p${i}.${hook}`).data;
-          if (hook.endsWith("attn_weights")) expect(absoluteError(traced[hook].data, want), hook).toBeLessThan(1e-5);
-          else expect(relativeError(traced[hook].data, want), hook).toBeLessThan(1e-4);
-        }
+        const traced = (await model.trace(prompt.text, prompt.captured)) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
+        for (const hook of prompt.captured) expectHookMatches(hook, traced[hook], ref.tensor(`p${i}.${hook}`));
       }
       const gen = ref.json.generations[0];
       expect((await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false})).new_ids).toEqual(gen.new_ids);
@@ -63,13 +59,9 @@ describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader
 
     it.each(PROMPTS[name].map((i) => [i, ref.json.prompts[i]] as const))("prompt %i: every captured hook point and the logits", async (i, prompt) => {
       const traced = (await model.trace(prompt.text, [...prompt.captured, "lm_head.output"])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
-      for (const hook of prompt.captured) {
-        const want = ref.tensor(`p${i}.${hook}`);
-        if (hook.endsWith("attn_weights")) expect(absoluteError(traced[hook].data, want.data), hook).toBeLessThan(1e-5);
-        else expect(relativeError(traced[hook].data, want.data), hook).toBeLessThan(1e-4);
-      }
+      for (const hook of prompt.captured) expectHookMatches(hook, traced[hook], ref.tensor(`p${i}.${hook}`));
       const logits = traced["lm_head.output"].data;
-      expect(relativeError(logits.subarray(logits.length - model.config.vocabSize), ref.tensor(`p${i}.logits.last`).data)).toBeLessThan(1e-4);
+      expect(relativeError(logits.subarray(logits.length - model.config.vocabSize), ref.tensor(`p${i}.logits.last`).data)).toBeLessThan(RELATIVE);
     });
 
     // SwiftShader compiles shaders for every new sequence length: on the tiny fixtures, one generation, cached.

@@ -9,12 +9,10 @@
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {buildTestPages, type TestPages} from "./helpers/bundle.js";
-import {FIXTURES, absoluteError, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
+import {FIXTURES, RELATIVE, expectHookMatches, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
 import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
-const RELATIVE = 1e-4; // of the tensor's largest magnitude (fixtures/README.md)
-const ABSOLUTE = 1e-5; // attention weights and probabilities
 
 type Backend = "wasm" | "webgpu";
 interface Traced {
@@ -79,12 +77,7 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
   function compare(name: string, prompt: ReturnType<typeof readReference>["json"]["prompts"][number], got: Traced) {
     const ref = reference(name);
     expect(got.ids).toEqual(prompt.input_ids);
-    for (const hook of prompt.captured) {
-      const want = ref.tensor(`p${prompt.index}.${hook}`);
-      expect(got.tensors[hook].shape, hook).toEqual([1, ...want.shape]);
-      if (hook.endsWith("attn_weights")) expect(absoluteError(got.tensors[hook].data, want.data), hook).toBeLessThan(ABSOLUTE);
-      else expect(relativeError(got.tensors[hook].data, want.data), hook).toBeLessThan(RELATIVE);
-    }
+    for (const hook of prompt.captured) expectHookMatches(hook, got.tensors[hook], ref.tensor(`p${prompt.index}.${hook}`));
     const logits = got.tensors["lm_head.output"].data;
     const last = ref.tensor(`p${prompt.index}.logits.last`).data;
     expect(relativeError(logits.subarray(logits.length - last.length), last), "logits").toBeLessThan(RELATIVE);

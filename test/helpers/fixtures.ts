@@ -1,9 +1,14 @@
 /** Reading the parity fixtures in ../shared/fixtures: reference.json and the reference tensors. */
 import {readFileSync} from "node:fs";
 import path from "node:path";
+import {expect} from "vitest";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
 
 export const SHARED = path.resolve("../shared");
+
+/** The fixtures' tolerances (fixtures/README.md): relative to the tensor's largest magnitude; absolute for attention weights and probabilities. */
+export const RELATIVE = 1e-4;
+export const ABSOLUTE = 1e-5;
 export const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"] as const;
 export const fixtureDir = (name: string) => path.join(SHARED, "fixtures", name);
 
@@ -54,4 +59,11 @@ export function absoluteError(got: ArrayLike<number>, want: ArrayLike<number>): 
   let err = 0;
   for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
   return err;
+}
+
+/** A traced hook point against its reference: PyTorch's shape with the batch dimension, and the tolerance for its kind. */
+export function expectHookMatches(hook: string, got: {shape: number[]; data: Float32Array}, want: {shape: number[]; data: Float32Array}): void {
+  expect(got.shape, hook).toEqual([1, ...want.shape]);
+  if (hook.endsWith("attn_weights")) expect(absoluteError(got.data, want.data), hook).toBeLessThan(ABSOLUTE);
+  else expect(relativeError(got.data, want.data), hook).toBeLessThan(RELATIVE);
 }
