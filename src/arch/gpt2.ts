@@ -12,10 +12,11 @@
  * Conv1D weights are stored `[in, out]`, so `x · W` needs no transpose.
  */
 import {GraphBuilder} from "../graph/onnx.js";
+import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {appendCache, attention, decoderInputs, geluTanh, layerNorm, linear, mergeHeads, splitHeads, tiedHead} from "../graph/layers.js";
 import type {ModelConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
+import {type Architecture, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
 
 export function gpt2(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;
@@ -76,9 +77,7 @@ export function gpt2(config: ModelConfig): Architecture {
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
-    const wanted = new Set((options.hooks ?? hookPoints()).map((path) => aliasOf(path) ?? path));
-    /** Name a tensor by its hook point, and expose it when asked for. */
-    const hook = (path: string, tensor: string) => (wanted.has(path) ? g.output(path, tensor) : tensor);
+    const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
 
@@ -91,6 +90,7 @@ export function gpt2(config: ModelConfig): Architecture {
       g.op("Unsqueeze", [g.op("Gather", [w("transformer.wpe.weight"), pos.query], {axis: 0}), g.ints([0])])
     );
     let h = g.op("Add", [tokenEmbeddings, positionEmbeddings]);
+    const layerOutputs: string[] = [];
 
     for (let i = 0; i < L; i++) {
       const b = block(i);
@@ -114,11 +114,16 @@ export function gpt2(config: ModelConfig): Architecture {
       const act = hook(`${b}.mlp.act.output`, geluTanh(g, up));
       const mlpOut = hook(`${b}.mlp.c_proj.output`, linear(g, act, w(`${b}.mlp.c_proj.weight`), w(`${b}.mlp.c_proj.bias`)));
       h = hook(`${b}.output`, g.op("Add", [h, mlpOut]));
+      layerOutputs.push(h);
     }
 
-    const final = hook("transformer.ln_f.output", layerNorm(g, h, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), config.normEps));
+    const [lnW, lnB] = [w("transformer.ln_f.weight"), w("transformer.ln_f.bias")];
     const head = config.tieWordEmbeddings ? wte : w("lm_head.weight");
-    g.output(LOGITS, tiedHead(g, final, head, d, V));
+    finishDecoder(g, hook, {
+      normPath: "transformer.ln_f",
+      norm: (x) => layerNorm(g, x, lnW, lnB, config.normEps),
+      unembed: (x) => tiedHead(g, x, head, d, V)
+    }, h, layerOutputs);
     return g.build(config.architecture);
   }
 
@@ -161,8 +166,21 @@ export function gpt2(config: ModelConfig): Architecture {
     });
   }
 
+  const roles: Roles = {
+    layer: block,
+    resid: (i) => `${block(i)}.output`,
+    attn: (i) => `${block(i)}.attn.output`,
+    mlp: (i) => `${block(i)}.mlp.output`,
+    heads: (i) => `${block(i)}.attn.c_proj.input`,
+    attnWeights: (i) => `${block(i)}.attn.attn_weights`,
+    mlpIn: (i) => `${block(i)}.mlp.c_fc`,
+    finalNorm: "transformer.ln_f",
+    unembedding: "lm_head"
+  };
+
   return {
     config,
+    roles,
     parameters,
     hookPoints,
     moduleTree,

@@ -16,10 +16,11 @@
  * SmolLM2 is stored in bfloat16; the engine computes in float32.
  */
 import {GraphBuilder} from "../graph/onnx.js";
+import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {appendCache, attention, decoderInputs, linear, mergeHeads, rmsNorm, silu, splitHeads, tiedHead} from "../graph/layers.js";
 import type {ModelConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
+import {type Architecture, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
 
 export function llama(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
@@ -98,8 +99,7 @@ export function llama(config: ModelConfig): Architecture {
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
-    const wanted = new Set((options.hooks ?? hookPoints()).map((path) => aliasOf(path) ?? path));
-    const hook = (path: string, tensor: string) => (wanted.has(path) ? g.output(path, tensor) : tensor);
+    const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
     /** A Linear layer's weight, transposed from `[out, in]` to `[in, out]`. */
@@ -121,6 +121,7 @@ export function llama(config: ModelConfig): Architecture {
 
     const embed = w("model.embed_tokens.weight");
     let h = hook("model.embed_tokens.output", g.op("Gather", [embed, ids], {axis: 0}));
+    const layerOutputs: string[] = [];
 
     for (let i = 0; i < L; i++) {
       const l = layer(i);
@@ -152,11 +153,16 @@ export function llama(config: ModelConfig): Architecture {
       const up = hook(`${l}.mlp.up_proj.output`, linear(g, y, wT(`${l}.mlp.up_proj.weight`)));
       const down = hook(`${l}.mlp.down_proj.output`, linear(g, g.op("Mul", [act, up]), wT(`${l}.mlp.down_proj.weight`)));
       h = hook(`${l}.output`, g.op("Add", [h, down]));
+      layerOutputs.push(h);
     }
 
-    const final = hook("model.norm.output", rmsNorm(g, h, w("model.norm.weight"), config.normEps));
+    const normWeight = w("model.norm.weight");
     const head = config.tieWordEmbeddings ? embed : w("lm_head.weight");
-    g.output(LOGITS, tiedHead(g, final, head, d, V));
+    finishDecoder(g, hook, {
+      normPath: "model.norm",
+      norm: (x) => rmsNorm(g, x, normWeight, config.normEps),
+      unembed: (x) => tiedHead(g, x, head, d, V)
+    }, h, layerOutputs);
     return g.build(config.architecture);
   }
 
@@ -195,8 +201,21 @@ export function llama(config: ModelConfig): Architecture {
     });
   }
 
+  const roles: Roles = {
+    layer,
+    resid: (i) => `${layer(i)}.output`,
+    attn: (i) => `${layer(i)}.self_attn.output`,
+    mlp: (i) => `${layer(i)}.mlp.output`,
+    heads: (i) => `${layer(i)}.self_attn.o_proj.input`,
+    attnWeights: (i) => `${layer(i)}.self_attn.attn_weights`,
+    mlpIn: (i) => `${layer(i)}.mlp.gate_proj`,
+    finalNorm: "model.norm",
+    unembedding: "lm_head"
+  };
+
   return {
     config,
+    roles,
     parameters,
     hookPoints,
     moduleTree,

@@ -1,4 +1,5 @@
 /** What every architecture in `src/arch/` provides to the runtime. */
+import type {GraphOptions} from "../graph/hooks.js";
 import type {EncodedModel} from "../graph/onnx.js";
 import {numel} from "../hub/safetensors.js";
 import type {ModelConfig} from "./config.js";
@@ -15,9 +16,31 @@ export interface Parameter {
   layer?: number;
 }
 
-export interface GraphOptions {
-  /** The hook points to expose as graph outputs; all of them when omitted. */
-  hooks?: string[];
+export type {GraphOptions} from "../graph/hooks.js";
+export {LOGITS, cacheNames} from "../graph/names.js";
+
+/**
+ * The tensors the rest of the code asks for by what they are rather than by name, so that nothing outside
+ * `src/arch/` needs to know how a family names its modules. Each is a hook point (or a module path) of layer `i`.
+ */
+export interface Roles {
+  /** The decoder layer's module path: `model.layers.3`, `transformer.h.3`, `gpt_neox.layers.3`. */
+  layer(i: number): string;
+  /** The residual stream after layer `i` (the layer's output), `[1, T, d]`. */
+  resid(i: number): string;
+  /** The attention block's output as the layer adds it to the residual stream, `[1, T, d]`. */
+  attn(i: number): string;
+  /** The MLP block's output as the layer adds it, `[1, T, d]`. */
+  mlp(i: number): string;
+  /** The input of the attention output projection, `[1, T, heads × headDim]`: head h is columns h·D … h·D + D − 1. */
+  heads(i: number): string;
+  /** Post-softmax attention weights, `[1, heads, T, T]`. */
+  attnWeights(i: number): string;
+  /** The MLP's first projection (the lecture's "MLP neurons" view reads its output): `mlp.gate_proj`, `mlp.c_fc`. */
+  mlpIn(i: number): string;
+  /** The final norm's module path (`model.norm`) and the unembedding's (`lm_head`, `embed_out`). */
+  finalNorm: string;
+  unembedding: string;
 }
 
 export interface Architecture {
@@ -32,21 +55,13 @@ export interface Architecture {
   hookPoints(): string[];
   /** For a hook point that is the very tensor of another (a module whose output is its last layer's), that other. */
   aliasOf(path: string): string | undefined;
+  /** Which hook point plays which part: the residual stream, the attention and MLP outputs, the heads. */
+  readonly roles: Roles;
   /** The model printed as PyTorch prints it. */
   moduleTree(): string;
   /** The forward pass as an ONNX graph; `weight(name)` gives a parameter in its checkpoint layout. */
   buildGraph(weight: (parameter: string) => Float32Array, options?: GraphOptions): EncodedModel;
 }
-
-/** Graph input and output names of the key/value cache. */
-export const cacheNames = (layer: number) => ({
-  pastKey: `past_key_values.${layer}.key`,
-  pastValue: `past_key_values.${layer}.value`,
-  presentKey: `present.${layer}.key`,
-  presentValue: `present.${layer}.value`
-});
-
-export const LOGITS = "lm_head.output";
 
 export function parameter(name: string, shape: number[], component: Component, layer?: number): Parameter {
   return {name, shape, numel: numel(shape), component, layer};

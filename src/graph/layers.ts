@@ -6,7 +6,7 @@
  * `T` is the number of new tokens, `P` the number already in the key/value cache, `S = P + T`.
  */
 import {type GraphBuilder, FLOAT, INT64} from "./onnx.js";
-import {cacheNames} from "../arch/types.js";
+import {cacheNames} from "./names.js";
 
 /** `x @ w + b` where `w` is stored `[in, out]`. */
 export function linear(g: GraphBuilder, x: string, w: string, b?: string, out?: string): string {
