@@ -25,8 +25,9 @@
 // tokenizer_config.json, and model.safetensors where there are weights), written by the
 // parameterized loaders docs/models/[model]/*.ts from the local model folders, and listed in
 // /models/site.json. They are `dynamicPaths` (no page references them; the browser fetches them by
-// URL). Which models: env LMW_SITE_MODELS (see docs/data/site-models.ts); where from: env LMW_MODELS,
-// which defaults here to the shared fixture and model folders when they exist.
+// URL). Which models: env LMW_SITE_MODELS (see docs/data/site-models.ts); where from: the folders in env
+// LMW_MODELS, then data/models (which holds stories260K with its weights, and gpt2's and SmolLM2-135M's
+// configs and tokenizers).
 
 import {existsSync, mkdirSync, readdirSync, readFileSync} from "node:fs";
 import {dirname, join} from "node:path";
@@ -66,11 +67,6 @@ function seedNpmVersionCache(): void {
 }
 
 seedNpmVersionCache();
-
-if (process.env.LMW_MODELS === undefined) {
-  const shared = ["../shared/fixtures", "../shared/models"].filter((dir) => existsSync(join(here, dir)));
-  if (shared.length) process.env.LMW_MODELS = shared.join(":"); // the data loaders inherit it
-}
 
 export default {
   root,

@@ -6,6 +6,6 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     pool: "forks",
-    env: {LMW_MODELS: "../shared/fixtures:../shared/models"}
+    env: {LMW_MODELS: "test/fixtures"}
   }
 });

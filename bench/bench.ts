@@ -48,7 +48,7 @@ if (args.browser && !hasChromium()) {
 const withBrowser = args.browser || (!args.quick && !args.gpu && hasChromium());
 
 type Job = {model: string; runtime: NodeRuntime; init: "checkpoint" | "random"};
-const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"];
+const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K"];
 const STRUCTURES = ["gpt2", "SmolLM2-135M"];
 /** The fixtures run with their own weights, the full-size structures with random ones. */
 const job = (model: string, runtime: NodeRuntime): Job => ({model, runtime, init: FIXTURES.includes(model) ? "checkpoint" : "random"});
@@ -66,7 +66,9 @@ const only = process.env.LMW_BENCH_MODELS?.split(",").map((m) => m.trim());
 if (only) jobs = jobs.filter((j) => only.includes(j.model));
 const runtimes = [...new Set(jobs.map((j) => j.runtime))];
 
-const env = {...process.env, LMW_MODELS: process.env.LMW_MODELS ?? "../shared/fixtures:../shared/models"};
+// The fixtures by name from test/fixtures; the full-size structures by their last part ("SmolLM2-135M") from
+// the folders that hold them in data/models (config and tokenizer; the bench draws random weights).
+const env = {...process.env, LMW_MODELS: process.env.LMW_MODELS ?? "test/fixtures:data/models:data/models/HuggingFaceTB"};
 // The child runs under the same Node and loader (tsx's --import) as this process; LMW_BENCH_ONE names a
 // bundled one.mjs where the benchmark runs from a bundle (a GPU machine without the repository's node_modules).
 const oneScript = process.env.LMW_BENCH_ONE ?? join(root, "bench", "one.ts");

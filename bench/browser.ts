@@ -2,7 +2,7 @@
  * The Chromium rows of `npm run bench`: bench/pages/bench.ts bundled by esbuild, served cross-origin isolated
  * (COOP/COEP, so WASM runs on navigator.hardwareConcurrency threads) from a loopback static server, models
  * from a loopback Hub: stories260K (the fixture's weights), SmolLM2-135M and gpt2 (their configs and
- * tokenizers from ../shared/models, `init: "random"`). All timing is done in the page (performance.now()).
+ * tokenizers from data/models, `init: "random"`). All timing is done in the page (performance.now()).
  *
  * Each model runs in a fresh browser, so that the renderer's peak resident memory (VmHWM in
  * /proc/<pid>/status, the renderer processes of that browser) is that model's: like Node's maxRSS it covers
@@ -21,7 +21,7 @@ import {serveStatic} from "../test/helpers/static-server.js";
 import type {Measured} from "./procedure.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const SHARED = join(ROOT, "..", "shared");
+const DATA_MODELS = join(ROOT, "data", "models");
 
 export type BrowserRuntime = "chromium-wasm" | "chromium-webgpu";
 
@@ -58,9 +58,9 @@ export interface BrowserBench {
 }
 
 const MODELS: {model: string; init: "checkpoint" | "random"; dir: string}[] = [
-  {model: "stories260K", init: "checkpoint", dir: join(SHARED, "fixtures", "stories260K")},
-  {model: "SmolLM2-135M", init: "random", dir: join(SHARED, "models", "SmolLM2-135M")},
-  {model: "gpt2", init: "random", dir: join(SHARED, "models", "gpt2")}
+  {model: "stories260K", init: "checkpoint", dir: join(DATA_MODELS, "stories260K")},
+  {model: "SmolLM2-135M", init: "random", dir: join(DATA_MODELS, "HuggingFaceTB", "SmolLM2-135M")},
+  {model: "gpt2", init: "random", dir: join(DATA_MODELS, "gpt2")}
 ];
 
 /** A fresh browser (its own profile, so its renderers are its own) on the bench page, once the page is ready. */

@@ -13,7 +13,7 @@ import {median, passCost} from "../bench/measure.js";
 const promptIds = (length: number, vocab: number) => Array.from({length}, (_, i) => (1 + i * 7919) % vocab);
 
 describe("bench: generation with and without the KV cache", () => {
-  for (const id of ["tiny-gpt2", "tiny-smollm2", "stories260K"]) {
+  for (const id of ["mini-gpt2", "mini-llama", "stories260K"]) {
     it(`${id}: the same greedy tokens from a long context`, async () => {
       const model = await loadModel(id);
       const prompt = promptIds(Math.min(100, model.config.maxPositions - 12), model.config.vocabSize);
@@ -36,8 +36,8 @@ describe("bench: generation with and without the KV cache", () => {
 });
 
 describe("bench: the cost model", () => {
-  const smol = normalizeConfig(JSON.parse(readFileSync("../shared/models/SmolLM2-135M/config.json", "utf8")));
-  const gpt2 = normalizeConfig(JSON.parse(readFileSync("../shared/models/gpt2/config.json", "utf8")));
+  const smol = normalizeConfig(JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8")));
+  const gpt2 = normalizeConfig(JSON.parse(readFileSync("data/models/gpt2/config.json", "utf8")));
 
   it("one token costs about two FLOPs per parameter and reads every weight once (SmolLM2-135M, tied head)", () => {
     const arch = architectureFor(smol);
@@ -66,7 +66,7 @@ describe("bench: the cost model", () => {
 
 describe("bench: the faster load path", () => {
   it("random weights are N(0, initializer_range²), reproducible by (seed, name)", async () => {
-    const arch = architectureFor(normalizeConfig(JSON.parse(readFileSync("../shared/models/SmolLM2-135M/config.json", "utf8"))));
+    const arch = architectureFor(normalizeConfig(JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8"))));
     const sigma = Number(arch.config.raw.initializer_range); // 0.0417
     const weights = randomWeights(arch, 7);
     const w = await weights.load("model.layers.3.mlp.gate_proj.weight");
@@ -89,8 +89,8 @@ describe("bench: the faster load path", () => {
     expect(Array.from(await weights.load("model.layers.3.input_layernorm.weight")).every((x) => x === 1)).toBe(true);
   });
 
-  it("Linear weights are transposed into the graph: k_proj and gate_proj outputs are x · Wᵀ (tiny-smollm2)", async () => {
-    const model = await loadModel("tiny-smollm2");
+  it("Linear weights are transposed into the graph: k_proj and gate_proj outputs are x · Wᵀ (mini-llama)", async () => {
+    const model = await loadModel("mini-llama");
     const l = "model.layers.1";
     const out = await model.trace([5, 17, 300, 2], [`${l}.input_layernorm.output`, `${l}.self_attn.k_proj.output`, `${l}.post_attention_layernorm.output`, `${l}.mlp.gate_proj.output`]);
     const check = async (input: string, output: string, weight: string) => {

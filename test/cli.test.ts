@@ -3,11 +3,11 @@
  * second per spawn, so the spawns run concurrently and each checks as much as it can).
  */
 import {execFile} from "node:child_process";
-import {copyFileSync, mkdtempSync, rmSync, writeFileSync} from "node:fs";
+import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {afterAll, describe, expect, it} from "vitest";
-import {fixtureDir, readReference, relativeError, SHARED} from "./helpers/fixtures.js";
+import {fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
 import {encodeSafetensors} from "./helpers/hub-server.js";
 
 const BIN = path.resolve("bin/lm-workbench.js");
@@ -23,7 +23,7 @@ function cli(...args: string[]): Promise<Result> {
     execFile(
       process.execPath,
       [BIN, ...args],
-      {env: {...process.env, LMW_MODELS: "../shared/fixtures:../shared/models", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"}, maxBuffer: 256 << 20},
+      {env: {...process.env, LMW_MODELS: "test/fixtures", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"}, maxBuffer: 256 << 20},
       (error, stdout, stderr) => resolve({code: error ? Number(error.code ?? 1) : 0, stdout, stderr})
     );
   });
@@ -48,7 +48,7 @@ afterAll(() => tempDirs.forEach((dir) => rmSync(dir, {recursive: true, force: tr
 
 describe.concurrent("lm-workbench CLI", () => {
   it("inspect --json on SmolLM2-135M (no weights): counts and module tree", async () => {
-    const out = json(await cli("inspect", "SmolLM2-135M", "--json"));
+    const out = json(await cli("inspect", "HuggingFaceTB/SmolLM2-135M", "--json"));
     expect(out.counts.total).toBe(134515008);
     expect(out.counts.layers).toHaveLength(30);
     expect(out.counts.layers[10].mlp).toBe(2654208);
@@ -67,26 +67,26 @@ describe.concurrent("lm-workbench CLI", () => {
     expect(human.stdout).toContain("GPT2LMHeadModel(");
   });
 
-  it("inspect tiny-gpt2 lists the reference parameters", async () => {
-    const ref = readReference("tiny-gpt2").json;
-    const out = json(await cli("inspect", "tiny-gpt2", "--json"));
+  it("inspect mini-gpt2 lists the reference parameters", async () => {
+    const ref = readReference("mini-gpt2").json;
+    const out = json(await cli("inspect", "mini-gpt2", "--json"));
     const key = (p: {name: string; shape: number[]; numel: number}) => `${p.name} [${p.shape}] ${p.numel}`;
     expect(new Set(out.parameters.map(key))).toEqual(new Set(ref.parameters.map(key)));
     expect(out.counts.total).toBe(ref.num_parameters);
   });
 
-  it("tokens --json on gpt2 matches tiny-gpt2's reference ids (same tokenizer)", async () => {
-    const prompt = readReference("tiny-gpt2").json.prompts[0];
+  it("tokens --json on gpt2 matches the reference ids of its real tokenizer", async () => {
+    const prompt = JSON.parse(readFileSync("test/fixtures/tokenizers/gpt2.prompts.json", "utf8"))[0];
     const out = json(await cli("tokens", "gpt2", prompt.text, "--json"));
     expect(out.ids).toEqual(prompt.input_ids);
     expect(out.tokens).toEqual(prompt.tokens);
   });
 
-  it("trace --json on tiny-smollm2 matches the reference activations", async () => {
-    const ref = readReference("tiny-smollm2");
+  it("trace --json on mini-llama matches the reference activations", async () => {
+    const ref = readReference("mini-llama");
     const prompt = ref.json.prompts[0];
     const hook = "model.layers.1.output";
-    const out = json(await cli("trace", "tiny-smollm2", prompt.text, "--hook", hook, "--hook", "model.norm.output", "--json"));
+    const out = json(await cli("trace", "mini-llama", prompt.text, "--hook", hook, "--hook", "model.norm.output", "--json"));
     expect(out.input_ids).toEqual(prompt.input_ids);
     const want = ref.tensor(`p0.${hook}`);
     expect(out.hooks[hook].shape).toEqual([1, ...want.shape]); // the reference is stored without the batch axis
@@ -113,16 +113,16 @@ describe.concurrent("lm-workbench CLI", () => {
     const bert = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-bert-"));
     tempDirs.push(bert);
     writeFileSync(path.join(bert, "config.json"), JSON.stringify({model_type: "bert", hidden_size: 32, num_hidden_layers: 2}));
-    copyFileSync(path.join(SHARED, "models/gpt2/tokenizer.json"), path.join(bert, "tokenizer.json"));
-    // tiny-gpt2's config over a checkpoint holding one tensor of the wrong shape: inspect reads headers only, but checks them
+    copyFileSync("data/models/gpt2/tokenizer.json", path.join(bert, "tokenizer.json"));
+    // mini-gpt2's config over a checkpoint holding one tensor of the wrong shape: inspect reads headers only, but checks them
     const broken = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-broken-"));
     tempDirs.push(broken);
-    copyFileSync(path.join(fixtureDir("tiny-gpt2"), "config.json"), path.join(broken, "config.json"));
+    copyFileSync(path.join(fixtureDir("mini-gpt2"), "config.json"), path.join(broken, "config.json"));
     const wte = {name: "transformer.wte.weight", dtype: "F32", shape: [3, 4], bytes: new Uint8Array(48)};
     writeFileSync(path.join(broken, "model.safetensors"), encodeSafetensors([wte]));
     const [unknownModel, unknownHook, noWeights, bertInspect, bertTrace, badOption, brokenInspect] = await Promise.all([
       cli("inspect", "no-such-model", "--json"),
-      cli("trace", "tiny-gpt2", "Hello", "--hook", "transformer.h.0.nonsense", "--json"),
+      cli("trace", "mini-gpt2", "Hello", "--hook", "transformer.h.0.nonsense", "--json"),
       cli("trace", "gpt2", "Hello", "--hook", "transformer.h.0.output"),
       cli("inspect", bert),
       cli("trace", bert, "Hello", "--hook", "x", "--init", "random", "--json"),

@@ -13,10 +13,9 @@ import {matrix, row} from "../src/analysis/index.js";
 import {loadSiteModel, siteModels} from "../docs/data/site-models.js";
 
 const run = promisify(execFile);
-const env = {...process.env, LMW_MODELS: "../shared/fixtures:../shared/models"};
 
 async function loader(name: string): Promise<any> {
-  const {stdout} = await run("npx", ["tsx", `docs/data/${name}.json.ts`], {env, maxBuffer: 64 << 20});
+  const {stdout} = await run("npx", ["tsx", `docs/data/${name}.json.ts`], {maxBuffer: 64 << 20});
   return JSON.parse(stdout);
 }
 

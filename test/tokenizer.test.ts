@@ -18,15 +18,30 @@ interface Case {
   decoded_skip_special: string;
 }
 
-const FIXTURES = "../../shared/fixtures";
-const MODELS = "../../shared/models";
+const FIXTURES = "fixtures";
+const MODELS = "../data/models";
+const GPT2 = `${MODELS}/gpt2`;
+const SMOLLM2 = `${MODELS}/HuggingFaceTB/SmolLM2-135M`;
+const STORIES = `${MODELS}/stories260K`;
 
-for (const name of ["tiny-gpt2", "tiny-smollm2", "stories260K"]) {
-  describe(`fixture ${name}`, () => {
-    const dir = `${FIXTURES}/${name}`;
+/**
+ * The three tokenizer kinds: gpt2's byte-level BPE, SmolLM2's (byte-level, bos/eos from tokenizer_config.json) and
+ * stories260K's SentencePiece-style BPE with byte fallback (shared by every mini fixture). Cases and reference
+ * prompts come from test/fixtures (see its README).
+ */
+const KINDS = [
+  ["gpt2", GPT2, `${FIXTURES}/tokenizers/gpt2.json`, `${FIXTURES}/tokenizers/gpt2.prompts.json`],
+  ["SmolLM2-135M", SMOLLM2, `${FIXTURES}/tokenizers/SmolLM2-135M.json`, `${FIXTURES}/tokenizers/SmolLM2-135M.prompts.json`],
+  ["stories260K", STORIES, `${FIXTURES}/stories260K/tokenizer_cases.json`, undefined]
+] as const;
+
+for (const [name, dir, casesFile, promptsFile] of KINDS) {
+  describe(`tokenizer ${name}`, () => {
     const tok = load(dir);
-    const cases: Case[] = readJson(`${dir}/tokenizer_cases.json`);
-    const prompts: {text: string; input_ids: number[]; tokens: string[]}[] = readJson(`${dir}/reference.json`).prompts;
+    const cases: Case[] = readJson(casesFile);
+    const prompts: {text: string; input_ids: number[]; tokens: string[]}[] = promptsFile
+      ? readJson(promptsFile)
+      : readJson(`${FIXTURES}/stories260K/reference.json`).prompts;
 
     it.each(cases.map((c, i) => [i, JSON.stringify(c.text).slice(0, 40), c] as const))("case %i %s", (_i, _t, c) => {
       const enc = tok.encode(c.text);
@@ -57,7 +72,7 @@ for (const name of ["tiny-gpt2", "tiny-smollm2", "stories260K"]) {
 
 describe("pieces and special ids", () => {
   it("gpt2-style pieces keep the leading space", () => {
-    const tok = load(`${FIXTURES}/tiny-gpt2`);
+    const tok = load(GPT2);
     const enc = tok.encode("The Eiffel Tower");
     expect(enc.tokens).toEqual(["The", "ĠE", "iff", "el", "ĠTower"]);
     expect(enc.pieces).toEqual(["The", " E", "iff", "el", " Tower"]);
@@ -67,7 +82,7 @@ describe("pieces and special ids", () => {
   });
 
   it("SentencePiece pieces keep the space that the decoder would strip from a whole text", () => {
-    const tok = load(`${FIXTURES}/stories260K`);
+    const tok = load(STORIES);
     const enc = tok.encode("Once upon a time");
     expect(enc.tokens).toEqual(["<s>", "▁Once", "▁upon", "▁a", "▁time"]);
     expect(enc.pieces).toEqual(["<s>", " Once", " upon", " a", " time"]);
@@ -83,15 +98,15 @@ describe("pieces and special ids", () => {
   });
 
   it("SmolLM2 bos/eos come from tokenizer_config.json", () => {
-    const tok = load(`${FIXTURES}/tiny-smollm2`);
+    const tok = load(SMOLLM2);
     expect(tok.bosTokenId).toBe(0);
     expect(tok.eosTokenId).toBe(0);
     expect(tok.encode(" Paris").pieces).toEqual([" Paris"]);
   });
 
   it("drops only its own copy of the raw vocabulary and merges: the caller's JSON is left whole, and can build again", () => {
-    const json = readJson(`${MODELS}/SmolLM2-135M/tokenizer.json`);
-    const config = readJson(`${MODELS}/SmolLM2-135M/tokenizer_config.json`);
+    const json = readJson(`${SMOLLM2}/tokenizer.json`);
+    const config = readJson(`${SMOLLM2}/tokenizer_config.json`);
     const first = Tokenizer.fromJson(json, config);
     expect(Object.keys(json.model.vocab)).toHaveLength(49152);
     expect(json.model.merges.length).toBeGreaterThan(48000);
@@ -102,9 +117,9 @@ describe("pieces and special ids", () => {
   });
 });
 
-for (const [name, size] of [["gpt2", 50257], ["SmolLM2-135M", 49152]] as const) {
+for (const [name, dir, size] of [["gpt2", GPT2, 50257], ["SmolLM2-135M", SMOLLM2, 49152]] as const) {
   describe(`real ${name} tokenizer`, () => {
-    const tok = load(`${MODELS}/${name}`);
+    const tok = load(dir);
 
     it("has the full vocabulary", () => {
       expect(tok.vocabSize).toBe(size);
@@ -130,7 +145,7 @@ for (const [name, size] of [["gpt2", 50257], ["SmolLM2-135M", 49152]] as const) 
     it("decode cleans up spaces before punctuation as transformers does, unless tokenizer_config.json says not to", () => {
       const text = "Hello , world . I 'm here , aren 't I ?";
       // gpt2's tokenizer_config.json leaves clean_up_tokenization_spaces unset (transformers: true);
-      // SmolLM2's sets it to false. The fixtures' reference decodes agree (tiny-gpt2 decodes "Ġ!" as "!").
+      // SmolLM2's sets it to false. The tokenizer cases' reference decodes agree (gpt2 decodes "Ġ!" as "!").
       const expected = name === "gpt2" ? "Hello, world. I'm here, aren 't I?" : text; // " 't" is not in its list; " n't" is
       expect(tok.decode(tok.encode(text).ids)).toBe(expected);
     });
@@ -148,7 +163,7 @@ for (const [name, size] of [["gpt2", 50257], ["SmolLM2-135M", 49152]] as const) 
 }
 
 describe("malformed tokenizer.json", () => {
-  const good = readJson(`${FIXTURES}/stories260K/tokenizer.json`);
+  const good = readJson(`${STORIES}/tokenizer.json`);
   const cases: [string, unknown, string][] = [
     ["not an object", "hello", "tokenizer.json: expected a JSON object, got string"],
     ["null", null, "tokenizer.json: expected a JSON object, got null"],

@@ -7,7 +7,6 @@
 #   bash bench/gpu/pack.sh && du -sh .gpu        (the device tool carries at most 64 MiB)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-shared=${LMW_SHARED:-../shared}
 rm -rf .gpu && mkdir -p .gpu/bench .gpu/node_modules .gpu/models .gpu/debs
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 
@@ -26,8 +25,8 @@ cp $nm/onnxruntime-web/dist/{ort.node.min.mjs,ort.bundle.min.mjs,ort-wasm-simd-t
 cp "$(command -v node)" .gpu/node
 
 # Models: the fixtures (their weights) and the full-size structures' configs and tokenizers.
-for m in tiny-gpt2 tiny-smollm2 stories260K; do mkdir -p .gpu/models/$m && cp "$shared"/fixtures/$m/{*.json,model.safetensors} .gpu/models/$m/; done
-for m in gpt2 SmolLM2-135M; do mkdir -p .gpu/models/$m && cp "$shared"/models/$m/*.json .gpu/models/$m/; done
+for m in mini-gpt2 mini-llama stories260K; do mkdir -p .gpu/models/$m && cp test/fixtures/$m/{config.json,tokenizer*.json,model.safetensors} .gpu/models/$m/; done
+for m in gpt2 HuggingFaceTB/SmolLM2-135M; do mkdir -p .gpu/models/${m#*/} && cp data/models/$m/*.json .gpu/models/${m#*/}/; done
 
 # Debian's Vulkan loader (Dawn dlopens libvulkan.so.1) and libglvnd, which NVIDIA's Vulkan driver (libGLX_nvidia)
 # needs: the image has neither. run.sh unpacks them.

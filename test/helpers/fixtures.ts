@@ -1,16 +1,17 @@
-/** Reading the parity fixtures in ../shared/fixtures: reference.json and the reference tensors. */
+/** Reading the parity fixtures in test/fixtures (see its README.md): reference.json and the reference tensors. */
 import {readFileSync} from "node:fs";
 import path from "node:path";
 import {expect} from "vitest";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
 
-export const SHARED = path.resolve("../shared");
+/** The fixtures folder, also the tests' model folder (vitest.config.ts sets LMW_MODELS to it). */
+export const FIXTURES_DIR = path.resolve("test/fixtures");
 
 /** The fixtures' tolerances (fixtures/README.md): relative to the tensor's largest magnitude; absolute for attention weights and probabilities. */
 export const RELATIVE = 1e-4;
 export const ABSOLUTE = 1e-5;
-export const FIXTURES = ["tiny-gpt2", "tiny-smollm2", "stories260K"] as const;
-export const fixtureDir = (name: string) => path.join(SHARED, "fixtures", name);
+export const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K"] as const;
+export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
 
 export interface ReferencePrompt {
   index: number;
