@@ -6,6 +6,9 @@
  *   npm run bench -- --quick      SmolLM2-135M on onnxruntime-node and stories260K: under a minute
  *   npm run bench -- --browser    only the Chromium rows (bench/browser.ts), merged into the last full run's
  *                                 results; a full run includes them where chromium is installed
+ *   npm run bench -- --webgpu-counts   kernels per decode step, CPU-provider nodes and readbacks on WebGPU
+ *                                 (Dawn in Node; SwiftShader without a GPU), SmolLM2-135M and gpt2, into
+ *                                 bench/results.json: counts, the same on any adapter
  *   npm run bench -- --gpu        on a machine with a GPU: onnxruntime-web's WebGPU backend in Node (Dawn, the
  *                                 `webgpu` package) against onnxruntime-node's CPU path, every model; written
  *                                 to bench/results-gpu.json and the GPU section of docs/performance.md. A full
@@ -33,8 +36,21 @@ import type {BrowserBench} from "./browser.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const {values: args} = parseArgs({
-  options: {quick: {type: "boolean", default: false}, browser: {type: "boolean", default: false}, gpu: {type: "boolean", default: false}}
+  options: {
+    quick: {type: "boolean", default: false},
+    browser: {type: "boolean", default: false},
+    gpu: {type: "boolean", default: false},
+    "webgpu-counts": {type: "boolean", default: false}
+  }
 });
+if (args["webgpu-counts"]) {
+  // Work, not time: kernels, CPU-provider nodes and readbacks on WebGPU (SwiftShader where there is no GPU).
+  process.env.VK_ICD_FILENAMES ??= "/usr/lib/chromium/vk_swiftshader_icd.json";
+  process.env.XDG_RUNTIME_DIR ??= "/tmp";
+  const {runWebGPUCounts} = await import("./webgpu-counts.js");
+  await runWebGPUCounts(root);
+  process.exit(0);
+}
 if (args.browser && (args.quick || args.gpu)) {
   console.error("--browser runs only the Chromium rows; --quick and --gpu run no browser: use one of them.");
   process.exit(2);
