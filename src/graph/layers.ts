@@ -168,7 +168,12 @@ export function tiedHead(g: GraphBuilder, final: string, head: string, d: number
  * `x·cos + rotate_half(x)·sin`, where rotate_half([a, b]) = [-b, a] (within the rotary dimensions) is a product
  * with a signed permutation matrix: one MatMul (exact: each output sums one nonzero term) instead of Split, Neg
  * and Concat. Dimensions past `rotaryDim` pass through: their cos is 1, their sin and their column of the
- * matrix 0, so partial rotary costs nothing extra. The tables are computed in float64, as the references are.
+ * matrix 0, so partial rotary costs nothing extra.
+ *
+ * cos(tθ) and sin(tθ) come from two small tables computed in float64, as the references are, by the angle-sum
+ * identities with t = B·a + b: cos(tθ) = cos(Baθ)cos(bθ) − sin(Baθ)sin(bθ). Tables of every position would be
+ * large (gemma-3-270m: 32768 positions × 256 dimensions × 2 bases × cos, sin = 134 MB); these are
+ * 2·√positions rows, and a float32 product of float64-exact factors is as accurate at position 30000 as at 3.
  */
 export function rotaryEmbedding(
   g: GraphBuilder,
@@ -177,23 +182,38 @@ export function rotaryEmbedding(
 ): (x: string) => string {
   const D = headDim;
   const half = rotaryDim / 2;
-  const cos = new Float32Array(maxPositions * D).fill(1);
-  const sin = new Float32Array(maxPositions * D);
-  for (let t = 0; t < maxPositions; t++) {
-    for (let j = 0; j < half; j++) {
-      const angle = t / Math.pow(base, (2 * j) / rotaryDim);
-      cos[t * D + j] = cos[t * D + j + half] = Math.cos(angle);
-      sin[t * D + j] = sin[t * D + j + half] = Math.sin(angle);
+  const B = 2 ** Math.ceil(Math.log2(Math.sqrt(maxPositions)));
+  /** cos and sin of `step·t·θ_j` for t = 0 … rows − 1, `[rows, D]`; the pass-through dimensions are cos 1, sin 0. */
+  const table = (rows: number, step: number) => {
+    const cos = new Float32Array(rows * D).fill(1);
+    const sin = new Float32Array(rows * D);
+    for (let t = 0; t < rows; t++) {
+      for (let j = 0; j < half; j++) {
+        const angle = (step * t) / Math.pow(base, (2 * j) / rotaryDim);
+        cos[t * D + j] = cos[t * D + j + half] = Math.cos(angle);
+        sin[t * D + j] = sin[t * D + j + half] = Math.sin(angle);
+      }
     }
-  }
+    return {cos, sin};
+  };
+  const coarseRows = Math.ceil(maxPositions / B);
+  const coarse = table(coarseRows, B);
+  const fine = table(B, 1);
+  const blockSize = g.constant([B], [], INT64);
+  const at = (data: Float32Array, rows: number, label: string, index: string) =>
+    g.op("Gather", [g.weight(`${name}.${label}`, data, [rows, D]), index], {axis: 0});
+  const a = g.op("Div", [pos.query, blockSize]);
+  const b = g.op("Mod", [pos.query, blockSize]);
+  const [ca, sa] = [at(coarse.cos, coarseRows, "cos_coarse", a), at(coarse.sin, coarseRows, "sin_coarse", a)];
+  const [cb, sb] = [at(fine.cos, B, "cos_fine", b), at(fine.sin, B, "sin_fine", b)];
+  const cosAt = g.op("Sub", [g.op("Mul", [ca, cb]), g.op("Mul", [sa, sb])]);
+  const sinAt = g.op("Add", [g.op("Mul", [sa, cb]), g.op("Mul", [ca, sb])]);
   // R with `x·R = rotate_half(x)`: column j < r/2 takes -x[j + r/2], column r/2 ≤ j < r takes x[j - r/2].
   const R = new Float32Array(D * D);
   for (let j = 0; j < half; j++) {
     R[(j + half) * D + j] = -1;
     R[j * D + (j + half)] = 1;
   }
-  const cosAt = g.op("Gather", [g.weight(`${name}.cos`, cos, [maxPositions, D]), pos.query], {axis: 0});
-  const sinAt = g.op("Gather", [g.weight(`${name}.sin`, sin, [maxPositions, D]), pos.query], {axis: 0});
   const rotateHalf = g.weight(`${name}.rotate_half`, R, [D, D]);
   return (x) => g.op("Add", [g.op("Mul", [x, cosAt]), g.op("Mul", [g.op("MatMul", [x, rotateHalf]), sinAt])]);
 }
