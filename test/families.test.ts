@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import {describe, expect, it} from "vitest";
 import {loadModel} from "../src/node.js";
+import {parseHeader} from "../src/hub/safetensors.js";
 import {defaultModule, pickableModules} from "../src/analysis/anatomy.js";
 import {FIXTURES, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
 
@@ -51,6 +52,19 @@ describe.each(FIXTURES)("%s: the roles", (name) => {
 });
 
 describe("family switches", () => {
+  it("GPT-NeoX: old Pythia checkpoints' BOOL and 0-d buffers are listed and skipped; embed_out.output is the logits", async () => {
+    const bytes = new Uint8Array(readFileSync(path.join(fixtureDir("mini-pythia"), "model.safetensors")));
+    const header = parseHeader(bytes, "model.safetensors");
+    expect(header.tensors.get("gpt_neox.layers.0.attention.bias")).toMatchObject({dtype: "BOOL", shape: [1, 1, 64, 64]});
+    expect(header.tensors.get("gpt_neox.layers.0.attention.masked_bias")).toMatchObject({dtype: "F32", shape: []});
+    const model = await loadModel("mini-pythia");
+    expect(model.arch.isBuffer("gpt_neox.layers.0.attention.bias")).toBe(true);
+    expect(model.arch.isBuffer("gpt_neox.layers.0.attention.dense.bias")).toBe(false);
+    const t = await model.trace("Once upon a time", ["embed_out.output", "lm_head.output"]);
+    expect(t["embed_out.output"].data).toEqual(t["lm_head.output"].data);
+    await model.dispose();
+  });
+
   it("Qwen2: sliding_window counts only with use_sliding_window (then layers from max_window_layers on slide)", async () => {
     const ref = readReference("mini-qwen2");
     const prompt = ref.json.prompts[0];
