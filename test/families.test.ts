@@ -62,6 +62,10 @@ describe("family switches", () => {
     expect(model.arch.isBuffer("gpt_neox.layers.0.attention.dense.bias")).toBe(false);
     const t = await model.trace("Once upon a time", ["embed_out.output", "lm_head.output"]);
     expect(t["embed_out.output"].data).toEqual(t["lm_head.output"].data);
+    // Errors speak the family's names.
+    await expect(model.trace("Hi", ["gpt_neox.layers.7.output"])).rejects.toThrow(/mini-pythia has layers 0 to 1/);
+    await expect(model.trace("Hi", ["model.layers.0.output"])).rejects.toThrow(/hook points look like gpt_neox\.layers\.0\.output/);
+    await expect(model.weight("gpt_neox.layers.0.mlp.fc.weight")).rejects.toThrow(/weights are named like gpt_neox\.layers\.0\.mlp\.dense_h_to_4h\.weight/);
     await model.dispose();
   });
 

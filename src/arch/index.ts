@@ -11,8 +11,12 @@ import {qwen2} from "./qwen2.js";
 import {qwen3} from "./qwen3.js";
 import type {Architecture, Family, Roles} from "./types.js";
 
+// Each family takes back only the configs its own normalize() made, so its config type is its own business:
+// `any` here stands for "whichever config type this family reads".
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const FAMILIES: Family<any>[] = [gpt2, llama, mistral, qwen2, qwen3, gptNeox, gemma3];
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const byModelType = new Map<string, Family<any>>(FAMILIES.flatMap((f) => f.modelTypes.map((t) => [t, f] as const)));
 
 /** The `model_type` values lm-workbench runs. */

@@ -114,7 +114,8 @@ export const mistral: Family<LlamaConfig> = {
     const {int} = readConfig(raw, file);
     const window = raw.sliding_window == null ? null : int("sliding_window");
     const layers = int("num_hidden_layers");
-    return readLlamaConfig(raw, file, {classPrefix: "Mistral", slidingWindows: Array.from({length: layers}, () => window)});
+    // MistralAttention's projections never have biases, whatever attention_bias says.
+    return readLlamaConfig(raw, file, {classPrefix: "Mistral", qkvBias: false, oBias: false, slidingWindows: Array.from({length: layers}, () => window)});
   },
   architecture: llamaShaped
 };
