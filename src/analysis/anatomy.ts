@@ -8,7 +8,7 @@
  */
 import type {Model} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
-import {rolesFor} from "../arch/index.js";
+import {rolesFor} from "../arch/roles.js";
 import {clampIndex, residualHooks, weightModules, type WeightModule} from "./hooks.js";
 import {bitIdentical, matrix, row, stats, type Stats} from "./index.js";
 import {downsample, maxAbsDifference, type Downsampled} from "./matrix.js";

@@ -1,9 +1,11 @@
 /**
  * Hook-point names for the tensors the lecture pages read, in any family: the residual stream after a layer, a
  * layer's attention weights, and the modules that hold a weight matrix. Which module plays which part is the
- * family's to say (`Architecture.roles`, looked up by `model_type`); nothing here knows a family's names.
+ * family's to say (`src/arch/roles.ts`, by `model_type`); nothing here knows a family's names.
  */
-import {type ModelConfig, type Parameter, rolesFor} from "../arch/index.js";
+import type {ModelConfig, Parameter} from "../arch/index.js";
+// roles.ts, not the registry: pages showing precomputed numbers import this file, and must not load the graph builder.
+import {rolesFor} from "../arch/roles.js";
 
 type Config = Pick<ModelConfig, "modelType" | "numLayers">;
 

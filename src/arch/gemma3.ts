@@ -30,7 +30,7 @@ import {
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {llamaRoles} from "./llama.js";
+import {llamaRoles} from "./roles.js";
 import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
 export interface Gemma3Config extends ModelConfig {

@@ -26,7 +26,8 @@ import {appendCache, attention, bindWeights, decoderInputs, layerNorm, linear, m
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {type Module, dropoutModule, embeddingModule, layerNormModule, linearModule, printModule} from "./module-tree.js";
-import {type Architecture, type Family, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
+import {gptNeoxRoles} from "./roles.js";
+import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
 export interface GptNeoxConfig extends ModelConfig {
   ropeTheta: number;
@@ -37,19 +38,8 @@ export interface GptNeoxConfig extends ModelConfig {
   attentionBias: boolean;
 }
 
-const layer = (i: number) => `gpt_neox.layers.${i}`;
-
-const roles: Roles = {
-  layer,
-  resid: (i) => `${layer(i)}.output`,
-  attn: (i) => `${layer(i)}.attention.output`,
-  mlp: (i) => `${layer(i)}.mlp.output`,
-  heads: (i) => `${layer(i)}.attention.dense.input`,
-  attnWeights: (i) => `${layer(i)}.attention.attn_weights`,
-  mlpIn: (i) => `${layer(i)}.mlp.dense_h_to_4h`,
-  finalNorm: "gpt_neox.final_layer_norm",
-  unembedding: "embed_out"
-};
+const layer = gptNeoxRoles.layer;
+const roles = gptNeoxRoles;
 
 /** The logits under the unembedding's own module path; `lm_head.output` (LOGITS) names them in every family. */
 const UNEMBED_OUTPUT = "embed_out.output";

@@ -16,21 +16,11 @@ import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {appendCache, attention, decoderInputs, geluTanh, layerNorm, linear, mergeHeads, splitHeads, tiedHead} from "../graph/layers.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {type Module, dropoutModule, embeddingModule, layerNormModule, linearModule, printModule} from "./module-tree.js";
-import {type Architecture, type Family, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
+import {gpt2Roles} from "./roles.js";
+import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
-const block = (i: number) => `transformer.h.${i}`;
-
-const roles: Roles = {
-  layer: block,
-  resid: (i) => `${block(i)}.output`,
-  attn: (i) => `${block(i)}.attn.output`,
-  mlp: (i) => `${block(i)}.mlp.output`,
-  heads: (i) => `${block(i)}.attn.c_proj.input`,
-  attnWeights: (i) => `${block(i)}.attn.attn_weights`,
-  mlpIn: (i) => `${block(i)}.mlp.c_fc`,
-  finalNorm: "transformer.ln_f",
-  unembedding: "lm_head"
-};
+const block = gpt2Roles.layer;
+const roles = gpt2Roles;
 
 /** GPT-2's config.json (`n_embd`, `n_head`, …): only `gelu_new`, the activation every GPT-2 checkpoint uses. */
 function normalize(raw: Record<string, unknown>, file: string): ModelConfig {

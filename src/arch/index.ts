@@ -1,5 +1,6 @@
 /**
- * The registry: one family per `model_type`. Adding a family is one file in this folder and one line here.
+ * The registry: one family per `model_type`. Adding a family is one file in this folder, one line here, and
+ * its `model_type`'s line in roles.ts (the hook names pages read with no graph code loaded).
  */
 import {WorkbenchError} from "../errors.js";
 import {type ModelConfig} from "./config.js";
@@ -9,7 +10,8 @@ import {gptNeox} from "./gpt-neox.js";
 import {llama, mistral} from "./llama.js";
 import {qwen2} from "./qwen2.js";
 import {qwen3} from "./qwen3.js";
-import type {Architecture, Family, Roles} from "./types.js";
+import {ROLES} from "./roles.js";
+import type {Architecture, Family} from "./types.js";
 
 // Each family takes back only the configs its own normalize() made, so its config type is its own business:
 // `any` here stands for "whichever config type this family reads".
@@ -44,10 +46,14 @@ export function architectureFor(config: ModelConfig): Architecture {
   return familyOf(config.modelType).architecture(config);
 }
 
-/** Which hook point plays which part (residual stream, attention, MLP, heads…) for a model type. */
-export function rolesFor(config: Pick<ModelConfig, "modelType">): Roles {
-  return familyOf(config.modelType).roles;
+// Each family builds its graph with the names roles.ts gives its model_type (which pages read without graph code).
+for (const family of FAMILIES) {
+  for (const type of family.modelTypes) {
+    if (ROLES[type] !== family.roles) throw new Error(`src/arch/roles.ts: model_type ${type} has no roles, or not its family's`);
+  }
 }
+
+export {rolesFor} from "./roles.js";
 
 export {eosIds, type ModelConfig} from "./config.js";
 export type {Architecture, Parameter, Component, Roles, Family} from "./types.js";

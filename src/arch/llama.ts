@@ -27,7 +27,8 @@ import {
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type Family, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
+import {llamaRoles} from "./roles.js";
+import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
 /** A Llama-shaped config: the shared fields, and the switches its family sets. */
 export interface LlamaConfig extends ModelConfig {
@@ -42,18 +43,6 @@ export interface LlamaConfig extends ModelConfig {
   /** Per layer, the sliding window (a token sees itself and `window − 1` before it), or null for full attention. */
   slidingWindows: (number | null)[];
 }
-
-export const llamaRoles: Roles = {
-  layer: (i) => `model.layers.${i}`,
-  resid: (i) => `model.layers.${i}.output`,
-  attn: (i) => `model.layers.${i}.self_attn.output`,
-  mlp: (i) => `model.layers.${i}.mlp.output`,
-  heads: (i) => `model.layers.${i}.self_attn.o_proj.input`,
-  attnWeights: (i) => `model.layers.${i}.self_attn.attn_weights`,
-  mlpIn: (i) => `model.layers.${i}.mlp.gate_proj`,
-  finalNorm: "model.norm",
-  unembedding: "lm_head"
-};
 
 /**
  * The fields every Llama-shaped config.json has, read and checked; what differs (biases, q/k norms, windows)

@@ -10,7 +10,8 @@
  * `max_window_layers` on.
  */
 import {readConfig} from "./config.js";
-import {type LlamaConfig, llamaRoles, llamaShaped, readLlamaConfig} from "./llama.js";
+import {type LlamaConfig, llamaShaped, readLlamaConfig} from "./llama.js";
+import {llamaRoles} from "./roles.js";
 import type {Family} from "./types.js";
 
 /** Which layers slide, and over how many tokens (Qwen2Config and Qwen3Config read them alike). */

@@ -8,7 +8,8 @@
  *
  * Biases follow `attention_bias` (false in every released Qwen3); sliding windows are read as Qwen2's.
  */
-import {type LlamaConfig, llamaRoles, llamaShaped, readLlamaConfig} from "./llama.js";
+import {type LlamaConfig, llamaShaped, readLlamaConfig} from "./llama.js";
+import {llamaRoles} from "./roles.js";
 import {qwenSlidingWindows} from "./qwen2.js";
 import type {Family} from "./types.js";
 
