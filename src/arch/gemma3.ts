@@ -171,7 +171,7 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     const ropeGlobal = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, base: config.ropeTheta, name: "rotary_emb"});
     const ropeLocal = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, base: config.ropeLocalTheta, name: "rotary_emb_local"});
     const windows = [...new Set(config.slidingWindows.filter((x): x is number => x !== null))];
-    const windowMask = new Map(windows.map((n) => [n, slidingWindowMask(g, pos, n)]));
+    const windowMask = new Map(windows.map((n) => [n, slidingWindowMask(g, pos, n, mask)]));
     const scale = 1 / Math.sqrt(config.queryPreAttnScalar);
 
     const embed = w("model.embed_tokens.weight");

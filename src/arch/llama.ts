@@ -189,7 +189,7 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const windowMasks = new Map<number, string>();
     const maskOf = (window: number | null) => {
       if (window === null) return mask;
-      if (!windowMasks.has(window)) windowMasks.set(window, slidingWindowMask(g, pos, window));
+      if (!windowMasks.has(window)) windowMasks.set(window, slidingWindowMask(g, pos, window, mask));
       return windowMasks.get(window)!;
     };
     /** `[1, T, heads·D]` → `[1, heads, T, D]`; Qwen3 first normalizes each head (its hook sees `[1, T, heads, D]`). */

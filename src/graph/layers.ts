@@ -90,14 +90,13 @@ export function causalMask(g: GraphBuilder, pos: Positions): string {
 }
 
 /**
- * True where a query may not look in a sliding-window layer: later keys, and keys `window` or more positions
- * back (transformers' `kv_idx > q_idx - sliding_window`: a token sees itself and `window − 1` before it). Bool `[T, S]`.
+ * True where a query may not look in a sliding-window layer: where `mask` (the causal mask, or whatever the
+ * graph's mask is) says so, and at keys `window` or more positions back (transformers' `kv_idx > q_idx -
+ * sliding_window`: a token sees itself and `window − 1` before it). Bool `[T, S]`.
  */
-export function slidingWindowMask(g: GraphBuilder, pos: Positions, window: number): string {
-  const queryColumn = g.op("Unsqueeze", [pos.query, g.ints([1])]);
-  const distance = g.op("Sub", [queryColumn, pos.key]);
-  const tooFar = g.op("GreaterOrEqual", [distance, g.constant([window], [], INT64)]);
-  return g.op("Or", [g.op("Greater", [pos.key, queryColumn]), tooFar]);
+export function slidingWindowMask(g: GraphBuilder, pos: Positions, window: number, mask: string): string {
+  const distance = g.op("Sub", [g.op("Unsqueeze", [pos.query, g.ints([1])]), pos.key]);
+  return g.op("Or", [mask, g.op("GreaterOrEqual", [distance, g.constant([window], [], INT64)])]);
 }
 
 /** `[1, T, heads·headDim]` → `[1, T, heads, headDim]`: the per-head view (what Qwen3's q_norm sees). */
