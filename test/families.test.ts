@@ -51,6 +51,18 @@ describe.each(FIXTURES)("%s: the roles", (name) => {
   });
 });
 
+describe.each(["mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"])("%s: a long context", (name) => {
+  it("gives the same greedy tokens with the key/value cache as without (Gemma: windows slide over the cache)", async () => {
+    const model = await loadModel(name);
+    const length = Math.min(100, model.config.maxPositions - 12);
+    const prompt = Array.from({length}, (_, i) => (3 + i * 7919) % model.config.vocabSize);
+    const kv = await model.generate(prompt, {maxNewTokens: 12, useCache: true, stopAtEos: false});
+    const full = await model.generate(prompt, {maxNewTokens: 12, useCache: false, stopAtEos: false});
+    expect(kv.new_ids).toEqual(full.new_ids);
+    await model.dispose();
+  });
+});
+
 describe("family switches", () => {
   it("GPT-NeoX: old Pythia checkpoints' BOOL and 0-d buffers are listed and skipped; embed_out.output is the logits", async () => {
     const bytes = new Uint8Array(readFileSync(path.join(fixtureDir("mini-pythia"), "model.safetensors")));
