@@ -94,6 +94,36 @@ describe.concurrent("lm-workbench CLI", () => {
     expect(Object.keys(out.hooks)).toEqual([hook, "model.norm.output"]);
   });
 
+  it.each([
+    ["mini-qwen2", "Qwen2ForCausalLM(", "model.layers.1.self_attn.q_proj.output"],
+    ["mini-qwen3", "Qwen3ForCausalLM(", "model.layers.0.self_attn.q_norm.output"],
+    ["mini-pythia", "GPTNeoXForCausalLM(", "gpt_neox.layers.1.attention.attn_weights"],
+    ["mini-gemma3", "Gemma3ForCausalLM(", "model.layers.0.self_attn.k_norm.output"]
+  ])("%s: inspect, trace and generate, as the reference says", async (name, treeStart, hook) => {
+    const ref = readReference(name);
+    const prompt = ref.json.prompts[1];
+    const generation = ref.json.generations[0];
+    const [inspected, human, traced, generated] = await Promise.all([
+      cli("inspect", name, "--json"),
+      cli("inspect", name),
+      cli("trace", name, prompt.text, "--hook", hook, "--json"),
+      cli("generate", name, generation.text, "--max-new-tokens", "20", "--json")
+    ]);
+    const info = json(inspected);
+    expect(info.moduleTree).toBe(ref.json.module_tree_4);
+    expect(info.moduleTree.startsWith(treeStart)).toBe(true);
+    expect(info.counts.total).toBe(ref.json.num_parameters);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain(treeStart);
+    const out = json(traced);
+    const want = ref.tensor(`p1.${hook}`);
+    expect(out.hooks[hook].shape).toEqual([1, ...want.shape]);
+    expect(relativeError(out.hooks[hook].data, want.data)).toBeLessThan(1e-4);
+    const gen = json(generated);
+    expect(gen.new_ids).toEqual(generation.new_ids);
+    expect(gen.text).toBe(generation.generated_text);
+  });
+
   it("generate --json on stories260K matches the reference greedy continuation; human mode streams it", async () => {
     const generation = readReference("stories260K").json.generations[0];
     const [machine, human] = await Promise.all([

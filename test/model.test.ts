@@ -31,6 +31,12 @@ describe("parameters", () => {
     await model.dispose();
   });
 
+  it.each(FIXTURES)("%s: the module tree is what print(model) gives in transformers 4.57", async (name) => {
+    const model = await loadModel(name);
+    expect(model.moduleTree()).toBe(readReference(name).json.module_tree_4);
+    await model.dispose();
+  });
+
   it("counts by component on the real configs (random weights: no checkpoint here)", async () => {
     const smol = await loadModel("HuggingFaceTB/SmolLM2-135M", {init: "random"});
     const counts = smol.counts();
@@ -62,7 +68,7 @@ describe("module tree", () => {
           (gate_proj): Linear(in_features=576, out_features=1536, bias=False)
           (up_proj): Linear(in_features=576, out_features=1536, bias=False)
           (down_proj): Linear(in_features=1536, out_features=576, bias=False)
-          (act_fn): SiLU()
+          (act_fn): SiLUActivation()
         )
         (input_layernorm): LlamaRMSNorm((576,), eps=1e-05)
         (post_attention_layernorm): LlamaRMSNorm((576,), eps=1e-05)
@@ -79,7 +85,7 @@ describe("module tree", () => {
   it("gpt2 prints as PyTorch prints GPT2LMHeadModel", async () => {
     const gpt2 = await loadModel("gpt2", {init: "random"});
     const tree = gpt2.moduleTree();
-    expect(tree.startsWith("GPT2LMHeadModel(\n  (transformer): GPT2Model(\n    (wte): Embedding(50257, 768)\n    (wpe): Embedding(1024, 768)\n    (drop): Dropout(p=0.1, inplace=False)\n    (h): ModuleList(\n      (0-11): 12 x GPT2Block(\n        (ln_1): LayerNorm((768,), eps=1e-05, elementwise_affine=True)")).toBe(true);
+    expect(tree.startsWith("GPT2LMHeadModel(\n  (transformer): GPT2Model(\n    (wte): Embedding(50257, 768)\n    (wpe): Embedding(1024, 768)\n    (drop): Dropout(p=0.1, inplace=False)\n    (h): ModuleList(\n      (0-11): 12 x GPT2Block(\n        (ln_1): LayerNorm((768,), eps=1e-05, elementwise_affine=True, bias=True)")).toBe(true);
     expect(tree).toContain("(c_attn): Conv1D(nf=2304, nx=768)");
     expect(tree).toContain("(act): NewGELUActivation()");
     expect(tree.endsWith("  (lm_head): Linear(in_features=768, out_features=50257, bias=False)\n)")).toBe(true);

@@ -1,6 +1,6 @@
 /**
- * The engine against the fixtures' float64 references: every captured hook point of all 12 prompts, logits,
- * top-10 next tokens, and the 20-token greedy generations — on onnxruntime-node and on onnxruntime-web's WASM.
+ * The engine against the fixtures' float64 references, one fixture per family: every captured hook point of every
+ * prompt, logits, top-10 next tokens, and the greedy generations — on onnxruntime-node and onnxruntime-web's WASM.
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel, type Model} from "../src/node.js";
@@ -38,9 +38,8 @@ describe.each(["node", "web"] as const)("parity on onnxruntime-%s", (runtime) =>
     it("hidden states: embeddings, every layer's output, the final norm", async () => {
       const prompt = ref.json.prompts[2];
       const L = model.config.numLayers;
-      const gpt2 = model.config.modelType === "gpt2";
-      const paths = [...Array.from({length: L}, (_, l) => (gpt2 ? `transformer.h.${l}.output` : `model.layers.${l}.output`))];
-      paths.push(gpt2 ? "transformer.ln_f.output" : "model.norm.output");
+      const {roles} = model.arch;
+      const paths = [...Array.from({length: L}, (_, l) => roles.resid(l)), `${roles.finalNorm}.output`];
       const out = await model.forward(prompt.input_ids, paths);
       // hidden_states.{k} for k = 1 … L-1 are layer outputs; the last one is after the final norm.
       for (let k = 1; k < L; k++) expect(relativeError(out.get(paths[k - 1])!.data, ref.tensor(`p2.hidden_states.${k}`).data)).toBeLessThan(RELATIVE);

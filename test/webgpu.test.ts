@@ -88,7 +88,11 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
     ...FIXTURES.map((name) => ["wasm", name, [0, 1, 2, 3], 1] as [Backend, (typeof FIXTURES)[number], number[], number]),
     ["webgpu", "stories260K", [0, 1, 2, 3], 1],
     ["webgpu", "mini-gpt2", [0, 2], 0],
-    ["webgpu", "mini-llama", [0, 2], 0]
+    ["webgpu", "mini-llama", [0, 2], 0],
+    ["webgpu", "mini-qwen2", [0, 2], 0],
+    ["webgpu", "mini-qwen3", [0, 2], 0],
+    ["webgpu", "mini-pythia", [0, 2], 0],
+    ["webgpu", "mini-gemma3", [0, 2], 0]
   ];
 
   test.for(plan)("%s, %s: every captured hook point and the logits; greedy generations", {timeout: 180_000}, async ([backend, name, prompts, generations], context) => {

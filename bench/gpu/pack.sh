@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 rm -rf .gpu && mkdir -p .gpu/bench .gpu/node_modules .gpu/models .gpu/debs
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 
-npx esbuild bench/bench.ts bench/one.ts --bundle --platform=node --format=esm --splitting --outdir=.gpu/bench \
+npx esbuild bench/bench.ts bench/one.ts bench/gpu/parity.ts --bundle --platform=node --format=esm --splitting --outdir=.gpu/bench \
   --out-extension:.js=.mjs --external:onnxruntime-node --external:onnxruntime-web --external:webgpu \
   --external:playwright-core --log-level=warning \
   --banner:js="import {createRequire as __cr} from 'node:module'; const require = __cr(import.meta.url);"
@@ -24,8 +24,11 @@ cp $nm/onnxruntime-web/dist/{ort.node.min.mjs,ort.bundle.min.mjs,ort-wasm-simd-t
 (cd $nm/webgpu && cp -r --parents package.json index.js dist/linux-x64 "$OLDPWD/.gpu/$nm/webgpu/")
 cp "$(command -v node)" .gpu/node
 
-# Models: the fixtures (their weights) and the full-size structures' configs and tokenizers.
-for m in mini-gpt2 mini-llama stories260K; do mkdir -p .gpu/models/$m && cp test/fixtures/$m/{config.json,tokenizer*.json,model.safetensors} .gpu/models/$m/; done
+# Models: the fixtures (their weights, and the references bench/gpu/parity.ts checks against) and the full-size
+# structures' configs and tokenizers.
+for m in mini-gpt2 mini-llama stories260K mini-qwen2 mini-qwen3 mini-pythia mini-gemma3; do
+  mkdir -p .gpu/models/$m && cp test/fixtures/$m/{config.json,tokenizer*.json,model.safetensors,reference.json,reference.safetensors} .gpu/models/$m/
+done
 for m in gpt2 HuggingFaceTB/SmolLM2-135M; do mkdir -p .gpu/models/${m#*/} && cp data/models/$m/*.json .gpu/models/${m#*/}/; done
 
 # Debian's Vulkan loader (Dawn dlopens libvulkan.so.1) and libglvnd, which NVIDIA's Vulkan driver (libGLX_nvidia)

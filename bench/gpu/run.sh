@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root, with `.gpu/` carried (bench/gpu/pack.sh):
 #   bash .gpu/run.sh
-# unpacks the bundle, checks that Dawn sees the GPU, and runs `bench --gpu`: onnxruntime-web's WebGPU backend
+# unpacks the bundle, checks that Dawn sees the GPU, and runs `bench --gpu` (with LMW_GPU_PARITY=1: bench/gpu/parity.ts): onnxruntime-web's WebGPU backend
 # in Node against onnxruntime-node's CPU path. Results and the log land in $OUT (the device tool brings them back).
 set -uo pipefail
 OUT=${OUT:-/tmp/lmw-out}; mkdir -p "$OUT"
@@ -26,6 +26,9 @@ console.log("dawn adapter:", a ? [a.info.vendor, a.info.architecture, a.info.dev
 found=$(probe); echo "$found" | tee -a $OUT/gpu.txt
 if echo "$found" | grep -q "adapter: none" && [ -n "${VK_DRIVER_FILES:-}" ]; then
   unset VK_DRIVER_FILES VK_ICD_FILENAMES; found=$(probe); echo "without VK_DRIVER_FILES: $found" | tee -a $OUT/gpu.txt
+fi
+if [ -n "${LMW_GPU_PARITY:-}" ]; then # every family's fixture against its references on this GPU, instead of the bench
+  timeout ${LMW_BENCH_TIMEOUT:-480} ./node bench/gpu/parity.mjs 2>&1 | tee $OUT/parity.txt; exit
 fi
 timeout ${LMW_BENCH_TIMEOUT:-480} ./node bench/bench.mjs --gpu ${LMW_BENCH_ARGS:-} 2>&1 | grep -v "^npm warn" | tee $OUT/bench.log
 cp bench/results-gpu.json docs/data/bench-results-gpu.json docs/performance.md "$OUT/" 2>/dev/null

@@ -8,7 +8,8 @@
  */
 import type {Model} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
-import {clampIndex, layerPath, residualHooks, weightModules, type WeightModule} from "./hooks.js";
+import {rolesFor} from "../arch/roles.js";
+import {clampIndex, residualHooks, weightModules, type WeightModule} from "./hooks.js";
 import {bitIdentical, matrix, row, stats, type Stats} from "./index.js";
 import {downsample, maxAbsDifference, type Downsampled} from "./matrix.js";
 
@@ -20,10 +21,9 @@ export const ANATOMY_DEFAULTS = {
   maxCells: 256
 };
 
-/** The lecture's module for a model: layer 10's MLP gate (GPT-2: its c_fc), layer clamped to the model's. */
+/** The lecture's module for a model: layer 10's MLP input projection (gate_proj, GPT-2's c_fc…), layer clamped to the model's. */
 export function defaultModule(model: Pick<Model, "config">, layer = ANATOMY_DEFAULTS.layer): string {
-  const l = layerPath(model.config, clampIndex(layer, model.config.numLayers));
-  return model.config.modelType === "gpt2" ? `${l}.mlp.c_fc` : `${l}.mlp.gate_proj`;
+  return rolesFor(model.config).mlpIn(clampIndex(layer, model.config.numLayers));
 }
 
 /** The modules a reader can pick (a weight matrix and an output hook each). */

@@ -1,19 +1,22 @@
 /**
- * Hook-point names for the tensors the lecture pages read, for either architecture: the residual stream after
- * a layer, a layer's attention weights, and the modules that hold a weight matrix.
+ * Hook-point names for the tensors the lecture pages read, in any family: the residual stream after a layer, a
+ * layer's attention weights, and the modules that hold a weight matrix. Which module plays which part is the
+ * family's to say (`src/arch/roles.ts`, by `model_type`); nothing here knows a family's names.
  */
 import type {ModelConfig, Parameter} from "../arch/index.js";
+// roles.ts, not the registry: pages showing precomputed numbers import this file, and must not load the graph builder.
+import {rolesFor} from "../arch/roles.js";
 
 type Config = Pick<ModelConfig, "modelType" | "numLayers">;
 
-/** The decoder block's module path: `model.layers.3` (Llama) or `transformer.h.3` (GPT-2). */
+/** The decoder block's module path: `model.layers.3` (Llama), `transformer.h.3` (GPT-2), `gpt_neox.layers.3`. */
 export function layerPath(config: Config, layer: number): string {
-  return config.modelType === "gpt2" ? `transformer.h.${layer}` : `model.layers.${layer}`;
+  return rolesFor(config).layer(layer);
 }
 
 /** The residual stream after `layer`: `model.layers.{i}.output`, shape [1, T, hidden]. */
 export function residualHook(config: Config, layer: number): string {
-  return `${layerPath(config, layer)}.output`;
+  return rolesFor(config).resid(layer);
 }
 
 /** The residual stream after every layer, first to last. */
@@ -23,7 +26,7 @@ export function residualHooks(config: Config): string[] {
 
 /** Post-softmax attention weights of `layer`, shape [1, heads, T, T]. */
 export function attentionHook(config: Config, layer: number): string {
-  return config.modelType === "gpt2" ? `transformer.h.${layer}.attn.attn_weights` : `model.layers.${layer}.self_attn.attn_weights`;
+  return rolesFor(config).attnWeights(layer);
 }
 
 /** Keeps a layer (or head) index inside `0 … count - 1`: the lecture's layer 10 is layer 4 of a 5-layer model. */

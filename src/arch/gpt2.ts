@@ -14,13 +14,43 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {appendCache, attention, decoderInputs, geluTanh, layerNorm, linear, mergeHeads, splitHeads, tiedHead} from "../graph/layers.js";
-import type {ModelConfig} from "./config.js";
-import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
+import {type ModelConfig, checkConfig, readConfig} from "./config.js";
+import {type Module, dropoutModule, embeddingModule, layerNormModule, linearModule, printModule} from "./module-tree.js";
+import {gpt2Roles} from "./roles.js";
+import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
-export function gpt2(config: ModelConfig): Architecture {
+const block = gpt2Roles.layer;
+const roles = gpt2Roles;
+
+/** GPT-2's config.json (`n_embd`, `n_head`, …): only `gelu_new`, the activation every GPT-2 checkpoint uses. */
+function normalize(raw: Record<string, unknown>, file: string): ModelConfig {
+  const {c, int, num, common, architecture, fail} = readConfig(raw, file);
+  const hiddenSize = int("n_embd");
+  const numHeads = int("n_head");
+  const activation = String(c.activation_function ?? "gelu_new");
+  if (activation !== "gelu_new") fail(`activation_function "${activation}" is not supported (gpt2 uses "gelu_new")`);
+  return checkConfig({
+    modelType: "gpt2",
+    architecture: architecture ?? "GPT2LMHeadModel",
+    numLayers: int("n_layer"),
+    numHeads,
+    numKeyValueHeads: numHeads,
+    hiddenSize,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: c.n_inner == null ? 4 * hiddenSize : int("n_inner"),
+    vocabSize: int("vocab_size"),
+    maxPositions: int("n_positions"),
+    normEps: num("layer_norm_epsilon", 1e-5),
+    tieWordEmbeddings: c.tie_word_embeddings !== false,
+    activation,
+    ...common
+  }, file);
+}
+
+export const gpt2: Family = {modelTypes: ["gpt2"], roles, normalize, architecture: gpt2Architecture};
+
+function gpt2Architecture(config: ModelConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;
-  const block = (i: number) => `transformer.h.${i}`;
 
   function parameters(): Parameter[] {
     const p = parameter;
@@ -128,8 +158,8 @@ export function gpt2(config: ModelConfig): Architecture {
   }
 
   function moduleTree(): string {
-    const dropout = (p: unknown): Module => ({type: "Dropout", extra: `p=${pyFloat(Number(p ?? 0.1))}, inplace=False`});
-    const norm: Module = {type: "LayerNorm", extra: `(${d},), eps=${pyFloat(config.normEps)}, elementwise_affine=True`};
+    const dropout = dropoutModule;
+    const norm = layerNormModule(d, config.normEps);
     const conv1d = (nf: number, nx: number): Module => ({type: "Conv1D", extra: `nf=${nf}, nx=${nx}`});
     const raw = config.raw;
     const gpt2Block: Module = {
@@ -165,18 +195,6 @@ export function gpt2(config: ModelConfig): Architecture {
       ]
     });
   }
-
-  const roles: Roles = {
-    layer: block,
-    resid: (i) => `${block(i)}.output`,
-    attn: (i) => `${block(i)}.attn.output`,
-    mlp: (i) => `${block(i)}.mlp.output`,
-    heads: (i) => `${block(i)}.attn.c_proj.input`,
-    attnWeights: (i) => `${block(i)}.attn.attn_weights`,
-    mlpIn: (i) => `${block(i)}.mlp.c_fc`,
-    finalNorm: "transformer.ln_f",
-    unembedding: "lm_head"
-  };
 
   return {
     config,

@@ -1,41 +1,134 @@
 /**
  * Llama (Touvron et al., 2023) — and SmolLM2, which is a Llama — as Hugging Face's `LlamaForCausalLM`
- * computes it, written as an ONNX graph.
+ * computes it, written as an ONNX graph. The checkpoints built the same way with a few switches (Mistral's
+ * sliding window; Qwen2's q/k/v biases; Qwen3's per-head q/k norms: `qwen2.ts`, `qwen3.ts`) are built here too,
+ * as transformers' own modular files derive them from Llama's.
  *
  *   h₀ = embed_tokens[ids]
  *   for each decoder layer:
  *     x = input_layernorm(h)                     RMSNorm
- *     q, k, v = q_proj(x), k_proj(x), v_proj(x)  grouped-query: fewer key/value heads than query heads
+ *     q, k, v = q_proj(x), k_proj(x), v_proj(x)  grouped-query: fewer key/value heads than query heads; + bias (Qwen2)
+ *     q, k = q_norm(q), k_norm(k)                Qwen3 only: RMSNorm over each head's D dimensions
  *     q, k = rope(q), rope(k)                    rotary embeddings, "rotate half" layout
- *     h = h + o_proj(softmax(q kᵀ / √D + causal mask) v)
+ *     h = h + o_proj(softmax(q kᵀ / √D + mask) v)  mask: causal; also a sliding window where a layer has one
  *     y = post_attention_layernorm(h)
  *     h = h + down_proj(silu(gate_proj(y)) * up_proj(y))
  *   logits = lm_head(norm(h))                    lm_head tied to embed_tokens when tie_word_embeddings
  *
  * Checkpoint facts: Linear weights are stored `[out, in]` and are transposed once, at load, for `x · W`.
- * SmolLM2 is stored in bfloat16; the engine computes in float32.
+ * SmolLM2 and Qwen3 are stored in bfloat16; the engine computes in float32.
  */
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
-import {appendCache, attention, decoderInputs, linear, mergeHeads, rmsNorm, silu, splitHeads, tiedHead} from "../graph/layers.js";
-import type {ModelConfig} from "./config.js";
+import {
+  appendCache, attention, bindWeights, decoderInputs, linear, mergeHeads, rmsNorm, rotaryEmbedding, slidingWindowMask,
+  splitHeads, swapHeadsAndTokens, tiedHead, viewHeads
+} from "../graph/layers.js";
+import {activation} from "./activations.js";
+import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
-import {type Architecture, type GraphOptions, type Parameter, type Roles, LOGITS, parameter} from "./types.js";
+import {llamaRoles} from "./roles.js";
+import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
-export function llama(config: ModelConfig): Architecture {
+/** A Llama-shaped config: the shared fields, and the switches its family sets. */
+export interface LlamaConfig extends ModelConfig {
+  ropeTheta: number;
+  /** The prefix of every class name `print(model)` shows: "Llama", "Mistral", "Qwen2", "Qwen3". */
+  classPrefix: string;
+  /** Biases on q_proj, k_proj, v_proj (Qwen2; Llama's and Qwen3's `attention_bias`), and on o_proj. */
+  qkvBias: boolean;
+  oBias: boolean;
+  /** Qwen3: per-head RMSNorms `q_norm` / `k_norm` before the rotary embedding. */
+  qkNorm: boolean;
+  /** Per layer, the sliding window (a token sees itself and `window − 1` before it), or null for full attention. */
+  slidingWindows: (number | null)[];
+}
+
+/**
+ * The fields every Llama-shaped config.json has, read and checked; what differs (biases, q/k norms, windows)
+ * the family passes in. Fields whose math this engine does not compute are refused by name.
+ */
+export function readLlamaConfig(
+  raw: Record<string, unknown>,
+  file: string,
+  family: Pick<LlamaConfig, "classPrefix"> & Partial<Pick<LlamaConfig, "qkvBias" | "oBias" | "qkNorm" | "slidingWindows">>
+): LlamaConfig {
+  const {c, int, num, refuse, common, architecture} = readConfig(raw, file);
+  const hiddenSize = int("hidden_size");
+  const numHeads = int("num_attention_heads");
+  const numLayers = int("num_hidden_layers");
+  const act = String(c.hidden_act ?? "silu");
+  activation(act, file, "hidden_act", ["silu", "swish"]);
+  refuse("rope_scaling", (v) => v != null);
+  refuse("rope_interleaved", (v) => v === true, "is not supported (Hugging Face Llama rotates halves)");
+  refuse("mlp_bias", (v) => v === true);
+  refuse("partial_rotary_factor", (v) => v != null && v !== 1);
+  const config: LlamaConfig = {
+    modelType: String(c.model_type),
+    architecture: architecture ?? `${family.classPrefix}ForCausalLM`,
+    numLayers,
+    numHeads,
+    numKeyValueHeads: int("num_key_value_heads", numHeads),
+    hiddenSize,
+    headDim: c.head_dim == null ? hiddenSize / numHeads : int("head_dim"),
+    intermediateSize: int("intermediate_size"),
+    vocabSize: int("vocab_size"),
+    maxPositions: int("max_position_embeddings"),
+    normEps: num("rms_norm_eps", 1e-6),
+    ropeTheta: num("rope_theta", 10000),
+    tieWordEmbeddings: c.tie_word_embeddings === true,
+    activation: act,
+    ...common,
+    classPrefix: family.classPrefix,
+    qkvBias: family.qkvBias ?? c.attention_bias === true,
+    oBias: family.oBias ?? c.attention_bias === true,
+    qkNorm: family.qkNorm ?? false,
+    slidingWindows: family.slidingWindows ?? Array.from({length: numLayers}, () => null)
+  };
+  return checkConfig(config, file, {rotary: true});
+}
+
+export const llama: Family<LlamaConfig> = {
+  modelTypes: ["llama"],
+  roles: llamaRoles,
+  normalize: (raw, file) => readLlamaConfig(raw, file, {classPrefix: "Llama"}),
+  architecture: llamaShaped
+};
+
+/** Mistral: a Llama whose every layer slides over `sliding_window` tokens when the config sets one (v0.1: 4096). */
+export const mistral: Family<LlamaConfig> = {
+  modelTypes: ["mistral"],
+  roles: llamaRoles,
+  normalize(raw, file) {
+    const {int} = readConfig(raw, file);
+    const window = raw.sliding_window == null ? null : int("sliding_window");
+    const layers = int("num_hidden_layers");
+    // MistralAttention's projections never have biases, whatever attention_bias says.
+    return readLlamaConfig(raw, file, {classPrefix: "Mistral", qkvBias: false, oBias: false, slidingWindows: Array.from({length: layers}, () => window)});
+  },
+  architecture: llamaShaped
+};
+
+/** The architecture of a Llama-shaped config (Llama, Mistral, Qwen2, Qwen3). */
+export function llamaShaped(config: LlamaConfig): Architecture {
   const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
-  const layer = (i: number) => `model.layers.${i}`;
+  const {qkvBias, oBias, qkNorm, classPrefix: prefix} = config;
+  const layer = llamaRoles.layer;
+  const act = activation(config.activation, "config.json", "hidden_act");
 
   function parameters(): Parameter[] {
     const p = parameter;
     const list = [p("model.embed_tokens.weight", [V, d], "embedding")];
+    const projection = (name: string, out: number, inp: number, bias: boolean, i: number) =>
+      bias ? [p(`${name}.weight`, [out, inp], "attention", i), p(`${name}.bias`, [out], "attention", i)] : [p(`${name}.weight`, [out, inp], "attention", i)];
     for (let i = 0; i < L; i++) {
       const l = layer(i);
       list.push(
-        p(`${l}.self_attn.q_proj.weight`, [H * D, d], "attention", i),
-        p(`${l}.self_attn.k_proj.weight`, [KV * D, d], "attention", i),
-        p(`${l}.self_attn.v_proj.weight`, [KV * D, d], "attention", i),
-        p(`${l}.self_attn.o_proj.weight`, [d, H * D], "attention", i),
+        ...projection(`${l}.self_attn.q_proj`, H * D, d, qkvBias, i),
+        ...projection(`${l}.self_attn.k_proj`, KV * D, d, qkvBias, i),
+        ...projection(`${l}.self_attn.v_proj`, KV * D, d, qkvBias, i),
+        ...projection(`${l}.self_attn.o_proj`, d, H * D, oBias, i),
+        ...(qkNorm ? [p(`${l}.self_attn.q_norm.weight`, [D], "norm", i), p(`${l}.self_attn.k_norm.weight`, [D], "norm", i)] : []),
         p(`${l}.mlp.gate_proj.weight`, [ff, d], "mlp", i),
         p(`${l}.mlp.up_proj.weight`, [ff, d], "mlp", i),
         p(`${l}.mlp.down_proj.weight`, [d, ff], "mlp", i),
@@ -55,7 +148,9 @@ export function llama(config: ModelConfig): Architecture {
       hooks.push(
         `${l}.input_layernorm.output`,
         `${l}.self_attn.q_proj.output`,
+        ...(qkNorm ? [`${l}.self_attn.q_norm.output`] : []),
         `${l}.self_attn.k_proj.output`,
+        ...(qkNorm ? [`${l}.self_attn.k_norm.output`] : []),
         `${l}.self_attn.v_proj.output`,
         `${l}.self_attn.attn_weights`,
         `${l}.self_attn.o_proj.input`,
@@ -74,22 +169,6 @@ export function llama(config: ModelConfig): Architecture {
     return hooks;
   }
 
-  /** cos and sin of every position × frequency, `[maxPositions, D]`, computed in float64 as the reference does. */
-  function rotaryTables(): {cos: Float32Array; sin: Float32Array} {
-    const positions = config.maxPositions;
-    const cos = new Float32Array(positions * D);
-    const sin = new Float32Array(positions * D);
-    const half = D / 2;
-    for (let t = 0; t < positions; t++) {
-      for (let j = 0; j < half; j++) {
-        const angle = t / Math.pow(config.ropeTheta!, (2 * j) / D);
-        cos[t * D + j] = cos[t * D + j + half] = Math.cos(angle);
-        sin[t * D + j] = sin[t * D + j + half] = Math.sin(angle);
-      }
-    }
-    return {cos, sin};
-  }
-
   /** self_attn's output is o_proj's, mlp's is down_proj's: one tensor, fetched once, under both names. */
   function aliasOf(path: string): string | undefined {
     if (path.endsWith(".self_attn.output")) return path.replace(/output$/, "o_proj.output");
@@ -101,23 +180,23 @@ export function llama(config: ModelConfig): Architecture {
     const g = new GraphBuilder();
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
-    const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
-    /** A Linear layer's weight, transposed from `[out, in]` to `[in, out]`. */
-    const wT = (name: string) => {
-      const [rows, cols] = shapeOf.get(name)!;
-      return g.weight(name, transpose(weight(name), rows, cols), [cols, rows]);
-    };
+    const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
+    /** A Linear module: `x · Wᵀ (+ b)`, the bias where the family has one. */
+    const project = (x: string, name: string) => linear(g, x, wT(`${name}.weight`), shapeOf.has(`${name}.bias`) ? w(`${name}.bias`) : undefined);
 
     const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: KV, headDim: D});
-    const tables = rotaryTables();
-    const cos = g.op("Gather", [g.weight("rotary_emb.cos", tables.cos, [config.maxPositions, D]), pos.query], {axis: 0});
-    const sin = g.op("Gather", [g.weight("rotary_emb.sin", tables.sin, [config.maxPositions, D]), pos.query], {axis: 0});
-    /**
-     * `x·cos + rotate_half(x)·sin`, where rotate_half([a, b]) = [-b, a] is a product with a signed permutation
-     * matrix: one MatMul (exact: each output sums one nonzero term) instead of Split, Neg and Concat.
-     */
-    const rotateHalf = g.weight("rotary_emb.rotate_half", rotateHalfMatrix(D), [D, D]);
-    const rope = (x: string) => g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [g.op("MatMul", [x, rotateHalf]), sin])]);
+    const rope = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, base: config.ropeTheta});
+    const windowMasks = new Map<number, string>();
+    const maskOf = (window: number | null) => {
+      if (window === null) return mask;
+      if (!windowMasks.has(window)) windowMasks.set(window, slidingWindowMask(g, pos, window, mask));
+      return windowMasks.get(window)!;
+    };
+    /** `[1, T, heads·D]` → `[1, heads, T, D]`; Qwen3 first normalizes each head (its hook sees `[1, T, heads, D]`). */
+    const heads = (x: string, count: number, norm: string) =>
+      qkNorm
+        ? swapHeadsAndTokens(g, hook(`${norm}.output`, rmsNorm(g, viewHeads(g, x, count, D), w(`${norm}.weight`), config.normEps)))
+        : splitHeads(g, x, count, D);
 
     const embed = w("model.embed_tokens.weight");
     let h = hook("model.embed_tokens.output", g.op("Gather", [embed, ids], {axis: 0}));
@@ -126,32 +205,25 @@ export function llama(config: ModelConfig): Architecture {
     for (let i = 0; i < L; i++) {
       const l = layer(i);
       const x = hook(`${l}.input_layernorm.output`, rmsNorm(g, h, w(`${l}.input_layernorm.weight`), config.normEps));
-      const q = hook(`${l}.self_attn.q_proj.output`, linear(g, x, wT(`${l}.self_attn.q_proj.weight`)));
-      const k = hook(`${l}.self_attn.k_proj.output`, linear(g, x, wT(`${l}.self_attn.k_proj.weight`)));
-      const v = hook(`${l}.self_attn.v_proj.output`, linear(g, x, wT(`${l}.self_attn.v_proj.weight`)));
-      const keys = appendCache(g, caches[i].pastKey, rope(splitHeads(g, k, KV, D)), caches[i].presentKey);
+      const q = hook(`${l}.self_attn.q_proj.output`, project(x, `${l}.self_attn.q_proj`));
+      const queries = rope(heads(q, H, `${l}.self_attn.q_norm`));
+      const k = hook(`${l}.self_attn.k_proj.output`, project(x, `${l}.self_attn.k_proj`));
+      const keys = appendCache(g, caches[i].pastKey, rope(heads(k, KV, `${l}.self_attn.k_norm`)), caches[i].presentKey);
+      const v = hook(`${l}.self_attn.v_proj.output`, project(x, `${l}.self_attn.v_proj`));
       const values = appendCache(g, caches[i].pastValue, splitHeads(g, v, KV, D), caches[i].presentValue);
       g.output(caches[i].presentKey, keys);
       g.output(caches[i].presentValue, values);
-      const {weights, context} = attention(
-        g,
-        rope(splitHeads(g, q, H, D)),
-        keys,
-        values,
-        mask,
-        {heads: H, kvHeads: KV, headDim: D},
-        `${l}.self_attn.attn_weights`
-      );
+      const {weights, context} = attention(g, queries, keys, values, maskOf(config.slidingWindows[i]), {heads: H, kvHeads: KV, headDim: D}, `${l}.self_attn.attn_weights`);
       hook(`${l}.self_attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${l}.self_attn.o_proj.input`, mergeHeads(g, context, H * D));
-      const attnOut = hook(`${l}.self_attn.o_proj.output`, linear(g, merged, wT(`${l}.self_attn.o_proj.weight`)));
+      const attnOut = hook(`${l}.self_attn.o_proj.output`, project(merged, `${l}.self_attn.o_proj`));
       h = g.op("Add", [h, attnOut]);
 
       const y = hook(`${l}.post_attention_layernorm.output`, rmsNorm(g, h, w(`${l}.post_attention_layernorm.weight`), config.normEps));
-      const gate = hook(`${l}.mlp.gate_proj.output`, linear(g, y, wT(`${l}.mlp.gate_proj.weight`)));
-      const act = hook(`${l}.mlp.act_fn.output`, silu(g, gate));
-      const up = hook(`${l}.mlp.up_proj.output`, linear(g, y, wT(`${l}.mlp.up_proj.weight`)));
-      const down = hook(`${l}.mlp.down_proj.output`, linear(g, g.op("Mul", [act, up]), wT(`${l}.mlp.down_proj.weight`)));
+      const gate = hook(`${l}.mlp.gate_proj.output`, project(y, `${l}.mlp.gate_proj`));
+      const a = hook(`${l}.mlp.act_fn.output`, act.graph(g, gate));
+      const up = hook(`${l}.mlp.up_proj.output`, project(y, `${l}.mlp.up_proj`));
+      const down = hook(`${l}.mlp.down_proj.output`, project(g.op("Mul", [a, up]), `${l}.mlp.down_proj`));
       h = hook(`${l}.output`, g.op("Add", [h, down]));
       layerOutputs.push(h);
     }
@@ -166,56 +238,46 @@ export function llama(config: ModelConfig): Architecture {
     return g.build(config.architecture);
   }
 
+  /** What transformers 4.57 prints: the class names carry the family's prefix; act_fn is `SiLUActivation()`. */
   function moduleTree(): string {
-    const norm: Module = {type: "LlamaRMSNorm", extra: `(${d},), eps=${pyFloat(config.normEps)}`};
+    const rms = (n: number): Module => ({type: `${prefix}RMSNorm`, extra: `(${n},), eps=${pyFloat(config.normEps)}`});
     const decoderLayer: Module = {
-      type: "LlamaDecoderLayer",
+      type: `${prefix}DecoderLayer`,
       children: [
-        ["self_attn", {type: "LlamaAttention", children: [
-          ["q_proj", linearModule(d, H * D, false)],
-          ["k_proj", linearModule(d, KV * D, false)],
-          ["v_proj", linearModule(d, KV * D, false)],
-          ["o_proj", linearModule(H * D, d, false)]
+        ["self_attn", {type: `${prefix}Attention`, children: [
+          ["q_proj", linearModule(d, H * D, qkvBias)],
+          ["k_proj", linearModule(d, KV * D, qkvBias)],
+          ["v_proj", linearModule(d, KV * D, qkvBias)],
+          ["o_proj", linearModule(H * D, d, oBias)],
+          ...(qkNorm ? ([["q_norm", rms(D)], ["k_norm", rms(D)]] as [string, Module][]) : [])
         ]}],
-        ["mlp", {type: "LlamaMLP", children: [
+        ["mlp", {type: `${prefix}MLP`, children: [
           ["gate_proj", linearModule(d, ff, false)],
           ["up_proj", linearModule(d, ff, false)],
           ["down_proj", linearModule(ff, d, false)],
-          ["act_fn", {type: "SiLU"}]
+          ["act_fn", {type: act.module}]
         ]}],
-        ["input_layernorm", norm],
-        ["post_attention_layernorm", norm]
+        ["input_layernorm", rms(d)],
+        ["post_attention_layernorm", rms(d)]
       ]
     };
     return printModule({
       type: config.architecture,
       children: [
-        ["model", {type: "LlamaModel", children: [
+        ["model", {type: `${prefix}Model`, children: [
           ["embed_tokens", embeddingModule(V, d)],
           ["layers", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), decoderLayer])}],
-          ["norm", norm],
-          ["rotary_emb", {type: "LlamaRotaryEmbedding"}]
+          ["norm", rms(d)],
+          ["rotary_emb", {type: `${prefix}RotaryEmbedding`}]
         ]}],
         ["lm_head", linearModule(d, V, false)]
       ]
     });
   }
 
-  const roles: Roles = {
-    layer,
-    resid: (i) => `${layer(i)}.output`,
-    attn: (i) => `${layer(i)}.self_attn.output`,
-    mlp: (i) => `${layer(i)}.mlp.output`,
-    heads: (i) => `${layer(i)}.self_attn.o_proj.input`,
-    attnWeights: (i) => `${layer(i)}.self_attn.attn_weights`,
-    mlpIn: (i) => `${layer(i)}.mlp.gate_proj`,
-    finalNorm: "model.norm",
-    unembedding: "lm_head"
-  };
-
   return {
     config,
-    roles,
+    roles: llamaRoles,
     parameters,
     hookPoints,
     moduleTree,
@@ -224,32 +286,4 @@ export function llama(config: ModelConfig): Architecture {
     checkpointNames: (name) => [name],
     isBuffer: (name) => name.endsWith("rotary_emb.inv_freq")
   };
-}
-
-/** R with `x·R = rotate_half(x)`: column j < D/2 takes -x[j + D/2], column j ≥ D/2 takes x[j - D/2]. */
-function rotateHalfMatrix(D: number): Float32Array {
-  const R = new Float32Array(D * D);
-  const half = D / 2;
-  for (let j = 0; j < half; j++) {
-    R[(j + half) * D + j] = -1;
-    R[j * D + (j + half)] = 1;
-  }
-  return R;
-}
-
-/** `[rows, cols]` → `[cols, rows]`, in 32×32 tiles so that reads and writes both stay in cache. */
-function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  const B = 32;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(r0 + B, rows);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(c0 + B, cols);
-      for (let r = r0; r < r1; r++) {
-        const row = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = m[row + c];
-      }
-    }
-  }
-  return out;
 }

@@ -57,3 +57,12 @@ export const linearModule = (inFeatures: number, outFeatures: number, bias: bool
 });
 
 export const embeddingModule = (count: number, dim: number): Module => ({type: "Embedding", extra: `${count}, ${dim}`});
+
+/** `nn.LayerNorm` as PyTorch ≥ 2.1 prints it (with its `bias=True`). */
+export const layerNormModule = (dim: number, eps: number): Module => ({
+  type: "LayerNorm",
+  extra: `(${dim},), eps=${pyFloat(eps)}, elementwise_affine=True, bias=True`
+});
+
+/** `nn.Dropout(p)`. */
+export const dropoutModule = (p: unknown): Module => ({type: "Dropout", extra: `p=${pyFloat(Number(p ?? 0.1))}, inplace=False`});

@@ -14,6 +14,11 @@ export interface Parameter {
   component: Component;
   /** The decoder layer it belongs to, if any. */
   layer?: number;
+  /**
+   * How `init: "random"` fills it where the usual rule (norm weights 1, biases 0, the rest normal) is wrong
+   * for the family: Gemma's norm weights are stored zero-centred (`1 + w`), so theirs start at 0.
+   */
+  init?: "zeros";
 }
 
 export type {GraphOptions} from "../graph/hooks.js";
@@ -63,7 +68,20 @@ export interface Architecture {
   buildGraph(weight: (parameter: string) => Float32Array, options?: GraphOptions): EncodedModel;
 }
 
-export function parameter(name: string, shape: number[], component: Component, layer?: number): Parameter {
-  return {name, shape, numel: numel(shape), component, layer};
+export function parameter(name: string, shape: number[], component: Component, layer?: number, init?: "zeros"): Parameter {
+  return init ? {name, shape, numel: numel(shape), component, layer, init} : {name, shape, numel: numel(shape), component, layer};
+}
+
+/**
+ * A family of checkpoints, keyed in the registry (`index.ts`) by the `model_type` values it reads: how to read
+ * its config.json, which hook point plays which part, and its architecture for a config.
+ */
+export interface Family<C extends ModelConfig = ModelConfig> {
+  modelTypes: readonly string[];
+  /** config.json into a checked config; `file` names the file in errors. */
+  normalize(raw: Record<string, unknown>, file: string): C;
+  /** The family's roles (they depend only on the family's module names). */
+  roles: Roles;
+  architecture(config: C): Architecture;
 }
 

@@ -1,6 +1,7 @@
 /**
- * The pieces both architectures are made of, as ONNX nodes: linear layers, norms, activations, the causal
- * mask and eager softmax attention (so that the attention weights exist as a tensor to look at).
+ * The pieces every architecture is made of, as ONNX nodes: linear layers, norms, activations, rotary
+ * embeddings (whole or partial), the causal and sliding-window masks and eager softmax attention (so that the
+ * attention weights exist as a tensor to look at). Nothing here knows a family: `src/arch/` composes these.
  *
  * Shapes follow PyTorch with batch 1: hidden states are `[1, T, d]`, heads are `[1, heads, T, headDim]`.
  * `T` is the number of new tokens, `P` the number already in the key/value cache, `S = P + T`.
@@ -28,12 +29,18 @@ export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number,
   return g.op("Mul", [g.op("Div", [x, rms]), weight], {}, out);
 }
 
-/** GPT-2's `gelu_new`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`. */
+/** GPT-2's `gelu_new` and Gemma's `gelu_pytorch_tanh`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`. */
 export function geluTanh(g: GraphBuilder, x: string, out?: string): string {
   const cube = g.op("Mul", [g.op("Mul", [x, x]), x]);
   const inner = g.op("Mul", [g.op("Add", [x, g.op("Mul", [cube, g.scalar(0.044715)])]), g.scalar(Math.sqrt(2 / Math.PI))]);
   const onePlusTanh = g.op("Add", [g.op("Tanh", [inner]), g.scalar(1)]);
   return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), onePlusTanh], {}, out);
+}
+
+/** The exact GELU (`nn.GELU()`, GPT-NeoX's `gelu`): `0.5 x (1 + erf(x / √2))`. */
+export function geluErf(g: GraphBuilder, x: string, out?: string): string {
+  const onePlusErf = g.op("Add", [g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]), g.scalar(1)]);
+  return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), onePlusErf], {}, out);
 }
 
 /** SiLU: `x · sigmoid(x)`. */
@@ -82,10 +89,29 @@ export function causalMask(g: GraphBuilder, pos: Positions): string {
   return g.op("Greater", [pos.key, queryColumn]);
 }
 
+/**
+ * True where a query may not look in a sliding-window layer: where `mask` (the causal mask, or whatever the
+ * graph's mask is) says so, and at keys `window` or more positions back (transformers' `kv_idx > q_idx -
+ * sliding_window`: a token sees itself and `window − 1` before it). Bool `[T, S]`.
+ */
+export function slidingWindowMask(g: GraphBuilder, pos: Positions, window: number, mask: string): string {
+  const distance = g.op("Sub", [g.op("Unsqueeze", [pos.query, g.ints([1])]), pos.key]);
+  return g.op("Or", [mask, g.op("GreaterOrEqual", [distance, g.constant([window], [], INT64)])]);
+}
+
+/** `[1, T, heads·headDim]` → `[1, T, heads, headDim]`: the per-head view (what Qwen3's q_norm sees). */
+export function viewHeads(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  return g.op("Reshape", [x, g.ints([1, -1, heads, headDim])]);
+}
+
+/** `[1, T, heads, headDim]` ↔ `[1, heads, T, headDim]`. */
+export function swapHeadsAndTokens(g: GraphBuilder, x: string): string {
+  return g.op("Transpose", [x], {perm: [0, 2, 1, 3]});
+}
+
 /** `[1, T, heads·headDim]` → `[1, heads, T, headDim]`. */
 export function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number): string {
-  const split = g.op("Reshape", [x, g.ints([1, -1, heads, headDim])]);
-  return g.op("Transpose", [split], {perm: [0, 2, 1, 3]});
+  return swapHeadsAndTokens(g, viewHeads(g, x, heads, headDim));
 }
 
 /** `[1, heads, T, headDim]` → `[1, T, heads·headDim]`. */
@@ -95,7 +121,8 @@ export function mergeHeads(g: GraphBuilder, x: string, width: number, out?: stri
 }
 
 /**
- * Eager attention: `softmax(q kᵀ / √D, masked) v`. Returns the post-softmax weights `[1, H, T, S]` (a hook
+ * Eager attention: `softmax(q kᵀ · scale, masked) v`, the scale `1/√D` unless a family sets its own
+ * (Gemma 3: `query_pre_attn_scalar^-½`). Returns the post-softmax weights `[1, H, T, S]` (a hook
  * point) and the per-head context `[1, H, T, D]`.
  *
  * Grouped-query attention (fewer key/value heads than query heads) is done without copying keys and values
@@ -108,13 +135,13 @@ export function attention(
   k: string,
   v: string,
   mask: string,
-  {heads, kvHeads, headDim}: {heads: number; kvHeads: number; headDim: number},
+  {heads, kvHeads, headDim, scale = 1 / Math.sqrt(headDim)}: {heads: number; kvHeads: number; headDim: number; scale?: number},
   weightsOut: string
 ) {
   const grouped = (x: string) => (kvHeads === heads ? x : g.op("Reshape", [x, g.ints([1, kvHeads, -1, 0])]));
   const perHead = (x: string) => (kvHeads === heads ? x : g.op("Reshape", [x, g.ints([1, heads, -1, 0])]));
   const keysT = g.op("Transpose", [k], {perm: [0, 1, 3, 2]});
-  const scores = perHead(g.op("Mul", [g.op("MatMul", [grouped(q), keysT]), g.scalar(1 / Math.sqrt(headDim))]));
+  const scores = perHead(g.op("Mul", [g.op("MatMul", [grouped(q), keysT]), g.scalar(scale)]));
   const masked = g.op("Where", [mask, g.scalar(-Infinity), scores]);
   const weights = g.op("Softmax", [masked], {axis: -1}, weightsOut);
   return {weights, context: perHead(g.op("MatMul", [grouped(weights), v]))};
@@ -130,4 +157,100 @@ export function tiedHead(g: GraphBuilder, final: string, head: string, d: number
   const rows = g.op("Reshape", [final, g.ints([-1, d])]);
   const logits = g.op("Gemm", [rows, head], {transB: 1});
   return g.op("Reshape", [logits, g.ints([1, -1, V])]);
+}
+
+/**
+ * Rotary position embeddings (Su et al.), Hugging Face's "rotate half" layout, on the first `rotaryDim` of each
+ * head's `headDim` dimensions (all of them unless partial, as GPT-NeoX's `rotary_pct` makes it). Returns
+ * `rope(x)` for `x` `[1, heads, T, headDim]` at the positions `pos.query`.
+ *
+ * `x·cos + rotate_half(x)·sin`, where rotate_half([a, b]) = [-b, a] (within the rotary dimensions) is a product
+ * with a signed permutation matrix: one MatMul (exact: each output sums one nonzero term) instead of Split, Neg
+ * and Concat. Dimensions past `rotaryDim` pass through: their cos is 1, their sin and their column of the
+ * matrix 0, so partial rotary costs nothing extra.
+ *
+ * cos(tθ) and sin(tθ) come from two small tables computed in float64, as the references are, by the angle-sum
+ * identities with t = B·a + b: cos(tθ) = cos(Baθ)cos(bθ) − sin(Baθ)sin(bθ). Tables of every position would be
+ * large (gemma-3-270m: 32768 positions × 256 dimensions × 2 bases × cos, sin = 134 MB); these are
+ * 2·√positions rows, and a float32 product of float64-exact factors is as accurate at position 30000 as at 3.
+ */
+export function rotaryEmbedding(
+  g: GraphBuilder,
+  pos: Positions,
+  {maxPositions, headDim, rotaryDim = headDim, base, name = "rotary_emb"}: {maxPositions: number; headDim: number; rotaryDim?: number; base: number; name?: string}
+): (x: string) => string {
+  const D = headDim;
+  const half = rotaryDim / 2;
+  const B = 2 ** Math.ceil(Math.log2(Math.sqrt(maxPositions)));
+  /** cos and sin of `step·t·θ_j` for t = 0 … rows − 1, `[rows, D]`; the pass-through dimensions are cos 1, sin 0. */
+  const table = (rows: number, step: number) => {
+    const cos = new Float32Array(rows * D).fill(1);
+    const sin = new Float32Array(rows * D);
+    for (let t = 0; t < rows; t++) {
+      for (let j = 0; j < half; j++) {
+        const angle = (step * t) / Math.pow(base, (2 * j) / rotaryDim);
+        cos[t * D + j] = cos[t * D + j + half] = Math.cos(angle);
+        sin[t * D + j] = sin[t * D + j + half] = Math.sin(angle);
+      }
+    }
+    return {cos, sin};
+  };
+  const coarseRows = Math.ceil(maxPositions / B);
+  const coarse = table(coarseRows, B);
+  const fine = table(B, 1);
+  const blockSize = g.constant([B], [], INT64);
+  const at = (data: Float32Array, rows: number, label: string, index: string) =>
+    g.op("Gather", [g.weight(`${name}.${label}`, data, [rows, D]), index], {axis: 0});
+  const a = g.op("Div", [pos.query, blockSize]);
+  const b = g.op("Mod", [pos.query, blockSize]);
+  const [ca, sa] = [at(coarse.cos, coarseRows, "cos_coarse", a), at(coarse.sin, coarseRows, "sin_coarse", a)];
+  const [cb, sb] = [at(fine.cos, B, "cos_fine", b), at(fine.sin, B, "sin_fine", b)];
+  const cosAt = g.op("Sub", [g.op("Mul", [ca, cb]), g.op("Mul", [sa, sb])]);
+  const sinAt = g.op("Add", [g.op("Mul", [sa, cb]), g.op("Mul", [ca, sb])]);
+  // R with `x·R = rotate_half(x)`: column j < r/2 takes -x[j + r/2], column r/2 ≤ j < r takes x[j - r/2].
+  const R = new Float32Array(D * D);
+  for (let j = 0; j < half; j++) {
+    R[(j + half) * D + j] = -1;
+    R[j * D + (j + half)] = 1;
+  }
+  const rotateHalf = g.weight(`${name}.rotate_half`, R, [D, D]);
+  return (x) => g.op("Add", [g.op("Mul", [x, cosAt]), g.op("Mul", [g.op("MatMul", [x, rotateHalf]), sinAt])]);
+}
+
+/** Gemma's soft-capping: `tanh(x / cap) · cap`. */
+export function softcap(g: GraphBuilder, x: string, cap: number): string {
+  return g.op("Mul", [g.op("Tanh", [g.op("Div", [x, g.scalar(cap)])]), g.scalar(cap)]);
+}
+
+/**
+ * A graph's parameters by name: `w(name)` as stored, `wT(name)` a Linear weight transposed once, at load, from
+ * PyTorch's `[out, in]` to `[in, out]` for `x · W`, `wMap(name, f)` with its values changed first (Gemma's
+ * `1 + w`). `weight(name)` hands each checkpoint tensor over once; `shapeOf` gives its shape.
+ */
+export function bindWeights(g: GraphBuilder, weight: (name: string) => Float32Array, shapeOf: (name: string) => number[]) {
+  return {
+    w: (name: string) => g.weight(name, weight(name), shapeOf(name)),
+    wT: (name: string) => {
+      const [rows, cols] = shapeOf(name);
+      return g.weight(name, transpose(weight(name), rows, cols), [cols, rows]);
+    },
+    wMap: (name: string, f: (data: Float32Array) => Float32Array) => g.weight(name, f(weight(name)), shapeOf(name))
+  };
+}
+
+/** `[rows, cols]` → `[cols, rows]`, in 32×32 tiles so that reads and writes both stay in cache. */
+export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(r0 + B, rows);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(c0 + B, cols);
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = m[row + c];
+      }
+    }
+  }
+  return out;
 }

@@ -15,8 +15,11 @@ export interface Checkpoint {
   tensors: Map<string, TensorInfo>;
   /** One tensor, read on its own (a Range request over HTTP). */
   load(name: string, opts?: ReadOptions): Promise<Float32Array>;
-  /** Every tensor, reading each file once; progress counts bytes over all files. */
-  loadAll(opts?: ReadOptions): Promise<Map<string, Float32Array>>;
+  /**
+   * Every tensor (or only those in `names`), reading each file once; progress counts bytes over all files.
+   * Tensors left out are not converted: a checkpoint's BOOL or 0-d buffers need not be floats.
+   */
+  loadAll(opts?: ReadOptions, names?: ReadonlySet<string>): Promise<Map<string, Float32Array>>;
 }
 
 const SINGLE_FILE = "model.safetensors";
@@ -57,7 +60,7 @@ export async function openCheckpoint(source: ModelSource, opts: ReadOptions = {}
       return toFloat32(info, bytes);
     },
 
-    async loadAll(loadOpts = {}) {
+    async loadAll(loadOpts = {}, names) {
       const total = files.reduce((sum, file) => sum + (fileSizes.get(file) ?? 0), 0);
       const result = new Map<string, Float32Array>();
       let done = 0;
@@ -67,7 +70,7 @@ export async function openCheckpoint(source: ModelSource, opts: ReadOptions = {}
         const bytes = await source.read(file, {signal: loadOpts.signal, onProgress});
         done += bytes.length;
         for (const info of tensors.values()) {
-          if (info.file === file) result.set(info.name, toFloat32(info, checkedSlice(bytes, info, source)));
+          if (info.file === file && (!names || names.has(info.name))) result.set(info.name, toFloat32(info, checkedSlice(bytes, info, source)));
         }
       }
       return result;

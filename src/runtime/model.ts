@@ -120,7 +120,8 @@ export class Model {
     private readonly options: CreateOptions
   ) {
     this.backend = options.backend ?? "onnxruntime";
-    this.hooks = new Set(arch.hookPoints());
+    // The logits answer to `lm_head.output` in every family, whatever its unembedding is called (GPT-NeoX: embed_out).
+    this.hooks = new Set([...arch.hookPoints(), LOGITS]);
     this.parameterNames = new Set(arch.parameters().map((p) => p.name));
   }
 
@@ -152,7 +153,7 @@ export class Model {
   /** A weight by its checkpoint name with the module prefix, e.g. `model.layers.10.mlp.gate_proj.weight`. */
   async weight(path: string): Promise<Tensor> {
     const p = this.arch.parameters().find((q) => q.name === path);
-    if (!p) throw new WorkbenchError(`unknown weight ${path}: weights are named like ${this.arch.parameters()[1].name}`);
+    if (!p) throw new WorkbenchError(`unknown weight ${path}: weights are named like ${this.arch.roles.mlpIn(0)}.weight`);
     return {shape: p.shape, data: await this.weights.load(path)};
   }
 
@@ -258,11 +259,13 @@ export class Model {
   private checkPath(path: string): void {
     if (this.hooks.has(path) || this.parameterNames.has(path)) return;
     const layers = this.config.numLayers;
-    const m = /\.(?:layers|h)\.(\d+)\./.exec(path);
+    // The layer index of a path under the family's own layer prefix (`model.layers.`, `transformer.h.`, `gpt_neox.layers.`).
+    const prefix = this.arch.roles.layer(0).replace(/0$/, "");
+    const m = path.startsWith(prefix) ? /^(\d+)\./.exec(path.slice(prefix.length)) : null;
     const hint =
       m && Number(m[1]) >= layers
         ? `${this.id} has layers 0 to ${layers - 1}`
-        : `hook points look like ${this.arch.hookPoints()[3]}; model.hookPoints() lists them all`;
+        : `hook points look like ${this.arch.roles.resid(0)}; model.hookPoints() lists them all`;
     throw new WorkbenchError(`unknown hook point ${path}: ${hint}`);
   }
 

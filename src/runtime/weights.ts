@@ -44,7 +44,8 @@ export function checkpointWeights(arch: Architecture, checkpoint: Checkpoint): W
   return {
     origin: "checkpoint",
     async loadAll(opts) {
-      const tensors = await checkpoint.loadAll(opts);
+      // Only the parameters: a checkpoint's buffers (GPT-2's masks, old Pythia's BOOL and 0-d ones) are never converted.
+      const tensors = await checkpoint.loadAll(opts, new Set(located.values()));
       // Each tensor is handed over once and forgotten here, so the graph's copy is the only one left.
       return (name) => {
         const key = located.get(name)!;
@@ -78,6 +79,7 @@ export function randomWeights(arch: Architecture, seed: number): Weights {
 
 function initialize(p: Parameter, seed: number, std: number): Float32Array {
   const data = new Float32Array(p.numel);
+  if (p.init === "zeros") return data;
   if (p.component === "norm") return p.name.endsWith(".bias") ? data : data.fill(1);
   if (p.name.endsWith(".bias")) return data;
   fillGaussian(data, hash(`${seed}:${p.name}`), std);

@@ -10,7 +10,8 @@ export const FIXTURES_DIR = path.resolve("test/fixtures");
 /** The fixtures' tolerances (fixtures/README.md): relative to the tensor's largest magnitude; absolute for attention weights and probabilities. */
 export const RELATIVE = 1e-4;
 export const ABSOLUTE = 1e-5;
-export const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K"] as const;
+/** One fixture per family (stories260K: a trained Llama); test/fixtures/README.md says what each one tests. */
+export const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"] as const;
 export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
 
 export interface ReferencePrompt {
@@ -27,6 +28,8 @@ export interface Reference {
   generations: {text: string; input_ids: number[]; new_ids: number[]; min_top2_logit_margin: number; generated_text: string}[];
   parameters: {name: string; shape: number[]; numel: number}[];
   num_parameters: number;
+  /** `print(model)` in transformers 4.57. */
+  module_tree_4: string;
 }
 
 export function readReference(name: string): {json: Reference; tensor(key: string): {shape: number[]; data: Float32Array}; has(key: string): boolean} {
