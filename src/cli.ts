@@ -294,19 +294,8 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
   const model = await load(id, values, io);
   try {
     const json = Boolean(values.json);
-    // Stream by decoding the whole sequence each step and printing what it adds: decoding tokens one by one
-    // would lose SentencePiece spaces and split multi-byte characters.
-    const sequence = json ? [] : model.encodeInput(text).ids;
-    let printed = json ? "" : model.tokenizer.decode(sequence, {skipSpecialTokens: true});
-    if (!json) io.out(printed);
-    const stream = (id: number) => {
-      sequence.push(id);
-      const decoded = model.tokenizer.decode(sequence, {skipSpecialTokens: true});
-      if (decoded.startsWith(printed) && !decoded.endsWith("\uFFFD")) {
-        io.out(decoded.slice(printed.length));
-        printed = decoded;
-      }
-    };
+    // The prompt as the tokenizer gives it back, then what each token adds: together, generation.text.
+    if (!json) io.out(model.tokenizer.decode(model.encodeInput(text).ids, {skipSpecialTokens: true}));
     const generation = await model.generate(text, {
       maxNewTokens,
       doSample: Boolean(values["do-sample"]),
@@ -314,13 +303,12 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
       topK,
       topP,
       seed,
-      onToken: json ? undefined : (token) => stream(token.id)
+      onToken: json ? undefined : (token) => io.out(token.text)
     });
     if (json) {
       io.out(JSON.stringify({input_ids: generation.input_ids, new_ids: generation.new_ids, text: generation.text}) + "\n");
       return;
     }
-    if (generation.text.startsWith(printed)) io.out(generation.text.slice(printed.length));
     io.out("\n");
     io.err(`(${generation.new_ids.length} new tokens; stopped: ${generation.stopped}; weights: ${model.weightsOrigin})\n`);
   } finally {
