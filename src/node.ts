@@ -15,13 +15,15 @@ export const RUNTIMES = ["node", "web", "webgpu", "webgpu-native"] as const;
 export type Runtime = (typeof RUNTIMES)[number];
 export const isWebGPU = (runtime: string): runtime is "webgpu" | "webgpu-native" => runtime === "webgpu" || runtime === "webgpu-native";
 
-export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
+export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir" | "token"> {
   runtime?: Runtime;
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
-  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, ...rest} = options;
-  const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir});
+  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, token, ...rest} = options;
+  // Retries and resumed downloads are told through onProgress, as the download's own messages are.
+  const onNotice = rest.onProgress && ((message: string) => rest.onProgress!({stage: "download", message}));
+  const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir, token, onNotice});
   return createModel(source, {...(await ortRuntime(runtime)), ...rest});
 }
 
