@@ -37,6 +37,8 @@ export type Fault = {times?: number; file?: string; on?: "hub" | "cdn"} & (
   | {kind: "short"; bytes: number}
   /** 200 with an HTML page, as a captive portal or a proxy's error page sends. */
   | {kind: "html"}
+  /** The right length, one byte changed near the end (damaged on the way). */
+  | {kind: "flip"}
 );
 
 export interface HubServer {
@@ -51,6 +53,8 @@ export interface HubServer {
   cdnRequests: HubRequest[];
   /** Queue a fault for the next matching requests. */
   inject(fault: Fault): void;
+  /** Forget the faults not used up yet. */
+  clearFaults(): void;
 }
 
 export interface HubServerOptions {
@@ -183,6 +187,7 @@ export async function startHubServer(roots: Record<string, string>, options: Hub
     requests,
     cdnRequests,
     inject: (fault) => void faults.push({...fault}),
+    clearFaults: () => void (faults.length = 0),
     close: async () => void (await Promise.all([close(hub), close(cdn)]))
   };
 }
@@ -208,6 +213,7 @@ function sendFile(request: IncomingMessage, response: ServerResponse, found: Rep
   const [start, end] = range ?? [0, found.size - 1]; // inclusive, as HTTP counts
   let body = readFileSync(found.path).subarray(start, end + 1);
   if (fault?.kind === "short") body = body.subarray(0, fault.bytes);
+  if (fault?.kind === "flip" && body.length > 0) (body = Buffer.from(body))[body.length - 2] ^= 0xff;
   response.writeHead(range ? 206 : 200, {
     ...CORS_HEADERS,
     ...extra,
