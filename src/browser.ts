@@ -26,7 +26,10 @@ export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executi
 }
 
 /** Where a model's files are: a bundled name, an http(s) URL, or else a Hub repository id. */
-export function browserSource(id: string, options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision" | "token"> = {}): ModelSource {
+export function browserSource(
+  id: string,
+  options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision" | "token"> & {onNotice?: (message: string) => void} = {}
+): ModelSource {
   const trimmed = id.trim();
   if (!trimmed) throw new WorkbenchError("no model given: type a Hub id such as gpt2 or HuggingFaceTB/SmolLM2-135M");
   const bundled = options.bundled?.[trimmed];
@@ -34,11 +37,13 @@ export function browserSource(id: string, options: Pick<BrowserLoadOptions, "bun
   if (/^https?:\/\//.test(trimmed)) return urlSource(trimmed, trimmed);
   checkHubId(trimmed); // the Hub's own rules: no "..", no query, no third part
   const base = hubUrl(trimmed, "", {endpoint: options.endpoint, revision: options.revision}).replace(/\/$/, "");
-  return urlSource(trimmed, base, {token: options.token || undefined, tokenHint: "paste a Hugging Face access token"});
+  return urlSource(trimmed, base, {token: options.token || undefined, tokenHint: "paste a Hugging Face access token", onNotice: options.onNotice});
 }
 
 export async function loadModel(id: string, options: BrowserLoadOptions = {}): Promise<Model> {
-  const source = browserSource(id, options);
+  // Retries and resumed downloads are told through onProgress, as the download's own messages are.
+  const onNotice = options.onProgress && ((message: string) => options.onProgress!({stage: "download", message}));
+  const source = browserSource(id, {...options, onNotice});
   const runtime = await createWebRuntime(options);
   const ort = runtime.ort as unknown as OrtModule;
   // MLAS would keep a second, prepacked copy of every MatMul weight in the WASM heap. Without it SmolLM2-135M
