@@ -3,6 +3,7 @@
  * human-readable view by default and JSON on stdout with `--json`. A WorkbenchError (bad input) prints its
  * message on stderr and exits 1; anything else prints its stack too. Progress goes to stderr in human mode only.
  */
+import {readFile} from "node:fs/promises";
 import {parseArgs, type ParseArgsConfig} from "node:util";
 import {stats} from "./analysis/index.js";
 import {WorkbenchError} from "./errors.js";
@@ -27,12 +28,19 @@ interface Command {
 interface IO {
   out(text: string): void;
   err(text: string): void;
+  /** Everything on standard input, for TEXT "-" and `--prompt-file -`. */
+  stdin?(): Promise<string>;
 }
 
 const COMMON: Options = {
   json: {type: "boolean"},
   help: {type: "boolean", short: "h"}
 };
+/** Where TEXT may come from instead of the command line: a long prompt is better in a file or on stdin. */
+const PROMPT: Options = {"prompt-file": {type: "string"}};
+const PROMPT_HELP = `  TEXT                the text; "-" reads it from standard input
+  --prompt-file FILE  read the text from FILE ("-": standard input) instead of TEXT`;
+
 const LOADING: Options = {
   init: {type: "string"},
   seed: {type: "string"},
@@ -64,9 +72,10 @@ headers are checked against the parameter list.
 
 TEXT tokenized by MODEL's tokenizer.
 
+${PROMPT_HELP}
   --json              {"ids", "tokens"} on stdout`,
     summary: "tokenize TEXT",
-    options: COMMON,
+    options: {...COMMON, ...PROMPT},
     positionals: ["MODEL", "TEXT"],
     run: tokens
   },
@@ -76,11 +85,12 @@ TEXT tokenized by MODEL's tokenizer.
 One forward pass over TEXT, bringing back the tensors at the hook points (e.g. model.layers.1.output,
 transformer.h.0.attn.output) or weights named.
 
+${PROMPT_HELP}
   --hook PATH         a hook point or weight name (repeatable)
   --json              {"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}} on stdout
 ${LOAD_HELP}`,
     summary: "capture activations at hook points",
-    options: {...COMMON, ...LOADING, hook: {type: "string", multiple: true}},
+    options: {...COMMON, ...LOADING, ...PROMPT, hook: {type: "string", multiple: true}},
     positionals: ["MODEL", "TEXT"],
     run: trace
   },
@@ -89,6 +99,7 @@ ${LOAD_HELP}`,
 
 Continue TEXT: greedy by default, or sampling. Human mode streams the tokens as they come.
 
+${PROMPT_HELP}
   --max-new-tokens N  how many tokens to add at most (default 20)
   --do-sample         sample instead of taking the most likely token
   --temperature T     sampling temperature (default 1)
@@ -101,6 +112,7 @@ ${LOAD_HELP.split("\n").filter((l) => !l.includes("--seed")).join("\n")}`,
     options: {
       ...COMMON,
       ...LOADING,
+      ...PROMPT,
       "max-new-tokens": {type: "string"},
       "do-sample": {type: "boolean"},
       temperature: {type: "string"},
@@ -149,10 +161,13 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
       io.out(command.usage + "\n");
       return 0;
     }
-    if (positionals.length !== command.positionals.length) {
-      const what = positionals.length < command.positionals.length ? `missing ${command.positionals.slice(positionals.length).join(" ")}` : `too many arguments`;
+    // With --prompt-file, TEXT comes from the file and is not given on the command line.
+    const expected = values["prompt-file"] !== undefined ? command.positionals.filter((p) => p !== "TEXT") : command.positionals;
+    if (positionals.length !== expected.length) {
+      const what = positionals.length < expected.length ? `missing ${expected.slice(positionals.length).join(" ")}` : `too many arguments`;
       throw new UsageError(what, name);
     }
+    if (command.positionals.includes("TEXT")) positionals[1] = await promptText(positionals[1], values as Values, io, name);
     await command.run(positionals, values as Values, io);
     return 0;
   } catch (error) {
@@ -172,13 +187,41 @@ class UsageError extends WorkbenchError {
   }
 }
 
+/**
+ * TEXT as given, or read from `--prompt-file FILE` or standard input ("-"), less the one line end a file or
+ * `echo` puts last (a prompt "ends" where the text does, not on a newline token).
+ */
+async function promptText(text: string | undefined, values: Values, io: IO, command: string): Promise<string> {
+  const file = values["prompt-file"] as string | undefined;
+  if (file === undefined && text !== "-") return text!;
+  const chomp = (read: string) => read.replace(/\r?\n$/, "");
+  if (file === undefined || file === "-") {
+    if (!io.stdin) throw new UsageError("no standard input to read the text from", command);
+    return chomp(await io.stdin());
+  }
+  try {
+    return chomp(await readFile(file, "utf8"));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`--prompt-file ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder" : (error as Error).message}`, command);
+  }
+}
+
 function defaultIO(): IO {
   // `lm-workbench … | head` closes the pipe early: stop quietly rather than crash on EPIPE.
   process.stdout.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code === "EPIPE") process.exit(0);
     throw error;
   });
-  return {out: (text) => void process.stdout.write(text), err: (text) => void process.stderr.write(text)};
+  return {
+    out: (text) => void process.stdout.write(text),
+    err: (text) => void process.stderr.write(text),
+    stdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString("utf8");
+    }
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -43,7 +43,20 @@ export async function ortRuntime(runtime: Runtime): Promise<{ort: OrtModule; exe
     ort.env.wasm.numThreads = 1;
     return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)"};
   }
+  disableOrtTelemetry();
   return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)"};
+}
+
+/**
+ * onnxruntime-node (1.2x+ on Linux) starts Microsoft's telemetry client with its first session unless
+ * `ORT_DISABLE_TELEMETRY` is set. The client queues events in ~/.cache/Microsoft/DeveloperTools/.onnxruntime/
+ * onnxruntime.db, leaves an empty /tmp/mat-debug-<pid>.log per process, and parses /proc/self/cmdline with a
+ * std::regex whose recursion overflows the stack on a long command line: a ~30,000-character prompt given as
+ * an argument crashed the CLI with SIGSEGV, whatever its token count. Set before the native module loads (the
+ * variable is read through getenv, which sees what process.env sets); a user's own setting is left alone.
+ */
+export function disableOrtTelemetry(): void {
+  process.env.ORT_DISABLE_TELEMETRY ??= "1";
 }
 
 export {Model} from "./runtime/model.js";
