@@ -9,6 +9,7 @@ import {checkHubId} from "./hub/ids.js";
 import {hubUrl, urlSource, type ModelSource} from "./hub/source.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
 import {createWebRuntime, type WebRuntimeOptions} from "./runtime/ort-web.js";
+import {TAB_BUDGET} from "./runtime/limits.js";
 
 export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executionProviders" | "backend">, WebRuntimeOptions {
   /** Models the site ships, by name → base URL of their files (config.json, tokenizer.json, …). */
@@ -50,7 +51,7 @@ export async function loadModel(id: string, options: BrowserLoadOptions = {}): P
   // peaks at about 1.7 GB in a tab instead of 1.9 GB; its 10-token forward pass is no slower (~130 ms vs
   // ~165 ms), generation about 10% slower (npm run bench -- --browser).
   const sessionOptions = {...options.sessionOptions, extra: {session: {disable_prepacking: "1"}, ...options.sessionOptions?.extra}};
-  const common = {...options, ort, sessionOptions, releaseWeights: true};
+  const common = {memoryBudget: TAB_BUDGET, ...options, ort, sessionOptions, releaseWeights: true};
   if (runtime.backend === "webgpu") {
     try {
       return await createModel(source, {...common, executionProviders: ["webgpu"], backend: runtime.reason});

@@ -406,7 +406,8 @@ function integer(values: Values, name: string, fallback: number, min = -Infinity
 
 /** An aligned text table; `right[i]` right-aligns column i. */
 function table(header: string[], rows: string[][], right: boolean[] = []): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  // A loop, not Math.max(...rows): a config with 100,000 layers has that many rows, more than a call's arguments.
+  const widths = header.map((h, i) => rows.reduce((width, r) => Math.max(width, r[i].length), h.length));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (right[i] ? c.padStart(widths[i]) : i === cells.length - 1 ? c : c.padEnd(widths[i])))

@@ -3,6 +3,7 @@
  * onnxruntime-node — or, with `runtime: "web"`, on onnxruntime-web's WASM backend, the browser's engine; or,
  * with `runtime: "webgpu"`, on onnxruntime-web's WebGPU backend over Dawn (runtime/webgpu-node.ts).
  */
+import {totalmem} from "node:os";
 import {WorkbenchError} from "./errors.js";
 import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
@@ -24,7 +25,7 @@ export async function loadModel(id: string, options: LoadOptions = {}): Promise<
   // Retries and resumed downloads are told through onProgress, as the download's own messages are.
   const onNotice = rest.onProgress && ((message: string) => rest.onProgress!({stage: "download", message}));
   const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir, token, onNotice});
-  return createModel(source, {...(await ortRuntime(runtime)), ...rest});
+  return createModel(source, {...(await ortRuntime(runtime)), memoryBudget: {bytes: totalmem(), where: "this machine"}, ...rest});
 }
 
 /**
