@@ -12,6 +12,7 @@ import {type ModelSource, readJson} from "./hub/source.js";
 import {RUNTIMES, loadModel, type LoadOptions, type Runtime} from "./node.js";
 import {describeModel} from "./runtime/describe.js";
 import {Tokenizer} from "./tokenizer.js";
+import {sourceEncoder} from "./tokenizer-worker.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -281,17 +282,24 @@ async function inspect([id]: string[], values: Values, io: IO): Promise<void> {
 async function tokens([id, text]: string[], values: Values, io: IO): Promise<void> {
   const source = await resolveSource(id);
   const tokenizer = await loadTokenizer(source);
-  const encoding = tokenizer.encode(text);
+  // In a worker with a time limit: a tokenizer regex that backtracks without bound ends in an error, not a hang.
+  const encode = sourceEncoder(source);
+  let ids: number[], tokenStrings: string[];
+  try {
+    ({ids, tokens: tokenStrings} = await encode(text));
+  } finally {
+    await encode.dispose();
+  }
   if (values.json) {
-    io.out(JSON.stringify({ids: encoding.ids, tokens: encoding.tokens}) + "\n");
+    io.out(JSON.stringify({ids, tokens: tokenStrings}) + "\n");
     return;
   }
   io.out(
     table(
       ["#", "id", "token", "piece"],
-      encoding.ids.map((tid, i) => [String(i), String(tid), encoding.tokens[i], JSON.stringify(encoding.pieces[i])]),
+      ids.map((tid, i) => [String(i), String(tid), tokenStrings[i], JSON.stringify(tokenizer.idToPiece(tid))]),
       [true, true, false, false]
-    ) + `\n${encoding.ids.length} tokens\n`
+    ) + `\n${ids.length} tokens\n`
   );
 }
 
@@ -338,7 +346,7 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
   try {
     const json = Boolean(values.json);
     // The prompt as the tokenizer gives it back, then what each token adds: together, generation.text.
-    if (!json) io.out(model.tokenizer.decode(model.encodeInput(text).ids, {skipSpecialTokens: true}));
+    if (!json) io.out(model.tokenizer.decode((await model.prepareInput(text)).ids, {skipSpecialTokens: true}));
     const generation = await model.generate(text, {
       maxNewTokens,
       doSample: Boolean(values["do-sample"]),

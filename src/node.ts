@@ -7,6 +7,7 @@ import {totalmem} from "node:os";
 import {WorkbenchError} from "./errors.js";
 import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
+import {DEFAULT_ENCODE_TIMEOUT_MS, sourceEncoder} from "./tokenizer-worker.js";
 
 /**
  * "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend (the JSEP
@@ -18,14 +19,20 @@ export const isWebGPU = (runtime: string): runtime is "webgpu" | "webgpu-native"
 
 export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir" | "token"> {
   runtime?: Runtime;
+  /**
+   * Prompts are tokenized in a worker thread and stopped after this long (default 10 s), so that a tokenizer
+   * regex that backtracks without bound ends in an error instead of hanging; 0 tokenizes on this thread.
+   */
+  encodeTimeoutMs?: number;
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
-  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, token, ...rest} = options;
+  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, token, encodeTimeoutMs = DEFAULT_ENCODE_TIMEOUT_MS, ...rest} = options;
   // Retries and resumed downloads are told through onProgress, as the download's own messages are.
   const onNotice = rest.onProgress && ((message: string) => rest.onProgress!({stage: "download", message}));
   const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir, token, onNotice});
-  return createModel(source, {...(await ortRuntime(runtime)), memoryBudget: {bytes: totalmem(), where: "this machine"}, ...rest});
+  const encodeText = encodeTimeoutMs > 0 ? sourceEncoder(source, encodeTimeoutMs) : undefined;
+  return createModel(source, {...(await ortRuntime(runtime)), memoryBudget: {bytes: totalmem(), where: "this machine"}, encodeText, ...rest});
 }
 
 /**

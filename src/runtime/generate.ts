@@ -45,7 +45,7 @@ export async function generate(model: Model, prompt: string | number[], options:
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new WorkbenchError(`maxNewTokens must be a whole number ≥ 0, got ${maxNewTokens}`);
   if (doSample && !(temperature > 0)) throw new WorkbenchError(`temperature must be above 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new WorkbenchError(`topP must be in (0, 1], got ${topP}`);
-  const {ids} = model.encodeInput(prompt);
+  const {ids} = await model.prepareInput(prompt);
   const random = mulberry32(seed);
   const eos = new Set(model.eosIds());
   const sequence = [...ids];

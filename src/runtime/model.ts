@@ -20,6 +20,7 @@ import type {Tensor} from "./tensor.js";
 import {checkPicked, pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
+import type {EncodeText} from "../tokenizer-worker.js";
 import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js";
 
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
@@ -58,6 +59,11 @@ export interface CreateOptions {
    * buffers in place.
    */
   releaseWeights?: boolean;
+  /**
+   * Tokenize prompts with this instead of on the calling thread: in Node, a worker with a time limit
+   * (tokenizer-worker.ts), so that a tokenizer regex that backtracks without bound ends in an error.
+   */
+  encodeText?: EncodeText & {dispose?(): Promise<void>};
   /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
   memoryBudget?: MemoryBudget;
 }
@@ -179,7 +185,7 @@ export class Model {
     checkPicked(chosen);
     const paths = pathsOf(chosen);
     for (const path of paths) this.checkPath(path);
-    const {ids, tokens} = this.encodeInput(input);
+    const {ids, tokens} = await this.prepareInput(input);
     const activations = await this.forward(ids, paths.filter((p) => this.hooks.has(p)));
     for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
     return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & TraceInput;
@@ -238,13 +244,20 @@ export class Model {
     return generate(this, prompt, options);
   }
 
+  /** `encodeInput`, tokenizing through `encodeText` (a worker with a time limit) where the model has one. */
+  async prepareInput(input: string | number[]): Promise<{ids: number[]; tokens: string[]}> {
+    const encode = this.options.encodeText;
+    if (typeof input !== "string" || !encode) return this.encodeInput(input);
+    return this.encodeInput(input, await encode(input));
+  }
+
   /** Tokenize a prompt (or take ids as they are) and check it fits the model. */
-  encodeInput(input: string | number[]): {ids: number[]; tokens: string[]} {
+  encodeInput(input: string | number[], encoded?: {ids: number[]; tokens: string[]}): {ids: number[]; tokens: string[]} {
     let ids: number[], tokens: string[];
     if (typeof input !== "string" && !Array.isArray(input))
       throw new WorkbenchError(`the input is a prompt (a string) or an array of token ids, got ${input === null ? "null" : typeof input}`);
     if (typeof input === "string") {
-      ({ids, tokens} = this.tokenizer.encode(input));
+      ({ids, tokens} = encoded ?? this.tokenizer.encode(input));
       if (ids.length === 0) throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
       // tokenizer.json may know more tokens than the model has embeddings (config.json's vocab_size): such an id
       // would reach onnxruntime's Gather as an index out of range.
@@ -284,6 +297,7 @@ export class Model {
   }
 
   async dispose(): Promise<void> {
+    await this.options.encodeText?.dispose?.();
     await this.session.release();
   }
 }
