@@ -206,6 +206,18 @@ describe("interrupted and wrong downloads", () => {
     expect(await readJson(source, "tokenizer.json")).toHaveProperty("model");
   });
 
+  it("a damaged copy cached by an older version is taken out and fetched again", async () => {
+    const folder = folderOf("test-org/stories");
+    const source = await open("test-org/stories");
+    await source.read("tokenizer.json");
+    writeFileSync(path.join(folder, "tokenizer.json"), readFileSync(path.join(STORIES, "tokenizer.json")).subarray(0, 3000));
+    hub.requests.length = 0;
+    expect(await readJson(source, "tokenizer.json")).toHaveProperty("model");
+    expect(notices).toEqual(["test-org/stories/tokenizer.json: the cached copy is damaged; downloading it again"]);
+    expect(hub.requests.map((r) => r.url)).toEqual(["/test-org/stories/resolve/main/tokenizer.json"]);
+    expect(readFileSync(path.join(folder, "tokenizer.json")).equals(readFileSync(path.join(STORIES, "tokenizer.json")))).toBe(true);
+  });
+
   it("a cache that cannot be written is a named error", async () => {
     const blocker = path.join(tempDir("ro"), "not-a-folder");
     writeFileSync(blocker, "");

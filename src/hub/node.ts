@@ -115,6 +115,9 @@ export function diskCache(dir: string, about: Record<string, string> = {}): File
       if ((await fileSize(pathOf(file))) === undefined) return undefined;
       return folderSource(dir, location).readRange(file, start, end);
     },
+    async remove(file) {
+      await rm(pathOf(file), {force: true});
+    },
     async put(file, bytes) {
       const target = pathOf(file);
       await mkdir(path.dirname(target), {recursive: true});

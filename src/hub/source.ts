@@ -39,6 +39,8 @@ export interface FileCache {
   /** Bytes [start, end) of a cached file, when the cache can read part of a file. */
   getRange?(file: string, start: number, end: number): Promise<Uint8Array | undefined>;
   put(file: string, bytes: Uint8Array): Promise<void>;
+  /** Forget a file (a damaged copy left by an older version, found on reading it). */
+  remove?(file: string): Promise<void>;
 }
 
 export interface HubOptions {
@@ -248,9 +250,14 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
 
     async read(file, readOpts = {}) {
       const cached = await cache?.get(file);
-      if (cached) {
+      if (cached && isWhole(file, cached)) {
         readOpts.onProgress?.({file, loaded: cached.length, total: cached.length});
         return cached;
+      }
+      if (cached) {
+        // Cached by a version that did not check downloads: taken out, and fetched again.
+        notice(`${id}/${file}: the cached copy is damaged; downloading it again`);
+        await cache?.remove?.(file);
       }
       const bytes = await download(file, readOpts);
       if (cache) {
@@ -367,6 +374,15 @@ function checkContent(id: string, file: string, bytes: Uint8Array): void {
     } catch (error) {
       throw new HubError("corrupt", `${id}/${file}: the download is not a whole safetensors file (${(error as Error).message}): nothing was cached; try again`, {cause: error});
     }
+  }
+}
+
+function isWhole(file: string, bytes: Uint8Array): boolean {
+  try {
+    checkContent("", file, bytes);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -488,6 +504,9 @@ export function browserCache(baseUrl: string, name = "lm-workbench"): FileCache 
       if (!response) return undefined;
       const bytes = new Uint8Array(await response.arrayBuffer());
       return bytes.length === Number(response.headers.get("content-length")) ? bytes : undefined;
+    },
+    async remove(file) {
+      await (await caches.open(name)).delete(keyOf(file));
     },
     async put(file, bytes) {
       const headers = {"content-length": String(bytes.length), [COMPLETE_HEADER]: "1"};
