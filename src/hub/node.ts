@@ -101,8 +101,12 @@ function safeJoin(dir: string, file: string, id: string): string {
   return full;
 }
 
-/** Whole files kept in a folder; written to a temporary name then renamed, so no half file is ever seen. */
-export function diskCache(dir: string, about: Record<string, string> = {}): FileCache {
+/**
+ * Whole files kept in a folder; written to a temporary name then renamed, so no half file is ever seen. The
+ * folder is marked as a partial Hub cache (CACHE_MARKER, `about` in it) unless `mark` is false: a folder that
+ * already is a model folder (data/models/gpt2: a config and a tokenizer shipped without weights) stays one.
+ */
+export function diskCache(dir: string, about: Record<string, string> = {}, {mark = true}: {mark?: boolean} = {}): FileCache {
   const location = path.resolve(dir);
   const pathOf = (file: string) => safeJoin(location, file, dir);
   return {
@@ -122,7 +126,7 @@ export function diskCache(dir: string, about: Record<string, string> = {}): File
       const target = pathOf(file);
       await mkdir(path.dirname(target), {recursive: true});
       const marker = path.join(location, CACHE_MARKER);
-      if ((await fileSize(marker)) === undefined) await writeFile(marker, JSON.stringify({...about, complete: false}, null, 2) + "\n");
+      if (mark && (await fileSize(marker)) === undefined) await writeFile(marker, JSON.stringify({...about, complete: false}, null, 2) + "\n");
       const temporary = `${target}.${process.pid}.${Date.now()}.tmp`;
       try {
         await writeFile(temporary, bytes);
