@@ -4,11 +4,13 @@
  * in memory or give NaN weights; an empty weight_map; token ids beyond the model's vocabulary; trace arguments
  * that are not a prompt or hook paths; an inspect of 100,000 layers.
  */
-import {copyFileSync, mkdtempSync, rmSync, writeFileSync} from "node:fs";
+import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
+import {architectureFor, normalizeConfig} from "../src/arch/index.js";
 import {main} from "../src/cli.js";
+import {checkFits, TAB_BUDGET} from "../src/runtime/limits.js";
 import {WorkbenchError} from "../src/errors.js";
 import {openCheckpoint} from "../src/hub/checkpoint.js";
 import {folderSource} from "../src/hub/node.js";
@@ -94,6 +96,16 @@ describe("configs and checkpoints", () => {
     const seven = await refusal(loadModel(llama7b, {init: "random", memoryBudget: {bytes: 16e9, where: "this machine"}}));
     expect(seven).toMatch(/makes 6\.\d+ billion parameters, which need about 5\d\.\d GB .*; this machine has 16\.0 GB\. Pick a smaller model or config\.$/);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("in a tab: SmolLM2-135M fits, a GPT-2 XL-sized config is refused before anything is fetched", () => {
+    const smol = JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8"));
+    expect(() => checkFits(architectureFor(normalizeConfig(smol)), "HuggingFaceTB/SmolLM2-135M", TAB_BUDGET)).not.toThrow();
+    const gpt2 = JSON.parse(readFileSync("data/models/gpt2/config.json", "utf8"));
+    const xl = architectureFor(normalizeConfig({...gpt2, n_embd: 1600, n_layer: 48, n_head: 25}));
+    expect(() => checkFits(xl, "gpt2-xl", TAB_BUDGET)).toThrow(
+      /^gpt2-xl: too large to run here — .* makes 1\.56 billion parameters, which need about 12\.5 GB .*; a browser tab \(onnxruntime-web's memory is at most 4 GB\) has 4\.29 GB/
+    );
   });
 
   it("inspect of a config with 100,000 layers does not overflow the stack", async () => {

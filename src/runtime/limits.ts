@@ -18,7 +18,7 @@ export interface MemoryBudget {
  * A tab: onnxruntime-web's WASM memory is 32-bit (at most 4 GiB), and the weights pass through it or through
  * the tab's own heap on their way to the GPU.
  */
-export const TAB_BUDGET: MemoryBudget = {bytes: 4 * 2 ** 30, where: "a browser tab (onnxruntime-web's memory is at most 4 GB)"};
+export const TAB_BUDGET: MemoryBudget = {bytes: 4e9, where: "a browser tab (onnxruntime-web's memory is at most 4 GB)"};
 
 /**
  * The memory a model needs at its peak: every parameter as float32, twice (the JS copy and the session's, both
