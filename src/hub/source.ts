@@ -125,7 +125,11 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
       }
       const linkedSize = response.headers.get("x-linked-size");
       if (linkedSize !== null && /^\d+$/.test(linkedSize)) size ??= Number(linkedSize);
-      sha256 ??= sha256Of(response.headers.get("x-linked-etag")) ?? sha256Of(response.headers.get("etag"));
+      // The Hub's hash of an LFS file: X-Linked-Etag, or the ETag of the Hub's own answer (its redirect carries the
+      // sha256 as ETag too). Another origin's ETag (a CDN's, a static host's) is not taken for a sha256 even
+      // when it looks like one. In a browser the redirect is followed out of sight, so no hash: size and
+      // content are still checked.
+      sha256 ??= sha256Of(response.headers.get("x-linked-etag")) ?? (new URL(url).origin === origin ? sha256Of(response.headers.get("etag")) : undefined);
       const next = response.headers.get("location");
       if (FOLLOW_BY_HAND && REDIRECTS.has(response.status) && next) {
         await response.body?.cancel();
