@@ -3,6 +3,7 @@
  * over a minute on 31) no longer hangs the library or the CLI: prompts are tokenized in a worker thread that
  * is stopped at a time limit, with a WorkbenchError; the next prompt gets a fresh worker.
  */
+import {spawnSync} from "node:child_process";
 import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -41,6 +42,16 @@ describe("tokenizing under a time limit", () => {
     const traced = await model.trace("Once upon a time", ["lm_head.output"]);
     expect(traced.input_ids).toEqual(model.tokenizer.encode("Once upon a time").ids);
   }, 20_000);
+
+  it("an idle worker does not keep the process alive (a loader that never disposes its model still exits)", () => {
+    const script = path.join(dir, "exits.mts");
+    writeFileSync(script, `import {loadModel} from ${JSON.stringify(path.resolve("src/node.ts"))};\n` +
+      `const model = await loadModel(${JSON.stringify(STORIES)});\nconsole.log((await model.trace("Once upon", ["lm_head.output"])).input_ids.join(","));\n`);
+    const result = spawnSync(path.resolve("node_modules/.bin/tsx"), [script], {encoding: "utf8", timeout: 60_000});
+    expect(result.signal).toBe(null);
+    expect(result.status).toBe(0);
+    expect(result.stdout.trim()).toBe(model.tokenizer.encode("Once upon").ids.join(","));
+  }, 70_000);
 
   it("the worker encoder gives the same ids and tokens as the tokenizer itself", async () => {
     const encode = workerEncoder(readFileSync(path.join(STORIES, "tokenizer.json"), "utf8"), {}, {timeoutMs: 5000});
