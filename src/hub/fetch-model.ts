@@ -54,7 +54,8 @@ export async function fetchModel(id: string, opts: FetchModelOptions = {}): Prom
     tokenHint: "set HF_TOKEN to a Hugging Face access token",
     onNotice: opts.onNotice
   });
-  const read = (file: string) => source.read(file, {onProgress: opts.onProgress});
+  // Progress for what is downloaded, not for the files already here.
+  const read = async (file: string) => source.read(file, (await cache.size(file)) === undefined ? {onProgress: opts.onProgress} : {});
 
   const files = ["config.json", "tokenizer.json"];
   for (const file of files) await read(file);
