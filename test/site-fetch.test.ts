@@ -7,12 +7,15 @@
 import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, truncateSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import {execFile} from "node:child_process";
+import {promisify} from "node:util";
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from "vitest";
 import {fetchSiteModels} from "../docs/data/fetch-site-models.js";
 import {CACHE_MARKER, hubCacheFolder} from "../src/hub/node.js";
 import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 
 const STORIES = path.resolve("test/fixtures/stories260K");
+const run = promisify(execFile);
 let hub: HubServer;
 const dirs: string[] = [];
 const tempDir = () => (dirs.push(mkdtempSync(path.join(os.tmpdir(), "lmw-site-fetch-"))), dirs.at(-1)!);
@@ -84,8 +87,13 @@ describe("fetching the site's models", () => {
     expect(existsSync(path.join(cacheDir, ".hub"))).toBe(false);
   });
 
-  it("the site's model list finds the download for LMW_HUB_ENDPOINT, with its trained weights", async () => {
-    await fetchSiteModels(["test-org/stories"], {endpoint: hub.endpoint, modelsPath: [], log: () => {}});
+  it("npm run build's first step, run as npm runs it with LMW_HUB_ENDPOINT; the site's model list then finds the download", async () => {
+    const env = {...process.env, LMW_SITE_MODELS: "test-org/stories,stories260K", LMW_HUB_ENDPOINT: hub.endpoint, LMW_MODELS: ""};
+    const {stderr} = await run(path.resolve("node_modules/.bin/tsx"), ["docs/data/fetch-site-models.ts"], {env});
+    const folder = hubCacheFolder("test-org/stories", {endpoint: hub.endpoint});
+    expect(stderr.split("\n").filter((l) => l.startsWith("site-models:") && !l.endsWith(" MB"))).toEqual([
+      `site-models: test-org/stories: fetched from ${hub.endpoint} into ${folder}`
+    ]);
     Object.assign(process.env, {LMW_SITE_MODELS: "test-org/stories", LMW_HUB_ENDPOINT: hub.endpoint});
     vi.resetModules();
     const {siteModels} = await import("../docs/data/site-models.js");
@@ -93,12 +101,12 @@ describe("fetching the site's models", () => {
       {
         id: "test-org/stories",
         name: "stories",
-        folder: hubCacheFolder("test-org/stories", {endpoint: hub.endpoint}),
+        folder,
         files: ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"],
         weights: true
       }
     ]);
-  });
+  }, 60_000);
 
   it("trained weights over 50 MB are not shipped in dist/ unless LMW_SHIP_WEIGHTS=1", async () => {
     const models = tempDir();
