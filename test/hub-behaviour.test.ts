@@ -4,7 +4,7 @@
  * wrong bodies. Every failure is a HubError with a code and a message naming the model, the file and what to
  * do, and nothing half-written or wrong is ever left in the cache.
  */
-import {cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from "node:fs";
+import {cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from "node:fs";
 import {createHash} from "node:crypto";
 import os from "node:os";
 import path from "node:path";
@@ -166,13 +166,38 @@ describe("interrupted and wrong downloads", () => {
     expect(notices).toEqual([expect.stringMatching(/model\.safetensors: the connection dropped .* at 300000 bytes of 1\.0 MB; resuming \(1 of 3\)/)]);
   });
 
-  it("a connection that keeps dropping: a network error, and no file or temporary file left", async () => {
+  it("a connection that keeps dropping: a network error, no file or temporary file, and the next run resumes", async () => {
     const source = await open("test-org/stories");
-    hub.inject({kind: "drop", afterBytes: 1000, file: "model.safetensors", on: "cdn", times: 10});
+    hub.inject({kind: "drop", afterBytes: 1000, file: "model.safetensors", on: "cdn", times: 4});
     const error = await hubError(source.read("model.safetensors"));
     expect(error.code).toBe("network");
-    expect(error.message).toMatch(/^test-org\/stories\/model\.safetensors: the connection dropped .*4 times: nothing was cached; try again$/);
-    expect(cached(folderOf("test-org/stories"))).toEqual([]);
+    expect(error.message).toMatch(
+      /^test-org\/stories\/model\.safetensors: the connection dropped .*4 times: the part that arrived is kept, and the next try resumes there$/
+    );
+    // What arrived is kept apart, under names no reader takes for the file.
+    expect(cached(folderOf("test-org/stories")).sort()).toEqual(["model.safetensors.partial", "model.safetensors.partial.json"]);
+    expect(await source.has("model.safetensors")).toBe(true); // (asks the Hub: the partial is not the file)
+    expect(existsSync(path.join(folderOf("test-org/stories"), "model.safetensors"))).toBe(false);
+
+    // A later run asks for the rest only, checks the whole against the Hub's sha256, and clears the kept part.
+    hub.cdnRequests.length = 0;
+    notices.length = 0;
+    const again = await open("test-org/stories");
+    expect(Buffer.from(await again.read("model.safetensors")).equals(WEIGHTS)).toBe(true);
+    expect(hub.cdnRequests.filter((r) => r.method === "GET").map((r) => r.range)).toEqual(["bytes=4000-"]);
+    expect(notices).toEqual(["test-org/stories/model.safetensors: resuming at 4000 bytes of 1.0 MB, where an earlier download stopped"]);
+    expect(cached(folderOf("test-org/stories"))).toEqual(["model.safetensors"]);
+  });
+
+  it("a kept beginning of another version of the file is thrown away, and the file fetched whole", async () => {
+    const folder = folderOf("test-org/stories");
+    mkdirSync(folder, {recursive: true});
+    writeFileSync(path.join(folder, "model.safetensors.partial"), WEIGHTS.subarray(0, 5000));
+    writeFileSync(path.join(folder, "model.safetensors.partial.json"), JSON.stringify({size: WEIGHTS.length, sha256: "0".repeat(64), bytes: 5000}));
+    const source = await open("test-org/stories");
+    expect(Buffer.from(await source.read("model.safetensors")).equals(WEIGHTS)).toBe(true);
+    expect(hub.cdnRequests.filter((r) => r.method === "GET").map((r) => r.range)).toEqual(["bytes=5000-", undefined]);
+    expect(cached(folder)).toEqual(["model.safetensors"]);
   });
 
   it("a Content-Length shorter than the file is caught by X-Linked-Size and the rest fetched", async () => {

@@ -122,21 +122,48 @@ export function diskCache(dir: string, about: Record<string, string> = {}, {mark
     async remove(file) {
       await rm(pathOf(file), {force: true});
     },
+    // A kept beginning: <file>.partial and, beside it, what the whole file is (<file>.partial.json). Names no
+    // reader asks for, written whole through a temporary name like the files themselves.
+    async keepPartial(file, partial) {
+      const target = pathOf(file);
+      if (!partial) {
+        await Promise.all([rm(`${target}.partial`, {force: true}), rm(`${target}.partial.json`, {force: true})]);
+        return;
+      }
+      await mkdir(path.dirname(target), {recursive: true});
+      await writeWhole(`${target}.partial`, partial.bytes);
+      await writeWhole(`${target}.partial.json`, JSON.stringify({size: partial.size, sha256: partial.sha256, bytes: partial.bytes.length}) + "\n");
+    },
+    async partial(file) {
+      const target = pathOf(file);
+      try {
+        const about = JSON.parse(await readFile(`${target}.partial.json`, "utf8")) as {size: number; sha256: string; bytes: number};
+        const bytes = new Uint8Array(await readFile(`${target}.partial`));
+        return bytes.length === about.bytes && bytes.length < about.size ? {bytes, size: about.size, sha256: about.sha256} : undefined;
+      } catch {
+        return undefined;
+      }
+    },
     async put(file, bytes) {
       const target = pathOf(file);
       await mkdir(path.dirname(target), {recursive: true});
       const marker = path.join(location, CACHE_MARKER);
       if (mark && (await fileSize(marker)) === undefined) await writeFile(marker, JSON.stringify({...about, complete: false}, null, 2) + "\n");
-      const temporary = `${target}.${process.pid}.${Date.now()}.tmp`;
-      try {
-        await writeFile(temporary, bytes);
-        await rename(temporary, target);
-      } catch (error) {
-        await rm(temporary, {force: true});
-        throw error;
-      }
+      await writeWhole(target, bytes);
     }
   };
+}
+
+/** Writes `target` through a temporary name and a rename, so that no half-written file ever has its name. */
+async function writeWhole(target: string, bytes: Uint8Array | string): Promise<void> {
+  const temporary = `${target}.${process.pid}.${Date.now()}.tmp`;
+  try {
+    await writeFile(temporary, bytes);
+    await rename(temporary, target);
+  } catch (error) {
+    await rm(temporary, {force: true});
+    throw error;
+  }
 }
 
 export interface ResolveOptions {

@@ -41,6 +41,20 @@ export interface FileCache {
   put(file: string, bytes: Uint8Array): Promise<void>;
   /** Forget a file (a damaged copy left by an older version, found on reading it). */
   remove?(file: string): Promise<void>;
+  /**
+   * The beginning of a download that failed, kept apart from the files (never read as one) so that a later run
+   * resumes it instead of starting over; only for a file the Hub names by sha256, so that a kept beginning is
+   * never joined to another version's end. `undefined` clears it.
+   */
+  keepPartial?(file: string, partial: KeptBeginning | undefined): Promise<void>;
+  partial?(file: string): Promise<KeptBeginning | undefined>;
+}
+
+/** The first bytes of a file whose download stopped, and what the Hub said the whole file is. */
+export interface KeptBeginning {
+  bytes: Uint8Array;
+  size: number;
+  sha256: string;
 }
 
 export interface HubOptions {
@@ -191,16 +205,33 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
    */
   async function download(file: string, readOpts: ReadOptions): Promise<Uint8Array> {
     const {signal, onProgress} = readOpts;
-    let fetched = await request(file, "GET", undefined, signal);
+    const kept = await cache?.partial?.(file);
+    let fetched = await request(file, "GET", kept ? `bytes=${kept.bytes.length}-` : undefined, signal);
+    const resumed = kept && fetched.response.status === 206 && rangeStart(fetched.response) === kept.bytes.length && fetched.sha256 === kept.sha256 && fetched.size === kept.size;
+    if (kept && !resumed) {
+      // Another version of the file by now, or a server that cannot resume: the kept beginning is no use.
+      await cache?.keepPartial?.(file, undefined);
+      if (fetched.response.status !== 200) {
+        await fetched.response.body?.cancel();
+        fetched = await request(file, "GET", undefined, signal);
+      }
+    }
     if (!fetched.response.ok) throw failure(file, fetched);
     const {size, sha256} = fetched;
     const body = new Body(size ?? plainLength(fetched.response));
+    if (resumed) {
+      body.prefill(kept.bytes);
+      notice(`${id}/${file}: resuming at ${mb(kept.bytes.length)} of ${mb(kept.size)}, where an earlier download stopped`);
+    }
     for (let attempt = 1; ; attempt++) {
       let dropped: unknown;
       try {
         await body.pump(fetched.response, signal, (loaded) => onProgress?.({file, loaded, total: size ?? body.hint}));
       } catch (error) {
-        if (signal?.aborted) throw signal.reason ?? error;
+        if (signal?.aborted) {
+          await keepBeginning(file, body, size, sha256);
+          throw signal.reason ?? error;
+        }
         dropped = error;
       }
       const short = size !== undefined ? body.loaded < size : body.hint !== undefined && body.loaded < body.hint && !dropped && isPlain(fetched.response);
@@ -208,7 +239,9 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
       const why = dropped ? `the connection dropped (${errorText(dropped)})` : `the body ended early`;
       const at = `${mb(body.loaded)}${size !== undefined ? ` of ${mb(size)}` : ""}`;
       if (attempt > retries) {
-        throw new HubError(dropped ? "network" : "incomplete", `${id}/${file}: ${why} at ${at}, ${attempt} times: nothing was cached; try again`, {cause: dropped});
+        const saved = await keepBeginning(file, body, size, sha256);
+        const next = saved ? "the part that arrived is kept, and the next try resumes there" : "nothing was cached; try again";
+        throw new HubError(dropped ? "network" : "incomplete", `${id}/${file}: ${why} at ${at}, ${attempt} times: ${next}`, {cause: dropped});
       }
       // Resume where it stopped when the server says it can; a server that answers the Range with 200 sends
       // the whole file again, and we start over.
@@ -223,6 +256,7 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
       if (!fetched.response.ok) throw failure(file, fetched);
       throw new HubError("http", `${id}/${file}: asked to resume at byte ${body.loaded}, got ${fetched.response.headers.get("content-range") ?? "no Content-Range"}`);
     }
+    if (resumed) await cache?.keepPartial?.(file, undefined);
     const bytes = body.bytes();
     if (size !== undefined && bytes.length !== size)
       throw new HubError("corrupt", `${id}/${file}: received ${bytes.length} bytes, the Hub says the file has ${size}: nothing was cached; try again`);
@@ -234,6 +268,17 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
     checkContent(id, file, bytes);
     onProgress?.({file, loaded: bytes.length, total: bytes.length});
     return bytes;
+  }
+
+  /** Keeps what arrived of a file the Hub names by sha256, for the next run to resume; whether it did. */
+  async function keepBeginning(file: string, body: Body, size: number | undefined, sha256: string | undefined): Promise<boolean> {
+    if (!cache?.keepPartial || size === undefined || sha256 === undefined || body.loaded === 0 || body.loaded >= size) return false;
+    try {
+      await cache.keepPartial(file, {bytes: body.bytes(), size, sha256});
+      return true;
+    } catch {
+      return false; // keeping it is a convenience: the download's own error is what the user needs
+    }
   }
 
   return {
@@ -319,6 +364,12 @@ class Body {
     this.loaded = 0;
     this.chunks = [];
     this.whole = this.hint !== undefined ? new Uint8Array(this.hint) : undefined;
+  }
+
+  /** Start from bytes that arrived before (a kept beginning). */
+  prefill(bytes: Uint8Array): void {
+    this.restart();
+    this.add(bytes, () => {});
   }
 
   async pump(response: Response, signal: AbortSignal | undefined, progress: (loaded: number) => void): Promise<void> {
