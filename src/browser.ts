@@ -5,9 +5,11 @@
  * and says so.
  */
 import {WorkbenchError} from "./errors.js";
+import {checkHubId} from "./hub/ids.js";
 import {hubUrl, urlSource, type ModelSource} from "./hub/source.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
 import {createWebRuntime, type WebRuntimeOptions} from "./runtime/ort-web.js";
+import {TAB_BUDGET} from "./runtime/limits.js";
 
 export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executionProviders" | "backend">, WebRuntimeOptions {
   /** Models the site ships, by name → base URL of their files (config.json, tokenizer.json, …). */
@@ -15,31 +17,41 @@ export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executi
   /** The Hub (default https://huggingface.co); tests point it at a loopback server. */
   endpoint?: string;
   revision?: string;
+  /**
+   * A Hugging Face access token, for gated or private models. Sent as a header to the Hub endpoint only —
+   * never in a URL, never to a bundled model's or a URL's host, and never to the CDN the Hub redirects large
+   * files to (the browser drops Authorization on a redirect to another origin). Keep it in memory or
+   * sessionStorage, not in the page's URL.
+   */
+  token?: string;
 }
 
 /** Where a model's files are: a bundled name, an http(s) URL, or else a Hub repository id. */
-export function browserSource(id: string, options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision"> = {}): ModelSource {
+export function browserSource(
+  id: string,
+  options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision" | "token"> & {onNotice?: (message: string) => void} = {}
+): ModelSource {
   const trimmed = id.trim();
   if (!trimmed) throw new WorkbenchError("no model given: type a Hub id such as gpt2 or HuggingFaceTB/SmolLM2-135M");
   const bundled = options.bundled?.[trimmed];
   if (bundled) return urlSource(trimmed, new URL(bundled, location.href).href);
   if (/^https?:\/\//.test(trimmed)) return urlSource(trimmed, trimmed);
-  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(trimmed)) {
-    throw new WorkbenchError(`"${trimmed}" is not a Hub model id (like gpt2 or HuggingFaceTB/SmolLM2-135M) nor a URL`);
-  }
+  checkHubId(trimmed); // the Hub's own rules: no "..", no query, no third part
   const base = hubUrl(trimmed, "", {endpoint: options.endpoint, revision: options.revision}).replace(/\/$/, "");
-  return urlSource(trimmed, base);
+  return urlSource(trimmed, base, {token: options.token || undefined, tokenHint: "paste a Hugging Face access token", onNotice: options.onNotice});
 }
 
 export async function loadModel(id: string, options: BrowserLoadOptions = {}): Promise<Model> {
-  const source = browserSource(id, options);
+  // Retries and resumed downloads are told through onProgress, as the download's own messages are.
+  const onNotice = options.onProgress && ((message: string) => options.onProgress!({stage: "download", message}));
+  const source = browserSource(id, {...options, onNotice});
   const runtime = await createWebRuntime(options);
   const ort = runtime.ort as unknown as OrtModule;
   // MLAS would keep a second, prepacked copy of every MatMul weight in the WASM heap. Without it SmolLM2-135M
   // peaks at about 1.7 GB in a tab instead of 1.9 GB; its 10-token forward pass is no slower (~130 ms vs
   // ~165 ms), generation about 10% slower (npm run bench -- --browser).
   const sessionOptions = {...options.sessionOptions, extra: {session: {disable_prepacking: "1"}, ...options.sessionOptions?.extra}};
-  const common = {...options, ort, sessionOptions, releaseWeights: true};
+  const common = {memoryBudget: TAB_BUDGET, ...options, ort, sessionOptions, releaseWeights: true};
   if (runtime.backend === "webgpu") {
     try {
       return await createModel(source, {...common, executionProviders: ["webgpu"], backend: runtime.reason});

@@ -3,6 +3,7 @@
  * human-readable view by default and JSON on stdout with `--json`. A WorkbenchError (bad input) prints its
  * message on stderr and exits 1; anything else prints its stack too. Progress goes to stderr in human mode only.
  */
+import {readFile} from "node:fs/promises";
 import {parseArgs, type ParseArgsConfig} from "node:util";
 import {stats} from "./analysis/index.js";
 import {WorkbenchError} from "./errors.js";
@@ -11,6 +12,7 @@ import {type ModelSource, readJson} from "./hub/source.js";
 import {RUNTIMES, loadModel, type LoadOptions, type Runtime} from "./node.js";
 import {describeModel} from "./runtime/describe.js";
 import {Tokenizer} from "./tokenizer.js";
+import {sourceEncoder} from "./tokenizer-worker.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -27,12 +29,19 @@ interface Command {
 interface IO {
   out(text: string): void;
   err(text: string): void;
+  /** Everything on standard input, for TEXT "-" and `--prompt-file -`. */
+  stdin?(): Promise<string>;
 }
 
 const COMMON: Options = {
   json: {type: "boolean"},
   help: {type: "boolean", short: "h"}
 };
+/** Where TEXT may come from instead of the command line: a long prompt is better in a file or on stdin. */
+const PROMPT: Options = {"prompt-file": {type: "string"}};
+const PROMPT_HELP = `  TEXT                the text; "-" reads it from standard input
+  --prompt-file FILE  read the text from FILE ("-": standard input) instead of TEXT`;
+
 const LOADING: Options = {
   init: {type: "string"},
   seed: {type: "string"},
@@ -64,9 +73,10 @@ headers are checked against the parameter list.
 
 TEXT tokenized by MODEL's tokenizer.
 
+${PROMPT_HELP}
   --json              {"ids", "tokens"} on stdout`,
     summary: "tokenize TEXT",
-    options: COMMON,
+    options: {...COMMON, ...PROMPT},
     positionals: ["MODEL", "TEXT"],
     run: tokens
   },
@@ -76,11 +86,12 @@ TEXT tokenized by MODEL's tokenizer.
 One forward pass over TEXT, bringing back the tensors at the hook points (e.g. model.layers.1.output,
 transformer.h.0.attn.output) or weights named.
 
+${PROMPT_HELP}
   --hook PATH         a hook point or weight name (repeatable)
   --json              {"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}} on stdout
 ${LOAD_HELP}`,
     summary: "capture activations at hook points",
-    options: {...COMMON, ...LOADING, hook: {type: "string", multiple: true}},
+    options: {...COMMON, ...LOADING, ...PROMPT, hook: {type: "string", multiple: true}},
     positionals: ["MODEL", "TEXT"],
     run: trace
   },
@@ -89,6 +100,7 @@ ${LOAD_HELP}`,
 
 Continue TEXT: greedy by default, or sampling. Human mode streams the tokens as they come.
 
+${PROMPT_HELP}
   --max-new-tokens N  how many tokens to add at most (default 20)
   --do-sample         sample instead of taking the most likely token
   --temperature T     sampling temperature (default 1)
@@ -101,6 +113,7 @@ ${LOAD_HELP.split("\n").filter((l) => !l.includes("--seed")).join("\n")}`,
     options: {
       ...COMMON,
       ...LOADING,
+      ...PROMPT,
       "max-new-tokens": {type: "string"},
       "do-sample": {type: "boolean"},
       temperature: {type: "string"},
@@ -149,10 +162,13 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
       io.out(command.usage + "\n");
       return 0;
     }
-    if (positionals.length !== command.positionals.length) {
-      const what = positionals.length < command.positionals.length ? `missing ${command.positionals.slice(positionals.length).join(" ")}` : `too many arguments`;
+    // With --prompt-file, TEXT comes from the file and is not given on the command line.
+    const expected = values["prompt-file"] !== undefined ? command.positionals.filter((p) => p !== "TEXT") : command.positionals;
+    if (positionals.length !== expected.length) {
+      const what = positionals.length < expected.length ? `missing ${expected.slice(positionals.length).join(" ")}` : `too many arguments`;
       throw new UsageError(what, name);
     }
+    if (command.positionals.includes("TEXT")) positionals[1] = await promptText(positionals[1], values as Values, io, name);
     await command.run(positionals, values as Values, io);
     return 0;
   } catch (error) {
@@ -172,13 +188,41 @@ class UsageError extends WorkbenchError {
   }
 }
 
+/**
+ * TEXT as given, or read from `--prompt-file FILE` or standard input ("-"), less the one line end a file or
+ * `echo` puts last (a prompt "ends" where the text does, not on a newline token).
+ */
+async function promptText(text: string | undefined, values: Values, io: IO, command: string): Promise<string> {
+  const file = values["prompt-file"] as string | undefined;
+  if (file === undefined && text !== "-") return text!;
+  const chomp = (read: string) => read.replace(/\r?\n$/, "");
+  if (file === undefined || file === "-") {
+    if (!io.stdin) throw new UsageError("no standard input to read the text from", command);
+    return chomp(await io.stdin());
+  }
+  try {
+    return chomp(await readFile(file, "utf8"));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`--prompt-file ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder" : (error as Error).message}`, command);
+  }
+}
+
 function defaultIO(): IO {
   // `lm-workbench … | head` closes the pipe early: stop quietly rather than crash on EPIPE.
   process.stdout.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code === "EPIPE") process.exit(0);
     throw error;
   });
-  return {out: (text) => void process.stdout.write(text), err: (text) => void process.stderr.write(text)};
+  return {
+    out: (text) => void process.stdout.write(text),
+    err: (text) => void process.stderr.write(text),
+    stdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString("utf8");
+    }
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -238,17 +282,24 @@ async function inspect([id]: string[], values: Values, io: IO): Promise<void> {
 async function tokens([id, text]: string[], values: Values, io: IO): Promise<void> {
   const source = await resolveSource(id);
   const tokenizer = await loadTokenizer(source);
-  const encoding = tokenizer.encode(text);
+  // In a worker with a time limit: a tokenizer regex that backtracks without bound ends in an error, not a hang.
+  const encode = sourceEncoder(source);
+  let ids: number[], tokenStrings: string[];
+  try {
+    ({ids, tokens: tokenStrings} = await encode(text));
+  } finally {
+    await encode.dispose();
+  }
   if (values.json) {
-    io.out(JSON.stringify({ids: encoding.ids, tokens: encoding.tokens}) + "\n");
+    io.out(JSON.stringify({ids, tokens: tokenStrings}) + "\n");
     return;
   }
   io.out(
     table(
       ["#", "id", "token", "piece"],
-      encoding.ids.map((tid, i) => [String(i), String(tid), encoding.tokens[i], JSON.stringify(encoding.pieces[i])]),
+      ids.map((tid, i) => [String(i), String(tid), tokenStrings[i], JSON.stringify(tokenizer.idToPiece(tid))]),
       [true, true, false, false]
-    ) + `\n${encoding.ids.length} tokens\n`
+    ) + `\n${ids.length} tokens\n`
   );
 }
 
@@ -294,19 +345,8 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
   const model = await load(id, values, io);
   try {
     const json = Boolean(values.json);
-    // Stream by decoding the whole sequence each step and printing what it adds: decoding tokens one by one
-    // would lose SentencePiece spaces and split multi-byte characters.
-    const sequence = json ? [] : model.encodeInput(text).ids;
-    let printed = json ? "" : model.tokenizer.decode(sequence, {skipSpecialTokens: true});
-    if (!json) io.out(printed);
-    const stream = (id: number) => {
-      sequence.push(id);
-      const decoded = model.tokenizer.decode(sequence, {skipSpecialTokens: true});
-      if (decoded.startsWith(printed) && !decoded.endsWith("\uFFFD")) {
-        io.out(decoded.slice(printed.length));
-        printed = decoded;
-      }
-    };
+    // The prompt as the tokenizer gives it back, then what each token adds: together, generation.text.
+    if (!json) io.out(model.tokenizer.decode((await model.prepareInput(text)).ids, {skipSpecialTokens: true}));
     const generation = await model.generate(text, {
       maxNewTokens,
       doSample: Boolean(values["do-sample"]),
@@ -314,13 +354,12 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
       topK,
       topP,
       seed,
-      onToken: json ? undefined : (token) => stream(token.id)
+      onToken: json ? undefined : (token) => io.out(token.text)
     });
     if (json) {
       io.out(JSON.stringify({input_ids: generation.input_ids, new_ids: generation.new_ids, text: generation.text}) + "\n");
       return;
     }
-    if (generation.text.startsWith(printed)) io.out(generation.text.slice(printed.length));
     io.out("\n");
     io.err(`(${generation.new_ids.length} new tokens; stopped: ${generation.stopped}; weights: ${model.weightsOrigin})\n`);
   } finally {
@@ -375,7 +414,8 @@ function integer(values: Values, name: string, fallback: number, min = -Infinity
 
 /** An aligned text table; `right[i]` right-aligns column i. */
 function table(header: string[], rows: string[][], right: boolean[] = []): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  // A loop, not Math.max(...rows): a config with 100,000 layers has that many rows, more than a call's arguments.
+  const widths = header.map((h, i) => rows.reduce((width, r) => Math.max(width, r[i].length), h.length));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (right[i] ? c.padStart(widths[i]) : i === cells.length - 1 ? c : c.padEnd(widths[i])))

@@ -3,9 +3,11 @@
  * onnxruntime-node — or, with `runtime: "web"`, on onnxruntime-web's WASM backend, the browser's engine; or,
  * with `runtime: "webgpu"`, on onnxruntime-web's WebGPU backend over Dawn (runtime/webgpu-node.ts).
  */
+import {totalmem} from "node:os";
 import {WorkbenchError} from "./errors.js";
 import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
+import {DEFAULT_ENCODE_TIMEOUT_MS, sourceEncoder} from "./tokenizer-worker.js";
 
 /**
  * "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend (the JSEP
@@ -15,14 +17,22 @@ export const RUNTIMES = ["node", "web", "webgpu", "webgpu-native"] as const;
 export type Runtime = (typeof RUNTIMES)[number];
 export const isWebGPU = (runtime: string): runtime is "webgpu" | "webgpu-native" => runtime === "webgpu" || runtime === "webgpu-native";
 
-export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir"> {
+export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir" | "token"> {
   runtime?: Runtime;
+  /**
+   * Prompts are tokenized in a worker thread and stopped after this long (default 10 s), so that a tokenizer
+   * regex that backtracks without bound ends in an error instead of hanging; 0 tokenizes on this thread.
+   */
+  encodeTimeoutMs?: number;
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
-  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, ...rest} = options;
-  const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir});
-  return createModel(source, {...(await ortRuntime(runtime)), ...rest});
+  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, token, encodeTimeoutMs = DEFAULT_ENCODE_TIMEOUT_MS, ...rest} = options;
+  // Retries and resumed downloads are told through onProgress, as the download's own messages are.
+  const onNotice = rest.onProgress && ((message: string) => rest.onProgress!({stage: "download", message}));
+  const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir, token, onNotice});
+  const encodeText = encodeTimeoutMs > 0 ? sourceEncoder(source, encodeTimeoutMs) : undefined;
+  return createModel(source, {...(await ortRuntime(runtime)), memoryBudget: {bytes: totalmem(), where: "this machine"}, encodeText, ...rest});
 }
 
 /**
@@ -41,7 +51,20 @@ export async function ortRuntime(runtime: Runtime): Promise<{ort: OrtModule; exe
     ort.env.wasm.numThreads = 1;
     return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)"};
   }
+  disableOrtTelemetry();
   return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)"};
+}
+
+/**
+ * onnxruntime-node (1.2x+ on Linux) starts Microsoft's telemetry client with its first session unless
+ * `ORT_DISABLE_TELEMETRY` is set. The client queues events in ~/.cache/Microsoft/DeveloperTools/.onnxruntime/
+ * onnxruntime.db, leaves an empty /tmp/mat-debug-<pid>.log per process, and parses /proc/self/cmdline with a
+ * std::regex whose recursion overflows the stack on a long command line: a ~30,000-character prompt given as
+ * an argument crashed the CLI with SIGSEGV, whatever its token count. Set before the native module loads (the
+ * variable is read through getenv, which sees what process.env sets); a user's own setting is left alone.
+ */
+export function disableOrtTelemetry(): void {
+  process.env.ORT_DISABLE_TELEMETRY ??= "1";
 }
 
 export {Model} from "./runtime/model.js";

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {openCheckpoint} from "../src/hub/checkpoint.js";
-import {folderSource, resolveSource} from "../src/hub/node.js";
+import {folderSource, hubCacheFolder, resolveSource} from "../src/hub/node.js";
 import {hubUrl, readJson, urlSource} from "../src/hub/source.js";
 import type {Progress} from "../src/hub/source.js";
 import {parseHeader} from "../src/hub/safetensors.js";
@@ -143,7 +143,7 @@ describe("over HTTP", () => {
     const controller = new AbortController();
     const read = source.read("model.safetensors", {signal: controller.signal, onProgress: () => controller.abort()});
     await expect(read).rejects.toThrow(/abort/i);
-    const repoDir = path.join(cacheDir, "test-org/mini-gpt2");
+    const repoDir = hubCacheFolder("test-org/mini-gpt2", {endpoint: hub.endpoint, cacheDir});
     expect(existsSync(repoDir) ? readdirSync(repoDir) : []).not.toContain("model.safetensors");
     expect(existsSync(repoDir) ? readdirSync(repoDir).filter((f) => f.endsWith(".tmp")) : []).toEqual([]);
   });
@@ -155,7 +155,7 @@ describe("over HTTP", () => {
     const weights = await first!.loadAll({onProgress: (p) => events.push(p)});
     await readJson(await fromHub("test-org/mini-gpt2", cacheDir), "config.json");
     expect(events.at(-1)!.loaded).toBe(events.at(-1)!.total);
-    expect(readdirSync(path.join(cacheDir, "test-org/mini-gpt2"))).toEqual(
+    expect(readdirSync(hubCacheFolder("test-org/mini-gpt2", {endpoint: hub.endpoint, cacheDir}))).toEqual(
       expect.arrayContaining(["model.safetensors", "config.json"])
     );
 

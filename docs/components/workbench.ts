@@ -202,6 +202,7 @@ export async function* liveModel(
   const done = loadModel(id, {
     bundled,
     endpoint: page.endpoint,
+    token: sessionToken(),
     preferWebGPU: page.preferWebGPU,
     signal: controller.signal,
     onProgress,
@@ -299,6 +300,7 @@ export function modelStatus(state: ModelState): HTMLElement {
     }<span>${state.message}${loaded !== undefined && total ? "" : loaded ? ` (${mb(loaded)})` : ""}</span></div>`);
   } else if (state.status === "error") {
     box.append(html`<div class="lmw-error" role="alert">${state.id || "model"}: ${state.message}</div>`);
+    if ((state.error as {code?: string} | undefined)?.code === "gated") box.append(tokenForm());
   } else if (state.status === "idle") {
     box.append(html`<div class="lmw-muted">${state.message}</div>`);
   }
@@ -307,6 +309,36 @@ export function modelStatus(state: ModelState): HTMLElement {
     box.append(describe(state.model));
   }
   return box;
+}
+
+// A Hugging Face token for gated models: asked for where a load fails as "gated", kept in sessionStorage (this
+// tab, until it closes), never in the page's URL; src/browser.ts sends it to the Hub endpoint only.
+const TOKEN_KEY = "lmw-hf-token";
+
+function sessionToken(): string | undefined {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || undefined;
+  } catch {
+    return undefined; // storage blocked: no token
+  }
+}
+
+/** A password field that keeps the token for this tab's session (the form never submits: no token in a URL). */
+function tokenForm(): HTMLElement {
+  const input = html`<input type="password" autocomplete="off" spellcheck="false" placeholder="hf_…" size="36">` as HTMLInputElement;
+  const note = html`<span class="lmw-muted"></span>`;
+  const save = (event: Event) => {
+    event.preventDefault();
+    try {
+      if (input.value.trim()) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      else sessionStorage.removeItem(TOKEN_KEY);
+      note.textContent = input.value.trim() ? " kept for this tab only; press “Load” again" : " token forgotten";
+    } catch {
+      note.textContent = " this browser does not allow keeping it";
+    }
+    input.value = "";
+  };
+  return html`<form class="lmw-token" onsubmit=${save}><label>Hugging Face token ${input}</label> <button type="submit">Use token</button>${note}</form>`;
 }
 
 /** "precomputed" or "live", which model, and its weights. */

@@ -7,6 +7,7 @@ const {prompt, maxNewTokens} = GENERATION_DEFAULTS;
 const generations = [];
 for (const {id} of siteModels()) {
   const model = await loadSiteModel(id);
+  // Each token with the text it adds (onToken's `text`): joined, they are the continuation, spaces and all.
   const tokens: {id: number; text: string}[] = [];
   const result = await model.generate(prompt, {maxNewTokens, onToken: ({id, text}) => tokens.push({id, text})});
   generations.push({id, weightsOrigin: model.weightsOrigin, prompt, maxNewTokens, tokens, text: result.text, stopped: result.stopped});

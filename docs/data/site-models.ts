@@ -3,17 +3,21 @@
  *
  *   siteModels()          → [{id, name, folder, files, weights}] for each model in LMW_SITE_MODELS
  *                           (comma-separated; default gpt2,HuggingFaceTB/SmolLM2-135M,stories260K) that
- *                           is found in a local model folder (LMW_MODELS, then data/models); others are
- *                           skipped with a warning on stderr.
+ *                           is found in a local model folder (LMW_MODELS, then data/models, and the Hub
+ *                           download `npm run build` made: fetch-site-models.ts); others are skipped with
+ *                           a warning on stderr. A folder with trained weights is preferred.
  *   siteModel(name)       → the entry whose `name` (the URL folder: last part of the id) is `name`.
  *   loadSiteModel(id)     → the model on onnxruntime-node: its checkpoint when it has weights, else random
  *                           weights (seed 0); `model.weightsOrigin` says which. Cached per process.
  *
- * The files a model ships with the site (docs/models/<name>/…) are copied byte for byte from `folder`.
+ * The files a model ships with the site (docs/models/<name>/…) are copied byte for byte from `folder`. Trained
+ * weights over SHIP_WEIGHTS_BYTES (gpt2: 548 MB, SmolLM2-135M: 269 MB) are left out unless LMW_SHIP_WEIGHTS=1:
+ * a static host has limits (GitHub Pages: 100 MB a file, 1 GB a site), and the pages load those weights from
+ * the Hub at run time; the precomputed numbers still come from them, here.
  */
-import {existsSync} from "node:fs";
+import {existsSync, readFileSync, statSync} from "node:fs";
 import path from "node:path";
-import {findModelFolder} from "../../src/hub/node.js";
+import {CACHE_MARKER, findModelFolder, hubCacheFolder} from "../../src/hub/node.js";
 import type {Model} from "../../src/runtime/model.js";
 
 export const DEFAULT_SITE_MODELS = "gpt2,HuggingFaceTB/SmolLM2-135M,stories260K";
@@ -28,11 +32,14 @@ export interface SiteModel {
   name: string;
   /** Where the files are on this machine. */
   folder: string;
-  /** The files shipped (those of MODEL_FILES that the folder has). */
+  /** The files shipped (those of MODEL_FILES that the folder has; large weights only with LMW_SHIP_WEIGHTS=1). */
   files: string[];
-  /** Whether trained weights ship (model.safetensors); if not, the numbers use random weights. */
+  /** Whether the build has trained weights (model.safetensors); if not, the numbers use random weights. */
   weights: boolean;
 }
+
+/** Trained weights larger than this stay out of dist/ (the pages fetch them from the Hub) unless LMW_SHIP_WEIGHTS=1. */
+export const SHIP_WEIGHTS_BYTES = 50e6;
 
 let cached: SiteModel[] | undefined;
 
@@ -40,16 +47,47 @@ export function siteModels(): SiteModel[] {
   if (cached) return cached;
   const ids = (process.env.LMW_SITE_MODELS ?? DEFAULT_SITE_MODELS).split(",").map((s) => s.trim()).filter(Boolean);
   cached = [];
+  const ship = process.env.LMW_SHIP_WEIGHTS === "1";
   for (const id of ids) {
-    const folder = findModelFolder(id);
+    const folder = siteFolder(id);
     if (!folder) {
       process.stderr.write(`site-models: ${id} is not in any local model folder (LMW_MODELS=${process.env.LMW_MODELS ?? ""}); the site is built without it\n`);
       continue;
     }
-    const files = MODEL_FILES.filter((f) => existsSync(path.join(folder, f)));
-    cached.push({id, name: path.basename(id), folder, files, weights: files.includes("model.safetensors")});
+    const weightsFile = path.join(folder, "model.safetensors");
+    const weights = existsSync(weightsFile);
+    const shipped = (f: string) => f !== "model.safetensors" || ship || statSync(weightsFile).size <= SHIP_WEIGHTS_BYTES;
+    const files = MODEL_FILES.filter((f) => existsSync(path.join(folder, f)) && shipped(f));
+    cached.push({id, name: path.basename(id), folder, files, weights});
   }
   return cached;
+}
+
+/**
+ * Where model `id` is on this machine: a model folder (LMW_MODELS, data/models) or a complete Hub download for
+ * LMW_HUB_ENDPOINT (fetch-site-models.ts), the one with trained weights first.
+ */
+function siteFolder(id: string): string | undefined {
+  const local = findModelFolder(id);
+  let downloaded: string | undefined;
+  try {
+    downloaded = hubCacheFolder(id, {endpoint: process.env.LMW_HUB_ENDPOINT || undefined});
+  } catch {
+    downloaded = undefined; // not a Hub id: only local folders can have it
+  }
+  // A download is usable when marked complete, or when it went into a model folder shipped without a marker
+  // (data/models/gpt2: the real Hub's main branch, filled in place).
+  const complete = (dir: string | undefined) => {
+    if (dir === undefined || !existsSync(path.join(dir, "config.json"))) return false;
+    if (!existsSync(path.join(dir, CACHE_MARKER))) return true;
+    try {
+      return JSON.parse(readFileSync(path.join(dir, CACHE_MARKER), "utf8")).complete === true;
+    } catch {
+      return false;
+    }
+  };
+  const candidates = [local, complete(downloaded) ? downloaded : undefined].filter((d): d is string => d !== undefined);
+  return candidates.find((dir) => existsSync(path.join(dir, "model.safetensors"))) ?? candidates[0];
 }
 
 export function siteModel(name: string): SiteModel {

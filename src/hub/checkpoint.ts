@@ -84,6 +84,8 @@ async function readWeightMap(source: ModelSource, opts: ReadOptions): Promise<Re
   if (typeof map !== "object" || map === null || Object.values(map).some((file) => typeof file !== "string")) {
     throw new WorkbenchError(`${source.id}/${INDEX_FILE}: weight_map must map tensor names to file names`);
   }
+  if (Object.keys(map).length === 0)
+    throw new WorkbenchError(`${source.id}/${INDEX_FILE}: weight_map is empty, so the index names no weights: the file is damaged or not this model's (fetch it again)`);
   return map as Record<string, string>;
 }
 

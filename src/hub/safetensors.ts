@@ -66,9 +66,12 @@ export function parseHeader(bytes: Uint8Array, file: string, fileSize?: number):
 
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, dataOffset)));
+    // fatal: a header that is not UTF-8 is refused, not read with U+FFFD in place of its bytes (as the Rust
+    // reader refuses it).
+    json = JSON.parse(new TextDecoder("utf-8", {fatal: true}).decode(bytes.subarray(8, dataOffset)));
   } catch (error) {
-    throw new WorkbenchError(`${file}: header is not valid JSON (${(error as Error).message})`, {cause: error});
+    const why = error instanceof TypeError ? "it is not valid UTF-8" : (error as Error).message;
+    throw new WorkbenchError(`${file}: header is not valid JSON (${why})`, {cause: error});
   }
   if (!isObject(json)) throw new WorkbenchError(`${file}: header is not a JSON object`);
 
@@ -81,6 +84,7 @@ export function parseHeader(bytes: Uint8Array, file: string, fileSize?: number):
     }
     tensors.set(name, parseEntry(name, entry, file, dataOffset, fileSize));
   }
+  checkNoOverlap(tensors, file);
   return {tensors, metadata, dataOffset};
 }
 
@@ -90,7 +94,8 @@ function parseEntry(name: string, entry: unknown, file: string, dataOffset: numb
   const {dtype, shape, data_offsets: offsets} = entry;
 
   if (typeof dtype !== "string") throw new WorkbenchError(`${where}: missing dtype`);
-  if (!(dtype in DTYPE_SIZE)) throw new WorkbenchError(`${where}: unknown dtype ${dtype}`);
+  // Object.hasOwn, not `in`: a dtype named "toString" or "__proto__" is not a dtype.
+  if (!Object.hasOwn(DTYPE_SIZE, dtype)) throw new WorkbenchError(`${where}: unknown dtype ${dtype}`);
   if (!Array.isArray(shape) || !shape.every(isCount)) {
     throw new WorkbenchError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
   }
@@ -112,6 +117,16 @@ function parseEntry(name: string, entry: unknown, file: string, dataOffset: numb
     throw new WorkbenchError(`${where}: offsets [${begin}, ${end}) out of bounds (file has ${fileSize} bytes)`);
   }
   return {name, dtype, shape, begin, end, file};
+}
+
+/** Two tensors may not share bytes: a file whose tensors overlap is corrupt (the Rust reader refuses it too). */
+function checkNoOverlap(tensors: Map<string, TensorInfo>, file: string): void {
+  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    const [a, b] = [sorted[i - 1], sorted[i]];
+    if (b.begin < a.end)
+      throw new WorkbenchError(`${file}: tensors ${a.name} [${a.begin}, ${a.end}) and ${b.name} [${b.begin}, ${b.end}) overlap: the file is corrupt`);
+  }
 }
 
 export function numel(shape: readonly number[]): number {

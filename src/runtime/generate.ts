@@ -21,7 +21,12 @@ export interface GenerateOptions {
   useCache?: boolean;
   /** Default true: stop at the end-of-sequence token. */
   stopAtEos?: boolean;
-  /** Called with each new token as it is chosen. */
+  /**
+   * Called with each new token as it is chosen. `text` is what the token adds to the decoded text: the decode
+   * of the whole sequence minus what earlier tokens already gave, so that SentencePiece's leading spaces survive
+   * and a character split over several byte tokens comes out whole (with the token that completes it). Joined,
+   * the `text`s of every token are the generation's continuation.
+   */
   onToken?: (token: {id: number; text: string; index: number}) => void;
   signal?: AbortSignal;
 }
@@ -40,13 +45,14 @@ export async function generate(model: Model, prompt: string | number[], options:
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new WorkbenchError(`maxNewTokens must be a whole number ≥ 0, got ${maxNewTokens}`);
   if (doSample && !(temperature > 0)) throw new WorkbenchError(`temperature must be above 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new WorkbenchError(`topP must be in (0, 1], got ${topP}`);
-  const {ids} = model.encodeInput(prompt);
+  const {ids} = await model.prepareInput(prompt);
   const random = mulberry32(seed);
   const eos = new Set(model.eosIds());
   const sequence = [...ids];
   const newIds: number[] = [];
   let cache: Cache | undefined;
   let stopped: Generation["stopped"] = "max_new_tokens";
+  const stream = textStream(model, ids);
 
   for (let step = 0; step < maxNewTokens; step++) {
     if (options.signal?.aborted) {
@@ -67,7 +73,10 @@ export async function generate(model: Model, prompt: string | number[], options:
     const next = doSample ? sample(last, {temperature, topK, topP}, random) : argmax(last);
     sequence.push(next);
     newIds.push(next);
-    options.onToken?.({id: next, text: model.tokenizer.decode([next]), index: step});
+    if (options.onToken) {
+      const last = step === maxNewTokens - 1 || (stopAtEos && eos.has(next)) || sequence.length >= model.config.maxPositions;
+      options.onToken({id: next, text: stream(sequence, last), index: step});
+    }
     if (stopAtEos && eos.has(next)) {
       stopped = "eos";
       break;
@@ -75,6 +84,27 @@ export async function generate(model: Model, prompt: string | number[], options:
   }
   releaseCache(cache);
   return {input_ids: ids, new_ids: newIds, text: model.tokenizer.decode(sequence, {skipSpecialTokens: true}), stopped};
+}
+
+/**
+ * What each new token adds to the text. Decoding a token alone loses what depends on its neighbours (the
+ * space SentencePiece's "▁" stands for is dropped at the start of a text; a multi-byte character split over
+ * byte tokens decodes to "\uFFFD" piece by piece), so the whole sequence is decoded each step and the part
+ * already handed out is taken off. A decode that ends in an incomplete character is held back until the token
+ * that completes it, except for the last token, which hands out whatever is left.
+ */
+function textStream(model: Model, promptIds: number[]): (sequence: number[], last: boolean) => string {
+  const decode = (ids: number[]) => model.tokenizer.decode(ids, {skipSpecialTokens: true});
+  let shown = decode(promptIds);
+  return (sequence, last) => {
+    const decoded = decode(sequence);
+    // Decoding can rewrite what came before (a tokenizer that cleans up " ." into "."): then nothing is handed
+    // out until the text grows past what was shown again.
+    if (!decoded.startsWith(shown) || (!last && decoded.endsWith("\uFFFD"))) return "";
+    const added = decoded.slice(shown.length);
+    shown = decoded;
+    return added;
+  };
 }
 
 /** Draw a token: temperature, then keep the top-k, then the smallest set whose probability reaches top-p. */

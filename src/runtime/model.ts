@@ -17,8 +17,10 @@ import {type ModelSource, type Progress, readJson} from "../hub/source.js";
 import {Tokenizer, type Encoding} from "../tokenizer.js";
 import {generate, type GenerateOptions, type Generation} from "./generate.js";
 import type {Tensor} from "./tensor.js";
-import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
+import {checkPicked, pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
+import {checkFits, type MemoryBudget} from "./limits.js";
+import type {EncodeText} from "../tokenizer-worker.js";
 import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js";
 
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
@@ -57,6 +59,13 @@ export interface CreateOptions {
    * buffers in place.
    */
   releaseWeights?: boolean;
+  /**
+   * Tokenize prompts with this instead of on the calling thread: in Node, a worker with a time limit
+   * (tokenizer-worker.ts), so that a tokenizer regex that backtracks without bound ends in an error.
+   */
+  encodeText?: EncodeText & {dispose?(): Promise<void>};
+  /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
+  memoryBudget?: MemoryBudget;
 }
 
 export async function createModel(source: ModelSource, options: CreateOptions): Promise<Model> {
@@ -69,6 +78,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   if (!(await source.has("tokenizer.json"))) throw new WorkbenchError(`${source.location}: tokenizer.json is missing`);
   const tokenizer = Tokenizer.fromJson(await readJson(source, "tokenizer.json", {signal: options.signal}), tokenizerConfig);
   const arch = architectureFor(config);
+  checkFits(arch, source.id, options.memoryBudget);
 
   const checkpoint = options.init === "random" ? undefined : await openCheckpoint(source, {signal: options.signal});
   if (!checkpoint && options.init !== "random") {
@@ -169,10 +179,14 @@ export class Model {
   async trace(input: string | number[], paths: string[]): Promise<Record<string, Tensor> & TraceInput>;
   async trace<T>(input: string | number[], pick: (m: any) => T): Promise<Picked<T> & TraceInput>;
   async trace<T>(input: string | number[], pick: ((m: any) => T) | string[]): Promise<Picked<T> & TraceInput> {
+    if (typeof pick !== "function" && !Array.isArray(pick))
+      throw new WorkbenchError(`trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got ${pick === null ? "null" : typeof pick}`);
+    if (Array.isArray(pick)) checkPicked(pick, "hook path");
     const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
+    checkPicked(chosen);
     const paths = pathsOf(chosen);
     for (const path of paths) this.checkPath(path);
-    const {ids, tokens} = this.encodeInput(input);
+    const {ids, tokens} = await this.prepareInput(input);
     const activations = await this.forward(ids, paths.filter((p) => this.hooks.has(p)));
     for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
     return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & TraceInput;
@@ -231,12 +245,28 @@ export class Model {
     return generate(this, prompt, options);
   }
 
+  /** `encodeInput`, tokenizing through `encodeText` (a worker with a time limit) where the model has one. */
+  async prepareInput(input: string | number[]): Promise<{ids: number[]; tokens: string[]}> {
+    const encode = this.options.encodeText;
+    if (typeof input !== "string" || !encode) return this.encodeInput(input);
+    return this.encodeInput(input, await encode(input));
+  }
+
   /** Tokenize a prompt (or take ids as they are) and check it fits the model. */
-  encodeInput(input: string | number[]): {ids: number[]; tokens: string[]} {
+  encodeInput(input: string | number[], encoded?: {ids: number[]; tokens: string[]}): {ids: number[]; tokens: string[]} {
     let ids: number[], tokens: string[];
+    if (typeof input !== "string" && !Array.isArray(input))
+      throw new WorkbenchError(`the input is a prompt (a string) or an array of token ids, got ${input === null ? "null" : typeof input}`);
     if (typeof input === "string") {
-      ({ids, tokens} = this.tokenizer.encode(input));
+      ({ids, tokens} = encoded ?? this.tokenizer.encode(input));
       if (ids.length === 0) throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
+      // tokenizer.json may know more tokens than the model has embeddings (config.json's vocab_size): such an id
+      // would reach onnxruntime's Gather as an index out of range.
+      const beyond = ids.findIndex((id) => id >= this.config.vocabSize);
+      if (beyond >= 0)
+        throw new WorkbenchError(
+          `token ${JSON.stringify(tokens[beyond])} has id ${ids[beyond]}, but ${this.id} has vocab_size ${this.config.vocabSize} (config.json): its tokenizer.json and config.json disagree`
+        );
     } else {
       ids = input;
       for (const id of ids) {
@@ -270,6 +300,7 @@ export class Model {
   }
 
   async dispose(): Promise<void> {
+    await this.options.encodeText?.dispose?.();
     await this.session.release();
   }
 }

@@ -3,6 +3,7 @@
  * records the module path it was led along. The engine then fetches exactly those paths in one run and puts
  * each tensor where its path stood in what `pick` returned.
  */
+import {WorkbenchError} from "../errors.js";
 import type {Tensor} from "./tensor.js";
 
 const PATH = Symbol("module path");
@@ -23,6 +24,24 @@ export const PICK_ROOT = () => pathProxy([]);
 
 function pathOf(value: unknown): string | undefined {
   return typeof value === "function" ? ((value as any)[PATH] as string | undefined) : undefined;
+}
+
+/**
+ * Refuses what `pick` returned (or the list of paths given) when anything in it is not a path: a pick that
+ * returns nothing, a number, a tensor from elsewhere. Without this check such values were skipped silently.
+ */
+export function checkPicked(picked: unknown, what = "pick returned"): void {
+  const visit = (v: unknown, where: string): void => {
+    if (pathOf(v) !== undefined || typeof v === "string") return;
+    if (Array.isArray(v)) return v.forEach((x, i) => visit(x, `${where}[${i}]`));
+    const proto = v && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
+    if (proto === Object.prototype || proto === null) return Object.entries(v as object).forEach(([k, x]) => visit(x, `${where}.${k}`));
+    const shown = v === undefined || v === null ? String(v) : typeof v === "object" ? `a ${(v as object).constructor?.name ?? "object"}` : `${JSON.stringify(v)} (a ${typeof v})`;
+    throw new WorkbenchError(
+      `trace: ${where} ${shown}, not a hook path: pick returns paths such as m.model.layers[0].output, or strings, or arrays and objects of them`
+    );
+  };
+  visit(picked, what);
 }
 
 /** Every module path in what `pick` returned: a path, a string, or arrays and objects of them. */

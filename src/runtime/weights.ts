@@ -68,13 +68,21 @@ export const randomOrigin = (seed: number) => `random (seed ${seed})`;
  */
 export function randomWeights(arch: Architecture, seed: number): Weights {
   const byName = new Map(arch.parameters().map((p) => [p.name, p]));
-  const std = Number(arch.config.raw.initializer_range ?? 0.02);
+  const std = initializerRange(arch.config.raw.initializer_range);
   const make = (name: string) => initialize(byName.get(name) ?? unknownParameter(name), seed, std);
   return {
     origin: randomOrigin(seed),
     loadAll: async () => make,
     load: async (name) => make(name)
   };
+}
+
+/** config.json's `initializer_range` (default 0.02): a positive number, or the random weights would all be NaN. */
+function initializerRange(value: unknown): number {
+  if (value === undefined || value === null) return 0.02;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0)
+    throw new WorkbenchError(`config.json: field "initializer_range" must be a positive number for random weights, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function initialize(p: Parameter, seed: number, std: number): Float32Array {
