@@ -43,8 +43,8 @@
  */
 import * as Inputs from "@observablehq/inputs";
 import {html} from "htl";
-import {loadModel} from "../src/browser.js";
-import type {LoadProgress, Model} from "../src/index.js";
+import type {LoadProgress} from "../src/index.js";
+import {loadWorkerModel, type WorkerModel as Model} from "../src/runtime/worker-model.js";
 import {weightsLabel} from "../src/runtime/weights.js";
 import {measureRedraw} from "../src/views/measure.js";
 
@@ -148,6 +148,9 @@ let ready: Model | undefined;
 const readyListeners = new Set<(model: Model) => void>();
 
 function becomeReady(model: Model): void {
+  // The previous model's worker holds its whole session: free it. A call still on it ends with an
+  // AbortError, which keepLast passes over.
+  if (ready && ready !== model) ready.dispose();
   ready = model;
   window.lmw = {model, runs: () => model?.runs ?? 0};
   for (const listener of readyListeners) listener(model);
@@ -172,12 +175,15 @@ export async function* liveModel(
   loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
   const controller = (loading = new AbortController());
   const page = pageOptions();
-  const random = (init ?? page.init) === "random";
   const shipped = await siteModels();
-  // Ship by name: those with weights always; all of them when random weights are asked for.
+  const entry = shipped.find((m) => m.id === id || m.name === id);
+  // Random weights only stand in for a checkpoint the site does not have: a model that ships with its
+  // weights (stories260K) always runs them, whatever ?weights= says.
+  const random = (init ?? page.init) === "random" && entry !== undefined && !entry.weights;
+  // Ship by name: those with weights always; one without, when it runs with random weights.
   const bundled: Record<string, string> = {};
   for (const m of shipped) {
-    if (!m.weights && !random) continue;
+    if (!m.weights && !(random && m === entry)) continue;
     bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, MODELS_BASE).href;
   }
   const where = bundled[id] ? "from this site" : /^https?:\/\//.test(id) ? `from ${id}` : `from ${page.endpoint}`;
@@ -199,7 +205,7 @@ export async function* liveModel(
       {id, status: "loading", message: p.message, model: ready, ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})},
       p.stage !== "download"
     );
-  const done = loadModel(id, {
+  const done = loadWorkerModel(id, {
     bundled,
     endpoint: page.endpoint,
     preferWebGPU: page.preferWebGPU,
@@ -209,6 +215,7 @@ export async function* liveModel(
   }).then(
     (model) => {
       if (call === latest) becomeReady(model);
+      else model.dispose(); // superseded while loading: its worker is not needed
       update({id, status: "ready", message: `${model.id} is ready`, model}, true);
     },
     (error) => {
@@ -342,6 +349,8 @@ export async function keepLast<T>(name: string, work: Promise<T> | (() => Promis
     note.textContent = "";
     return value;
   } catch (error) {
+    // Superseded by a newer input, or the model was replaced: the newer run shows its own result.
+    if (error instanceof DOMException && error.name === "AbortError") return (lastGood.has(name) ? lastGood.get(name) : fallback) as T;
     const kept = lastGood.has(name);
     note.textContent = `${errorMessage(error)}${kept ? " — showing the previous result." : ""}`;
     return (kept ? lastGood.get(name) : fallback) as T;

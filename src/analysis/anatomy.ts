@@ -7,6 +7,7 @@
  * only re-slice it.
  */
 import type {Model} from "../runtime/model.js";
+import {piecesOf, type AnyModel} from "./tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {clampIndex, layerPath, residualHooks, weightModules, type WeightModule} from "./hooks.js";
 import {bitIdentical, matrix, row, stats, type Stats} from "./index.js";
@@ -41,10 +42,10 @@ export interface AnatomyTrace {
 }
 
 /** One forward pass over `prompt` fetching every tensor page 3 shows. */
-export async function anatomyTrace(model: Model, prompt: string): Promise<AnatomyTrace> {
+export async function anatomyTrace(model: AnyModel, prompt: string): Promise<AnatomyTrace> {
   const hooks = [...new Set([...pickableModules(model).map((m) => m.output), ...residualHooks(model.config)])];
   const trace = await model.trace(prompt, hooks);
-  const pieces = trace.input_ids.map((id) => model.tokenizer.idToPiece(id));
+  const pieces = await piecesOf(model, trace.input_ids);
   const tensors: Record<string, Tensor> = {};
   for (const h of hooks) tensors[h] = trace[h]!;
   return {prompt, input_ids: trace.input_ids, pieces, tensors};

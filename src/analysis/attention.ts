@@ -3,7 +3,7 @@
  * live (attention or MLP).
  */
 import type {ModelConfig} from "../arch/index.js";
-import type {Model} from "../runtime/model.js";
+import {piecesOf, type AnyModel} from "./tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {attentionHook, clampIndex} from "./hooks.js";
 import type {ParameterCounts} from "./index.js";
@@ -91,13 +91,13 @@ export interface AttentionTrace {
 }
 
 /** One forward pass over `prompt` fetching every layer's attention weights: layer and head only re-slice. */
-export async function attentionTrace(model: Model, prompt: string): Promise<AttentionTrace> {
+export async function attentionTrace(model: AnyModel, prompt: string): Promise<AttentionTrace> {
   const hooks = Array.from({length: model.config.numLayers}, (_, i) => attentionHook(model.config, i));
   const trace = await model.trace(prompt, hooks);
   return {
     prompt,
     input_ids: trace.input_ids,
-    pieces: trace.input_ids.map((id) => model.tokenizer.idToPiece(id)),
+    pieces: await piecesOf(model, trace.input_ids),
     layers: hooks.map((h) => trace[h]!)
   };
 }

@@ -3,7 +3,7 @@
  * has (model, hub, models, backend), and the model itself — loaded once per page for all the cells that
  * name it, so two embedded cells run one model, not two.
  */
-import type {Model} from "../runtime/model.js";
+import type {WorkerModel as Model} from "../runtime/worker-model.js";
 import {weightsLabel} from "../runtime/weights.js";
 import {measureRedraw} from "../views/measure.js";
 
@@ -61,8 +61,9 @@ export function sharedModel(id: string, {hub, models, backend}: {hub: string; mo
   let load = loads.get(key);
   if (!load) {
     load = (async () => {
-      const [{loadModel}, bundled] = await Promise.all([import("../browser.js"), shippedModels(models)]);
-      return loadModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm"});
+      // The model runs in its own worker: the embedding page keeps painting during a forward pass.
+      const [{loadWorkerModel}, bundled] = await Promise.all([import("../runtime/worker-model.js"), shippedModels(models)]);
+      return loadWorkerModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm"});
     })();
     load.catch(() => loads.delete(key));
     loads.set(key, load);

@@ -1,0 +1,127 @@
+/**
+ * The model's own thread: a module worker that loads one model with onnxruntime-web and answers the page's
+ * calls (src/runtime/worker-protocol.ts). Everything slow — downloads, building the graph, creating the
+ * session, tokenizing, forward passes, generation — happens here, so the page keeps painting and its
+ * controls keep answering while a pass runs. Started by src/runtime/worker-model.ts.
+ *
+ * Calls run in the order they arrive; the page sends the next one only when this one has answered, so an
+ * `abort` for the running generation is read between two of its steps (each `await` of a session run
+ * gives the worker's event loop a turn).
+ */
+import {loadModel} from "../browser.js";
+import type {Model} from "./model.js";
+import type {Tensor} from "./tensor.js";
+import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerCall} from "./worker-protocol.js";
+
+// A module worker's global scope; typed here so this file compiles with the DOM library alone.
+const scope = globalThis as unknown as {
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  addEventListener(type: "message", listener: (event: MessageEvent<ToWorker>) => void): void;
+};
+
+const post = (message: FromWorker, transfer: Transferable[] = []) => scope.postMessage(message, transfer);
+
+let model: Model | undefined;
+const aborts = new Map<number, AbortController>();
+
+function sent(error: unknown): SentError {
+  if (error instanceof Error) return {name: error.name, message: error.message};
+  if (error && typeof error === "object" && "message" in error) return {name: "Error", message: String((error as {message: unknown}).message)};
+  return {name: "Error", message: String(error)};
+}
+
+scope.addEventListener("message", ({data}) => {
+  if (data.op === "load") {
+    loadModel(data.id, {
+      bundled: data.bundled,
+      endpoint: data.endpoint,
+      preferWebGPU: data.preferWebGPU,
+      onProgress: (progress) => post({type: "progress", progress}),
+      ...(data.init === "random" ? {init: "random" as const, seed: data.seed ?? 0} : {})
+    }).then(
+      (loaded) => {
+        model = loaded;
+        post({type: "loaded", info: infoOf(loaded)});
+      },
+      (error) => post({type: "load-error", error: sent(error)})
+    );
+  } else if (data.op === "abort") {
+    aborts.get(data.req)?.abort(new DOMException("stopped", "AbortError"));
+  } else {
+    answer(data);
+  }
+});
+
+function infoOf(m: Model): ModelInfo {
+  return {
+    id: m.id,
+    backend: m.backend,
+    weightsOrigin: m.weightsOrigin,
+    config: m.config,
+    parameters: m.parameters(),
+    hookPoints: m.hookPoints(),
+    moduleTree: m.moduleTree(),
+    counts: m.counts(),
+    eosIds: m.eosIds(),
+    bosTokenId: m.tokenizer.bosTokenId,
+    eosTokenId: m.tokenizer.eosTokenId
+  };
+}
+
+async function answer({req, method, args}: WorkerCall): Promise<void> {
+  const controller = new AbortController();
+  aborts.set(req, controller);
+  try {
+    if (!model) throw new Error("the model is not loaded yet");
+    const m = model;
+    let value: unknown;
+    let transfer: Transferable[] = [];
+    switch (method) {
+      case "encode":
+        value = m.tokenizer.encode(args[0] as string);
+        break;
+      case "decode":
+        value = m.tokenizer.decode(args[0] as number[], args[1] as {skipSpecialTokens?: boolean});
+        break;
+      case "pieces":
+        value = (args[0] as number[]).map((id) => m.tokenizer.idToPiece(id));
+        break;
+      case "weight":
+        // Copied, not transferred: the weights' own buffers may still be the worker's.
+        value = await m.weight(args[0] as string);
+        break;
+      case "trace": {
+        const paths = args[1] as string[];
+        const traced = await m.trace(args[0] as number[], paths);
+        const hooks = new Set(m.hookPoints());
+        const tensors: Record<string, Tensor> = {};
+        const buffers = new Set<ArrayBuffer>();
+        for (const path of paths) {
+          const t = traced[path]!;
+          tensors[path] = t;
+          // Activations were made for this call: hand their memory over. Weights stay (copied).
+          if (hooks.has(path) && t.data.buffer instanceof ArrayBuffer) buffers.add(t.data.buffer);
+        }
+        value = {tensors, input_ids: traced.input_ids, tokens: traced.tokens};
+        transfer = [...buffers];
+        break;
+      }
+      case "generate": {
+        const options = (args[1] ?? {}) as Record<string, unknown>;
+        value = await m.generate(args[0] as number[], {
+          ...options,
+          signal: controller.signal,
+          onToken: (token) => post({type: "token", req, token: {...token, piece: m.tokenizer.idToPiece(token.id)}})
+        });
+        break;
+      }
+      default:
+        throw new Error(`unknown call ${String(method)}`);
+    }
+    post({type: "result", req, value, runs: m.runs}, transfer);
+  } catch (error) {
+    post({type: "error", req, error: sent(error), runs: model?.runs ?? 0});
+  } finally {
+    aborts.delete(req);
+  }
+}
