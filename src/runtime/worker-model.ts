@@ -68,6 +68,8 @@ interface Pending {
   lane?: {name: string; ticket: number};
   timeoutMs?: number;
   onToken?: (token: StreamedToken) => void;
+  /** What the call answers if it is aborted while in the worker, at once, without waiting for the worker. */
+  abortedValue?: () => unknown;
 }
 
 const abortError = (why: string) => new DOMException(why, "AbortError");
@@ -140,8 +142,11 @@ class Connection {
       if (p.lane && this.tickets.get(p.lane.name) !== p.lane.ticket) return reject(abortError(`superseded by a newer ${p.lane.name}`));
       if (p.signal?.aborted) return reject(p.signal.reason ?? abortError("stopped"));
       p.signal?.addEventListener("abort", () => {
-        if (this.current === p) this.send({op: "abort", req: p.req});
-        else this.drop(p, p.signal!.reason ?? abortError("stopped"));
+        if (this.current === p) {
+          // The worker stops after its current step; the page need not wait for that step to end.
+          this.send({op: "abort", req: p.req});
+          if (p.abortedValue) p.resolve(p.abortedValue()), (p.onToken = undefined);
+        } else this.drop(p, p.signal!.reason ?? abortError("stopped"));
       }, {once: true});
       this.queue.push(p);
       this.pump();
@@ -312,7 +317,20 @@ export class WorkerModel {
   async generate(prompt: string | number[], options: WorkerGenerateOptions = {}): Promise<Generation> {
     const {onToken, signal, ...rest} = options;
     const ids = await this.ids(prompt);
-    return this.connection.call<Generation>("generate", [ids, rest], {lane: this.laneTicket, signal, onToken});
+    // Stop answers at once with what has streamed so far: a step of a large model on WASM can take longer
+    // than a reader should wait for the button to take effect. The worker drops the rest of its step.
+    const streamed: StreamedToken[] = [];
+    const abortedValue = (): Generation => ({
+      input_ids: ids,
+      new_ids: streamed.map((t) => t.id),
+      text: (typeof prompt === "string" ? prompt : "") + streamed.map((t) => t.piece).join(""),
+      stopped: "aborted"
+    });
+    const relay = (token: StreamedToken) => {
+      streamed.push(token);
+      onToken?.(token);
+    };
+    return this.connection.call<Generation>("generate", [ids, rest], {lane: this.laneTicket, signal, onToken: relay, abortedValue});
   }
 
   /** Stop the worker; the model cannot be used after. */

@@ -33,6 +33,8 @@ function sent(error: unknown): SentError {
 scope.addEventListener("message", ({data}) => {
   if (data.op === "load") {
     loadModel(data.id, {
+      // The page's own thread needs a core to paint and answer input while a pass runs.
+      maxThreads: Math.max(1, (navigator.hardwareConcurrency ?? 2) - 1),
       bundled: data.bundled,
       endpoint: data.endpoint,
       preferWebGPU: data.preferWebGPU,
@@ -41,6 +43,7 @@ scope.addEventListener("message", ({data}) => {
     }).then(
       (loaded) => {
         model = loaded;
+        yieldBetweenRuns(loaded);
         post({type: "loaded", info: infoOf(loaded)});
       },
       (error) => post({type: "load-error", error: sent(error)})
@@ -51,6 +54,31 @@ scope.addEventListener("message", ({data}) => {
     answer(data);
   }
 });
+
+/**
+ * A macrotask turn before each session run. onnxruntime-web's WASM run computes synchronously and resolves
+ * through microtasks only, so without this a generation's steps follow one another with no turn for the
+ * worker's message events: an `abort` would be read only after the last token.
+ */
+function yieldBetweenRuns(m: Model): void {
+  const run = m.run.bind(m);
+  m.run = async (...args: Parameters<Model["run"]>) => {
+    await nextMacrotask();
+    return run(...args);
+  };
+}
+
+/** Resolves on the next macrotask (a MessageChannel message: no 4 ms clamp, unlike nested setTimeouts). */
+function nextMacrotask(): Promise<void> {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
 
 function infoOf(m: Model): ModelInfo {
   return {
