@@ -325,6 +325,14 @@ export function sourceBadge({live, model, id, weightsOrigin}: {live: boolean; mo
     live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span>`;
 }
 
+/**
+ * What the reader can do about precomputed numbers: turn on "Run live" — or, where it is on already, wait for
+ * the model (or fix the error its status shows). `action`: "for yours", "to see layer 3".
+ */
+export function runLiveHint(live: boolean, action: string): string {
+  return live ? `the live model is not ready yet (see its status above)` : `turn on “Run live” ${action}`;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Keep the last good result
 
