@@ -16,8 +16,8 @@ import {downsample, maxAbsDifference, type Downsampled} from "./matrix.js";
 /** Page 3's defaults: the lecture's module and layer, and two prompts to compare. */
 export const ANATOMY_DEFAULTS = {
   layer: 10,
-  promptA: "The cat sat on the mat",
-  promptB: "Paris is the capital of France",
+  promptA: "The city Paris is in France",
+  promptB: "The cat sat on the mat",
   maxCells: 256
 };
 

@@ -35,11 +35,13 @@ export interface SimilarityOptions {
   width?: number;
   /** A layer to mark with a vertical rule. */
   layer?: number;
+  /** A band of similarity to shade (an exercise's target), e.g. [0.7, 0.8]. */
+  band?: readonly [number, number];
   title?: string;
 }
 
 /** Cosine similarity across layers, one line per pair of contexts. */
-export function similarityChart(points: readonly SimilarityPoint[], {width = 900, layer, title}: SimilarityOptions = {}): SVGSVGElement | HTMLElement {
+export function similarityChart(points: readonly SimilarityPoint[], {width = 900, layer, band, title}: SimilarityOptions = {}): SVGSVGElement | HTMLElement {
   return Plot.plot({
     title,
     width,
@@ -49,6 +51,8 @@ export function similarityChart(points: readonly SimilarityPoint[], {width = 900
     y: {label: "cosine similarity", grid: true, nice: true},
     color: {legend: true, label: "pair of contexts"},
     marks: [
+      band === undefined ? null : Plot.rectY([band], {y1: (b: readonly number[]) => b[0], y2: (b: readonly number[]) => b[1], fill: "#2a7d2e", fillOpacity: 0.12}),
+      band === undefined ? null : Plot.text([band], {y: (b: readonly number[]) => b[1], text: () => `target ${band[0]}–${band[1]}`, frameAnchor: "left", dx: 4, dy: -6, fill: "#2a7d2e"}),
       layer === undefined ? null : Plot.ruleX([layer], {stroke: "orange", strokeWidth: 2, strokeDasharray: "4 3"}),
       Plot.lineY(points, {x: "layer", y: "similarity", stroke: "pair", strokeWidth: 2, marker: "circle-stroke"}),
       Plot.tip(points, Plot.pointer({x: "layer", y: "similarity", stroke: "pair", title: (p: SimilarityPoint) => `${p.pair}\nlayer ${p.layer}: ${p.similarity.toFixed(4)}`}))
