@@ -107,3 +107,34 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
     ]
   });
 }
+
+/** What a next-token bar chart needs of a candidate (analysis/tokens.ts's Candidate fits). */
+export interface NextTokenBar {
+  id: number;
+  /** The token with its whitespace visible ("·Paris"). */
+  shown: string;
+  probability: number;
+}
+
+/**
+ * The most likely next tokens as horizontal bars, most likely on top, each labelled with its token and id.
+ * The left margin is made for the longest label, so "·observational  (39011)" is not clipped.
+ */
+export function nextTokenChart(top: readonly NextTokenBar[], {width = 640, format = (p: number) => `${(p * 100).toPrecision(2)}%`} = {}): SVGSVGElement | HTMLElement {
+  const label = (d: NextTokenBar) => `${d.shown}  (${d.id})`;
+  // About 7 px a character at the axis' 10 px font.
+  const marginLeft = Math.max(80, 10 + 7 * Math.max(0, ...top.map((d) => label(d).length)));
+  return Plot.plot({
+    width,
+    marginLeft,
+    marginRight: 60,
+    height: 24 * top.length + 40,
+    x: {label: "probability", grid: true, tickFormat: format},
+    y: {label: null, domain: top.map(label)},
+    marks: [
+      Plot.barX(top, {x: "probability", y: label, fill: "steelblue"}),
+      Plot.text(top, {x: "probability", y: label, text: (d: NextTokenBar) => format(d.probability), dx: 4, textAnchor: "start"}),
+      Plot.ruleX([0])
+    ]
+  });
+}
