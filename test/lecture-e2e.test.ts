@@ -116,4 +116,138 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
       await w.page.close();
     }
   }, 400_000);
+
+  test("a dragged 'Max new tokens' runs its last value only: the older values' generations are dropped, not queued", async () => {
+    const w = await browser.open(`${server.origin}/generation?backend=wasm&weights=random&live`);
+    try {
+      await waitForModel(w, "gpt2");
+      await w.page.waitForSelector(".generation:not([data-state=running]):not([data-state=precomputed])", {timeout: 120_000});
+      const before = await w.page.evaluate(() => window.lmw!.runs());
+      for (const value of [30, 31, 32, 33, 34, 35]) await setRange(w, "Max new tokens", value);
+      await w.page.waitForSelector(".generation[data-state=max_new_tokens]", {timeout: 120_000});
+      await settle(w);
+      expect(await generatedTokens(w)).toBe(35);
+      // One generation of 35 tokens is 35 passes; six queued generations would be 195.
+      const passes = (await w.page.evaluate(() => window.lmw!.runs())) - before;
+      measured.drag = {values: 6, lastValue: 35, forwardPasses: passes};
+      expect(passes).toBeLessThan(35 + 15);
+      // Greedy: the sampling controls are off, so they cannot re-run a generation that would give the same text.
+      const disabled = await w.page.locator("form.lmw-disabled input[type=range]").evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).disabled));
+      expect(disabled).toEqual([true, true, true, true]);
+      await w.page.getByLabel("sampling", {exact: true}).check();
+      await w.page.waitForFunction(() => !document.querySelector("form.lmw-disabled"));
+      expect(await w.page.getByLabel("Temperature", {exact: true}).first().isDisabled()).toBe(false);
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 400_000);
+
+  test("self_attn.source: the attention block's steps and shapes from the engine, for SmolLM2 and gpt2 structures and stories260K; a step shows its tensor", async () => {
+    const cases = [
+      {model: "HuggingFaceTB/SmolLM2-135M", weights: "&weights=random", first: "q_proj.output", weightsShape: "[1, 9, 10, 10]", qShape: "[1, 10, 576]"},
+      {model: "gpt2", weights: "&weights=random", first: "c_attn.output", weightsShape: "[1, 12, 10, 10]", qShape: "[1, 10, 2304]"},
+      {model: "stories260K", weights: "", first: "q_proj.output", weightsShape: "[1, 8, 16, 16]", qShape: "[1, 16, 64]"}
+    ];
+    for (const c of cases) {
+      const w = await browser.open(`${server.origin}/mlp-attention?backend=wasm&live&model=${encodeURIComponent(c.model)}${c.weights}`);
+      try {
+        await waitForModel(w, c.model);
+        await w.page.waitForSelector(".step-tensor[data-shape]:not([data-shape=''])", {timeout: 120_000});
+        await settle(w);
+        expect(await w.page.locator(".attn-shape").textContent(), c.model).toContain(c.weightsShape);
+        const steps = await w.page.locator("form.lmw-steps .step").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.path!));
+        expect(steps.length, c.model).toBeGreaterThanOrEqual(4);
+        expect(steps[0]!.endsWith(`.${c.first}`), `${c.model} opens on ${steps[0]}`).toBe(true);
+        expect(steps.at(-1)!.endsWith("attn.output") || steps.at(-1)!.endsWith("self_attn.output"), c.model).toBe(true);
+        // The attention weights are shown first; choosing the first step shows its own tensor, with no new pass.
+        const runs = await w.page.evaluate(() => window.lmw!.runs());
+        await w.page.locator("form.lmw-steps label", {hasText: c.first}).click();
+        await w.page.waitForSelector(`.step-tensor[data-step='${steps[0]}']`);
+        expect(await w.page.locator(".step-tensor").getAttribute("data-shape"), c.model).toBe(c.qShape);
+        expect(await w.page.evaluate(() => window.lmw!.runs())).toBe(runs);
+        expect(await w.page.locator(".observablehq--error").count()).toBe(0);
+        expect(w.errors, w.console.join("\n")).toEqual([]);
+      } finally {
+        await w.page.close();
+      }
+    }
+  }, 600_000);
+
+  test("every exercise is posed: 1 on generation, 2 on tokens, 3 on context with its 0.7–0.8 band, 4 on MLP and attention with the answer on request", async () => {
+    const w = await browser.open(`${server.origin}/generation`);
+    try {
+      await settle(w);
+      await expect(w.page.locator("#exercise-1").textContent()).resolves.toMatch(/arithmetic/);
+      await w.page.goto(`${server.origin}/tokens`);
+      await settle(w);
+      await expect(w.page.locator("#exercise-2").textContent()).resolves.toMatch(/three most likely/);
+      await w.page.getByLabel("Add a trailing space").check();
+      await w.page.waitForSelector(".top-three");
+      await w.page.goto(`${server.origin}/context`);
+      await settle(w);
+      await expect(w.page.locator("#exercise-3").textContent()).resolves.toMatch(/between 0\.7 and 0\.8/);
+      expect(await w.page.locator(".band-check").getAttribute("data-lands")).toMatch(/^(true|false)$/);
+      await expect(w.page.locator("figure, svg").filter({hasText: "target 0.7–0.8"}).count()).resolves.toBeGreaterThan(0);
+      await w.page.goto(`${server.origin}/mlp-attention`);
+      await settle(w);
+      await expect(w.page.locator("#exercise-4").textContent()).resolves.toMatch(/share/);
+      expect(await w.page.locator(".answer").count()).toBe(0);
+      await w.page.getByRole("button", {name: "Show the answer"}).click();
+      await expect(w.page.locator(".answer").textContent()).resolves.toMatch(/the MLPs hold \d+(\.\d)?%/);
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 300_000);
+
+  test("the reader's settings survive a page change; ?weights=random leaves stories260K's trained weights alone", async () => {
+    const w = await browser.open(`${server.origin}/tokens?backend=wasm&weights=random`);
+    try {
+      const form = w.page.locator("form.lmw-model");
+      await form.locator("input").fill("stories260K");
+      await form.locator("button").click();
+      await w.page.locator("form.lmw-live input[type=checkbox]").check();
+      await waitForModel(w, "stories260K");
+      // A model that ships with its checkpoint runs it, whatever ?weights= says.
+      expect(await w.page.evaluate(() => (window.lmw!.model as unknown as {weightsOrigin: string}).weightsOrigin)).toBe("checkpoint");
+      await w.page.goto(`${server.origin}/anatomy`);
+      await waitForModel(w, "stories260K");
+      expect(await w.page.locator("form.lmw-model input").inputValue()).toBe("stories260K");
+      expect(await w.page.locator("form.lmw-live input[type=checkbox]").isChecked()).toBe(true);
+      const url = new URL(w.page.url());
+      expect(url.searchParams.get("backend")).toBe("wasm");
+      expect(url.searchParams.get("weights")).toBe("random");
+      await settle(w);
+      expect(await w.page.locator(".lmw-badge.live").count()).toBeGreaterThan(0);
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 300_000);
+
+  test("the index opens on a live next-token prediction; performance is its own part of the site", async () => {
+    const w = await browser.open(`${server.origin}/?backend=wasm`);
+    try {
+      await waitForModel(w, "stories260K");
+      await w.page.waitForSelector(".next-token[data-top]:not([data-top=''])", {timeout: 60_000});
+      expect(await w.page.locator("#ort-result").count()).toBe(0);
+      const box = w.page.getByLabel("Prompt", {exact: true}).first();
+      const top = await w.page.locator(".next-token").getAttribute("data-top");
+      await box.fill("Lily and Ben went to the");
+      await box.press("Enter");
+      await w.page.waitForFunction((before) => {
+        const el = document.querySelector(".next-token");
+        return el && el.getAttribute("data-top") !== before;
+      }, top, {timeout: 60_000}).catch(() => undefined);
+      await settle(w);
+      expect(await w.page.locator(".observablehq--error").count()).toBe(0);
+      // The sidebar: the lecture's pages, then a Performance section holding the benchmarks and the engine check.
+      const section = w.page.locator("#observablehq-sidebar details", {hasText: "Performance"});
+      await expect(section.locator("a").evaluateAll((as) => as.map((a) => a.textContent?.trim()))).resolves.toEqual(["Benchmarks", "Engine check"]);
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 300_000);
 });
