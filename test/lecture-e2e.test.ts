@@ -132,10 +132,10 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
       measured.drag = {values: 6, lastValue: 35, forwardPasses: passes};
       expect(passes).toBeLessThan(35 + 15);
       // Greedy: the sampling controls are off, so they cannot re-run a generation that would give the same text.
-      const disabled = await w.page.locator("form.lmw-disabled input[type=range]").evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).disabled));
+      const disabled = await w.page.locator(".lmw-disabled input[type=range]").evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).disabled));
       expect(disabled).toEqual([true, true, true, true]);
       await w.page.getByLabel("sampling", {exact: true}).check();
-      await w.page.waitForFunction(() => !document.querySelector("form.lmw-disabled"));
+      await w.page.waitForFunction(() => !document.querySelector(".lmw-disabled"));
       expect(await w.page.getByLabel("Temperature", {exact: true}).first().isDisabled()).toBe(false);
       expect(w.errors, w.console.join("\n")).toEqual([]);
     } finally {
