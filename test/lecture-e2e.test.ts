@@ -8,10 +8,12 @@
  * The timings asserted here are the issue's acceptance numbers; they are also written to
  * test-results/lecture-responsiveness.json.
  */
-import {mkdir, writeFile} from "node:fs/promises";
+import {copyFile, mkdir, mkdtemp, readFile, rm, writeFile} from "node:fs/promises";
+import {tmpdir} from "node:os";
 import {join} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 import {buildSiteCopy, ROOT, type BuiltSite} from "./helpers/site.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
@@ -48,11 +50,22 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
   let site: BuiltSite;
   let server: StaticServer;
   let browser: TestBrowser;
+  let hub: HubServer;
+  let slow: string;
   const measured: Record<string, unknown> = {};
 
   beforeAll(async () => {
     site = await buildSiteCopy();
     server = await serveStatic(site.dir);
+    // stories260K with a tokenizer whose pre-tokenizer pattern backtracks exponentially on a run of "a"s
+    // (a real regular expression: 40 of them would take hours), served from a loopback Hub.
+    slow = await mkdtemp(join(tmpdir(), "lmw-slow-tokenizer-"));
+    const stories = join(ROOT, "data", "models", "stories260K");
+    for (const file of ["config.json", "tokenizer_config.json", "model.safetensors"]) await copyFile(join(stories, file), join(slow, file));
+    const tokenizer = JSON.parse(await readFile(join(stories, "tokenizer.json"), "utf8"));
+    tokenizer.pre_tokenizer = {type: "Split", pattern: {Regex: "(?:a+)+b"}, behavior: "Isolated", invert: false};
+    await writeFile(join(slow, "tokenizer.json"), JSON.stringify(tokenizer));
+    hub = await startHubServer({"test-org/slow-tokenizer": slow});
     browser = await launchBrowser({viewport: {width: 1200, height: 900}});
   }, 300_000);
 
@@ -61,7 +74,9 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
     await writeFile(join(RESULTS, "lecture-responsiveness.json"), JSON.stringify(measured, null, 2));
     await browser?.close();
     await server?.close();
+    await hub?.close();
     await site?.remove();
+    if (slow) await rm(slow, {recursive: true, force: true});
   });
 
   test("generation on full-size gpt2 (WASM, in the worker): the page keeps painting and Stop ends the run within 200 ms", async () => {
@@ -245,6 +260,39 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
       // The sidebar: the lecture's pages, then a Performance section holding the benchmarks and the engine check.
       const section = w.page.locator("#observablehq-sidebar details", {hasText: "Performance"});
       await expect(section.locator("a").evaluateAll((as) => as.map((a) => a.textContent?.trim()))).resolves.toEqual(["Benchmarks", "Engine check"]);
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 300_000);
+
+  test("a tokenizer call that hangs is given up after its time limit with a named error, the worker replaced, the page responsive", async () => {
+    const model = "test-org/slow-tokenizer";
+    const w = await browser.open(`${server.origin}/tokens?backend=wasm&live&hub=${encodeURIComponent(hub.endpoint)}&model=${encodeURIComponent(model)}`);
+    try {
+      await waitForModel(w, model);
+      await settle(w);
+      await w.page.evaluate(() => {
+        window.ticks = [performance.now()];
+        setInterval(() => window.ticks!.push(performance.now()), 10);
+      });
+      const started = Date.now();
+      const box = w.page.getByLabel("Prompt", {exact: true}).first();
+      await box.fill("a".repeat(40));
+      await box.press("Enter");
+      const note = w.page.locator(".lmw-error-note[data-for=tokens]");
+      await expect.poll(() => note.textContent(), {timeout: 60_000}).toMatch(/^tokenizing took longer than 10 s, so it was given up/);
+      const gaveUpAfterMs = Date.now() - started;
+      const maxGap = await w.page.evaluate(() => Math.max(...window.ticks!.slice(1).map((t, i) => t - window.ticks![i]!)));
+      // The new worker loads the model again; an ordinary prompt then runs.
+      await box.fill("Once upon a time");
+      await box.press("Enter");
+      await expect.poll(() => note.textContent(), {timeout: 60_000}).toBe("");
+      await w.page.waitForFunction(() => [...document.querySelectorAll(".tokens .piece")].map((e) => e.textContent).join("").includes("time"), null, {timeout: 60_000});
+      measured.tokenizerTimeout = {gaveUpAfterMs, maxTimerGapMsWhileHung: maxGap};
+      // Not frozen for the 10 s the worker hung (the bound is loose: the hung worker spins one of this machine's cores).
+      expect(maxGap, "the page kept painting while the worker hung").toBeLessThanOrEqual(250);
+      expect(await w.page.locator(".observablehq--error").count()).toBe(0);
       expect(w.errors, w.console.join("\n")).toEqual([]);
     } finally {
       await w.page.close();

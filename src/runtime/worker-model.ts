@@ -97,6 +97,8 @@ class Connection {
   private current: Pending | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly tickets = new Map<string, number>();
+  /** Texts a tokenizer call gave up on: asked again, they fail at once instead of hanging a new worker. */
+  readonly hung = new Map<string, TokenizerTimeoutError>();
 
   constructor(
     private readonly load: WorkerLoad,
@@ -193,10 +195,12 @@ class Connection {
     if (this.current !== p) return;
     this.current = undefined;
     this.worker.terminate();
-    p.reject(new TokenizerTimeoutError(
+    const error = new TokenizerTimeoutError(
       `tokenizing took longer than ${(p.timeoutMs! / 1000).toFixed(0)} s, so it was given up ` +
         `(some inputs make a tokenizer's pattern matching take minutes); the model is being loaded again`
-    ));
+    );
+    if (p.method === "encode") this.hung.set(p.args[0] as string, error);
+    p.reject(error);
     this.start();
     this.pump();
   }
@@ -252,7 +256,10 @@ export class WorkerModel {
     this.tokenizer = {
       bosTokenId: info.bosTokenId,
       eosTokenId: info.eosTokenId,
-      encode: (text) => tokenizerCall<Encoding>("encode", [text]),
+      encode: (text) => {
+        const hung = this.connection.hung.get(text);
+        return hung ? Promise.reject(hung) : tokenizerCall<Encoding>("encode", [text]);
+      },
       decode: (ids, opts = {}) => tokenizerCall<string>("decode", [ids, opts]),
       idToPiece: async (id) => (await tokenizerCall<string[]>("pieces", [[id]]))[0]!,
       pieces: (ids) => tokenizerCall<string[]>("pieces", [ids])
