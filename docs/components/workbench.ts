@@ -325,6 +325,11 @@ export function sourceBadge({live, model, id, weightsOrigin}: {live: boolean; mo
     live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span>`;
 }
 
+/** "1 token", "2 tokens": a count with its noun, singular or plural ("position" → "positions"). */
+export function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}
+
 /**
  * What the reader can do about precomputed numbers: turn on "Run live" — or, where it is on already, wait for
  * the model (or fix the error its status shows). `action`: "for yours", "to see layer 3".

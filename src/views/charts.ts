@@ -89,8 +89,12 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
     {...p, prompt: "prompt A", token: p.tokenA},
     {...p, prompt: "prompt B", token: p.tokenB}
   ]);
+  // Cells wide enough for the longest token (about 6.5 px a character at 11 px), within the page's width; a
+  // token that still does not fit is cut with an ellipsis (the tip shows it whole), never drawn over its neighbours.
+  const longest = Math.max(1, ...rows.map((r) => tokenLabel(r.token ?? "").length));
+  const cell = Math.max(28, Math.min(12 + 6.5 * longest, (width - 90) / Math.max(1, positions.length)));
   return Plot.plot({
-    width: Math.min(width, 90 + 64 * positions.length),
+    width: Math.round(90 + cell * positions.length),
     height: 150,
     marginLeft: 70,
     x: {domain: positions.map((p) => p.position), label: "position →"},
@@ -98,11 +102,19 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
     color: {domain: ["bit-identical", "different"], range: ["#59a14f", "#e15759"], legend: true},
     marks: [
       Plot.cell(rows, {x: "position", y: "prompt", fill: (d: PositionCheck) => (d.identical ? "bit-identical" : "different"), inset: 1.5, fillOpacity: 0.8}),
-      Plot.text(rows, {x: "position", y: "prompt", text: (d: {token: string}) => tokenLabel(d.token ?? ""), fill: "white", fontSize: 11}),
+      Plot.text(rows, {
+        x: "position",
+        y: "prompt",
+        text: (d: {token: string}) => tokenLabel(d.token ?? ""),
+        fill: "white",
+        fontSize: 11,
+        lineWidth: (cell - 6) / 11, // in ems
+        textOverflow: "ellipsis"
+      }),
       Plot.tip(rows, Plot.pointer({
         x: "position",
         y: "prompt",
-        title: (d: PositionCheck) => `position ${d.position}: ${d.identical ? "bit-identical" : `differs by up to ${d.maxAbsDiff.toExponential(2)}`}`
+        title: (d: PositionCheck & {token: string}) => `“${tokenLabel(d.token ?? "")}”, position ${d.position}: ${d.identical ? "bit-identical" : `differs by up to ${d.maxAbsDiff.toExponential(2)}`}`
       }))
     ]
   });
