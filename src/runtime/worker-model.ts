@@ -311,7 +311,8 @@ export class WorkerModel {
   async trace<T>(input: string | number[], pick: ((m: any) => T) | string[], options: {signal?: AbortSignal} = {}): Promise<Picked<T> & TraceInput> {
     const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
     const paths = pathsOf(chosen);
-    const ids = await this.ids(input);
+    // Token ids go in line at once (no await before the call), so calls keep the order they were made in.
+    const ids = typeof input === "string" ? await this.ids(input) : input;
     const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>("trace", [ids, paths], {
       lane: this.laneTicket,
       signal: options.signal
@@ -323,7 +324,7 @@ export class WorkerModel {
   /** Continue a prompt, as `Model.generate`; tokens stream through `onToken`, `signal` stops it. */
   async generate(prompt: string | number[], options: WorkerGenerateOptions = {}): Promise<Generation> {
     const {onToken, signal, ...rest} = options;
-    const ids = await this.ids(prompt);
+    const ids = typeof prompt === "string" ? await this.ids(prompt) : prompt;
     // Stop answers at once with what has streamed so far: a step of a large model on WASM can take longer
     // than a reader should wait for the button to take effect. The worker drops the rest of its step.
     const streamed: StreamedToken[] = [];
@@ -345,8 +346,7 @@ export class WorkerModel {
     this.connection.terminate();
   }
 
-  private async ids(input: string | number[]): Promise<number[]> {
-    if (typeof input !== "string") return input;
+  private async ids(input: string): Promise<number[]> {
     const {ids} = await this.tokenizer.encode(input);
     if (ids.length === 0) throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
     return ids;
