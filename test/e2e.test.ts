@@ -73,6 +73,14 @@ async function goLive(w: WatchedPage): Promise<void> {
   await w.page.waitForFunction((id) => window.lmw?.model?.id === id, LIVE, {timeout: 60_000});
   await w.page.waitForSelector(".lmw-status[data-status=ready]");
   await settle(w);
+  // The model answers from its worker: wait until no forward pass is still on its way (the count holds still).
+  let last = -1;
+  for (let same = 0; same < 3; ) {
+    const now = await w.page.evaluate(() => window.lmw?.runs() ?? 0);
+    same = now === last ? same + 1 : 0;
+    last = now;
+    await w.page.waitForTimeout(250);
+  }
   // Mark the end of every forward pass, to time the redraws that follow it. The model runs in a worker; the
   // page's side of it (WorkerModel) hands each lane view's trace to its prototype's, so wrapping that catches all.
   await w.page.evaluate(() => {
