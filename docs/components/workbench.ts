@@ -325,6 +325,22 @@ export function sourceBadge({live, model, id, weightsOrigin}: {live: boolean; mo
     live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span>`;
 }
 
+/**
+ * Why numbers come from random weights, and what gets trained ones — different for the precomputed numbers
+ * (the site was built without the checkpoint) and for a live model (the address asked for random weights).
+ */
+export function randomWeightsWhy(live: boolean): {why: string; remedy: HTMLElement} {
+  return live
+    ? {
+        why: "this site ships its configuration and tokenizer only, and the address asks for random weights (?weights=random)",
+        remedy: html`<span>Remove <code>?weights=random</code> from the address to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships with its trained weights.</span>`
+      }
+    : {
+        why: "the trained ones could not be downloaded where the site was built",
+        remedy: html`<span>Turn on “Run live” to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships with its trained weights.</span>`
+      };
+}
+
 /** "1 token", "2 tokens": a count with its noun, singular or plural ("position" → "positions"). */
 export function count(n: number, noun: string, plural = `${noun}s`): string {
   return `${n} ${n === 1 ? noun : plural}`;
