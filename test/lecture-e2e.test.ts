@@ -197,6 +197,8 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
       await w.page.goto(`${server.origin}/tokens`);
       await settle(w);
       await expect(w.page.locator("#exercise-2").textContent()).resolves.toMatch(/three most likely/);
+      // The logits as the lecture prints them: [1, T, 50257], and logits[0]: [T, 50257] (gpt2, precomputed).
+      await expect(w.page.locator("code.logits0").textContent()).resolves.toMatch(/^\[\d+, 50257\]$/);
       await w.page.getByLabel("Add a trailing space").check();
       await w.page.waitForSelector(".top-three");
       await w.page.goto(`${server.origin}/context`);
