@@ -195,18 +195,48 @@ export function errorMessage(error: unknown): string {
   return message.split("\n")[0]!.replace(/^Error: /, "") || "the model could not be loaded";
 }
 
-export async function* liveModel(
+/**
+ * The live model's state, for a generator cell: "idle" when `live` is off (nothing loads); else "loading"
+ * states with the load's progress, then "ready" with the model, or "error" with a readable message (never a
+ * stack). Loading and error states carry the previous ready model, so nothing upstream is lost. A newer call
+ * stops an older one's load; a cell that moves on stops its own.
+ */
+export function liveModel(
   id: string,
   {live = true, init, seed = 0}: {live?: boolean; init?: "checkpoint" | "random"; seed?: number} = {}
 ): AsyncGenerator<ModelState> {
   id = (id ?? "").trim();
   if (!live) {
-    yield {id, status: "idle", message: "precomputed numbers; turn on “Run live” to load the model in this page", model: ready};
-    return;
+    const idle: ModelState = {id, status: "idle", message: "precomputed numbers; turn on “Run live” to load the model in this page", model: ready};
+    return Generators.observe((notify: (state: ModelState) => void) => {
+      notify(idle);
+    }) as AsyncGenerator<ModelState>;
   }
-  const call = ++latest;
-  loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
-  const controller = (loading = new AbortController());
+  // Generators.observe hands the cell the newest state each time it asks: a burst of download progress
+  // redraws the status once per frame, not once per chunk.
+  return Generators.observe((notify: (state: ModelState) => void) => {
+    const call = ++latest;
+    loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
+    const controller = (loading = new AbortController());
+    let state: ModelState = {id, status: "loading", message: `loading ${id}…`, model: ready};
+    const update = (next: ModelState) => notify((state = next));
+    update(state);
+    void load(id, {init, seed, signal: controller.signal, update}).then((model) => {
+      if (!model) return;
+      if (call === latest) becomeReady(model);
+      else model.dispose(); // superseded while loading: its worker is not needed
+    });
+    return () => {
+      if (state.status === "loading") controller.abort(new DOMException("the page moved on", "AbortError"));
+    };
+  }) as AsyncGenerator<ModelState>;
+}
+
+/** Loads `id` in its worker, reporting each state through `update`; the model, or undefined on failure. */
+async function load(
+  id: string,
+  {init, seed, signal, update}: {init?: "checkpoint" | "random"; seed: number; signal: AbortSignal; update: (state: ModelState) => void}
+): Promise<Model | undefined> {
   const page = pageOptions();
   const shipped = await siteModels();
   const entry = shipped.find((m) => m.id === id || m.name === id);
@@ -220,54 +250,26 @@ export async function* liveModel(
     bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, MODELS_BASE).href;
   }
   const where = bundled[id] ? "from this site" : /^https?:\/\//.test(id) ? `from ${id}` : `from ${page.endpoint}`;
-
-  // Progress arrives by callback; the generator yields the newest state, at most every 100 ms.
-  let state: ModelState = {id, status: "loading", message: `loading ${id} ${where}…`, model: ready};
-  let wake: () => void = () => {};
-  let last = 0;
-  const update = (next: ModelState, force = false) => {
-    state = next;
-    const now = performance.now();
-    if (force || now - last > 100) {
-      last = now;
-      wake();
-    }
-  };
+  update({id, status: "loading", message: `loading ${id} ${where}…`, model: ready});
   const onProgress = (p: LoadProgress) =>
-    update(
-      {id, status: "loading", message: p.message, model: ready, ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})},
-      p.stage !== "download"
-    );
-  const done = loadWorkerModel(id, {
-    bundled,
-    endpoint: page.endpoint,
-    preferWebGPU: page.preferWebGPU,
-    signal: controller.signal,
-    onProgress,
-    ...(random ? {init: "random" as const, seed} : {})
-  }).then(
-    (model) => {
-      if (call === latest) becomeReady(model);
-      else model.dispose(); // superseded while loading: its worker is not needed
-      update({id, status: "ready", message: `${model.id} is ready`, model}, true);
-    },
-    (error) => {
-      const hint = !bundled[id] && !random && shipped.some((m) => m.id === id || m.name === id)
-        ? ` — this site ships ${id}'s config and tokenizer only; add ?weights=random to the address to run it with random weights`
-        : "";
-      update({id, status: "error", message: errorMessage(error) + hint, error, model: ready}, true);
-    }
-  );
-
+    update({id, status: "loading", message: p.message, model: ready, ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})});
   try {
-    yield state;
-    for (;;) {
-      const settled = await Promise.race([done.then(() => true), new Promise<false>((resolve) => (wake = () => resolve(false)))]);
-      yield state;
-      if (settled && state.status !== "loading") return;
-    }
-  } finally {
-    if (state.status === "loading") controller.abort(new DOMException("the page moved on", "AbortError"));
+    const model = await loadWorkerModel(id, {
+      bundled,
+      endpoint: page.endpoint,
+      preferWebGPU: page.preferWebGPU,
+      signal,
+      onProgress,
+      ...(random ? {init: "random" as const, seed} : {})
+    });
+    update({id, status: "ready", message: `${model.id} is ready`, model});
+    return model;
+  } catch (error) {
+    const hint = !bundled[id] && !random && entry
+      ? ` — this site ships ${id}'s config and tokenizer only; add ?weights=random to the address to run it with random weights`
+      : "";
+    update({id, status: "error", message: errorMessage(error) + hint, error, model: ready});
+    return undefined;
   }
 }
 
