@@ -9,7 +9,9 @@
  * gives the worker's event loop a turn).
  */
 import {loadModel} from "../browser.js";
+import {FLOAT, GraphBuilder} from "../graph/onnx.js";
 import type {Model} from "./model.js";
+import {createWebRuntime} from "./ort-web.js";
 import type {Tensor} from "./tensor.js";
 import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerCall} from "./worker-protocol.js";
 
@@ -32,9 +34,11 @@ function sent(error: unknown): SentError {
 
 scope.addEventListener("message", ({data}) => {
   if (data.op === "load") {
+    // The page's own thread needs a core to paint and answer input while a pass runs.
+    const maxThreads = Math.max(1, (navigator.hardwareConcurrency ?? 2) - 1);
+    void warmUp(data.preferWebGPU, maxThreads);
     loadModel(data.id, {
-      // The page's own thread needs a core to paint and answer input while a pass runs.
-      maxThreads: Math.max(1, (navigator.hardwareConcurrency ?? 2) - 1),
+      maxThreads,
       bundled: data.bundled,
       endpoint: data.endpoint,
       preferWebGPU: data.preferWebGPU,
@@ -54,6 +58,25 @@ scope.addEventListener("message", ({data}) => {
     answer(data);
   }
 });
+
+/**
+ * Start onnxruntime's WebAssembly (fetching and compiling its ~20 MB module, a second or more) at once, with a
+ * session of one Identity op, instead of after the config, the tokenizer and the graph are ready: the compile
+ * runs on the browser's background threads while this one reads and builds. The model's own session then
+ * finds the runtime initialized. A failure here is the model's failure to report, not this one's: ignored.
+ */
+async function warmUp(preferWebGPU: boolean | undefined, maxThreads: number): Promise<void> {
+  try {
+    const runtime = await createWebRuntime({preferWebGPU, maxThreads});
+    const g = new GraphBuilder();
+    g.output("y", g.op("Identity", [g.input("x", FLOAT, [1])]), FLOAT, [1]);
+    const tiny = g.build("warm-up");
+    const session = await runtime.ort.InferenceSession.create(tiny.model, {executionProviders: ["wasm"]});
+    await session.release();
+  } catch {
+    // loadModel creates the runtime again and says what went wrong.
+  }
+}
 
 /**
  * A macrotask turn before each session run. onnxruntime-web's WASM run computes synchronously and resolves
