@@ -71,15 +71,26 @@ seedNpmVersionCache();
 export default {
   root,
   title: "lm-workbench",
-  // The lecture's pages, in order (a page not written yet is left out rather than failing the build).
+  // The lecture's pages, in order, then the performance part of the site in its own section: it is about the
+  // engine, not the lecture (a page not written yet is left out rather than failing the build).
   pages: [
-    {name: "Talking to a language model", path: "/generation"},
-    {name: "Tokens and logits", path: "/tokens"},
-    {name: "Anatomy", path: "/anatomy"},
-    {name: "Context", path: "/context"},
-    {name: "MLP and attention", path: "/mlp-attention"},
-    {name: "Performance", path: "/performance"}
-  ].filter((page) => existsSync(join(here, root, `${page.path}.md`))),
+    ...[
+      {name: "Talking to a language model", path: "/generation"},
+      {name: "Tokens and logits", path: "/tokens"},
+      {name: "Anatomy", path: "/anatomy"},
+      {name: "Context", path: "/context"},
+      {name: "MLP and attention", path: "/mlp-attention"}
+    ].filter((page) => existsSync(join(here, root, `${page.path}.md`))),
+    {
+      name: "Performance",
+      collapsible: true,
+      open: false,
+      pages: [
+        {name: "Benchmarks", path: "/performance"},
+        {name: "Engine check", path: "/engine"}
+      ].filter((page) => existsSync(join(here, root, `${page.path}.md`)))
+    }
+  ],
   dynamicPaths: [
     "/models/site.json", ...siteModelPaths(),
     // Exported modules: cells that other sites embed (docs/embed.md).

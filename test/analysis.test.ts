@@ -7,7 +7,7 @@ import {ANATOMY_DEFAULTS, anatomyTrace, defaultModule, equalityCheck, pickableMo
 import {ATTENTION_DEFAULTS, allHeads, attentionPattern, attentionTrace, defaultLayerHead, parameterShares, rowSums} from "../src/analysis/attention.js";
 import {
   CONTEXT_DEFAULTS, autoregressiveCheck, checkAtLayer, contextTrace, exerciseSimilarity, findWordPosition, pairwiseSimilarity,
-  sharedPrefixLength, similarityByLayer, vectorsAt, wordIn, wordSimilarity
+  sharedPrefixLength, similarityByLayer, vectorsAt, wordIn, wordSimilarity, wordVectorHead, bandCheck, EXERCISE_BAND
 } from "../src/analysis/context.js";
 import {attentionHook, clampIndex, residualHook, residualHooks} from "../src/analysis/hooks.js";
 import {downsample, downsampleNote} from "../src/analysis/matrix.js";
@@ -42,12 +42,18 @@ describe("context: the autoregressive check", () => {
     }
   });
 
-  it("the lecture's two prompts on SmolLM2: the prefix up to 'very' is identical, the rest is not", async () => {
+  it("the lecture's two prompts on SmolLM2: the prefix up to 'in' is identical, the rest is not", async () => {
     const a = await contextTrace(smol, CONTEXT_DEFAULTS.checkA);
     const b = await contextTrace(smol, CONTEXT_DEFAULTS.checkB);
     const check = checkAtLayer(a, b, 10);
-    expect(check.positions.filter((p) => p.identical).map((p) => p.tokenA)).toEqual(["The", " package", " is", " very"]);
+    expect(check.positions.filter((p) => p.identical).map((p) => p.tokenA)).toEqual(["The", " city", " Paris", " is", " in"]);
     expect(check.holds).toBe(true);
+    // "Paris" prints the same numbers in A and B, and different ones once a word before it changes (C).
+    const c = await contextTrace(smol, CONTEXT_DEFAULTS.checkC);
+    const [ha, hb, hc] = [a, b, c].map((t) => wordVectorHead(t, CONTEXT_DEFAULTS.checkWord, 10));
+    expect(ha!.values).toHaveLength(20);
+    expect(hb!.values).toEqual(ha!.values);
+    expect(hc!.values).not.toEqual(ha!.values);
   });
 
   it("one trace per sentence: every layer's residual stream in ONE forward pass", async () => {
@@ -212,5 +218,18 @@ describe("hook names", () => {
     for (const h of [...residualHooks(smol.config), attentionHook(smol.config, 29)]) expect(smol.hookPoints()).toContain(h);
     expect(clampIndex(10, 5)).toBe(4);
     expect(clampIndex(-1, 5)).toBe(0);
+  });
+});
+
+describe("exercise 3: the band", () => {
+  const point = (b: string, layer: number, similarity: number) => ({pair: `yours ↔ ${b}`, a: "yours", b, layer, similarity});
+
+  it("lands only when the similarity to every sentence is inside [0.7, 0.8] at the layer", () => {
+    expect(EXERCISE_BAND).toEqual([0.7, 0.8]);
+    const inside = [point("1", 10, 0.71), point("2", 10, 0.79), point("3", 10, 0.75), point("1", 9, 0.2)];
+    expect(bandCheck(inside, 10)).toMatchObject({lands: true, similarities: [{sentence: "1", similarity: 0.71}, {sentence: "2", similarity: 0.79}, {sentence: "3", similarity: 0.75}]});
+    expect(bandCheck(inside, 9).lands).toBe(false);
+    expect(bandCheck([point("1", 10, 0.71), point("2", 10, 0.81), point("3", 10, 0.75)], 10).lands).toBe(false);
+    expect(bandCheck([], 10).lands).toBe(false);
   });
 });

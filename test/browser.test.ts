@@ -137,8 +137,8 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
 
   let wasmProbs: number[] | undefined;
 
-  test("index: onnxruntime-web on WASM, multi-threaded when cross-origin isolated", async () => {
-    const w = await browser.open(`${server.origin}/?backend=wasm`);
+  test("engine check: onnxruntime-web on WASM, multi-threaded when cross-origin isolated", async () => {
+    const w = await browser.open(`${server.origin}/engine?backend=wasm`);
     try {
       const result = await readResult(w);
       expect(result.isolated).toBe(true);
@@ -165,8 +165,8 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
     }
   });
 
-  test("index: onnxruntime-web on WebGPU gives WASM's numbers", async (context) => {
-    const w = await browser.open(`${server.origin}/`);
+  test("engine check: onnxruntime-web on WebGPU gives WASM's numbers", async (context) => {
+    const w = await browser.open(`${server.origin}/engine`);
     try {
       const adapter = await w.page.evaluate(async () => {
         const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
@@ -188,10 +188,10 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
     }
   });
 
-  test("index without COOP/COEP: still runs, single-threaded, and says so", async () => {
+  test("engine check without COOP/COEP: still runs, single-threaded, and says so", async () => {
     const open = await serveStatic(DIST, {crossOriginIsolation: false});
     try {
-      const w = await browser.open(`${open.origin}/?backend=wasm`);
+      const w = await browser.open(`${open.origin}/engine?backend=wasm`);
       try {
         const result = await readResult(w);
         expect(result.isolated).toBe(false);

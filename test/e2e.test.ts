@@ -73,12 +73,22 @@ async function goLive(w: WatchedPage): Promise<void> {
   await w.page.waitForFunction((id) => window.lmw?.model?.id === id, LIVE, {timeout: 60_000});
   await w.page.waitForSelector(".lmw-status[data-status=ready]");
   await settle(w);
-  // Mark the end of every forward pass, to time the redraws that follow it.
+  // The model answers from its worker: wait until no forward pass is still on its way (the count holds still).
+  let last = -1;
+  for (let same = 0; same < 3; ) {
+    const now = await w.page.evaluate(() => window.lmw?.runs() ?? 0);
+    same = now === last ? same + 1 : 0;
+    last = now;
+    await w.page.waitForTimeout(250);
+  }
+  // Mark the end of every forward pass, to time the redraws that follow it. The model runs in a worker; the
+  // page's side of it (WorkerModel) hands each lane view's trace to its prototype's, so wrapping that catches all.
   await w.page.evaluate(() => {
-    const model = window.lmw!.model as unknown as {run: (...args: unknown[]) => Promise<unknown>};
-    const run = model.run.bind(model);
-    model.run = async (...args) => {
-      const result = await run(...args);
+    const model = window.lmw!.model as unknown as object;
+    const proto = Object.getPrototypeOf(model) as {trace: (...args: unknown[]) => Promise<unknown>};
+    const trace = proto.trace;
+    proto.trace = async function (this: unknown, ...args: unknown[]) {
+      const result = await trace.apply(this, args);
       performance.mark("lmw:forward:end");
       return result;
     };

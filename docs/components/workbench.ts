@@ -1,50 +1,20 @@
 /**
- * The pieces every lecture page uses: the model control, the live model with its status, "keep the last
- * good result", the precomputed/live badge, redraw measures and `window.lmw`.
+ * The one module every lecture page sets itself up with: the model control and "Run live" (both remembered
+ * across pages, with ?hub=, ?backend= and ?weights=), the live model in its worker with its status, the
+ * page's precomputed data for that model, "keep the last good result", the precomputed/live badge, redraw
+ * measures and `window.lmw`. Each function says what it does; a page uses them cell by cell:
  *
- * A page, cell by cell (each fenced ```js block is one cell):
- *
- *   import {modelInput, liveToggle, liveModel, currentModel, modelStatus, keepLast, errorNote,
- *     sourceBadge, measureRedraw} from "./components/workbench.js";
- *
- *   const modelId = view(modelInput({value: "gpt2"}));   // form.lmw-model: text + datalist, submits on Enter or "Load"
- *   const live = view(liveToggle());                      // form.lmw-live: "Run live" (on at once with ?live in the URL)
- *   const state = liveModel(modelId, {live});             // generator: {id, status, message, progress?, model?, error?}
- *   display(modelStatus(state));                          // progress bar, backend, model + weights, or the error
- *   const model = currentModel();                         // generator: undefined, then each model that becomes ready
- *   const data = model ? await keepLast("tokens", analyse(model, prompt), precomputed) : precomputed;
- *   display(errorNote("tokens"));                         // where keepLast shows a failure (empty otherwise)
- *   display(sourceBadge(model ? {live: true, model} : {live: false, id: precomputed.id, weightsOrigin: …}));
- *   display(measureRedraw("top-k", () => Plot.plot(…)));
- *
- * liveModel(id, {live = true, init, seed}) — async generator for a Framework generator cell.
- *   live false → one {status: "idle"} (nothing loads). Otherwise "loading" states (progress {loaded, total}
- *   of the current download, throttled) then "ready" with `model`, or "error" with a readable `message`
- *   (never a stack) and `error`. Loading/error states carry the previous ready model as `model`, so nothing
- *   upstream is lost. Models the site ships with weights (stories260K) load from /models/<name>/ (offline);
- *   others from the Hub: `?hub=<url>` in the page URL, else https://huggingface.co. `init: "random"` (or
- *   `?weights=random`) runs a shipped model's config and tokenizer with random weights (seed 0) instead.
- *   `?backend=wasm` forces WASM. A newer liveModel aborts an older one's load. On ready it sets
- *   `window.lmw = {model, runs: () => model?.runs ?? 0}`.
- * currentModel() — async generator: yields undefined at once, then every model that becomes ready. Cells
- *   that compute with the model depend on this, not on the state, so download progress re-runs nothing.
- * modelStatus(state) — the status element: a <progress> while loading, then the model, its weights and
- *   the backend sentence (model.backend); the error message in red, with the previous model kept.
- * keepLast(name, work, fallback?) — awaits `work` (a promise or a function returning one). On success
- *   remembers and returns its value and clears errorNote(name); on failure shows the message in
- *   errorNote(name) and returns the last good value for `name` (else `fallback`). Never throws.
- * errorNote(name) — the element (one per name) where keepLast shows `name`'s failure.
- * sourceBadge({live, model?, id?, weightsOrigin?}) — "precomputed" or "live", the model and its weights.
- * measureRedraw(name, fn) — runs fn (sync or async) between marks; records
- *   performance.measure("lmw:redraw:" + name); returns fn's result.
- * siteModels() — the models the site ships ({id, name, files, weights}[], from /models/site.json).
- * weightsLabel(origin) — "trained weights" or "random weights (seed 0)".
- * pageOptions() — {endpoint, preferWebGPU, init} read from the page URL (?hub=, ?backend=wasm, ?weights=random).
+ *   const modelId = view(modelInput({value: "gpt2"}));  const live = view(liveToggle());
+ *   const state = liveModel(modelId, {live});  display(modelStatus(state));  const model = currentModel();
+ *   const stored = precomputedFor(precomputed.models, modelId);
+ *   const data = model ? await keepLast("tokens", () => analyse(model.lane("tokens"), prompt), stored) : stored;
  */
 import * as Inputs from "@observablehq/inputs";
+import {Generators} from "observablehq:stdlib"; // Framework's own standard library
 import {html} from "htl";
-import {loadModel} from "../src/browser.js";
-import type {LoadProgress, Model} from "../src/index.js";
+import {readSiteModels, type SiteModel} from "../src/cells/shared.js";
+import type {LoadProgress} from "../src/index.js";
+import {loadWorkerModel, type WorkerModel as Model} from "../src/runtime/worker-model.js";
 import {weightsLabel} from "../src/runtime/weights.js";
 import {measureRedraw} from "../src/views/measure.js";
 
@@ -56,24 +26,81 @@ export const MODEL_CHOICES = ["gpt2", "HuggingFaceTB/SmolLM2-135M", "stories260K
 // ---------------------------------------------------------------------------------------------------------
 // The site's models and the page URL
 
-export interface SiteModel {
-  id: string;
-  name: string;
-  files: string[];
-  weights: boolean;
-}
-
 /** Where the site's model folders are: /models/ next to the site root (this module is at /_import/components/). */
 const MODELS_BASE = new URL("../../models/", import.meta.url).href;
 
-let siteModelsPromise: Promise<SiteModel[]> | undefined;
-
+/** The models the site ships ({id, name, files, weights}[], from /models/site.json, read once). */
 export function siteModels(): Promise<SiteModel[]> {
-  return (siteModelsPromise ??= fetch(new URL("site.json", MODELS_BASE))
-    .then((r) => (r.ok ? r.json() : {models: []}))
-    .then((j: {models: SiteModel[]}) => j.models)
-    .catch(() => []));
+  return readSiteModels(MODELS_BASE);
 }
+
+/**
+ * A page's precomputed entry for a model: by id ("HuggingFaceTB/SmolLM2-135M") or by name ("SmolLM2-135M"),
+ * else the first of `fallbacks` that is there, else the first entry.
+ */
+export function precomputedFor<T extends {id: string}>(entries: T[], id: string, ...fallbacks: string[]): T {
+  for (const want of [id, ...fallbacks]) {
+    const found = findPrecomputed(entries, want);
+    if (found) return found;
+  }
+  return entries[0]!;
+}
+
+/** A page's precomputed entry for exactly this model (by id or name), or undefined. */
+export function findPrecomputed<T extends {id: string}>(entries: T[], id: string): T | undefined {
+  return entries.find((e) => e.id === id || e.id.split("/").pop() === id);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The reader's settings, kept across pages: the model, "Run live", and ?hub= ?backend= ?weights=. The page's
+// address wins; what it does not say comes from this tab's earlier pages (sessionStorage) and is written
+// back into the address, so that a reload or a shared link runs the same way.
+
+interface Settings {
+  model?: string;
+  live?: boolean;
+  hub?: string;
+  backend?: string;
+  weights?: string;
+}
+
+const SETTINGS_KEY = "lmw:settings";
+const URL_SETTINGS = ["hub", "backend", "weights"] as const;
+
+function readSettings(): Settings {
+  try {
+    return JSON.parse(sessionStorage.getItem(SETTINGS_KEY) ?? "{}") as Settings;
+  } catch {
+    return {}; // storage refused (a sandboxed frame) or garbled: start afresh
+  }
+}
+
+function saveSettings(patch: Settings): void {
+  try {
+    sessionStorage.setItem(SETTINGS_KEY, JSON.stringify({...readSettings(), ...patch}));
+  } catch {
+    // Storage refused: the settings then last for this page only.
+  }
+}
+
+/** The settings of this page: the address first, then the tab's earlier pages. Run once, on load. */
+function pageSettings(): Settings {
+  const params = new URLSearchParams(location.search);
+  const saved = readSettings();
+  const settings: Settings = {...saved};
+  for (const key of URL_SETTINGS) if (params.has(key)) settings[key] = params.get(key) ?? undefined;
+  if (params.has("live")) settings.live = params.get("live") !== "0";
+  if (params.has("model")) settings.model = params.get("model") ?? undefined;
+  saveSettings(settings);
+  let changed = false;
+  for (const key of URL_SETTINGS) {
+    if (settings[key] && !params.has(key)) params.set(key, settings[key]!), (changed = true);
+  }
+  if (changed) history.replaceState(history.state, "", `${location.pathname}?${params}${location.hash}`);
+  return settings;
+}
+
+const SETTINGS = typeof location === "undefined" ? {} : pageSettings();
 
 export interface PageOptions {
   /** The Hub: `?hub=` of the page URL, else https://huggingface.co. */
@@ -85,11 +112,10 @@ export interface PageOptions {
 }
 
 export function pageOptions(): PageOptions {
-  const params = new URLSearchParams(location.search);
   return {
-    endpoint: params.get("hub") || "https://huggingface.co",
-    preferWebGPU: params.get("backend") !== "wasm",
-    ...(params.get("weights") === "random" ? {init: "random" as const} : {})
+    endpoint: SETTINGS.hub || "https://huggingface.co",
+    preferWebGPU: SETTINGS.backend !== "wasm",
+    ...(SETTINGS.weights === "random" ? {init: "random" as const} : {})
   };
 }
 
@@ -97,17 +123,22 @@ export function pageOptions(): PageOptions {
 // ---------------------------------------------------------------------------------------------------------
 // Controls
 
-/** The model control: a text input with a datalist of the usual models; submits on Enter or "Load". */
+/**
+ * The model control: a text input with a datalist of the usual models; submits on Enter or "Load". Opens on
+ * the model the reader chose on an earlier page, else `value`.
+ */
 export function modelInput({value = "gpt2", label = "Model", datalist = MODEL_CHOICES, width = 320} = {}): HTMLFormElement {
-  return withClass("lmw-model", Inputs.text({
+  const form = withClass("lmw-model", Inputs.text({
     label,
-    value,
+    value: SETTINGS.model || value,
     datalist,
     submit: "Load",
     width,
     placeholder: "a Hub id, a shipped model, or a URL",
     spellcheck: false
   } as Record<string, unknown>));
+  form.addEventListener("input", () => saveSettings({model: (form as unknown as {value: string}).value}));
+  return form;
 }
 
 function withClass(name: string, form: HTMLFormElement): HTMLFormElement {
@@ -115,9 +146,11 @@ function withClass(name: string, form: HTMLFormElement): HTMLFormElement {
   return form;
 }
 
-/** "Run live": off by default (the page shows precomputed numbers); on at once with `?live` in the URL. */
+/** "Run live": off at first (the page shows precomputed numbers); on with `?live`, or if it was on the page before. */
 export function liveToggle({label = "Run live"} = {}): HTMLFormElement {
-  return withClass("lmw-live", Inputs.toggle({label, value: new URLSearchParams(location.search).has("live")}));
+  const form = withClass("lmw-live", Inputs.toggle({label, value: SETTINGS.live === true}));
+  form.addEventListener("input", () => saveSettings({live: (form as unknown as {value: boolean}).value}));
+  return form;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -148,6 +181,9 @@ let ready: Model | undefined;
 const readyListeners = new Set<(model: Model) => void>();
 
 function becomeReady(model: Model): void {
+  // The previous model's worker holds its whole session: free it. A call still on it ends with an
+  // AbortError, which keepLast passes over.
+  if (ready && ready !== model) ready.dispose();
   ready = model;
   window.lmw = {model, runs: () => model?.runs ?? 0};
   for (const listener of readyListeners) listener(model);
@@ -159,126 +195,99 @@ export function errorMessage(error: unknown): string {
   return message.split("\n")[0]!.replace(/^Error: /, "") || "the model could not be loaded";
 }
 
-export async function* liveModel(
+/**
+ * The live model's state, for a generator cell: "idle" when `live` is off (nothing loads); else "loading"
+ * states with the load's progress, then "ready" with the model, or "error" with a readable message (never a
+ * stack). Loading and error states carry the previous ready model, so nothing upstream is lost. A newer call
+ * stops an older one's load; a cell that moves on stops its own.
+ */
+export function liveModel(
   id: string,
   {live = true, init, seed = 0}: {live?: boolean; init?: "checkpoint" | "random"; seed?: number} = {}
 ): AsyncGenerator<ModelState> {
   id = (id ?? "").trim();
   if (!live) {
-    yield {id, status: "idle", message: "precomputed numbers; turn on “Run live” to load the model in this page", model: ready};
-    return;
+    const idle: ModelState = {id, status: "idle", message: "precomputed numbers; turn on “Run live” to load the model in this page", model: ready};
+    return Generators.observe((notify: (state: ModelState) => void) => {
+      notify(idle);
+    }) as AsyncGenerator<ModelState>;
   }
-  const call = ++latest;
-  loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
-  const controller = (loading = new AbortController());
+  // Generators.observe hands the cell the newest state each time it asks: a burst of download progress
+  // redraws the status once per frame, not once per chunk.
+  return Generators.observe((notify: (state: ModelState) => void) => {
+    const call = ++latest;
+    loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
+    const controller = (loading = new AbortController());
+    let state: ModelState = {id, status: "loading", message: `loading ${id}…`, model: ready};
+    const update = (next: ModelState) => notify((state = next));
+    update(state);
+    void load(id, {init, seed, signal: controller.signal, update}).then((model) => {
+      if (!model) return;
+      if (call === latest) becomeReady(model);
+      else model.dispose(); // superseded while loading: its worker is not needed
+    });
+    return () => {
+      if (state.status === "loading") controller.abort(new DOMException("the page moved on", "AbortError"));
+    };
+  }) as AsyncGenerator<ModelState>;
+}
+
+/** Loads `id` in its worker, reporting each state through `update`; the model, or undefined on failure. */
+async function load(
+  id: string,
+  {init, seed, signal, update}: {init?: "checkpoint" | "random"; seed: number; signal: AbortSignal; update: (state: ModelState) => void}
+): Promise<Model | undefined> {
   const page = pageOptions();
-  const random = (init ?? page.init) === "random";
   const shipped = await siteModels();
-  // Ship by name: those with weights always; all of them when random weights are asked for.
+  const entry = shipped.find((m) => m.id === id || m.name === id);
+  // Random weights only stand in for a checkpoint the site does not have: a model that ships with its
+  // weights (stories260K) always runs them, whatever ?weights= says.
+  const random = (init ?? page.init) === "random" && entry !== undefined && !entry.weights;
+  // Ship by name: those with weights always; one without, when it runs with random weights.
   const bundled: Record<string, string> = {};
   for (const m of shipped) {
-    if (!m.weights && !random) continue;
+    if (!m.weights && !(random && m === entry)) continue;
     bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, MODELS_BASE).href;
   }
   const where = bundled[id] ? "from this site" : /^https?:\/\//.test(id) ? `from ${id}` : `from ${page.endpoint}`;
-
-  // Progress arrives by callback; the generator yields the newest state, at most every 100 ms.
-  let state: ModelState = {id, status: "loading", message: `loading ${id} ${where}…`, model: ready};
-  let wake: () => void = () => {};
-  let last = 0;
-  const update = (next: ModelState, force = false) => {
-    state = next;
-    const now = performance.now();
-    if (force || now - last > 100) {
-      last = now;
-      wake();
-    }
-  };
+  update({id, status: "loading", message: `loading ${id} ${where}…`, model: ready});
   const onProgress = (p: LoadProgress) =>
-    update(
-      {id, status: "loading", message: p.message, model: ready, ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})},
-      p.stage !== "download"
-    );
-  const done = loadModel(id, {
-    bundled,
-    endpoint: page.endpoint,
-    token: sessionToken(),
-    preferWebGPU: page.preferWebGPU,
-    signal: controller.signal,
-    onProgress,
-    ...(random ? {init: "random" as const, seed} : {})
-  }).then(
-    (model) => {
-      if (call === latest) becomeReady(model);
-      update({id, status: "ready", message: `${model.id} is ready`, model}, true);
-    },
-    (error) => {
-      const hint = !bundled[id] && !random && shipped.some((m) => m.id === id || m.name === id)
-        ? ` — this site ships ${id}'s config and tokenizer only; add ?weights=random to the address to run it with random weights`
-        : "";
-      update({id, status: "error", message: errorMessage(error) + hint, error, model: ready}, true);
-    }
-  );
-
+    update({id, status: "loading", message: p.message, model: ready, ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})});
   try {
-    yield state;
-    for (;;) {
-      const settled = await Promise.race([done.then(() => true), new Promise<false>((resolve) => (wake = () => resolve(false)))]);
-      yield state;
-      if (settled && state.status !== "loading") return;
-    }
-  } finally {
-    if (state.status === "loading") controller.abort(new DOMException("the page moved on", "AbortError"));
+    const model = await loadWorkerModel(id, {
+      bundled,
+      endpoint: page.endpoint,
+      token: sessionToken(),
+      preferWebGPU: page.preferWebGPU,
+      signal,
+      onProgress,
+      ...(random ? {init: "random" as const, seed} : {})
+    });
+    update({id, status: "ready", message: `${model.id} is ready`, model});
+    return model;
+  } catch (error) {
+    const hint = !bundled[id] && !random && entry
+      ? ` — this site ships ${id}'s config and tokenizer only; add ?weights=random to the address to run it with random weights`
+      : "";
+    update({id, status: "error", message: errorMessage(error) + hint, error, model: ready});
+    return undefined;
   }
 }
 
-/** Undefined at once, then each model that becomes ready (the current one first, if any). */
-export async function* currentModel(): AsyncGenerator<Model | undefined> {
-  const queue: Model[] = [];
-  let wake: () => void = () => {};
-  const listener = (model: Model) => {
-    queue.push(model);
-    wake();
-  };
-  readyListeners.add(listener);
-  try {
-    yield ready;
-    for (;;) {
-      while (queue.length) {
-        const model = queue.shift()!;
-        if (model !== ready) continue; // superseded
-        yield model;
-      }
-      await new Promise<void>((resolve) => (wake = resolve));
-    }
-  } finally {
-    readyListeners.delete(listener);
-  }
+/**
+ * Undefined at once (or the model already ready), then each model that becomes ready. Cells that compute
+ * with the model depend on this, not on the load's state, so download progress re-runs nothing.
+ */
+export function currentModel(): AsyncGenerator<Model | undefined> {
+  return Generators.observe((notify: (model: Model | undefined) => void) => {
+    notify(ready);
+    readyListeners.add(notify);
+    return () => readyListeners.delete(notify);
+  }) as AsyncGenerator<Model | undefined>;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Views
-
-const STYLE = `
-.lmw-status { font: 13px var(--sans-serif); margin: 0.25rem 0 1rem; max-width: 640px; }
-.lmw-status progress { width: 240px; vertical-align: middle; margin-right: 0.5rem; }
-.lmw-status .lmw-error { color: var(--theme-red, #c00); }
-.lmw-status .lmw-backend, .lmw-status .lmw-muted { color: var(--theme-foreground-muted, #666); }
-.lmw-badge { display: inline-block; font: 12px var(--sans-serif); padding: 1px 8px; border-radius: 10px;
-  border: 1px solid currentColor; margin: 0.25rem 0; }
-.lmw-badge.precomputed { color: var(--theme-foreground-muted, #666); }
-.lmw-badge.live { color: var(--theme-green, #2a7d2e); }
-.lmw-badge.random { color: var(--theme-orange, #c46100); }
-.lmw-error-note:empty { display: none; }
-.lmw-error-note { color: var(--theme-red, #c00); font: 13px var(--sans-serif); margin: 0.25rem 0; }
-`;
-
-if (typeof document !== "undefined" && !document.getElementById("lmw-workbench-style")) {
-  const style = document.createElement("style");
-  style.id = "lmw-workbench-style";
-  style.textContent = STYLE;
-  document.head.append(style);
-}
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
@@ -350,6 +359,35 @@ export function sourceBadge({live, model, id, weightsOrigin}: {live: boolean; mo
     live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span>`;
 }
 
+/**
+ * Why numbers come from random weights, and what gets trained ones — different for the precomputed numbers
+ * (the site was built without the checkpoint) and for a live model (the address asked for random weights).
+ */
+export function randomWeightsWhy(live: boolean): {why: string; remedy: HTMLElement} {
+  return live
+    ? {
+        why: "this site ships its configuration and tokenizer only, and the address asks for random weights (?weights=random)",
+        remedy: html`<span>Remove <code>?weights=random</code> from the address to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships with its trained weights.</span>`
+      }
+    : {
+        why: "the trained ones could not be downloaded where the site was built",
+        remedy: html`<span>Turn on “Run live” to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships with its trained weights.</span>`
+      };
+}
+
+/** "1 token", "2 tokens": a count with its noun, singular or plural ("position" → "positions"). */
+export function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
+}
+
+/**
+ * What the reader can do about precomputed numbers: turn on "Run live" — or, where it is on already, wait for
+ * the model (or fix the error its status shows). `action`: "for yours", "to see layer 3".
+ */
+export function runLiveHint(live: boolean, action: string): string {
+  return live ? `the live model is not ready yet (see its status above)` : `turn on “Run live” ${action}`;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Keep the last good result
 
@@ -374,6 +412,8 @@ export async function keepLast<T>(name: string, work: Promise<T> | (() => Promis
     note.textContent = "";
     return value;
   } catch (error) {
+    // Superseded by a newer input, or the model was replaced: the newer run shows its own result.
+    if (error instanceof DOMException && error.name === "AbortError") return (lastGood.has(name) ? lastGood.get(name) : fallback) as T;
     const kept = lastGood.has(name);
     note.textContent = `${errorMessage(error)}${kept ? " — showing the previous result." : ""}`;
     return (kept ? lastGood.get(name) : fallback) as T;

@@ -1,6 +1,7 @@
 // Page 5, precomputed for each site model: attention versus MLP parameters per layer and in total, and the
-// attention weights of every head of the default layer (10, clamped) for the lecture's prompt.
-import {ATTENTION_DEFAULTS, attentionTrace, defaultLayerHead, parameterShares} from "../../src/analysis/attention.js";
+// attention weights of every head of the default layer (10, clamped) for the lecture's prompt, and every
+// layer's attention block as its steps (`self_attn.source`) with their shapes for that prompt.
+import {ATTENTION_DEFAULTS, attentionSource, attentionTraceOf, defaultLayerHead, parameterShares} from "../../src/analysis/attention.js";
 import {matrix} from "../../src/analysis/index.js";
 import {loadSiteModel, siteModels} from "./site-models.js";
 
@@ -10,7 +11,8 @@ const models = [];
 for (const {id, name} of siteModels()) {
   const model = await loadSiteModel(id);
   const {layer, head} = defaultLayerHead(model.config);
-  const trace = await attentionTrace(model, ATTENTION_DEFAULTS.prompt);
+  const source = await attentionSource(model, ATTENTION_DEFAULTS.prompt);
+  const trace = attentionTraceOf(source, model.config);
   const weights = trace.layers[layer]!;
   const T = trace.pieces.length;
   models.push({
@@ -25,6 +27,8 @@ for (const {id, name} of siteModels()) {
     pieces: trace.pieces,
     layer,
     head,
+    // steps[layer]: {path, name, shape}, in forward order
+    steps: source.steps,
     // heads[h][query][key]
     heads: Array.from({length: weights.shape[1]!}, (_, h) => {
       const {data} = matrix(weights, 0, h);

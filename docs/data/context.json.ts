@@ -1,7 +1,7 @@
 // Page 4, precomputed for each site model: the autoregressive check at every layer for the two default
 // prompts, the cosine similarity of "break" across every layer in the lecture's three sentences, and the
 // exercise sentence's every token against those three.
-import {CONTEXT_DEFAULTS, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity} from "../../src/analysis/context.js";
+import {CONTEXT_DEFAULTS, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity, wordVectorHead} from "../../src/analysis/context.js";
 import {clampIndex} from "../../src/analysis/hooks.js";
 import {loadSiteModel, siteModels} from "./site-models.js";
 
@@ -12,6 +12,7 @@ for (const {id, name} of siteModels()) {
   const model = await loadSiteModel(id);
   const layers = model.config.numLayers;
   const [checkA, checkB] = [await contextTrace(model, CONTEXT_DEFAULTS.checkA), await contextTrace(model, CONTEXT_DEFAULTS.checkB)];
+  const checkC = await contextTrace(model, CONTEXT_DEFAULTS.checkC);
   const sentences = [];
   for (const s of CONTEXT_DEFAULTS.sentences) sentences.push(await contextTrace(model, s));
   const exercise = await contextTrace(model, CONTEXT_DEFAULTS.exercise);
@@ -25,6 +26,14 @@ for (const {id, name} of siteModels()) {
     check: {
       piecesA: checkA.pieces,
       piecesB: checkB.pieces,
+      piecesC: checkC.pieces,
+      // word[layer] = the first 20 numbers of "Paris" after the layer, in prompts A, B and C.
+      word: Array.from({length: layers}, (_, l) =>
+        [checkA, checkB, checkC].map((t) => {
+          const head = wordVectorHead(t, CONTEXT_DEFAULTS.checkWord, l);
+          return {...head, values: head.values.map(round)};
+        })
+      ),
       layers: Array.from({length: layers}, (_, l) => {
         const c = checkAtLayer(checkA, checkB, l);
         return {...c, positions: c.positions.map((p) => ({...p, maxAbsDiff: round(p.maxAbsDiff)}))};

@@ -9,6 +9,6 @@ for (const {id} of siteModels()) {
   const model = await loadSiteModel(id);
   const analysis = await analyseTokens(model, prompt, {k});
   const spaced = await analyseTokens(model, prompt + " ", {k});
-  models.push({id, analysis, spaced, comparison: compareTrailingSpace(analysis, spaced), word: spaceVariants(model, word)});
+  models.push({id, analysis, spaced, comparison: compareTrailingSpace(analysis, spaced), word: await spaceVariants(model, word)});
 }
 process.stdout.write(JSON.stringify({prompt, word, k, models}) + "\n");

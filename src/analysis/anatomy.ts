@@ -7,6 +7,7 @@
  * only re-slice it.
  */
 import type {Model} from "../runtime/model.js";
+import {piecesOf, type AnyModel} from "./tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {rolesFor} from "../arch/roles.js";
 import {clampIndex, residualHooks, weightModules, type WeightModule} from "./hooks.js";
@@ -16,8 +17,8 @@ import {downsample, maxAbsDifference, type Downsampled} from "./matrix.js";
 /** Page 3's defaults: the lecture's module and layer, and two prompts to compare. */
 export const ANATOMY_DEFAULTS = {
   layer: 10,
-  promptA: "The cat sat on the mat",
-  promptB: "Paris is the capital of France",
+  promptA: "The city Paris is in France",
+  promptB: "The cat sat on the mat",
   maxCells: 256
 };
 
@@ -41,10 +42,10 @@ export interface AnatomyTrace {
 }
 
 /** One forward pass over `prompt` fetching every tensor page 3 shows. */
-export async function anatomyTrace(model: Model, prompt: string): Promise<AnatomyTrace> {
+export async function anatomyTrace(model: AnyModel, prompt: string): Promise<AnatomyTrace> {
   const hooks = [...new Set([...pickableModules(model).map((m) => m.output), ...residualHooks(model.config)])];
   const trace = await model.trace(prompt, hooks);
-  const pieces = trace.input_ids.map((id) => model.tokenizer.idToPiece(id));
+  const pieces = await piecesOf(model, trace.input_ids);
   const tensors: Record<string, Tensor> = {};
   for (const h of hooks) tensors[h] = trace[h]!;
   return {prompt, input_ids: trace.input_ids, pieces, tensors};

@@ -3,7 +3,7 @@
  * live (attention or MLP).
  */
 import type {ModelConfig} from "../arch/index.js";
-import type {Model} from "../runtime/model.js";
+import {piecesOf, type AnyModel} from "./tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {attentionHook, clampIndex} from "./hooks.js";
 import type {ParameterCounts} from "./index.js";
@@ -91,13 +91,95 @@ export interface AttentionTrace {
 }
 
 /** One forward pass over `prompt` fetching every layer's attention weights: layer and head only re-slice. */
-export async function attentionTrace(model: Model, prompt: string): Promise<AttentionTrace> {
+export async function attentionTrace(model: AnyModel, prompt: string): Promise<AttentionTrace> {
   const hooks = Array.from({length: model.config.numLayers}, (_, i) => attentionHook(model.config, i));
   const trace = await model.trace(prompt, hooks);
   return {
     prompt,
     input_ids: trace.input_ids,
-    pieces: trace.input_ids.map((id) => model.tokenizer.idToPiece(id)),
+    pieces: await piecesOf(model, trace.input_ids),
     layers: hooks.map((h) => trace[h]!)
   };
+}
+
+/**
+ * `self_attn.source`, as the lecture prints it: the attention block of one layer as its steps in the order the
+ * forward pass runs them. Not a list written here: the steps are the model's own hook points under the
+ * block's module path (`model.layers.10.self_attn.` for Llama, `transformer.h.10.attn.` for GPT-2, whatever
+ * another family names it), which every architecture lists in forward order.
+ */
+export function attentionSteps(model: {config: ModelConfig; hookPoints(): string[]}, layer: number): string[] {
+  const block = attentionBlock(model.config, layer);
+  return model.hookPoints().filter((path) => path.startsWith(block));
+}
+
+/** The attention block's module path with its dot: the attention weights' hook path without its last name. */
+function attentionBlock(config: ModelConfig, layer: number): string {
+  const weights = attentionHook(config, layer);
+  return weights.slice(0, weights.lastIndexOf(".") + 1);
+}
+
+export interface AttentionStep {
+  /** The hook path, e.g. `model.layers.10.self_attn.q_proj.output`. */
+  path: string;
+  /** The path inside the block: `q_proj.output`, `attn_weights`. */
+  name: string;
+  /** Its shape for this prompt, batch first: `[1, 9, 10, 10]` for the attention weights. */
+  shape: number[];
+}
+
+export interface AttentionSource {
+  prompt: string;
+  input_ids: number[];
+  pieces: string[];
+  /** Each layer's steps, in forward order: `steps[layer]`. */
+  steps: AttentionStep[][];
+  /** Every step's tensor, by path. */
+  tensors: Record<string, Tensor>;
+}
+
+/**
+ * One forward pass over `prompt` fetching every step of every layer's attention block (a layer slider then
+ * only re-slices). Small: a block's tensors are a few rows of features per token.
+ */
+export async function attentionSource(model: AnyModel, prompt: string): Promise<AttentionSource> {
+  const layers = Array.from({length: model.config.numLayers}, (_, layer) => attentionSteps(model, layer));
+  const trace = await model.trace(prompt, layers.flat());
+  const tensors: Record<string, Tensor> = {};
+  for (const path of layers.flat()) tensors[path] = trace[path]!;
+  return {
+    prompt,
+    input_ids: trace.input_ids,
+    pieces: await piecesOf(model, trace.input_ids),
+    steps: layers.map((paths, layer) => {
+      const block = attentionBlock(model.config, layer);
+      return paths.map((path) => ({path, name: path.slice(block.length), shape: tensors[path]!.shape}));
+    }),
+    tensors
+  };
+}
+
+/** The attention weights of every layer from an attention source: what `attentionTrace` fetches, without another pass. */
+export function attentionTraceOf(source: AttentionSource, config: ModelConfig): AttentionTrace {
+  return {
+    prompt: source.prompt,
+    input_ids: source.input_ids,
+    pieces: source.pieces,
+    layers: Array.from({length: config.numLayers}, (_, layer) => source.tensors[attentionHook(config, layer)]!)
+  };
+}
+
+/**
+ * A step's tensor as a matrix to draw: one row per token. Attention weights `[1, heads, T, T]` give `head`'s
+ * pattern; any other `[1, T, …]` its features, the trailing dimensions flattened.
+ */
+export function stepMatrix(t: Tensor, head = 0): {rows: number; cols: number; data: Float32Array} {
+  if (t.shape.length === 4 && t.shape[2] === t.shape[3]) return matrix(t, 0, Math.min(head, t.shape[1]! - 1));
+  const rows = t.shape[1] ?? 1;
+  return {rows, cols: t.data.length / rows, data: t.data};
+}
+
+/** A shape as the lecture prints it: `[1, 9, 10, 10]`. */
+export function shapeText(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
 }

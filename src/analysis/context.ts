@@ -6,7 +6,7 @@
  *   it); from the first differing token on, they change.
  * - One word in several sentences: the cosine similarity of its residual-stream vector, layer by layer.
  */
-import type {Model} from "../runtime/model.js";
+import {piecesOf, type AnyModel} from "./tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {residualHooks} from "./hooks.js";
 import {bitIdentical, cosineSimilarity, row} from "./index.js";
@@ -154,9 +154,13 @@ export const CONTEXT_DEFAULTS = {
     "If you throw the ball at the window you might break it",
     "This relationship is hard and I think we should break up"
   ],
-  /** The same start; the third word differs ("fragile" / "heavy"): earlier positions must not change. */
-  checkA: "The package is very fragile - it will break easily",
-  checkB: "The package is very heavy - it will break easily",
+  /** The lecture's prompts: the same start, the last word differs: "Paris" and all before it must not change. */
+  checkA: "The city Paris is in France",
+  checkB: "The city Paris is in London",
+  /** A word changed *before* "Paris": now "Paris" itself changes. */
+  checkC: "The beautiful Paris is in France",
+  /** The word whose vector the lecture prints (its first numbers). */
+  checkWord: "Paris",
   exercise: "I worked all day so I need a break now",
   exerciseWord: "break",
   layer: 10
@@ -173,14 +177,14 @@ export interface ContextTrace {
 }
 
 /** One forward pass over `sentence` fetching the residual stream after every layer. */
-export async function contextTrace(model: Model, sentence: string): Promise<ContextTrace> {
+export async function contextTrace(model: AnyModel, sentence: string): Promise<ContextTrace> {
   const hooks = residualHooks(model.config);
   const trace = await model.trace(sentence, hooks);
   return {
     sentence,
     input_ids: trace.input_ids,
     tokens: trace.tokens,
-    pieces: trace.input_ids.map((id) => model.tokenizer.idToPiece(id)),
+    pieces: await piecesOf(model, trace.input_ids),
     layers: hooks.map((h) => trace[h]!)
   };
 }
@@ -220,4 +224,29 @@ export function exerciseSimilarity(yours: ContextTrace, position: number, traces
       similarity
     }))
   );
+}
+
+/** Exercise 3's target: a sense of "break" whose similarity to the lecture's three lies in this band. */
+export const EXERCISE_BAND: readonly [number, number] = [0.7, 0.8];
+
+export interface BandCheck {
+  layer: number;
+  band: readonly [number, number];
+  /** The similarity to each lecture sentence at `layer`. */
+  similarities: {sentence: string; similarity: number}[];
+  /** Every one of them inside the band. */
+  lands: boolean;
+}
+
+/** Whether the reader's token lands in the band at `layer`: its similarity to every lecture sentence inside it. */
+export function bandCheck(points: readonly SimilarityPoint[], layer: number, band: readonly [number, number] = EXERCISE_BAND): BandCheck {
+  const similarities = points.filter((p) => p.layer === layer).map((p) => ({sentence: p.b, similarity: p.similarity}));
+  const lands = similarities.length > 0 && similarities.every(({similarity}) => similarity >= band[0] && similarity <= band[1]);
+  return {layer, band, similarities, lands};
+}
+
+/** The first `n` numbers of `word`'s residual-stream vector after `layer` (its last piece), as the lecture prints them. */
+export function wordVectorHead(trace: ContextTrace, word: string, layer: number, n = 20): {position: number; values: number[]} {
+  const {position} = wordIn(trace, word);
+  return {position, values: Array.from(vectorsAt([trace.layers[layer]!], position)[0]!.subarray(0, n))};
 }

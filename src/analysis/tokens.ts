@@ -7,7 +7,20 @@
  */
 import type {Model} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
+import type {WorkerModel} from "../runtime/worker-model.js";
 import {argmax, row, softmax, topK} from "./index.js";
+
+/**
+ * A model in this thread (`Model`, as the data loaders use it) or in a worker (`WorkerModel`, as the pages
+ * do). Their tokenizers answer synchronously or with a promise; the functions here `await` either.
+ */
+export type AnyModel = Model | WorkerModel;
+
+/** Each id's display piece (" Paris"), in one call to a worker's tokenizer. */
+export async function piecesOf(model: Pick<AnyModel, "tokenizer">, ids: number[]): Promise<string[]> {
+  const tokenizer = model.tokenizer;
+  return "pieces" in tokenizer ? tokenizer.pieces(ids) : ids.map((id) => tokenizer.idToPiece(id));
+}
 
 /** Whitespace made visible: a space as "·", a newline as "↵", a tab as "→". */
 export function visible(text: string): string {
@@ -26,8 +39,8 @@ export interface TokenRow {
 }
 
 /** The tokens of a text, one row each. */
-export function tokenTable(model: Pick<Model, "tokenize">, text: string): TokenRow[] {
-  const {ids, tokens, pieces} = model.tokenize(text);
+export async function tokenTable(model: Pick<AnyModel, "tokenize">, text: string): Promise<TokenRow[]> {
+  const {ids, tokens, pieces} = await model.tokenize(text);
   return ids.map((id, position) => ({position, id, token: tokens[position]!, piece: pieces[position]!, shown: visible(pieces[position]!)}));
 }
 
@@ -47,11 +60,13 @@ export interface Candidate {
 }
 
 /** The k most likely next tokens, most likely first. */
-export function topNext(model: Pick<Model, "tokenizer">, logits: Tensor, k = 10): Candidate[] {
+export async function topNext(model: Pick<AnyModel, "tokenizer">, logits: Tensor, k = 10): Promise<Candidate[]> {
   const last = row(logits, 0, logits.shape[1]! - 1);
   const probs = softmax(last);
-  return topK(last, k).map((id, rank) => {
-    const piece = model.tokenizer.idToPiece(id);
+  const ids = topK(last, k);
+  const pieces = await piecesOf(model, ids);
+  return ids.map((id, rank) => {
+    const piece = pieces[rank]!;
     return {rank: rank + 1, id, piece, shown: visible(piece), logit: last[id]!, probability: probs[id]!};
   });
 }
@@ -90,27 +105,27 @@ export interface TokensAnalysis {
 }
 
 /** One forward pass over the prompt; the numbers page 2 shows. */
-export async function analyseTokens(model: Model, prompt: string, {k = 10, points = 1000} = {}): Promise<TokensAnalysis> {
+export async function analyseTokens(model: AnyModel, prompt: string, {k = 10, points = 1000} = {}): Promise<TokensAnalysis> {
   const trace = await model.trace(prompt, ["lm_head.output"]);
   return analyseLogits(model, prompt, trace["lm_head.output"]!, {k, points});
 }
 
 /** The same, from logits already computed. */
-export function analyseLogits(model: Model, prompt: string, logits: Tensor, {k = 10, points = 1000} = {}): TokensAnalysis {
+export async function analyseLogits(model: AnyModel, prompt: string, logits: Tensor, {k = 10, points = 1000} = {}): Promise<TokensAnalysis> {
   const probs = nextTokenDistribution(logits);
   const best = argmax(probs);
-  const piece = model.tokenizer.idToPiece(best);
+  const [piece] = await piecesOf(model, [best]);
   let entropy = 0;
   for (const p of probs) if (p > 0) entropy -= p * Math.log2(p);
   return {
     model: model.id,
     weightsOrigin: model.weightsOrigin,
     prompt,
-    tokens: tokenTable(model, prompt),
+    tokens: await tokenTable(model, prompt),
     vocabSize: model.config.vocabSize,
     logitsShape: logits.shape,
-    top: topNext(model, logits, k),
-    argmax: {id: best, piece, shown: visible(piece)},
+    top: await topNext(model, logits, k),
+    argmax: {id: best, piece: piece!, shown: visible(piece!)},
     line: distributionLine(probs, points),
     maxProbability: probs[best]!,
     entropyBits: entropy
@@ -118,12 +133,17 @@ export function analyseLogits(model: Model, prompt: string, logits: Tensor, {k =
 }
 
 /** A word's ids with and without a leading space (" Paris" vs "Paris"). */
-export function spaceVariants(model: Pick<Model, "tokenize">, word: string): {text: string; shown: string; ids: number[]; pieces: string[]}[] {
+export async function spaceVariants(
+  model: Pick<AnyModel, "tokenize">,
+  word: string
+): Promise<{text: string; shown: string; ids: number[]; pieces: string[]}[]> {
   const bare = word.trim();
-  return [` ${bare}`, bare].map((text) => {
-    const {ids, pieces} = model.tokenize(text);
-    return {text, shown: visible(text), ids, pieces: pieces.map(visible)};
-  });
+  return Promise.all(
+    [` ${bare}`, bare].map(async (text) => {
+      const {ids, pieces} = await model.tokenize(text);
+      return {text, shown: visible(text), ids, pieces: pieces.map(visible)};
+    })
+  );
 }
 
 export interface TrailingSpaceComparison {

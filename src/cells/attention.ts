@@ -9,9 +9,9 @@
  * Inputs (redefinable): model, hub, models, backend (see shared.ts), prompt, layer, head. Shown: `heatmap`.
  */
 import type * as PlotModule from "@observablehq/plot";
-import {attentionHook} from "../analysis/hooks.js";
-import type {Model} from "../runtime/model.js";
-import type {Tensor} from "../runtime/tensor.js";
+import {attentionTrace, type AttentionTrace} from "../analysis/attention.js";
+import {visible} from "../analysis/tokens.js";
+import type {WorkerModel} from "../runtime/worker-model.js";
 import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
 
 interface Cell {
@@ -26,29 +26,27 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
   main.variable().define("prompt", [], () => "a is a & b is b & y is");
   main.variable().define("layer", [], () => 2);
   main.variable().define("head", [], () => 3);
-  main.variable().define("attention", ["loaded", "prompt"], async (model: Model, prompt: string) => {
-    const paths = Array.from({length: model.config.numLayers}, (_, i) => attentionHook(model.config, i));
-    const traced = await model.trace(prompt, paths);
-    return {tokens: traced.tokens.map((t, i) => model.tokenizer.decode([traced.input_ids[i]]) || t), layers: paths.map((p) => traced[p])};
-  });
+  // The lane: a prompt typed on supersedes the older one still waiting for the model.
+  main.variable().define("attention", ["loaded", "prompt"], (model: WorkerModel, prompt: string) => attentionTrace(model.lane("embed-attention"), prompt));
   main.variable(observer("heatmap")).define(
     "heatmap",
     ["Plot", "loaded", "attention", "layer", "head"],
-    (Plot: typeof PlotModule, model: Model, attention: {tokens: string[]; layers: Tensor[]}, layer: number, head: number) =>
+    (Plot: typeof PlotModule, model: WorkerModel, attention: AttentionTrace, layer: number, head: number) =>
       measureRedraw("embed-attention", () => heatmapView(Plot, model, attention, layer, head))
   );
   return main;
 }
 
-function heatmapView(Plot: typeof PlotModule, model: Model, {tokens, layers}: {tokens: string[]; layers: Tensor[]}, layer: number, head: number): HTMLElement {
+function heatmapView(Plot: typeof PlotModule, model: WorkerModel, {pieces, layers}: AttentionTrace, layer: number, head: number): HTMLElement {
   const {numLayers, numHeads} = model.config;
   if (!Number.isInteger(layer) || layer < 0 || layer >= numLayers) throw new RangeError(`layer ${layer}: ${model.id} has layers 0 to ${numLayers - 1}`);
   if (!Number.isInteger(head) || head < 0 || head >= numHeads) throw new RangeError(`head ${head}: ${model.id} has heads 0 to ${numHeads - 1}`);
-  const T = tokens.length;
+  const T = pieces.length;
   const data = layers[layer].data; // [1, heads, T, T]
   const cells: Cell[] = [];
   for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) cells.push({query: q, key: k, weight: data[(head * T + q) * T + k]});
-  const label = (i: number) => JSON.stringify(tokens[i]).slice(1, -1).replace(/ /g, "␣");
+  // As the site shows tokens: a leading space as "·", whatever the tokenizer's own marker ("Ġ", "▁").
+  const label = (i: number) => visible(pieces[i]!);
   const positions = Array.from({length: T}, (_, i) => i);
   return element("figure", {class: "lmw-attention", "data-layer": layer, "data-head": head, "data-tokens": T},
     element("figcaption", {}, `Layer ${layer}, head ${head}: how much each token (row) attends to each earlier token (column)`),

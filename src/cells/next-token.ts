@@ -7,53 +7,45 @@
  * Inputs (redefinable): model, hub, models, backend (see shared.ts), prompt, k. Shown: `nextTokens`.
  */
 import type * as PlotModule from "@observablehq/plot";
-import {softmax, topK} from "../analysis/index.js";
-import type {Model} from "../runtime/model.js";
+import {topNext, type Candidate} from "../analysis/tokens.js";
+import type {Tensor} from "../runtime/tensor.js";
+import type {WorkerModel} from "../runtime/worker-model.js";
 import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
-
-export interface NextToken {
-  rank: number;
-  id: number;
-  token: string;
-  probability: number;
-}
 
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
   defineModelInputs(main);
   main.variable().define("prompt", [], () => "Once upon a time, there was a little");
   main.variable().define("k", [], () => 10);
-  main.variable().define("logits", ["loaded", "prompt"], async (model: Model, prompt: string) => {
-    const {"lm_head.output": logits} = await model.trace(prompt, ["lm_head.output"]);
-    const vocab = model.config.vocabSize;
-    return logits.data.subarray(logits.data.length - vocab); // the last position's scores
+  // The lane: a prompt typed on supersedes the older one still waiting for the model.
+  main.variable().define("logits", ["loaded", "prompt"], async (model: WorkerModel, prompt: string) => {
+    const traced = await model.lane("embed-next-token").trace(prompt, ["lm_head.output"]);
+    return traced["lm_head.output"]!;
   });
-  main.variable().define("candidates", ["loaded", "logits", "k"], (model: Model, logits: Float32Array, k: number) => {
-    const probs = softmax(logits);
-    return topK(probs, k).map((id, i): NextToken => ({rank: i + 1, id, token: model.tokenizer.decode([id]), probability: probs[id]}));
-  });
+  // A new k re-ranks the logits already there: no forward pass.
+  main.variable().define("candidates", ["loaded", "logits", "k"], (model: WorkerModel, logits: Tensor, k: number) => topNext(model, logits, k));
   main.variable(observer("nextTokens")).define(
     "nextTokens",
     ["Plot", "loaded", "prompt", "candidates"],
-    (Plot: typeof PlotModule, model: Model, prompt: string, candidates: NextToken[]) =>
+    (Plot: typeof PlotModule, model: WorkerModel, prompt: string, candidates: Candidate[]) =>
       measureRedraw("embed-next-token", () => nextTokensView(Plot, model, prompt, candidates))
   );
   return main;
 }
 
-function nextTokensView(Plot: typeof PlotModule, model: Model, prompt: string, candidates: NextToken[]): HTMLElement {
-  const shown = (token: string) => JSON.stringify(token).slice(1, -1).replace(/ /g, "␣");
-  return element("figure", {class: "lmw-next-token", "data-prompt": prompt, "data-top": candidates[0]?.token ?? ""},
+function nextTokensView(Plot: typeof PlotModule, model: WorkerModel, prompt: string, candidates: Candidate[]): HTMLElement {
+  return element("figure", {class: "lmw-next-token", "data-prompt": prompt, "data-top": candidates[0]?.piece ?? ""},
     element("figcaption", {}, "After ", element("q", {}, prompt), ", the next token is most likely:"),
     Plot.plot({
-      marginLeft: 100,
+      // Room for the longest token: about 7 px a character at the axis' 10 px font.
+      marginLeft: Math.max(60, 8 + 7 * Math.max(0, ...candidates.map((d) => d.shown.length))),
       marginRight: 50,
       height: 24 * candidates.length + 40,
       x: {label: "probability", domain: [0, Math.max(0.05, candidates[0]?.probability ?? 0)]},
-      y: {label: null, domain: candidates.map((d) => d.rank), tickFormat: (rank: number) => shown(candidates[rank - 1].token)},
+      y: {label: null, domain: candidates.map((d) => d.rank), tickFormat: (rank: number) => candidates[rank - 1]!.shown},
       marks: [
         Plot.barX(candidates, {x: "probability", y: "rank", fill: "steelblue"}),
-        Plot.text(candidates, {x: "probability", y: "rank", text: (d: NextToken) => `${(d.probability * 100).toFixed(1)}%`, dx: 4, textAnchor: "start"}),
+        Plot.text(candidates, {x: "probability", y: "rank", text: (d: Candidate) => `${(d.probability * 100).toFixed(1)}%`, dx: 4, textAnchor: "start"}),
         Plot.ruleX([0])
       ]
     }),

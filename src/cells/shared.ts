@@ -3,7 +3,7 @@
  * has (model, hub, models, backend), and the model itself — loaded once per page for all the cells that
  * name it, so two embedded cells run one model, not two.
  */
-import type {Model} from "../runtime/model.js";
+import type {WorkerModel as Model} from "../runtime/worker-model.js";
 import {weightsLabel} from "../runtime/weights.js";
 import {measureRedraw} from "../views/measure.js";
 
@@ -61,8 +61,9 @@ export function sharedModel(id: string, {hub, models, backend}: {hub: string; mo
   let load = loads.get(key);
   if (!load) {
     load = (async () => {
-      const [{loadModel}, bundled] = await Promise.all([import("../browser.js"), shippedModels(models)]);
-      return loadModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm"});
+      // The model runs in its own worker: the embedding page keeps painting during a forward pass.
+      const [{loadWorkerModel}, bundled] = await Promise.all([import("../runtime/worker-model.js"), shippedModels(models)]);
+      return loadWorkerModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm"});
     })();
     load.catch(() => loads.delete(key));
     loads.set(key, load);
@@ -70,20 +71,36 @@ export function sharedModel(id: string, {hub, models, backend}: {hub: string; mo
   return load;
 }
 
-/** name → folder URL of each model the site ships with its weights (from `<models>/site.json`). */
-async function shippedModels(models: string): Promise<Record<string, string>> {
-  try {
-    const response = await fetch(new URL("site.json", models));
-    if (!response.ok) return {};
-    const {models: list} = (await response.json()) as {models: {id: string; name: string; weights: boolean}[]};
-    const bundled: Record<string, string> = {};
-    for (const m of list) if (m.weights) bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, models).href;
-    return bundled;
-  } catch {
-    return {};
-  }
+/** A model the site ships, as `<models>/site.json` lists it. */
+export interface SiteModel {
+  id: string;
+  name: string;
+  files: string[];
+  /** Whether its checkpoint ships too (else config and tokenizer only). */
+  weights: boolean;
 }
 
+const siteJson = new Map<string, Promise<SiteModel[]>>();
+
+/** The models a site ships, from `<models>/site.json`, read once per folder; none where it cannot be read. */
+export function readSiteModels(models: string): Promise<SiteModel[]> {
+  let list = siteJson.get(models);
+  if (!list) {
+    list = fetch(new URL("site.json", models))
+      .then((r) => (r.ok ? (r.json() as Promise<{models: SiteModel[]}>) : {models: []}))
+      .then((j) => j.models)
+      .catch(() => []);
+    siteJson.set(models, list);
+  }
+  return list;
+}
+
+/** name → folder URL of each model the site ships with its weights. */
+async function shippedModels(models: string): Promise<Record<string, string>> {
+  const bundled: Record<string, string> = {};
+  for (const m of await readSiteModels(models)) if (m.weights) bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, models).href;
+  return bundled;
+}
 
 /** "stories260K · trained weights · WASM (2 threads): …" */
 export function caption(model: Model): string {

@@ -29,6 +29,8 @@ export interface WebRuntimeOptions {
   wasmPaths?: string | {wasm?: string; mjs?: string};
   /** Another build of onnxruntime-web to configure (Node's WebGPU path passes the JSEP build; see webgpu-node.ts). */
   ort?: typeof defaultOrt;
+  /** At most this many WASM threads (the model's worker leaves a core to the page it serves). */
+  maxThreads?: number;
 }
 
 const MiB = 1 << 20;
@@ -42,7 +44,7 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   const {preferWebGPU = true} = opts;
   const ort = opts.ort ?? defaultOrt;
   const isolated = globalThis.crossOriginIsolated === true;
-  const threads = isolated ? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1) : 1;
+  const threads = isolated ? Math.max(1, Math.min(opts.maxThreads ?? Infinity, globalThis.navigator?.hardwareConcurrency ?? 1)) : 1;
 
   // ort logs its warnings (e.g. "some nodes were not assigned to the preferred execution providers", which
   // is by design for shape ops) through console.error; keep the console for real errors.

@@ -35,11 +35,13 @@ export interface SimilarityOptions {
   width?: number;
   /** A layer to mark with a vertical rule. */
   layer?: number;
+  /** A band of similarity to shade (an exercise's target), e.g. [0.7, 0.8]. */
+  band?: readonly [number, number];
   title?: string;
 }
 
 /** Cosine similarity across layers, one line per pair of contexts. */
-export function similarityChart(points: readonly SimilarityPoint[], {width = 900, layer, title}: SimilarityOptions = {}): SVGSVGElement | HTMLElement {
+export function similarityChart(points: readonly SimilarityPoint[], {width = 900, layer, band, title}: SimilarityOptions = {}): SVGSVGElement | HTMLElement {
   return Plot.plot({
     title,
     width,
@@ -49,6 +51,8 @@ export function similarityChart(points: readonly SimilarityPoint[], {width = 900
     y: {label: "cosine similarity", grid: true, nice: true},
     color: {legend: true, label: "pair of contexts"},
     marks: [
+      band === undefined ? null : Plot.rectY([band], {y1: (b: readonly number[]) => b[0], y2: (b: readonly number[]) => b[1], fill: "#2a7d2e", fillOpacity: 0.12}),
+      band === undefined ? null : Plot.text([band], {y: (b: readonly number[]) => b[1], text: () => `target ${band[0]}–${band[1]}`, frameAnchor: "left", dx: 4, dy: -6, fill: "#2a7d2e"}),
       layer === undefined ? null : Plot.ruleX([layer], {stroke: "orange", strokeWidth: 2, strokeDasharray: "4 3"}),
       Plot.lineY(points, {x: "layer", y: "similarity", stroke: "pair", strokeWidth: 2, marker: "circle-stroke"}),
       Plot.tip(points, Plot.pointer({x: "layer", y: "similarity", stroke: "pair", title: (p: SimilarityPoint) => `${p.pair}\nlayer ${p.layer}: ${p.similarity.toFixed(4)}`}))
@@ -85,8 +89,12 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
     {...p, prompt: "prompt A", token: p.tokenA},
     {...p, prompt: "prompt B", token: p.tokenB}
   ]);
+  // Cells wide enough for the longest token (about 6.5 px a character at 11 px), within the page's width; a
+  // token that still does not fit is cut with an ellipsis (the tip shows it whole), never drawn over its neighbours.
+  const longest = Math.max(1, ...rows.map((r) => tokenLabel(r.token ?? "").length));
+  const cell = Math.max(28, Math.min(12 + 6.5 * longest, (width - 90) / Math.max(1, positions.length)));
   return Plot.plot({
-    width: Math.min(width, 90 + 64 * positions.length),
+    width: Math.round(90 + cell * positions.length),
     height: 150,
     marginLeft: 70,
     x: {domain: positions.map((p) => p.position), label: "position →"},
@@ -94,12 +102,51 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
     color: {domain: ["bit-identical", "different"], range: ["#59a14f", "#e15759"], legend: true},
     marks: [
       Plot.cell(rows, {x: "position", y: "prompt", fill: (d: PositionCheck) => (d.identical ? "bit-identical" : "different"), inset: 1.5, fillOpacity: 0.8}),
-      Plot.text(rows, {x: "position", y: "prompt", text: (d: {token: string}) => tokenLabel(d.token ?? ""), fill: "white", fontSize: 11}),
+      Plot.text(rows, {
+        x: "position",
+        y: "prompt",
+        text: (d: {token: string}) => tokenLabel(d.token ?? ""),
+        fill: "white",
+        fontSize: 11,
+        lineWidth: (cell - 6) / 11, // in ems
+        textOverflow: "ellipsis"
+      }),
       Plot.tip(rows, Plot.pointer({
         x: "position",
         y: "prompt",
-        title: (d: PositionCheck) => `position ${d.position}: ${d.identical ? "bit-identical" : `differs by up to ${d.maxAbsDiff.toExponential(2)}`}`
+        title: (d: PositionCheck & {token: string}) => `“${tokenLabel(d.token ?? "")}”, position ${d.position}: ${d.identical ? "bit-identical" : `differs by up to ${d.maxAbsDiff.toExponential(2)}`}`
       }))
+    ]
+  });
+}
+
+/** What a next-token bar chart needs of a candidate (analysis/tokens.ts's Candidate fits). */
+export interface NextTokenBar {
+  id: number;
+  /** The token with its whitespace visible ("·Paris"). */
+  shown: string;
+  probability: number;
+}
+
+/**
+ * The most likely next tokens as horizontal bars, most likely on top, each labelled with its token and id.
+ * The left margin is made for the longest label, so "·observational  (39011)" is not clipped.
+ */
+export function nextTokenChart(top: readonly NextTokenBar[], {width = 640, format = (p: number) => `${(p * 100).toPrecision(2)}%`} = {}): SVGSVGElement | HTMLElement {
+  const label = (d: NextTokenBar) => `${d.shown}  (${d.id})`;
+  // About 7 px a character at the axis' 10 px font.
+  const marginLeft = Math.max(80, 10 + 7 * Math.max(0, ...top.map((d) => label(d).length)));
+  return Plot.plot({
+    width,
+    marginLeft,
+    marginRight: 60,
+    height: 24 * top.length + 40,
+    x: {label: "probability", grid: true, tickFormat: format},
+    y: {label: null, domain: top.map(label)},
+    marks: [
+      Plot.barX(top, {x: "probability", y: label, fill: "steelblue"}),
+      Plot.text(top, {x: "probability", y: label, text: (d: NextTokenBar) => format(d.probability), dx: 4, textAnchor: "start"}),
+      Plot.ruleX([0])
     ]
   });
 }

@@ -188,7 +188,16 @@ export function matrixHeatmap(d: Downsampled, {xLabel, yLabel, width = 640, heig
     marginLeft: 60,
     x: {domain: [0, d.sourceCols], label: xLabel ?? "column →"},
     y: {domain: [0, d.sourceRows], reverse: true, label: yLabel ?? "↓ row"},
-    color: {type: "linear", scheme: "rdbu", reverse: true, domain: symmetricDomain(d.data), legend: true, label: "value"},
+    // Say what the colour is: a block's average is much closer to 0 than the weights it averages, so a legend
+    // labelled "value" next to the weights' min and max would mislead.
+    color: {
+      type: "linear",
+      scheme: "rdbu",
+      reverse: true,
+      domain: symmetricDomain(d.data),
+      legend: true,
+      label: d.blockRows * d.blockCols > 1 ? `average of each ${d.blockRows} × ${d.blockCols} block` : "weight"
+    },
     marks: [
       Plot.raster(Array.from(d.data), {
         width: d.cols,

@@ -4,7 +4,7 @@
  * into one another's dist/. Offline (inside `unshare -rn`) where this machine allows it.
  */
 import {execFile} from "node:child_process";
-import {mkdtemp, rm, writeFile} from "node:fs/promises";
+import {mkdtemp, readdir, rm, stat, writeFile} from "node:fs/promises";
 import {tmpdir} from "node:os";
 import {join} from "node:path";
 import {promisify} from "node:util";
@@ -19,7 +19,31 @@ export interface BuiltSite {
   remove(): Promise<void>;
 }
 
+/**
+ * `observable build` reuses a data loader's cached output unless the loader file itself is newer, but the
+ * loaders compute with src/: a change there (a default prompt, a new field) would ship yesterday's numbers.
+ * Drop every cached loader output older than the newest file under src/ or docs/data/.
+ */
+export async function dropStaleLoaderOutputs(): Promise<string[]> {
+  const newest = async (dir: string): Promise<number> => {
+    let latest = 0;
+    for (const entry of await readdir(dir, {withFileTypes: true, recursive: true})) {
+      if (entry.isFile()) latest = Math.max(latest, (await stat(join(entry.parentPath, entry.name))).mtimeMs);
+    }
+    return latest;
+  };
+  const sources = Math.max(await newest(join(ROOT, "src")), await newest(join(ROOT, "docs", "data")));
+  const cache = join(ROOT, "docs", ".observablehq", "cache", "data");
+  const dropped: string[] = [];
+  for (const name of await readdir(cache).catch(() => [] as string[])) {
+    const file = join(cache, name);
+    if ((await stat(file)).mtimeMs < sources) await rm(file, {force: true}), dropped.push(name);
+  }
+  return dropped;
+}
+
 export async function buildSiteCopy(): Promise<BuiltSite> {
+  await dropStaleLoaderOutputs();
   const dir = await mkdtemp(join(tmpdir(), "lmw-site-"));
   const output = join(dir, "site");
   const config = join(dir, "observablehq.config.mjs");

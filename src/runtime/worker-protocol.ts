@@ -1,0 +1,70 @@
+/**
+ * The messages between the page (src/runtime/worker-model.ts) and the model's worker (src/runtime/worker.ts).
+ * The page sends one `load`, then `call`s, each with its own number, and `abort`s; the worker answers each
+ * call with one `result` or `error` (a generation streams `token`s first). Tensors travel as their
+ * Float32Array, its buffer transferred, never copied.
+ */
+import type {ModelConfig, Parameter} from "../arch/index.js";
+import type {ParameterCounts} from "../analysis/index.js";
+import type {LoadProgress} from "./model.js";
+
+/** What the worker needs to load a model: where its files are and how to run it. */
+export interface WorkerLoad {
+  op: "load";
+  id: string;
+  /** Models the site ships, by name → absolute base URL of their files. */
+  bundled: Record<string, string>;
+  endpoint?: string;
+  /** A Hugging Face token for gated models (sent to the Hub endpoint only; see src/browser.ts). */
+  token?: string;
+  preferWebGPU?: boolean;
+  init?: "checkpoint" | "random";
+  seed?: number;
+}
+
+export type WorkerMethod = "encode" | "decode" | "pieces" | "trace" | "weight" | "generate";
+
+export interface WorkerCall {
+  op: "call";
+  req: number;
+  method: WorkerMethod;
+  args: unknown[];
+}
+
+export interface WorkerAbort {
+  op: "abort";
+  req: number;
+}
+
+export type ToWorker = WorkerLoad | WorkerCall | WorkerAbort;
+
+/** Everything about a model that never changes once it is loaded: sent once, read on the page without a call. */
+export interface ModelInfo {
+  id: string;
+  backend: string;
+  weightsOrigin: string;
+  config: ModelConfig;
+  parameters: Parameter[];
+  hookPoints: string[];
+  moduleTree: string;
+  counts: ParameterCounts;
+  eosIds: number[];
+  bosTokenId?: number;
+  eosTokenId?: number;
+}
+
+/** An error as the page shows it: its name (WorkbenchError, AbortError, …) and message, never a stack. */
+export interface SentError {
+  name: string;
+  message: string;
+  /** What kind of failure, where the error says (a Hub error's "gated", "not-found", …). */
+  code?: string;
+}
+
+export type FromWorker =
+  | {type: "progress"; progress: LoadProgress}
+  | {type: "loaded"; info: ModelInfo}
+  | {type: "load-error"; error: SentError}
+  | {type: "token"; req: number; token: {id: number; text: string; index: number; piece: string}}
+  | {type: "result"; req: number; value: unknown; runs: number}
+  | {type: "error"; req: number; error: SentError; runs: number};
