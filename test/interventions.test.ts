@@ -174,7 +174,7 @@ describe("edits: the API around the references", () => {
     expect(Array.from(feeds.position_ids.data as BigInt64Array, Number)).toEqual([1, 2, 2]);
     expect(Array.from(feeds.logits_index.data as BigInt64Array, Number)).toEqual([1, 2]);
     // rows: 3 past keys, then the 3 packed tokens; 0 = may look
-    expect(Array.from(feeds.attention_mask.data)).toEqual([
+    expect(Array.from(feeds.attention_mask.data as Uint8Array)).toEqual([
       0, 1, 1, 0, 1, 1,
       0, 1, 1, 0, 0, 1,
       0, 0, 1, 1, 1, 0
