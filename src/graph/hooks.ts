@@ -200,8 +200,10 @@ function logitLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]): 
   const stacked = g.op("Concat", layerOutputs, {axis: 0}); // [L, T, d]: the batch axis holds the layers
   // Reshape's 0 keeps the vocabulary axis, whether the unembedding gave [1, L·T, V] or [L, T, V].
   const logits = g.output(LENS.logits, g.op("Reshape", [head.unembed(head.norm(stacked)), g.ints([L, -1, 0])]));
-  const logprobs = g.op("LogSoftmax", [logits], {axis: -1});
-  const [values, ids] = g.opN("TopK", [logprobs, g.input(LENS.k, INT64, [1])], 2, {axis: -1, largest: 1, sorted: 1});
-  g.output(LENS.topLogprobs, values);
+  // Top-k of the logits, then minus their log-sum-exp: the same as top-k of LogSoftmax, without writing and
+  // reading back a second [L, T, V] tensor.
+  const [values, ids] = g.opN("TopK", [logits, g.input(LENS.k, INT64, [1])], 2, {axis: -1, largest: 1, sorted: 1});
+  const logSumExp = g.op("ReduceLogSumExp", [logits], {axes: [-1], keepdims: 1});
+  g.output(LENS.topLogprobs, g.op("Sub", [values, logSumExp]));
   g.output(LENS.topIds, ids, INT64);
 }
