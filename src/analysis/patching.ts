@@ -6,7 +6,8 @@
  * positions and a mask that keeps it to itself, so the weights are read once for dozens of runs. Patching also
  * reuses the corrupt run: patching position p leaves every position before p as the corrupt run had it (attention
  * is causal), so a patched run only computes positions p … T-1, over the corrupt run's cached keys and values
- * for 0 … p-1 — about half the tokens of T full runs.
+ * for 0 … p-1 — about half the tokens of T full runs. And before the first token where the two prompts differ,
+ * the clean and corrupt runs are the same: a patch there changes nothing, and its result is the corrupt run's.
  */
 import {LOGITS} from "../graph/names.js";
 import {PACKED} from "../graph/hooks.js";
@@ -26,6 +27,8 @@ export interface SweepOptions {
   ids?: number[];
   /** Also keep every run's full last-position logits (`[…, V]`: for small vocabularies and tests). */
   full?: boolean;
+  /** Also keep each run's `top` most likely next tokens (ids and logits), for a view that opens one run. */
+  top?: number;
   /** At most this many tokens per session run (default 512): a bound on the packed run's memory. */
   maxTokens?: number;
   /** Called after each packed run with the runs done and the total. */
@@ -47,6 +50,8 @@ export interface PatchSweep {
   logits: Tensor;
   /** Every patched run's last-position logits `[L, T, V]`, with `full`. */
   full?: Tensor;
+  /** With `top`: each run's most likely next tokens, `ids` and `logits` `[L, T, top]`. */
+  top?: {ids: Tensor; logits: Tensor};
   /** The unpatched runs' last-position logits `[V]`. */
   clean: Float32Array;
   corrupt: Float32Array;
@@ -61,6 +66,7 @@ export interface AblationSweep {
   /** Last-position logits of the tracked ids with head h of layer l knocked out, `[L, H, ids.length]`. */
   logits: Tensor;
   full?: Tensor;
+  top?: {ids: Tensor; logits: Tensor};
   /** The unablated run's last-position logits `[V]`. */
   base: Float32Array;
 }
@@ -111,7 +117,10 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
     const d = cleanRun.get(hooks[0])!.shape[2];
     // Run (l, p) computes positions p … T-1; its first token is the patched one.
     const runs = hooks.flatMap((_, l) => Array.from({length: T}, (_, p) => ({layer: l, start: p})));
+    let firstDifference = c.ids.findIndex((id, i) => id !== x.ids[i]);
+    if (firstDifference < 0) firstDifference = T;
     const results = await sweep(model, runs, {
+      unchanged: (r) => (r.start < firstDifference ? corruptLast : undefined),
       tokens: (r) => x.ids.slice(r.start),
       start: (r) => r.start,
       cache: corruptRun.cache,
@@ -142,6 +151,7 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
       ids,
       logits: {shape: [L, T, ids.length], data: results.tracked},
       full: results.full && {shape: [L, T, model.config.vocabSize], data: results.full},
+      top: results.top && {ids: {shape: [L, T, results.topK], data: results.top.ids}, logits: {shape: [L, T, results.topK], data: results.top.logits}},
       clean: cleanLast,
       corrupt: corruptLast
     };
@@ -188,11 +198,14 @@ export async function ablateHeads(model: Model, input: string | number[], option
     ids,
     logits: {shape: [L, H, ids.length], data: results.tracked},
     full: results.full && {shape: [L, H, model.config.vocabSize], data: results.full},
+    top: results.top && {ids: {shape: [L, H, results.topK], data: results.top.ids}, logits: {shape: [L, H, results.topK], data: results.top.logits}},
     base
   };
 }
 
 interface SweepPlan<R> {
+  /** For a run known to equal an unedited one (patching where both prompts agree so far), that run's logits. */
+  unchanged?(run: R): Float32Array | undefined;
   /** The tokens a run computes, and the position of its first one. */
   tokens(run: R): number[];
   start(run: R): number;
@@ -207,20 +220,40 @@ interface SweepPlan<R> {
 }
 
 /** Pack the runs into as few session runs as `maxTokens` allows; the tracked (and full) last-position logits of each, in order. */
-async function sweep<R>(model: Model, runs: R[], plan: SweepPlan<R>): Promise<{tracked: Float32Array; full?: Float32Array}> {
+async function sweep<R>(model: Model, runs: R[], plan: SweepPlan<R>): Promise<{tracked: Float32Array; full?: Float32Array; top?: {ids: Float32Array; logits: Float32Array}; topK: number}> {
   const V = model.config.vocabSize;
+  const topK_ = Math.min(plan.options.top ?? 0, V);
+  const top = topK_ ? {ids: new Float32Array(runs.length * topK_), logits: new Float32Array(runs.length * topK_)} : undefined;
   const maxTokens = plan.options.maxTokens ?? 512;
   const tracked = new Float32Array(runs.length * plan.ids.length);
   const full = plan.full ? new Float32Array(runs.length * V) : undefined;
+  const record = (r: number, row: Float32Array) => {
+    plan.ids.forEach((id, m) => (tracked[r * plan.ids.length + m] = row[id]));
+    full?.set(row, r * V);
+    if (top) {
+      topK(row, topK_).forEach((id, m) => {
+        top.ids[r * topK_ + m] = id;
+        top.logits[r * topK_ + m] = row[id];
+      });
+    }
+  };
+  // The runs to compute, by index; the others are copies of a run already made.
+  const todo: number[] = [];
+  runs.forEach((run, r) => {
+    const same = plan.unchanged?.(run);
+    if (same) record(r, same);
+    else todo.push(r);
+  });
   let done = 0;
-  while (done < runs.length) {
+  plan.options.onProgress?.(runs.length - todo.length, runs.length);
+  while (done < todo.length) {
     if (plan.options.signal?.aborted) throw new WorkbenchError("the sweep was cancelled");
     const chunk: R[] = [];
     let N = 0;
-    for (let i = done; i < runs.length; i++) {
-      const n = plan.tokens(runs[i]).length;
+    for (let i = done; i < todo.length; i++) {
+      const n = plan.tokens(runs[todo[i]]).length;
       if (chunk.length && N + n > maxTokens) break;
-      chunk.push(runs[i]);
+      chunk.push(runs[todo[i]]);
       N += n;
     }
     const packed = pack(chunk.map((r) => ({tokens: plan.tokens(r), start: plan.start(r)})), plan.past);
@@ -231,15 +264,11 @@ async function sweep<R>(model: Model, runs: R[], plan: SweepPlan<R>): Promise<{t
       feeds: {...extras.feeds, ...packed.feeds}
     });
     const logits = outputs.get(LOGITS)!.data; // [1, chunk.length, V]
-    chunk.forEach((_, j) => {
-      const row = logits.subarray(j * V, (j + 1) * V);
-      plan.ids.forEach((id, m) => (tracked[(done + j) * plan.ids.length + m] = row[id]));
-      full?.set(row, (done + j) * V);
-    });
+    chunk.forEach((_, j) => record(todo[done + j], logits.subarray(j * V, (j + 1) * V)));
     done += chunk.length;
-    plan.options.onProgress?.(done, runs.length);
+    plan.options.onProgress?.(runs.length - todo.length + done, runs.length);
   }
-  return {tracked, full};
+  return {tracked, full, top, topK: topK_};
 }
 
 /**
