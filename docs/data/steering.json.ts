@@ -1,0 +1,17 @@
+// "Inside the model": steered continuations for each site model at its middle layer, for a few coefficients
+// (the plain continuation is the one at alpha 0).
+import {steerDefaults, steeringView} from "../../src/analysis/inside-model.js";
+import {loadSiteModel, siteModels} from "./site-models.js";
+
+export const ALPHAS = [-8, -4, 0, 4, 8];
+
+const models = [];
+for (const {id, name} of siteModels()) {
+  const model = await loadSiteModel(id);
+  const defaults = steerDefaults(model);
+  const layer = Math.floor(model.config.numLayers / 2);
+  const runs = [];
+  for (const alpha of ALPHAS) runs.push(await steeringView(model, {...defaults, alpha, layer}));
+  models.push({id, name, weightsOrigin: model.weightsOrigin, numLayers: model.config.numLayers, defaults: {...defaults, layer}, runs});
+}
+process.stdout.write(JSON.stringify({alphas: ALPHAS, models}) + "\n");
