@@ -72,22 +72,36 @@ if (process.env.LMW_MODELS === undefined) {
   if (shared.length) process.env.LMW_MODELS = shared.join(":"); // the data loaders inherit it
 }
 
+/** The pages of a list that exist (a page not written yet is left out rather than failing the build). */
+function written(pages: {name: string; path: string}[]) {
+  return pages.filter((page) => existsSync(join(here, root, `${page.path}.md`)));
+}
+
 export default {
   root,
   title: "lm-workbench",
-  // The lecture's pages, in order (a page not written yet is left out rather than failing the build).
+  // The lecture's pages, in order, then "Inside the model", then Performance.
   pages: [
-    {name: "Talking to a language model", path: "/generation"},
-    {name: "Tokens and logits", path: "/tokens"},
-    {name: "Anatomy", path: "/anatomy"},
-    {name: "Context", path: "/context"},
-    {name: "MLP and attention", path: "/mlp-attention"},
-    {name: "Performance", path: "/performance"}
-  ].filter((page) => existsSync(join(here, root, `${page.path}.md`))),
+    ...written([
+      {name: "Talking to a language model", path: "/generation"},
+      {name: "Tokens and logits", path: "/tokens"},
+      {name: "Anatomy", path: "/anatomy"},
+      {name: "Context", path: "/context"},
+      {name: "MLP and attention", path: "/mlp-attention"}
+    ]),
+    // After the lecture: writing into the model (issue 13).
+    {name: "Inside the model", open: true, pages: written([
+      {name: "Logit lens", path: "/logit-lens"},
+      {name: "Activation patching", path: "/patching"},
+      {name: "Ablation", path: "/ablation"},
+      {name: "Steering", path: "/steering"}
+    ])},
+    ...written([{name: "Performance", path: "/performance"}])
+  ],
   dynamicPaths: [
     "/models/site.json", ...siteModelPaths(),
     // Exported modules: cells that other sites embed (docs/embed.md).
-    "/embed/runtime.js", "/embed/next-token.js", "/embed/attention.js"
+    "/embed/runtime.js", "/embed/next-token.js", "/embed/attention.js", "/embed/lens.js", "/embed/patching.js"
   ],
   style: "style.css",
   globalStylesheets: [],

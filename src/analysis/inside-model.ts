@@ -238,15 +238,15 @@ export interface SteeringView {
   from: string;
   to: string;
   prompt: string;
-  /** Continuations (text only), plain and steered. */
-  plain: string;
+  /** Continuations (text only), plain (unless asked not to) and steered. */
+  plain?: string;
   steered: string;
 }
 
 /** The steered and the plain continuation of `prompt`, greedy; `onToken` streams the steered one. */
 export async function steeringView(
   model: Model,
-  {prompt, from, to, alpha, layer, maxNewTokens = 20, onToken, signal}: {prompt: string; from: string; to: string; alpha: number; layer: number; maxNewTokens?: number; onToken?: (which: "plain" | "steered", text: string) => void; signal?: AbortSignal}
+  {prompt, from, to, alpha, layer, maxNewTokens = 20, plain: withPlain = true, onToken, signal}: {prompt: string; from: string; to: string; alpha: number; layer: number; maxNewTokens?: number; plain?: boolean; onToken?: (which: "plain" | "steered", text: string) => void; signal?: AbortSignal}
 ): Promise<SteeringView> {
   const hook = model.arch.roles.resid(layer);
   const vector = await steeringVector(model, hook, from, to);
@@ -264,7 +264,7 @@ export async function steeringView(
     });
     return model.tokenizer.decode(generation.new_ids);
   };
-  const plain = await run("plain");
+  const plain = withPlain ? await run("plain") : undefined;
   const steered = await run("steered");
   return {hook, layer, alpha, from, to, prompt, plain, steered};
 }

@@ -3,7 +3,7 @@
  * and unembedding, as if the model stopped there. The graph does it for every layer and position at once and
  * keeps the top k (ONNX TopK), so only `[layers, T, k]` comes back, not `[layers, T, vocabulary]`.
  */
-import {LENS} from "../graph/hooks.js";
+import {LENS} from "../graph/names.js";
 import type {Model, TraceInput} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {WorkbenchError} from "../errors.js";

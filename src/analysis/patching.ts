@@ -10,10 +10,10 @@
  * the clean and corrupt runs are the same: a patch there changes nothing, and its result is the corrupt run's.
  */
 import {LOGITS} from "../graph/names.js";
-import {PACKED} from "../graph/hooks.js";
+import {PACKED} from "../graph/names.js";
 import type {Cache} from "../runtime/cache.js";
 import {releaseCache} from "../runtime/cache.js";
-import {planEdits, type Edit, type Feed} from "../runtime/edits.js";
+import type {Edit, Feed} from "../runtime/edits.js";
 import type {Model} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {WorkbenchError} from "../errors.js";

@@ -17,7 +17,9 @@
  *   keeps them apart, and logits only where asked (`packed`), for patching sweeps in few session runs.
  */
 import {type GraphBuilder, FLOAT, INT64} from "./onnx.js";
-import {LOGITS} from "./names.js";
+import {editInputs, LENS, LOGITS, PACKED} from "./names.js";
+
+export {editInputs, LENS, PACKED};
 
 export type EditOp = "set" | "add" | "scale";
 
@@ -45,22 +47,6 @@ export interface GraphOptions {
   /** Take positions, the attention mask and the rows to unembed as inputs (`PACKED`): sequences packed side by side. */
   packed?: boolean;
 }
-
-/** Graph input names of edit `k` (its position in `GraphOptions.edits`). */
-export const editInputs = (k: number) => ({
-  value: `edit.${k}.value`,
-  from: (axis: number) => `edit.${k}.axis${axis}.from`,
-  to: (axis: number) => `edit.${k}.axis${axis}.to`
-});
-
-/** The logit lens: `k` in, and out the top-k log-probabilities and ids `[L, T, k]` and the full logits `[L, T, V]`. */
-export const LENS = {k: "lens.k", topLogprobs: "lens.top_logprobs", topIds: "lens.top_ids", logits: "lens.logits"} as const;
-
-/**
- * A packed run's inputs: `position_ids` int64 `[T]` (each token's position in its own sequence), `attention_mask`
- * bool `[T, P + T]` (true where a query may not look), `logits_index` int64 `[n]` (the rows whose logits to make).
- */
-export const PACKED = {positions: "position_ids", mask: "attention_mask", logitsIndex: "logits_index"} as const;
 
 /** What an architecture's graph needs to know about its own hook points. */
 export interface HookNames {

@@ -8,7 +8,7 @@
  * are inputs, so changing them reuses the session. This file turns `Edit`s into that structure and those inputs.
  */
 import type {EditOp, EditSite} from "../graph/hooks.js";
-import {editInputs} from "../graph/hooks.js";
+import {editInputs} from "../graph/names.js";
 import {WorkbenchError} from "../errors.js";
 import type {Tensor} from "./tensor.js";
 
