@@ -156,6 +156,13 @@ describe("edits: the API around the references", () => {
     await expect(model.trace("a", ["lm_head.output"], {edits: [{hook: "model.layers.0.self_attn.attn_weights", op: "set", value: 0}]})).rejects.toThrow(/cannot be edited/);
   });
 
+  it("the three patching sweeps share one session", async () => {
+    const variants = (model as unknown as {variants: Map<string, unknown>}).variants;
+    const before = variants.size;
+    for (const kind of ["resid", "attn", "mlp"] as const) await patchSweep(model, "The city Paris", "The city Rome", kind, {ids: [1, 2]});
+    expect(variants.size).toBe(before + 1);
+  });
+
   it("the CLI's edit syntax", () => {
     expect(parseEdit("model.layers.1.mlp.output = 0")).toEqual({hook: "model.layers.1.mlp.output", op: "set", value: 0});
     expect(parseEdit("transformer.h.0.attn.c_proj.input[:, :, 16:24] *= 0.5")).toEqual({

@@ -81,6 +81,15 @@ export function defaultIds(clean: ArrayLike<number>, corrupt: ArrayLike<number>,
   return ids;
 }
 
+/** A fixed order of the sweep's edit sites (kind-major), so that every kind's sweep has the same graph structure. */
+function editOrder(model: Model, hook: string): number {
+  for (let l = 0; l < model.config.numLayers; l++) {
+    const k = PATCH_KINDS.findIndex((kind) => patchHook(model, kind, l) === hook);
+    if (k >= 0) return k * model.config.numLayers + l;
+  }
+  return -1;
+}
+
 /** Where each role sits in a layer: the hook a patch of that kind writes at. */
 export function patchHook(model: Model, kind: PatchKind, layer: number): string {
   const {roles} = model.arch;
@@ -125,8 +134,10 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
       start: (r) => r.start,
       cache: corruptRun.cache,
       past: T,
+      // Edits at every kind's hooks, the other kinds' selecting nothing: one graph structure, hence one session,
+      // serves all three sweeps (a session holds its own copy of the weights).
       edits: (chunk, offsets, N) =>
-        hooks.map((hook, l) => {
+        PATCH_KINDS.flatMap((k) => (k === kind ? [] : hooks.map((_, l): Edit => ({hook: patchHook(model, k, l), op: "set", value: 0, positions: []})))).concat(hooks.map((hook, l) => {
           const value = new Float32Array(N * d);
           const positions: number[] = [];
           const cleanValue = cleanRun.get(hook)!.data;
@@ -136,7 +147,7 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
             value.set(cleanValue.subarray(r.start * d, (r.start + 1) * d), offsets[j] * d);
           });
           return {hook, op: "set", value: positions.length ? {shape: [1, N, d], data: value} : 0, positions} satisfies Edit;
-        }),
+        })).sort((a, b) => editOrder(model, a.hook) - editOrder(model, b.hook)),
       ids,
       full: options.full,
       options
