@@ -3,7 +3,7 @@
 import {steerDefaults, steeringView} from "../../src/analysis/inside-model.js";
 import {loadSiteModel, siteModels} from "./site-models.js";
 
-export const ALPHAS = [-8, -4, 0, 4, 8];
+export const ALPHAS = [-4, -2, -1, 0, 1, 2, 4];
 
 const models = [];
 for (const {id, name} of siteModels()) {

@@ -229,7 +229,7 @@ function sweepCells(
 /** ActAdd-style defaults: a vector from two prompts, added at the middle layer. */
 export const STEER_DEFAULTS = {from: " Love", to: " Hate", prompt: "I think that you are", alpha: 4, maxNewTokens: 20} as const;
 /** stories260K knows neither " Love" nor " Hate" as one idea: the fixtures' pair and prompt. */
-export const STEER_DEFAULTS_STORIES = {from: "She was happy", to: "She was sad", prompt: "Once upon a time", alpha: 4, maxNewTokens: 20} as const;
+export const STEER_DEFAULTS_STORIES = {from: "She was happy", to: "She was sad", prompt: "Once upon a time", alpha: 2, maxNewTokens: 20} as const;
 
 export interface SteeringView {
   hook: string;
