@@ -78,6 +78,9 @@ function selectable<T>(plot: (SVGSVGElement | HTMLElement) & {value?: unknown}, 
   figure.className = "lmw-selectable";
   figure.append(plot);
   figure.value = undefined;
+  // Plot announces every pointer move with an input event of its own: kept inside, so that only a click
+  // (a new selection) re-runs what depends on this view.
+  plot.addEventListener("input", (event) => event.stopPropagation());
   plot.addEventListener("click", () => {
     // Plot.pointer sets the plot's value to the cell it points at.
     const picked = (plot as {value?: T}).value;
