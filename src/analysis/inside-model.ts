@@ -250,6 +250,11 @@ export async function steeringView(
 ): Promise<SteeringView> {
   const hook = model.arch.roles.resid(layer);
   const vector = await steeringVector(model, hook, from, to);
+  // The continuation as it reads after the prompt: decoded with the prompt, then cut (decoded alone,
+  // SentencePiece would drop its first space).
+  const promptIds = model.encodeInput(prompt).ids;
+  const shown = model.tokenizer.decode(promptIds, {skipSpecialTokens: true});
+  const continuation = (ids: number[]) => model.tokenizer.decode([...promptIds, ...ids], {skipSpecialTokens: true}).slice(shown.length);
   const run = async (which: "plain" | "steered") => {
     const ids: number[] = [];
     const generation = await model.generate(prompt, {
@@ -259,10 +264,10 @@ export async function steeringView(
       edits: which === "steered" ? [steeringEdit(hook, vector, alpha)] : undefined,
       onToken: ({id}) => {
         ids.push(id);
-        onToken?.(which, model.tokenizer.decode(ids));
+        onToken?.(which, continuation(ids));
       }
     });
-    return model.tokenizer.decode(generation.new_ids);
+    return continuation(generation.new_ids);
   };
   const plain = withPlain ? await run("plain") : undefined;
   const steered = await run("steered");

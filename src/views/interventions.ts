@@ -72,12 +72,13 @@ export function sweepHeatmap(cells: readonly SweepCell[], {columns, columnLabel,
   return selectable(plot, cells);
 }
 
-/** A click on the plot selects the cell under the pointer tip: `figure.value`, announced by an `input` event. */
+/** A click on the plot selects the cell under the pointer tip: `figure.value` (null until then), announced by an `input` event. */
 function selectable<T>(plot: (SVGSVGElement | HTMLElement) & {value?: unknown}, _cells: readonly T[]): HTMLElement {
-  const figure = document.createElement("div") as HTMLDivElement & {value?: T};
+  const figure = document.createElement("div") as HTMLDivElement & {value: T | null};
   figure.className = "lmw-selectable";
   figure.append(plot);
-  figure.value = undefined;
+  // null, not undefined: Framework's view() waits for a first value that is not undefined.
+  figure.value = null;
   // Plot announces every pointer move with an input event of its own: kept inside, so that only a click
   // (a new selection) re-runs what depends on this view.
   plot.addEventListener("input", (event) => event.stopPropagation());
