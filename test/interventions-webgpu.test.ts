@@ -24,10 +24,12 @@ describe.skipIf(!available)("interventions on WebGPU in Node (Dawn)", () => {
   let model: Model;
   beforeAll(async () => {
     model = await loadModel(fixturePath("stories260K"), {runtime: "webgpu"});
-  });
+    // SwiftShader compiles every shader on the first run: minutes on a busy machine, outside the tests' timing.
+    await model.trace("a is a", ["lm_head.output"]);
+  }, 900_000);
   afterAll(() => model?.dispose());
 
-  it("logit lens, patching (resid), head ablation", async () => {
+  it("logit lens, patching (resid), head ablation", {timeout: 600_000}, async () => {
     const lens = await logitLens(model, ref.case("logit_lens").text, {k: 10});
     expect(Array.from(lens.topIds.data)).toEqual(Array.from(ref.tensor("lens.top10_ids").data));
     expect(relativeError(lens.topLogprobs.data, ref.tensor("lens.top10_logprobs").data)).toBeLessThan(RELATIVE);
@@ -39,7 +41,7 @@ describe.skipIf(!available)("interventions on WebGPU in Node (Dawn)", () => {
     expect(relativeError(ablation.logits.data, ref.tensor("ablate_head.tracked_logits").data)).toBeLessThan(RELATIVE);
   });
 
-  it("steered generation on the KV-cached path (the cache stays on the GPU)", async () => {
+  it("steered generation on the KV-cached path (the cache stays on the GPU)", {timeout: 600_000}, async () => {
     const c = ref.case("steer");
     for (const g of c.generations) {
       const result = await steer(model, c.prompt, {hook: c.hook, from: c.from, to: c.to, alpha: g.alpha, maxNewTokens: 20, stopAtEos: false});
