@@ -203,6 +203,15 @@ for (const res of allResults) {
   row("generate_kv_tokens_per_s", res.generate.context, res.generate.kvTokensPerS, "tokens/s");
   row("generate_nokv_tokens_per_s", res.generate.context, res.generate.noKvTokensPerS, "tokens/s");
   row("peak_memory_mb", null, res.peakRssMb, "MB");
+  const iv = "interventions" in res ? res.interventions : undefined;
+  if (iv) {
+    row("patch_sweep_ms", iv.tokens, iv.patchSweepMs, "ms");
+    row("patch_sweep_vs_single_forwards", iv.tokens, iv.patchSweepRatio, "×");
+    row("logit_lens_ms", iv.tokens, iv.logitLensMs, "ms");
+    row("logit_lens_vs_forward", iv.tokens, iv.logitLensRatio, "×");
+    row("steered_generate_tokens_per_s", null, iv.steeredTokensPerS, "tokens/s");
+    row("steered_vs_plain_generate", null, iv.steeredRatio, "×");
+  }
 }
 // --browser alone: keep the other runtimes' rows of bench/results.json.
 const resultsPath = join(root, "bench", args.gpu ? "results-gpu.json" : "results.json");
@@ -281,6 +290,20 @@ function targets(results: AnyResult[]): string[] {
     lines.push(
       `${mark(speedup >= 5 && r.generate.sameTokens)} ${r.model} on ${RUNTIME_NAMES[r.runtime]}: KV-cache generation ${speedup.toFixed(1)}× re-running ` +
         `the ${r.generate.context}-token context (target ≥ 5×), ${r.generate.sameTokens ? "same tokens" : "DIFFERENT TOKENS"}`
+    );
+  }
+  // Issue 13: writing into the model must cost little more than reading it.
+  for (const r of results) {
+    const iv = "interventions" in r ? r.interventions : undefined;
+    if (!iv) continue;
+    const on = `${r.model} on ${RUNTIME_NAMES[r.runtime]}`;
+    lines.push(
+      `${mark(iv.patchSweepRatio <= 0.25)} ${on}: patching sweep (${iv.layers} layers × ${iv.tokens} positions) ${iv.patchSweepMs.toFixed(0)} ms, ` +
+        `${iv.patchSweepRatio.toFixed(2)}× as many single forward passes (target ≤ 0.25×)`
+    );
+    lines.push(`${mark(iv.logitLensRatio <= 3.5)} ${on}: logit lens (every layer and position, top-10) ${iv.logitLensMs.toFixed(0)} ms, ${iv.logitLensRatio.toFixed(2)}× a logits-only forward (target ≤ 3.5×)`);
+    lines.push(
+      `${mark(iv.steeredRatio >= 0.9)} ${on}: steered generation ${iv.steeredTokensPerS.toFixed(1)} tokens/s, ${iv.steeredRatio.toFixed(2)}× unsteered (target ≥ 0.9×)`
     );
   }
   return lines;

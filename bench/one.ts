@@ -17,6 +17,10 @@ import {RUNTIMES, isWebGPU, loadModel, ortRuntime} from "../src/node.js";
 import type {GPULike} from "../src/runtime/webgpu-types.js";
 import {copyBandwidth, gpuCopyBandwidth, matmulRate, type NodeRuntime} from "./measure.js";
 import {measureModel, type Measured} from "./procedure.js";
+import {measureInterventions, type InterventionTimes} from "./interventions.js";
+
+/** The full-size structures get the intervention rows (patching sweep, logit lens, steering), on onnxruntime-node. */
+const INTERVENTION_MODELS = ["gpt2", "SmolLM2-135M"];
 
 const {values: args} = parseArgs({
   options: {
@@ -51,6 +55,8 @@ export interface ModelResult extends Measured {
   graphBuildMs: number;
   sessionCreateMs: number;
   peakRssMb: number;
+  /** Issue 13's rows, for the full-size structures on onnxruntime-node. */
+  interventions?: InterventionTimes;
 }
 
 /** onnxruntime's fp32 matrix-product throughput for a runtime, set up as its models are (same threads). */
@@ -95,6 +101,7 @@ async function model(id: string): Promise<ModelResult> {
   const graphBuildMs = stamps.get("session")! - stamps.get("graph")!;
   const sessionCreateMs = stamps.get("ready")! - stamps.get("session")!;
   const measured = await measureModel(m, args.quick);
+  const interventions = INTERVENTION_MODELS.includes(id) && runtime === "node" ? await measureInterventions(m, args.quick) : undefined;
   await m.dispose();
   return {
     kind: "model",
@@ -104,6 +111,7 @@ async function model(id: string): Promise<ModelResult> {
     graphBuildMs,
     sessionCreateMs,
     ...measured,
+    interventions,
     // Linux reports maxRSS in KiB.
     peakRssMb: (process.resourceUsage().maxRSS * 1024) / 1e6
   };

@@ -13,6 +13,11 @@ import {RUNTIMES, loadModel, type LoadOptions, type Runtime} from "./node.js";
 import {describeModel} from "./runtime/describe.js";
 import {Tokenizer} from "./tokenizer.js";
 import {sourceEncoder} from "./tokenizer-worker.js";
+import {logitLens} from "./analysis/lens.js";
+import {PATCH_KINDS, patchSweep, type PatchKind} from "./analysis/patching.js";
+import {steeringEdit, steeringVector} from "./analysis/steering.js";
+import {parseEdit, type Edit} from "./runtime/edits.js";
+import type {Model} from "./runtime/model.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -54,6 +59,62 @@ const LOAD_HELP = `  --init random       random weights (for a model folder with
   --runtime R         node (onnxruntime-node, default), web (onnxruntime-web's WASM), webgpu or webgpu-native
                       (onnxruntime-web's WebGPU backends on Dawn: needs a Vulkan GPU)`;
 
+// ---------------------------------------------------------------------------------------------------------
+// Writing into the model: edits (trace --edit), steering (generate --steer), the logit lens and patching;
+// their functions are further down, with the other commands
+
+const EDIT_HELP = `  --edit "HOOK[SLICE] OP VALUE"
+                      write into a hook point before anything downstream reads it (repeatable, applied in
+                      order): OP is = += *=, VALUE a number, SLICE as in PyTorch on the hook's tensor
+                      ("[:, 2]" position 2, "[:, :, 16:24]" columns 16-23; none: the whole tensor), e.g.
+                      --edit "model.layers.1.mlp.output = 0"`;
+
+const STEER_HELP = `  --steer HOOK        add alpha × (HOOK at the last token of --steer-from − at that of --steer-to)
+                      to HOOK at every position of every step (e.g. model.layers.3.output)
+  --steer-from TEXT, --steer-to TEXT, --alpha A (default 1)`;
+
+const STEER_OPTIONS: Options = {
+  steer: {type: "string"},
+  "steer-from": {type: "string"},
+  "steer-to": {type: "string"},
+  alpha: {type: "string"},
+  "no-stop": {type: "boolean"}
+};
+
+const INTERVENTION_COMMANDS: Record<string, Command> = {
+  lens: {
+    usage: `lm-workbench lens MODEL TEXT [--top-k K] [--json]
+
+The logit lens: every layer's output read through the model's own final norm and unembedding, at every
+position of TEXT; the K most likely tokens of each (computed inside the graph).
+
+  --top-k K           tokens per layer and position (default 5)
+  --json              {"input_ids", "tokens", "layers": [{"hook", "top": [[{"id", "token", "prob"}…] per position]}]}
+${LOAD_HELP}`,
+    summary: "logit lens: each layer's top tokens at every position",
+    options: {...COMMON, ...LOADING, "top-k": {type: "string"}},
+    positionals: ["MODEL", "TEXT"],
+    run: lensCommand
+  },
+  patch: {
+    usage: `lm-workbench patch MODEL --clean TEXT --corrupt TEXT [--module resid|attn|mlp] [--ids I,J,…] [--json]
+
+Activation patching: the corrupt prompt run once per (layer, position) with one block's output there set to the
+clean run's value; the last position's logits of the tracked tokens for each. The two prompts must have the
+same number of tokens.
+
+  --module M          resid (the layer's output, default), attn or mlp (the block outputs the layer adds)
+  --ids I,J,…         token ids to track (default: the clean run's 4 most likely next tokens, then the
+                      corrupt run's 4 most likely not already listed)
+  --json              {"clean_ids", "corrupt_ids", "hooks", "ids", "logits": {"shape": [layers, T, ids], "data"}}
+${LOAD_HELP}`,
+    summary: "activation patching over every (layer, position)",
+    options: {...COMMON, ...LOADING, clean: {type: "string"}, corrupt: {type: "string"}, module: {type: "string"}, ids: {type: "string"}},
+    positionals: ["MODEL"],
+    run: patchCommand
+  }
+};
+
 const COMMANDS: Record<string, Command> = {
   inspect: {
     usage: `lm-workbench inspect MODEL [--json]
@@ -81,17 +142,18 @@ ${PROMPT_HELP}
     run: tokens
   },
   trace: {
-    usage: `lm-workbench trace MODEL TEXT --hook PATH [--hook PATH…] [--json] [--init random --seed N] [--runtime node|web|webgpu|webgpu-native]
+    usage: `lm-workbench trace MODEL TEXT --hook PATH [--hook PATH…] [--edit "HOOK[SLICE] OP VALUE"…] [--json] [--init random --seed N] [--runtime node|web|webgpu|webgpu-native]
 
 One forward pass over TEXT, bringing back the tensors at the hook points (e.g. model.layers.1.output,
 transformer.h.0.attn.output) or weights named.
 
 ${PROMPT_HELP}
   --hook PATH         a hook point or weight name (repeatable)
+${EDIT_HELP}
   --json              {"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}} on stdout
 ${LOAD_HELP}`,
     summary: "capture activations at hook points",
-    options: {...COMMON, ...LOADING, ...PROMPT, hook: {type: "string", multiple: true}},
+    options: {...COMMON, ...LOADING, ...PROMPT, hook: {type: "string", multiple: true}, edit: {type: "string", multiple: true}},
     positionals: ["MODEL", "TEXT"],
     run: trace
   },
@@ -107,6 +169,8 @@ ${PROMPT_HELP}
   --top-k K           keep the K most likely tokens (default 0: all)
   --top-p P           keep the smallest set of tokens with probability ≥ P (default 1)
   --seed S            seed of the sampling and of random weights (default 0)
+  --no-stop           keep going past the end-of-sequence token
+${STEER_HELP}
   --json              {"input_ids", "new_ids", "text"} on stdout
 ${LOAD_HELP.split("\n").filter((l) => !l.includes("--seed")).join("\n")}`,
     summary: "continue TEXT",
@@ -118,11 +182,13 @@ ${LOAD_HELP.split("\n").filter((l) => !l.includes("--seed")).join("\n")}`,
       "do-sample": {type: "boolean"},
       temperature: {type: "string"},
       "top-k": {type: "string"},
-      "top-p": {type: "string"}
+      "top-p": {type: "string"},
+      ...STEER_OPTIONS
     },
     positionals: ["MODEL", "TEXT"],
     run: generateCommand
-  }
+  },
+  ...INTERVENTION_COMMANDS
 };
 
 const MAIN_USAGE = `lm-workbench — look inside small language models
@@ -153,7 +219,7 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}: the commands are ${Object.keys(COMMANDS).join(", ")}`);
     let parsed;
     try {
-      parsed = parseArgs({args: rest, options: command.options, allowPositionals: true, strict: true});
+      parsed = parseArgs({args: negativeValues(rest, command.options), allowPositionals: true, options: command.options, strict: true});
     } catch (error) {
       throw new UsageError(error instanceof Error ? error.message : String(error), name);
     }
@@ -180,6 +246,20 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
     }
     return 1;
   }
+}
+
+/**
+ * `--alpha -4`: parseArgs takes "-4" for an option and refuses; a string option followed by a negative number
+ * gets it as its value (`--alpha=-4`), as users expect.
+ */
+function negativeValues(args: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : undefined;
+    if (name && options[name]?.type === "string" && /^-\d|^-\.\d/.test(args[i + 1] ?? "")) out.push(`${args[i]}=${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
 }
 
 class UsageError extends WorkbenchError {
@@ -308,7 +388,7 @@ async function trace([id, text]: string[], values: Values, io: IO): Promise<void
   if (hooks.length === 0) throw new UsageError("give at least one --hook PATH (e.g. model.layers.0.output)", "trace");
   const model = await load(id, values, io);
   try {
-    const result = (await model.trace(text, hooks)) as unknown as Record<string, {shape: number[]; data: Float32Array}> & {
+    const result = (await model.trace(text, hooks, {edits: editsOf(values)})) as unknown as Record<string, {shape: number[]; data: Float32Array}> & {
       input_ids: number[];
       tokens: string[];
     };
@@ -344,6 +424,7 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
   const seed = integer(values, "seed", 0);
   const model = await load(id, values, io);
   try {
+    const edits = await steeringEdits(model, values);
     const json = Boolean(values.json);
     // The prompt as the tokenizer gives it back, then what each token adds: together, generation.text.
     if (!json) io.out(model.tokenizer.decode((await model.prepareInput(text)).ids, {skipSpecialTokens: true}));
@@ -354,6 +435,8 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
       topK,
       topP,
       seed,
+      edits,
+      stopAtEos: !values["no-stop"],
       onToken: json ? undefined : (token) => io.out(token.text)
     });
     if (json) {
@@ -362,6 +445,113 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
     }
     io.out("\n");
     io.err(`(${generation.new_ids.length} new tokens; stopped: ${generation.stopped}; weights: ${model.weightsOrigin})\n`);
+  } finally {
+    await model.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Writing into the model: the functions behind the commands and options above
+
+/** `--edit` values, parsed. */
+function editsOf(values: Values): Edit[] {
+  return ((values.edit as string[] | undefined) ?? []).map(parseEdit);
+}
+
+/** `--steer HOOK --steer-from A --steer-to B --alpha X` as the edit generation applies at every step (none without --steer). */
+async function steeringEdits(model: Model, values: Values): Promise<Edit[]> {
+  const hook = values.steer as string | undefined;
+  const from = values["steer-from"] as string | undefined;
+  const to = values["steer-to"] as string | undefined;
+  if (hook === undefined) {
+    if (from !== undefined || to !== undefined || values.alpha !== undefined) throw new UsageError("--steer-from, --steer-to and --alpha go with --steer HOOK", "generate");
+    return [];
+  }
+  if (from === undefined || to === undefined) throw new UsageError("--steer needs --steer-from TEXT and --steer-to TEXT", "generate");
+  const vector = await steeringVector(model, hook, from, to);
+  return [steeringEdit(hook, vector, number(values, "alpha", 1))];
+}
+
+async function lensCommand([id, text]: string[], values: Values, io: IO): Promise<void> {
+  const k = integer(values, "top-k", 5, 1);
+  const model = await load(id, values, io);
+  try {
+    const lens = await logitLens(model, text, {k});
+    const T = lens.input_ids.length;
+    const decode = (tid: number) => model.tokenizer.decode([tid]);
+    const layers = lens.hooks.map((hook, l) => ({
+      hook,
+      top: Array.from({length: T}, (_, t) =>
+        Array.from({length: k}, (_, j) => {
+          const at = (l * T + t) * k + j;
+          const tid = lens.topIds.data[at];
+          return {id: tid, token: decode(tid), prob: Math.exp(lens.topLogprobs.data[at])};
+        })
+      )
+    }));
+    if (values.json) {
+      io.out(JSON.stringify({input_ids: lens.input_ids, tokens: lens.tokens, layers}) + "\n");
+      return;
+    }
+    io.out(`${model.id}  weights: ${model.weightsOrigin}\nthe most likely next token at each layer (rows) and position (columns), with its probability\n\n`);
+    io.out(
+      table(
+        ["layer", ...lens.tokens.map((t, i) => `${i} ${JSON.stringify(t)}`)],
+        layers.map((layer, l) => [String(l), ...layer.top.map((top) => `${JSON.stringify(top[0].token)} ${top[0].prob.toFixed(2)}`)]),
+        [true]
+      ) + "\n"
+    );
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function patchCommand([id]: string[], values: Values, io: IO): Promise<void> {
+  const clean = values.clean as string | undefined;
+  const corrupt = values.corrupt as string | undefined;
+  if (clean === undefined || corrupt === undefined) throw new UsageError("give both --clean TEXT and --corrupt TEXT", "patch");
+  const kind = ((values.module as string | undefined) ?? "resid") as PatchKind;
+  if (!PATCH_KINDS.includes(kind)) throw new UsageError(`--module must be one of ${PATCH_KINDS.join(", ")}; got ${JSON.stringify(kind)}`, "patch");
+  const idsText = values.ids as string | undefined;
+  const ids = idsText?.split(",").map((part) => {
+    const n = Number(part.trim());
+    if (part.trim() === "" || !Number.isInteger(n)) throw new UsageError(`--ids must be token ids separated by commas, got ${JSON.stringify(idsText)}`, "patch");
+    return n;
+  });
+  const model = await load(id, values, io);
+  try {
+    const sweep = await patchSweep(model, clean, corrupt, kind, {
+      ids,
+      onProgress: values.json ? undefined : (done, total) => io.err(`patched runs: ${done} of ${total}\n`)
+    });
+    if (values.json) {
+      io.out(
+        JSON.stringify({
+          clean_ids: sweep.clean_ids,
+          corrupt_ids: sweep.corrupt_ids,
+          hooks: sweep.hooks,
+          ids: sweep.ids,
+          logits: {shape: sweep.logits.shape, data: Array.from(sweep.logits.data)}
+        }) + "\n"
+      );
+      return;
+    }
+    const [a, b] = sweep.ids;
+    const [L, T, n] = sweep.logits.shape;
+    const decode = (tid: number) => JSON.stringify(model.tokenizer.decode([tid]));
+    const diff = (logits: ArrayLike<number>) => logits[a] - logits[b];
+    io.out(`${model.id}  weights: ${model.weightsOrigin}  patching ${kind}\n`);
+    io.out(`logit difference ${decode(a)} − ${decode(b ?? a)}: clean ${num(diff(sweep.clean))}, corrupt ${num(diff(sweep.corrupt))}; per patched (layer, position):\n\n`);
+    io.out(
+      table(
+        ["layer", ...sweep.corrupt_tokens.map((t, i) => `${i} ${JSON.stringify(t)}`)],
+        Array.from({length: L}, (_, l) => [
+          String(l),
+          ...Array.from({length: T}, (_, t) => num(sweep.logits.data[(l * T + t) * n] - (n > 1 ? sweep.logits.data[(l * T + t) * n + 1] : 0)))
+        ]),
+        Array(T + 1).fill(true)
+      ) + "\n"
+    );
   } finally {
     await model.dispose();
   }

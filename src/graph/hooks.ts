@@ -3,15 +3,49 @@
  * module path as it builds the forward pass (`hook("model.layers.3.output", h)`); the ones a run asked for
  * become graph outputs, the others stay anonymous so that onnxruntime can fuse across them.
  *
- * Every architecture goes through `hookSite` for this, so that whatever is done at a hook point (exposing it
- * now; writing into it, for interventions) is written once, here, and not in each `src/arch/` file.
+ * Every architecture goes through `hookSite` for this, so that whatever is done at a hook point is written
+ * once, here, and not in each `src/arch/` file:
+ *
+ * - exposing it (a graph output under its path);
+ * - writing into it (an edit): the tensor is replaced before anything downstream reads it, as in nnsight where
+ *   assigning to a module's `.output` does so. A read of the same hook sees the edited value. The values and
+ *   the positions an edit touches are graph *inputs*, so a new value never needs a new session; only the
+ *   structure (which hooks, which operation, along which axes) is baked into the graph;
+ * - the logit lens: the model's own final norm and unembedding over every layer's output, with top-k in the
+ *   graph (`finishDecoder`), so that `[layers, T, vocab]` never has to be copied out;
+ * - packed runs: several sequences side by side along the token axis, each with its own positions, a mask that
+ *   keeps them apart, and logits only where asked (`packed`), for patching sweeps in few session runs.
  */
-import type {GraphBuilder} from "./onnx.js";
-import {LOGITS} from "./names.js";
+import {type GraphBuilder, FLOAT, INT64} from "./onnx.js";
+import {editInputs, LENS, LOGITS, PACKED} from "./names.js";
+
+export {editInputs, LENS, PACKED};
+
+export type EditOp = "set" | "add" | "scale";
+
+/** Where and how a graph writes into a hook point; the values themselves are inputs (see `editInputs`). */
+export interface EditSite {
+  /** The hook point, by module path. */
+  hook: string;
+  /** `set`: x := v, `add`: x := x + v, `scale`: x := x · v, where the selection holds; v broadcasts against x. */
+  op: EditOp;
+  /**
+   * The axes along which the edit selects (PyTorch order, negative from the end), e.g. `[1]` for positions of a
+   * `[1, T, d]` hook, `[-1]` for one head's columns. Each takes a list of `[from, to)` intervals as inputs;
+   * the edit applies where every selected axis's index is inside one of its intervals. None: everywhere.
+   */
+  axes: number[];
+}
 
 export interface GraphOptions {
   /** The hook points to expose as graph outputs; all of them when omitted. */
   hooks?: string[];
+  /** Writes into hook points, applied in this order (several at one hook point compose). */
+  edits?: EditSite[];
+  /** Add the logit lens outputs (`LENS`), with `lens.k` as an input. */
+  lens?: boolean;
+  /** Take positions, the attention mask and the rows to unembed as inputs (`PACKED`): sequences packed side by side. */
+  packed?: boolean;
 }
 
 /** What an architecture's graph needs to know about its own hook points. */
@@ -22,32 +56,140 @@ export interface HookNames {
   aliasOf(path: string): string | undefined;
 }
 
+interface SiteState {
+  options: GraphOptions;
+  /** Edit indices by the hook point (alias resolved) they apply at. */
+  editsAt: Map<string, number[]>;
+  /** Hook points whose edits have been written. */
+  done: Set<string>;
+  /** Set by `decoderInputs` when it made the packed inputs. */
+  packedInputs: boolean;
+}
+
+/** Per graph being built: its options and where its edits are, for `decoderInputs` and `finishDecoder`. */
+const sites = new WeakMap<GraphBuilder, SiteState>();
+
+/** The options a graph is being built with (`hookSite` must have been called on it first). */
+export function graphOptionsOf(g: GraphBuilder): GraphOptions {
+  return sites.get(g)?.options ?? {};
+}
+
+/** `decoderInputs` says it made the packed inputs (a graph that builds its own would ignore `packed` silently). */
+export function markPackedInputs(g: GraphBuilder): void {
+  const state = sites.get(g);
+  if (state) state.packedInputs = true;
+}
+
 /**
- * The `hook(path, tensor)` of one graph: returns the tensor to use downstream under that path (the same
- * tensor, renamed to its path when it is exposed).
+ * The `hook(path, tensor)` of one graph: returns the tensor to use downstream under that path — edited if the
+ * run writes there, renamed to its path if it is exposed.
  */
 export function hookSite(g: GraphBuilder, names: HookNames, options: GraphOptions = {}) {
-  const wanted = new Set((options.hooks ?? names.all).map((path) => names.aliasOf(path) ?? path));
-  return (path: string, tensor: string): string => (wanted.has(path) ? g.output(path, tensor) : tensor);
+  const canonical = (path: string) => names.aliasOf(path) ?? path;
+  const wanted = new Set((options.hooks ?? names.all).map(canonical));
+  const editsAt = new Map<string, number[]>();
+  (options.edits ?? []).forEach((site, k) => {
+    const at = canonical(site.hook);
+    editsAt.set(at, [...(editsAt.get(at) ?? []), k]);
+  });
+  const state: SiteState = {options, editsAt, done: new Set(), packedInputs: false};
+  sites.set(g, state);
+  return (path: string, tensor: string): string => {
+    const edited = applyEdits(g, state, path, tensor);
+    return wanted.has(path) ? g.output(path, edited) : edited;
+  };
 }
 
 export type Hook = ReturnType<typeof hookSite>;
+
+/** Every edit at `path`, in order, on `tensor`. */
+function applyEdits(g: GraphBuilder, state: SiteState, path: string, tensor: string): string {
+  const edits = state.editsAt.get(path);
+  if (!edits) return tensor;
+  // An architecture that names a tensor only after a node has read it (attention weights, made inside the
+  // attention block) cannot have it edited: the reader would see the original.
+  if (g.isRead(tensor)) {
+    throw new Error(`${path} cannot be edited: the graph reads it before naming it, so an edit would not reach downstream`);
+  }
+  state.done.add(path);
+  let x = tensor;
+  for (const k of edits) x = editTensor(g, x, k, state.options.edits![k]);
+  return x;
+}
+
+/** One edit: `Where(selection, op(x, value), x)`, the selection made in the graph from the interval inputs. */
+function editTensor(g: GraphBuilder, x: string, k: number, site: EditSite): string {
+  const names = editInputs(k);
+  const value = g.input(names.value, FLOAT);
+  const edited = site.op === "set" ? value : g.op(site.op === "add" ? "Add" : "Mul", [x, value]);
+  let selection: string | undefined;
+  for (const axis of site.axes) {
+    const along = axisSelection(g, x, axis, g.input(names.from(axis), INT64, [`edit${k}_axis${axis}_n`]), g.input(names.to(axis), INT64, [`edit${k}_axis${axis}_n`]));
+    selection = selection ? g.op("And", [selection, along]) : along;
+  }
+  if (!selection) return site.op === "set" ? g.op("Expand", [value, g.op("Shape", [x])]) : edited;
+  return g.op("Where", [selection, edited, x]);
+}
+
+/**
+ * A bool mask that broadcasts against `x`: true at the indices of `axis` inside one of the intervals
+ * `[from[j], to[j])` (negative bounds count from the end, as in Python), size 1 along every other axis.
+ */
+function axisSelection(g: GraphBuilder, x: string, axis: number, from: string, to: string): string {
+  const shape = g.op("Shape", [x]);
+  const size = g.op("Gather", [shape, g.constant([axis], [], INT64)], {axis: 0});
+  const zero = g.constant([0], [], INT64);
+  const python = (i: string) => g.op("Where", [g.op("Less", [i, zero]), g.op("Add", [i, size]), i]);
+  const index = g.op("Unsqueeze", [g.op("Range", [zero, size, g.constant([1], [], INT64)]), g.ints([1])]); // [size, 1]
+  const inside = g.op("And", [g.op("GreaterOrEqual", [index, python(from)]), g.op("Less", [index, python(to)])]); // [size, n]
+  // Any interval: a max over them, in float (the one ReduceMax type every backend has).
+  const any = g.op("ReduceMax", [g.op("Cast", [inside], {to: FLOAT})], {axes: [1], keepdims: 0});
+  const mask = g.op("Greater", [any, g.scalar(0)]); // [size]
+  // Reshape to [1, …, size, …, 1]: ones of x's rank, with -1 along `axis`.
+  const ones = g.op("Expand", [g.constant([1], [1], INT64), g.op("Shape", [shape])]);
+  const broadcast = g.op("ScatterElements", [ones, g.constant([axis], [1], INT64), g.constant([-1], [1], INT64)], {axis: 0});
+  return g.op("Reshape", [mask, broadcast]);
+}
 
 /** How a decoder turns a residual stream into logits: its final norm, then the unembedding. */
 export interface DecoderHead {
   /** The final norm's module path: `model.norm`, `transformer.ln_f`, `gpt_neox.final_layer_norm`. */
   normPath: string;
-  /** The final norm, `[1, T, d]` → `[1, T, d]`. */
+  /** The final norm, `[1, T, d]` → `[1, T, d]` (any leading dimensions: the logit lens gives it `[L, T, d]`). */
   norm(x: string): string;
-  /** The unembedding, `[1, T, d]` → `[1, T, vocab]` (soft-capping included where the family has it). */
+  /** The unembedding, `[…, d]` → `[1, T, vocab]` or `[…, vocab]` (soft-capping included where the family has it). */
   unembed(x: string): string;
 }
 
 /**
  * The end of every decoder graph: the final norm (a hook point) and the logits. `layerOutputs` are the
- * residual stream after each layer, for views that read the model's own head over them (the logit lens).
+ * residual stream after each layer (as edited), which the logit lens reads through the model's own head.
  */
-export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h: string, _layerOutputs: string[]): void {
-  const final = hook(`${head.normPath}.output`, head.norm(h));
-  g.output(LOGITS, head.unembed(final));
+export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h: string, layerOutputs: string[]): void {
+  const state = sites.get(g);
+  if (!state) throw new Error("finishDecoder: the graph has no hookSite");
+  const {options} = state;
+  let final = hook(`${head.normPath}.output`, head.norm(h));
+  if (options.packed) {
+    if (!state.packedInputs) throw new Error("a packed graph needs decoderInputs (graph/layers.ts) to make its inputs");
+    final = g.op("Gather", [final, g.input(PACKED.logitsIndex, INT64, ["N"])], {axis: 1});
+  }
+  g.output(LOGITS, applyEdits(g, state, LOGITS, head.unembed(final)));
+  if (options.lens) logitLens(g, head, layerOutputs);
+  const missed = [...state.editsAt.keys()].filter((path) => !state.done.has(path));
+  if (missed.length) throw new Error(`edits at ${missed.join(", ")}: the graph has no such hook point`);
+}
+
+/** Every layer's output through the final norm and the unembedding at once, `[L, T, V]`, then its top-k. */
+function logitLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]): void {
+  const L = layerOutputs.length;
+  const stacked = g.op("Concat", layerOutputs, {axis: 0}); // [L, T, d]: the batch axis holds the layers
+  // Reshape's 0 keeps the vocabulary axis, whether the unembedding gave [1, L·T, V] or [L, T, V].
+  const logits = g.output(LENS.logits, g.op("Reshape", [head.unembed(head.norm(stacked)), g.ints([L, -1, 0])]));
+  // Top-k of the logits, then minus their log-sum-exp: the same as top-k of LogSoftmax, without writing and
+  // reading back a second [L, T, V] tensor.
+  const [values, ids] = g.opN("TopK", [logits, g.input(LENS.k, INT64, [1])], 2, {axis: -1, largest: 1, sorted: 1});
+  const logSumExp = g.op("ReduceLogSumExp", [logits], {axes: [-1], keepdims: 1});
+  g.output(LENS.topLogprobs, g.op("Sub", [values, logSumExp]));
+  g.output(LENS.topIds, ids, INT64);
 }

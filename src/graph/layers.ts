@@ -6,7 +6,8 @@
  * Shapes follow PyTorch with batch 1: hidden states are `[1, T, d]`, heads are `[1, heads, T, headDim]`.
  * `T` is the number of new tokens, `P` the number already in the key/value cache, `S = P + T`.
  */
-import {type GraphBuilder, FLOAT, INT64} from "./onnx.js";
+import {type GraphBuilder, BOOL, FLOAT, INT64} from "./onnx.js";
+import {graphOptionsOf, markPackedInputs, PACKED} from "./hooks.js";
 import {cacheNames} from "./names.js";
 
 /** `x @ w + b` where `w` is stored `[in, out]`. */
@@ -79,8 +80,23 @@ export function decoderInputs(g: GraphBuilder, {layers, kvHeads, headDim}: {laye
     g.input(names.pastValue, FLOAT, [1, kvHeads, "P", headDim]);
     return names;
   });
+  if (graphOptionsOf(g).packed) return {ids, caches, ...packedPositions(g, caches[0].pastKey)};
   const pos = positions(g, ids, caches[0].pastKey);
   return {ids, caches, pos, mask: causalMask(g, pos)};
+}
+
+/**
+ * Several sequences side by side along the token axis (a patching sweep): each token's position and which keys
+ * it may see come in as inputs, since they no longer follow from the shapes. The keys are the cache's
+ * `0 … P-1`, then the new tokens' own positions.
+ */
+function packedPositions(g: GraphBuilder, pastKey: string): {pos: Positions; mask: string} {
+  const query = g.input(PACKED.positions, INT64, ["T"]);
+  const mask = g.input(PACKED.mask, BOOL, ["T", "S"]);
+  const past = g.op("Gather", [g.op("Shape", [pastKey]), g.constant([2], [], INT64)], {axis: 0});
+  const cached = g.op("Range", [g.constant([0], [], INT64), past, g.constant([1], [], INT64)]);
+  markPackedInputs(g);
+  return {pos: {query, key: g.op("Concat", [cached, query], {axis: 0})}, mask};
 }
 
 /** True where a query may not look: keys after the query's own position. Bool `[T, S]`. */

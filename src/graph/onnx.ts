@@ -46,7 +46,8 @@ export class GraphBuilder {
     return `${prefix}/${this.counter++}`;
   }
 
-  input(name: string, elemType: number, dims: Dim[]): string {
+  /** A graph input; without `dims`, of any shape (an edit's value: a number, a vector or a whole tensor). */
+  input(name: string, elemType: number, dims?: Dim[]): string {
     this.inputs.push(valueInfo(name, elemType, dims));
     return name;
   }
@@ -67,6 +68,11 @@ export class GraphBuilder {
     }
     this.outputs.push(valueInfo(name, elemType, dims));
     return name;
+  }
+
+  /** Whether a node already reads `tensor`: an edit there would come too late for that reader. */
+  isRead(tensor: string): boolean {
+    return this.nodes.some((node) => node.input.includes(tensor));
   }
 
   /** A float32 weight, stored as external data. */

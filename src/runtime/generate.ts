@@ -9,6 +9,7 @@ import {LOGITS} from "../arch/types.js";
 import {releaseCache, type Cache} from "./cache.js";
 import type {Model} from "./model.js";
 import {mulberry32} from "./weights.js";
+import type {Edit} from "./edits.js";
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -21,6 +22,12 @@ export interface GenerateOptions {
   useCache?: boolean;
   /** Default true: stop at the end-of-sequence token. */
   stopAtEos?: boolean;
+  /**
+   * Writes into the model at every step (steering): each step's run applies them to the positions it computes —
+   * the prompt's at the first step, then each new token's — so that with the key/value cache the result is the
+   * same as running the whole sequence with the edits. Positions, where given, count from the prompt's start.
+   */
+  edits?: Edit[];
   /**
    * Called with each new token as it is chosen. `text` is what the token adds to the decoded text: the decode
    * of the whole sequence minus what earlier tokens already gave, so that SentencePiece's leading spaces survive
@@ -64,7 +71,8 @@ export async function generate(model: Model, prompt: string | number[], options:
       break;
     }
     const input = useCache && cache ? sequence.slice(-1) : sequence;
-    const result = await model.run(input, useCache ? cache : undefined, [LOGITS], useCache);
+    const extras = options.edits?.length ? model.editExtras(options.edits, sequence.length - input.length) : undefined;
+    const result = await model.run(input, useCache ? cache : undefined, [LOGITS], useCache, extras);
     releaseCache(cache);
     cache = result.cache;
     const logits = result.outputs.get(LOGITS)!;

@@ -18,6 +18,9 @@ import {Tokenizer, type Encoding} from "../tokenizer.js";
 import {generate, type GenerateOptions, type Generation} from "./generate.js";
 import type {Tensor} from "./tensor.js";
 import {checkPicked, pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
+import {planEdits, type Edit, type Feed} from "./edits.js";
+import type {GraphOptions} from "../graph/hooks.js";
+import type {EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
@@ -26,7 +29,7 @@ import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
 export interface OrtModule {
   InferenceSession: {create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>};
-  Tensor: new (type: "float32" | "int64", data: Float32Array | BigInt64Array, dims: readonly number[]) => OrtTensor;
+  Tensor: new (type: "float32" | "int64" | "bool", data: Float32Array | BigInt64Array | Uint8Array, dims: readonly number[]) => OrtTensor;
 }
 
 export type LoadStage = "config" | "download" | "graph" | "session" | "ready";
@@ -95,8 +98,16 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   report({stage: "graph", message: `building the ${config.architecture} graph`});
   const encoded = arch.buildGraph(weight);
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
+  const session = await openSession(encoded, options);
+  if (options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
+  report({stage: "ready", message: `${source.id} is ready`});
+  return new Model(source, config, arch, tokenizer, weights, session, options);
+}
+
+/** An onnxruntime session over an encoded graph, with the engine's options for that backend. */
+async function openSession(encoded: EncodedModel, options: CreateOptions): Promise<InferenceSession> {
   const onGpu = JSON.stringify(options.executionProviders ?? []).includes("webgpu");
-  const session = await options.ort.InferenceSession.create(encoded.model, {
+  return options.ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
     executionProviders: options.executionProviders,
     // On WebGPU every output stays on the GPU: the key/value cache between generation steps (no round trip),
@@ -106,9 +117,26 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     logSeverityLevel: 3, // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
     ...options.sessionOptions
   });
-  if (options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
-  report({stage: "ready", message: `${source.id} is ready`});
-  return new Model(source, config, arch, tokenizer, weights, session, options);
+}
+
+/**
+ * What a run adds to the plain forward pass: the graph structure it needs (edits, the logit lens, packed
+ * sequences — one session per structure, built on first use) and the inputs that structure takes.
+ */
+export interface RunExtras {
+  structure: Omit<GraphOptions, "hooks"> & {hooks?: string[]};
+  feeds: Record<string, Feed>;
+}
+
+export interface TraceOptions {
+  /**
+   * Writes into the model during this run, applied in order before anything downstream reads the hook (reads
+   * in `pick` included): a list, or a function of the same root as `pick` (`m => [m.model.layers[1].mlp.output.set(0)]`).
+   * `pick` itself may call `.set/.add/.scale` too.
+   */
+  edits?: Edit[] | ((m: any) => Edit[] | void);
+  /** Stops waiting for the run (the page's worker model drops a call not yet started). */
+  signal?: AbortSignal;
 }
 
 export class Model {
@@ -119,6 +147,8 @@ export class Model {
   private readonly parameterNames: Set<string>;
   /** The last run asked for: the next one starts after it. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Sessions for runs with a structure of their own (edits, lens, packed), by that structure. */
+  private readonly variants = new Map<string, Promise<InferenceSession>>();
 
   constructor(
     readonly source: ModelSource,
@@ -176,20 +206,41 @@ export class Model {
    * `m => ({resid: m.model.layers[10].output})`, or a list of paths (the result is then keyed by path).
    * Weights may be picked too.
    */
-  async trace(input: string | number[], paths: string[]): Promise<Record<string, Tensor> & TraceInput>;
-  async trace<T>(input: string | number[], pick: (m: any) => T): Promise<Picked<T> & TraceInput>;
-  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[]): Promise<Picked<T> & TraceInput> {
+  async trace(input: string | number[], paths: string[], options?: TraceOptions): Promise<Record<string, Tensor> & TraceInput>;
+  async trace<T>(input: string | number[], pick: (m: any) => T, options?: TraceOptions): Promise<Picked<T> & TraceInput>;
+  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[], options: TraceOptions = {}): Promise<Picked<T> & TraceInput> {
     if (typeof pick !== "function" && !Array.isArray(pick))
       throw new WorkbenchError(`trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got ${pick === null ? "null" : typeof pick}`);
     if (Array.isArray(pick)) checkPicked(pick, "hook path");
-    const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
+    const edits: Edit[] = Array.isArray(options.edits) ? [...options.edits] : [];
+    const root = PICK_ROOT(edits);
+    if (typeof options.edits === "function") {
+      for (const edit of options.edits(root) ?? []) if (!edits.includes(edit)) edits.push(edit);
+    }
+    const chosen = typeof pick === "function" ? pick(root) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
     checkPicked(chosen);
     const paths = pathsOf(chosen);
     for (const path of paths) this.checkPath(path);
     const {ids, tokens} = await this.prepareInput(input);
-    const activations = await this.forward(ids, paths.filter((p) => this.hooks.has(p)));
+    const hooks = paths.filter((p) => this.hooks.has(p));
+    const activations = edits.length ? (await this.run(ids, undefined, hooks, false, this.editExtras(edits))).outputs : await this.forward(ids, hooks);
     for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
     return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & TraceInput;
+  }
+
+  /**
+   * The structure and inputs of a run with `edits` (token positions counted from `offset`, where a generation
+   * step starts). Every hook point stays exposed, so that reads see the edited values.
+   */
+  editExtras(edits: Edit[], offset = 0): RunExtras {
+    for (const edit of edits) {
+      if (!this.hooks.has(edit.hook)) {
+        if (this.parameterNames.has(edit.hook)) throw new WorkbenchError(`${edit.hook} is a weight: edits write into hook points (activations)`);
+        this.checkPath(edit.hook);
+      }
+    }
+    const plan = planEdits(edits, (hook) => this.arch.aliasOf(hook) ?? hook);
+    return {structure: {edits: plan.sites}, feeds: plan.feeds(offset)};
   }
 
   /** The raw forward pass: token ids in, the named hook tensors out. One `session.run`. */
@@ -204,14 +255,21 @@ export class Model {
    * onnxruntime session runs one call at a time (onnxruntime-web refuses a second: "Session already
    * started"), and two cells of a page may ask at once.
    */
-  run(ids: number[], cache: Cache | undefined, fetch: string[], keepCache = false): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
-    const result = this.queue.then(() => this.runNow(ids, cache, fetch, keepCache));
+  run(ids: number[], cache: Cache | undefined, fetch: string[], keepCache = false, extras?: RunExtras): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
+    const result = this.queue.then(() => this.runNow(ids, cache, fetch, keepCache, extras));
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  private async runNow(ids: number[], cache: Cache | undefined, fetch: string[], keepCache: boolean): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
+  private async runNow(
+    ids: number[],
+    cache: Cache | undefined,
+    fetch: string[],
+    keepCache: boolean,
+    extras?: RunExtras
+  ): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
     const {ort} = this.options;
+    const session = extras ? await this.sessionFor(extras.structure) : this.session;
     const {numLayers, numKeyValueHeads, headDim} = this.config;
     const feeds: Record<string, OrtTensor> = {
       input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (i) => BigInt(i)), [1, ids.length])
@@ -223,21 +281,59 @@ export class Model {
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
     const presentNames = keepCache ? cacheOutputs(numLayers) : [];
+    for (const [name, feed] of Object.entries(extras?.feeds ?? {})) {
+      feeds[name] = new ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims);
+    }
     const graphName = (path: string) => this.arch.aliasOf(path) ?? path;
     const fetches = [...new Set([...fetch.map(graphName), ...presentNames])];
     if (fetches.length === 0) fetches.push(LOGITS);
     this.runs++;
-    const results = await this.session.run(feeds, fetches);
+    let results: InferenceSession.ReturnType;
+    try {
+      results = await session.run(feeds, fetches);
+    } catch (error) {
+      if (!extras?.structure.edits?.length) throw error;
+      const at = [...new Set(extras.structure.edits.map((e) => e.hook))].join(", ");
+      throw new WorkbenchError(`the run with edits at ${at} failed: ${(error as Error).message} (an edit's value must broadcast against the hook's tensor)`);
+    }
     const downloaded = await download(this.options.ort, fetches.filter((n) => !presentNames.includes(n)).map((n) => [n, results[n]] as const));
     const outputs = new Map<string, Tensor>();
     for (const name of fetch) {
       const t = results[graphName(name)];
-      outputs.set(name, {shape: t.dims.map(Number), data: downloaded.get(graphName(name)) ?? (t.data as Float32Array)});
+      const data = downloaded.get(graphName(name)) ?? t.data;
+      // int64 outputs (the lens's token ids) come back as numbers like every other tensor: ids are exact in float32.
+      outputs.set(name, {shape: t.dims.map(Number), data: data instanceof BigInt64Array ? Float32Array.from(data, Number) : (data as Float32Array)});
     }
     const next = keepCache
       ? Array.from({length: numLayers}, (_, i) => ({key: results[cacheNames(i).presentKey], value: results[cacheNames(i).presentValue]}))
       : undefined;
     return {outputs, cache: next};
+  }
+
+  /**
+   * The session for a run structure, built on first use and kept: the graph with those edit sites, the lens or
+   * packed inputs, over the same weights (read again from the source: the first graph took its copies).
+   */
+  private sessionFor(structure: RunExtras["structure"]): Promise<InferenceSession> {
+    const key = JSON.stringify(structure);
+    let session = this.variants.get(key);
+    if (!session) {
+      session = (async () => {
+        const weight = await this.weights.loadAll({signal: this.options.signal});
+        let encoded: EncodedModel;
+        try {
+          encoded = this.arch.buildGraph(weight, structure);
+        } catch (error) {
+          throw new WorkbenchError((error as Error).message);
+        }
+        const opened = await openSession(encoded, this.options);
+        if (this.options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
+        return opened;
+      })();
+      this.variants.set(key, session);
+      session.catch(() => this.variants.delete(key));
+    }
+    return session;
   }
 
   /** Continue a prompt. Greedy unless `doSample`; tokens stream through `onToken`. */
@@ -302,6 +398,8 @@ export class Model {
   async dispose(): Promise<void> {
     await this.options.encodeText?.dispose?.();
     await this.session.release();
+    for (const variant of this.variants.values()) await variant.then((session) => session.release(), () => undefined);
+    this.variants.clear();
   }
 }
 

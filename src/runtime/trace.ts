@@ -2,25 +2,44 @@
  * The `pick` of `model.trace`, in the spirit of nnsight: `m => m.model.layers[10].output` walks a Proxy that
  * records the module path it was led along. The engine then fetches exactly those paths in one run and puts
  * each tensor where its path stood in what `pick` returned.
+ *
+ * Writing goes the same way: `m.model.layers[1].mlp.output.set(0)`, `.add(vector, {positions: [3]})`,
+ * `.scale(0, {range: [8, 16]})` record an edit (in call order) instead of extending the path; no Hugging Face
+ * module is called set, add or scale. The edit applies before anything downstream reads the hook, reads of the
+ * same run included.
  */
 import {WorkbenchError} from "../errors.js";
+import type {Edit, EditOp, Where} from "./edits.js";
 import type {Tensor} from "./tensor.js";
 
 const PATH = Symbol("module path");
+const EDIT_METHODS: Record<string, EditOp> = {set: "set", add: "add", scale: "scale"};
+/** Edits recorded through the proxy: a pick may return one (`m => m.x.output.set(0)`); it is no path to fetch. */
+const RECORDED = new WeakSet<object>();
 
-/** A path in the making: every property read extends it. */
-function pathProxy(parts: string[]): any {
+/** A path in the making: every property read extends it; `.set/.add/.scale(value, where)` record an edit at it. */
+function pathProxy(parts: string[], edits: Edit[]): any {
   const target = () => {};
   return new Proxy(target, {
     get(_, key) {
       if (key === PATH) return parts.join(".");
       if (typeof key === "symbol") return undefined;
-      return pathProxy([...parts, key]);
+      const op = EDIT_METHODS[key];
+      if (op && parts.length) {
+        return (value: Edit["value"], where: Where = {}) => {
+          const edit: Edit = {hook: parts.join("."), op, value, ...where};
+          edits.push(edit);
+          RECORDED.add(edit);
+          return edit;
+        };
+      }
+      return pathProxy([...parts, key], edits);
     }
   });
 }
 
-export const PICK_ROOT = () => pathProxy([]);
+/** The root a pick starts from; edits made through it land in `edits`. */
+export const PICK_ROOT = (edits: Edit[] = []) => pathProxy([], edits);
 
 function pathOf(value: unknown): string | undefined {
   return typeof value === "function" ? ((value as any)[PATH] as string | undefined) : undefined;
@@ -32,7 +51,7 @@ function pathOf(value: unknown): string | undefined {
  */
 export function checkPicked(picked: unknown, what = "pick returned"): void {
   const visit = (v: unknown, where: string): void => {
-    if (pathOf(v) !== undefined || typeof v === "string") return;
+    if (pathOf(v) !== undefined || typeof v === "string" || RECORDED.has(v as object)) return;
     if (Array.isArray(v)) return v.forEach((x, i) => visit(x, `${where}[${i}]`));
     const proto = v && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
     if (proto === Object.prototype || proto === null) return Object.entries(v as object).forEach(([k, x]) => visit(x, `${where}.${k}`));
@@ -51,6 +70,7 @@ export function pathsOf(picked: unknown): string[] {
     const p = pathOf(v);
     if (p !== undefined) paths.push(p);
     else if (typeof v === "string") paths.push(v);
+    else if (RECORDED.has(v as object)) return;
     else if (Array.isArray(v)) v.forEach(visit);
     else if (v && typeof v === "object") Object.values(v).forEach(visit);
   };
@@ -68,6 +88,7 @@ export type Picked<T> = T extends string | ((...args: never[]) => unknown)
 export function resolvePicked(picked: unknown, tensors: Map<string, Tensor>): unknown {
   const p = pathOf(picked) ?? (typeof picked === "string" ? picked : undefined);
   if (p !== undefined) return tensors.get(p);
+  if (RECORDED.has(picked as object)) return picked;
   if (Array.isArray(picked)) return picked.map((v) => resolvePicked(v, tensors));
   if (picked && typeof picked === "object") {
     return Object.fromEntries(Object.entries(picked).map(([k, v]) => [k, resolvePicked(v, tensors)]));

@@ -20,8 +20,10 @@ import type {ParameterCounts} from "../analysis/index.js";
 import {WorkbenchError} from "../errors.js";
 import type {Encoding} from "../tokenizer.js";
 import type {GenerateOptions, Generation} from "./generate.js";
-import type {LoadProgress, TraceInput} from "./model.js";
+import type {LoadProgress, TraceInput, TraceOptions} from "./model.js";
+import type {Edit} from "./edits.js";
 import type {Tensor} from "./tensor.js";
+import type {InsideViews} from "../analysis/inside-model.js";
 import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
 import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerLoad, WorkerMethod} from "./worker-protocol.js";
 
@@ -58,6 +60,9 @@ export interface StreamedToken {
   piece: string;
 }
 
+/** The arguments of an "Inside the model" computation after its model. */
+export type InsideArgs<K extends keyof InsideViews> = Parameters<InsideViews[K]> extends [unknown, ...infer Rest] ? Rest : never;
+
 export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken"> & {onToken?: (token: StreamedToken) => void};
 
 interface Pending {
@@ -70,6 +75,8 @@ interface Pending {
   lane?: {name: string; ticket: number};
   timeoutMs?: number;
   onToken?: (token: StreamedToken) => void;
+  /** An "inside" call's callbacks, by name, for the worker's events. */
+  callbacks?: Record<string, (...args: unknown[]) => void>;
   /** What the call answers if it is aborted while in the worker, at once, without waiting for the worker. */
   abortedValue?: () => unknown;
 }
@@ -185,6 +192,7 @@ class Connection {
     const p = this.current;
     if (!p || p.req !== data.req) return;
     if (data.type === "token") return p.onToken?.(data.token);
+    if (data.type === "event") return p.callbacks?.[data.name]?.(...data.args);
     clearTimeout(this.timer);
     this.current = undefined;
     this.runs = data.runs;
@@ -309,14 +317,20 @@ export class WorkerModel {
   }
 
   /** One forward pass; as `Model.trace`. A prompt is tokenized first, within the tokenizer's time limit. */
-  async trace(input: string | number[], paths: string[], options?: {signal?: AbortSignal}): Promise<Record<string, Tensor> & TraceInput>;
-  async trace<T>(input: string | number[], pick: (m: any) => T, options?: {signal?: AbortSignal}): Promise<Picked<T> & TraceInput>;
-  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[], options: {signal?: AbortSignal} = {}): Promise<Picked<T> & TraceInput> {
-    const chosen = typeof pick === "function" ? pick(PICK_ROOT()) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
+  async trace(input: string | number[], paths: string[], options?: TraceOptions): Promise<Record<string, Tensor> & TraceInput>;
+  async trace<T>(input: string | number[], pick: (m: any) => T, options?: TraceOptions): Promise<Picked<T> & TraceInput>;
+  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[], options: TraceOptions = {}): Promise<Picked<T> & TraceInput> {
+    // Edits are recorded here, as Model.trace records them, and cross to the worker as data.
+    const edits: Edit[] = Array.isArray(options.edits) ? [...options.edits] : [];
+    const root = PICK_ROOT(edits);
+    if (typeof options.edits === "function") {
+      for (const edit of options.edits(root) ?? []) if (!edits.includes(edit)) edits.push(edit);
+    }
+    const chosen = typeof pick === "function" ? pick(root) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
     const paths = pathsOf(chosen);
     // Token ids go in line at once (no await before the call), so calls keep the order they were made in.
     const ids = typeof input === "string" ? await this.ids(input) : input;
-    const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>("trace", [ids, paths], {
+    const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>("trace", [ids, paths, edits], {
       lane: this.laneTicket,
       signal: options.signal
     });
@@ -334,7 +348,7 @@ export class WorkerModel {
     const abortedValue = (): Generation => ({
       input_ids: ids,
       new_ids: streamed.map((t) => t.id),
-      text: (typeof prompt === "string" ? prompt : "") + streamed.map((t) => t.piece).join(""),
+      text: (typeof prompt === "string" ? prompt : "") + streamed.map((t) => t.text).join(""),
       stopped: "aborted"
     });
     const relay = (token: StreamedToken) => {
@@ -342,6 +356,29 @@ export class WorkerModel {
       onToken?.(token);
     };
     return this.connection.call<Generation>("generate", [ids, rest], {lane: this.laneTicket, signal, onToken: relay, abortedValue});
+  }
+
+  /**
+   * One of the "Inside the model" computations (analysis/inside-model.ts: lensView, patchingView, ablationView,
+   * steeringView, defaultPair, firstToken), run in the worker on its model, with the arguments that follow the
+   * model. Callbacks in a trailing options object (onProgress, onToken) are called here as the worker reports;
+   * its `signal` stops the computation.
+   */
+  inside<K extends keyof InsideViews>(name: K, ...args: InsideArgs<K>): Promise<Awaited<ReturnType<InsideViews[K]>>> {
+    const last = args.at(-1);
+    const callbacks: Record<string, (...a: unknown[]) => void> = {};
+    let signal: AbortSignal | undefined;
+    let sent: unknown[] = args;
+    if (last && typeof last === "object" && Object.getPrototypeOf(last) === Object.prototype) {
+      const plain: Record<string, unknown> = {};
+      for (const [key, value] of Object.entries(last)) {
+        if (typeof value === "function") callbacks[key] = value as (...a: unknown[]) => void;
+        else if (key === "signal") signal = value as AbortSignal;
+        else plain[key] = value;
+      }
+      sent = [...args.slice(0, -1), plain];
+    }
+    return this.connection.call("inside", [name, Object.keys(callbacks), ...sent], {lane: this.laneTicket, signal, callbacks});
   }
 
   /** Stop the worker; the model cannot be used after. */

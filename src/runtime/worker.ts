@@ -11,8 +11,10 @@
 import {loadModel} from "../browser.js";
 import {FLOAT, GraphBuilder} from "../graph/onnx.js";
 import type {Model} from "./model.js";
+import {INSIDE_VIEWS, type InsideViews} from "../analysis/inside-model.js";
 import {createWebRuntime} from "./ort-web.js";
 import type {Tensor} from "./tensor.js";
+import type {Edit} from "./edits.js";
 import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerCall} from "./worker-protocol.js";
 
 // A module worker's global scope; typed here so this file compiles with the DOM library alone.
@@ -145,7 +147,7 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
         break;
       case "trace": {
         const paths = args[1] as string[];
-        const traced = await m.trace(args[0] as number[], paths);
+        const traced = await m.trace(args[0] as number[], paths, {edits: (args[2] as Edit[] | undefined) ?? []});
         const hooks = new Set(m.hookPoints());
         const tensors: Record<string, Tensor> = {};
         const buffers = new Set<ArrayBuffer>();
@@ -166,6 +168,20 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
           signal: controller.signal,
           onToken: (token) => post({type: "token", req, token: {...token, piece: m.tokenizer.idToPiece(token.id)}})
         });
+        break;
+      }
+      case "inside": {
+        // [name, ...args, options?]: the options' callbacks crossed as their names; here they post events.
+        const [name, callbacks, ...rest] = args as [keyof InsideViews, string[], ...unknown[]];
+        const view = INSIDE_VIEWS[name] as unknown as ((model: Model, ...args: unknown[]) => Promise<unknown>) | undefined;
+        if (typeof view !== "function" || !Object.hasOwn(INSIDE_VIEWS, name)) throw new Error(`unknown computation ${String(name)}`);
+        const last = rest.at(-1);
+        if (last && typeof last === "object" && Object.getPrototypeOf(last) === Object.prototype) {
+          const options = last as Record<string, unknown>;
+          for (const callback of callbacks) options[callback] = (...eventArgs: unknown[]) => post({type: "event", req, name: callback, args: eventArgs});
+          options.signal = controller.signal;
+        }
+        value = await view(m, ...rest);
         break;
       }
       default:

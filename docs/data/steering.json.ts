@@ -1,0 +1,22 @@
+// "Inside the model": steered continuations for each site model at its middle layer, for a few coefficients,
+// each with the plain continuation beside it (computed once: it does not depend on alpha).
+import {steerDefaults, steeringView} from "../../src/analysis/inside-model.js";
+import {loadSiteModel, siteModels} from "./site-models.js";
+
+export const ALPHAS = [-4, -2, -1, 0, 1, 2, 4];
+
+const models = [];
+for (const {id, name} of siteModels()) {
+  const model = await loadSiteModel(id);
+  const defaults = steerDefaults(model);
+  const layer = Math.floor(model.config.numLayers / 2);
+  const runs = [];
+  let plain: string | undefined;
+  for (const alpha of ALPHAS) {
+    const run = await steeringView(model, {...defaults, alpha, layer, plain: plain === undefined});
+    plain ??= run.plain;
+    runs.push({...run, plain});
+  }
+  models.push({id, name, weightsOrigin: model.weightsOrigin, numLayers: model.config.numLayers, defaults: {...defaults, layer}, runs});
+}
+process.stdout.write(JSON.stringify({alphas: ALPHAS, models}) + "\n");

@@ -1,0 +1,51 @@
+/**
+ * The logit lens (nostalgebraist, 2020): read every layer's residual stream through the model's own final norm
+ * and unembedding, as if the model stopped there. The graph does it for every layer and position at once and
+ * keeps the top k (ONNX TopK), so only `[layers, T, k]` comes back, not `[layers, T, vocabulary]`.
+ */
+import {LENS} from "../graph/names.js";
+import type {Model, TraceInput} from "../runtime/model.js";
+import type {Tensor} from "../runtime/tensor.js";
+import {WorkbenchError} from "../errors.js";
+
+export interface LogitLensOptions {
+  /** How many tokens per (layer, position); default 10. */
+  k?: number;
+  /** Also bring back the full logits `[L, T, V]` (for small vocabularies and tests). */
+  logits?: boolean;
+}
+
+export interface LogitLens extends TraceInput {
+  /** The hook point read at each layer: the layer's output (`roles.resid`). */
+  hooks: string[];
+  k: number;
+  /** Token ids `[L, T, k]`, most likely first. */
+  topIds: Tensor;
+  /** Their log-probabilities under the lens, `[L, T, k]`. */
+  topLogprobs: Tensor;
+  /** `[L, T, V]`, when asked for. */
+  logits?: Tensor;
+}
+
+export async function logitLens(model: Model, input: string | number[], options: LogitLensOptions = {}): Promise<LogitLens> {
+  const k = options.k ?? 10;
+  const V = model.config.vocabSize;
+  if (!Number.isInteger(k) || k < 1 || k > V) throw new WorkbenchError(`the lens's top-k must be a whole number from 1 to ${V}, got ${k}`);
+  const {ids, tokens} = model.encodeInput(input);
+  const fetch: string[] = [LENS.topIds, LENS.topLogprobs, ...(options.logits ? [LENS.logits] : [])];
+  const {outputs} = await model.run(ids, undefined, fetch, false, {
+    // No hook point exposed: the lens graph stays as lean as onnxruntime can fuse it.
+    structure: {lens: true, hooks: []},
+    feeds: {[LENS.k]: {type: "int64", data: BigInt64Array.of(BigInt(k)), dims: [1]}}
+  });
+  const L = model.config.numLayers;
+  return {
+    input_ids: ids,
+    tokens,
+    hooks: Array.from({length: L}, (_, i) => model.arch.roles.resid(i)),
+    k,
+    topIds: outputs.get(LENS.topIds)!,
+    topLogprobs: outputs.get(LENS.topLogprobs)!,
+    logits: outputs.get(LENS.logits)
+  };
+}
