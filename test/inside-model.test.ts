@@ -6,13 +6,14 @@ import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel, type Model} from "../src/node.js";
 import {ablationView, defaultPair, firstToken, lensView, patchingView, steerDefaults, steeringView} from "../src/analysis/inside-model.js";
 import {argmax} from "../src/analysis/index.js";
-import {fixturePath, readInterventions} from "./helpers/interventions.js";
+import {readInterventions} from "./helpers/interventions.js";
+import {fixtureDir} from "./helpers/fixtures.js";
 
 describe("inside the model, on stories260K", () => {
   let model: Model;
   const ref = readInterventions("stories260K");
   beforeAll(async () => {
-    model = await loadModel(fixturePath("stories260K"));
+    model = await loadModel(fixtureDir("stories260K"));
   });
   afterAll(() => model?.dispose());
 

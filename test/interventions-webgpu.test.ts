@@ -5,8 +5,8 @@
  */
 import {existsSync} from "node:fs";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {RELATIVE, relativeError} from "./helpers/fixtures.js";
-import {fixturePath, readInterventions} from "./helpers/interventions.js";
+import {RELATIVE, fixtureDir, relativeError} from "./helpers/fixtures.js";
+import {readInterventions} from "./helpers/interventions.js";
 
 // Before Dawn starts: a software Vulkan driver where the machine has no GPU of its own.
 process.env.VK_ICD_FILENAMES ??= "/usr/lib/chromium/vk_swiftshader_icd.json";
@@ -23,7 +23,7 @@ describe.skipIf(!available)("interventions on WebGPU in Node (Dawn)", () => {
   const ref = readInterventions("stories260K");
   let model: Model;
   beforeAll(async () => {
-    model = await loadModel(fixturePath("stories260K"), {runtime: "webgpu"});
+    model = await loadModel(fixtureDir("stories260K"), {runtime: "webgpu"});
     // SwiftShader compiles every shader on the first run: minutes on a busy machine, outside the tests' timing.
     await model.trace("a is a", ["lm_head.output"]);
   }, 900_000);

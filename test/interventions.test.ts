@@ -1,7 +1,7 @@
 /**
  * Writing into the model against the fixtures' float64 references (test/fixtures/*\/interventions.*): the logit
  * lens, the three patching sweeps, head ablation, zero-ablation and steered generation — on onnxruntime-node and
- * onnxruntime-web's WASM. Fixtures of architectures the engine does not run yet are skipped, by name.
+ * onnxruntime-web's WASM, for every fixture (every family).
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel, type Model} from "../src/node.js";
@@ -9,18 +9,15 @@ import {logitLens} from "../src/analysis/lens.js";
 import {ablateHeads, defaultIds, pack, patchSweep, type PatchKind} from "../src/analysis/patching.js";
 import {steer, steeringEdit, steeringVector} from "../src/analysis/steering.js";
 import {parseEdit, parseIndex} from "../src/runtime/edits.js";
-import {INTERVENTION_FIXTURES, fixturePath, readInterventions, supported} from "./helpers/interventions.js";
-import {RELATIVE, relativeError} from "./helpers/fixtures.js";
-
-const RUNNING = INTERVENTION_FIXTURES.filter(supported);
-const SKIPPED = INTERVENTION_FIXTURES.filter((name) => !supported(name));
+import {readInterventions} from "./helpers/interventions.js";
+import {FIXTURES, RELATIVE, fixtureDir, relativeError} from "./helpers/fixtures.js";
 
 describe.each(["node", "web"] as const)("interventions on onnxruntime-%s", (runtime) => {
-  describe.each(RUNNING)("%s", (name) => {
+  describe.each(FIXTURES)("%s", (name) => {
     const ref = readInterventions(name);
     let model: Model;
     beforeAll(async () => {
-      model = await loadModel(fixturePath(name), {runtime});
+      model = await loadModel(fixtureDir(name), {runtime});
     });
     afterAll(() => model?.dispose());
 
@@ -116,7 +113,7 @@ describe.each(["node", "web"] as const)("interventions on onnxruntime-%s", (runt
 describe("edits: the API around the references", () => {
   let model: Model;
   beforeAll(async () => {
-    model = await loadModel(fixturePath("mini-llama"));
+    model = await loadModel(fixtureDir("mini-llama"));
   });
   afterAll(() => model?.dispose());
 
@@ -191,8 +188,4 @@ describe("edits: the API around the references", () => {
   it("default tracked ids: the clean run's top 4, then the corrupt run's not already there", () => {
     expect(defaultIds([5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], 2)).toEqual([0, 1, 5, 4]);
   });
-});
-
-it.skipIf(SKIPPED.length === 0)(`fixtures whose architecture is not in the registry yet: ${SKIPPED.join(", ")}`, () => {
-  expect(SKIPPED.every((name) => !supported(name))).toBe(true);
 });

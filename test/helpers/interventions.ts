@@ -1,23 +1,9 @@
 /** The intervention references in test/fixtures/{name}/interventions.json + .safetensors (format: test/fixtures/README.md). */
 import {readFileSync} from "node:fs";
 import path from "node:path";
-import {normalizeConfig} from "../../src/arch/index.js";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
 
-/** Every fixture with intervention references; a test skips those whose architecture the engine does not run yet. */
-export const INTERVENTION_FIXTURES = ["mini-gpt2", "mini-llama", "stories260K", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"] as const;
-
-export const fixturePath = (name: string) => path.resolve("test/fixtures", name);
-
-/** Whether the engine knows the fixture's model_type (normalizeConfig refuses the others). */
-export function supported(name: string): boolean {
-  try {
-    normalizeConfig(JSON.parse(readFileSync(path.join(fixturePath(name), "config.json"), "utf8")));
-    return true;
-  } catch {
-    return false;
-  }
-}
+import {fixtureDir} from "./fixtures.js";
 
 export interface Case {
   case: string;
@@ -25,7 +11,7 @@ export interface Case {
 }
 
 export function readInterventions(name: string) {
-  const dir = fixturePath(name);
+  const dir = fixtureDir(name);
   const json = JSON.parse(readFileSync(path.join(dir, "interventions.json"), "utf8")) as {layers: number; heads: number; head_dim: number; cases: Case[]};
   const bytes = new Uint8Array(readFileSync(path.join(dir, "interventions.safetensors")));
   const header = parseHeader(bytes, "interventions.safetensors", bytes.length);
