@@ -166,7 +166,8 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
   });
 
   test("engine check: onnxruntime-web on WebGPU gives WASM's numbers", async (context) => {
-    const w = await browser.open(`${server.origin}/engine`);
+    // ?backend=webgpu: this machine's adapter is SwiftShader, which "auto" leaves for WASM.
+    const w = await browser.open(`${server.origin}/engine?backend=webgpu`);
     try {
       const adapter = await w.page.evaluate(async () => {
         const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;

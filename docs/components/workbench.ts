@@ -107,6 +107,8 @@ export interface PageOptions {
   endpoint: string;
   /** False with `?backend=wasm`. */
   preferWebGPU: boolean;
+  /** True with `?backend=webgpu`: WebGPU even on a software adapter, which "auto" leaves for WASM. */
+  allowSoftwareAdapter: boolean;
   /** "random" with `?weights=random`. */
   init?: "random";
 }
@@ -115,6 +117,7 @@ export function pageOptions(): PageOptions {
   return {
     endpoint: SETTINGS.hub || "https://huggingface.co",
     preferWebGPU: SETTINGS.backend !== "wasm",
+    allowSoftwareAdapter: SETTINGS.backend === "webgpu",
     ...(SETTINGS.weights === "random" ? {init: "random" as const} : {})
   };
 }
@@ -259,6 +262,7 @@ async function load(
       endpoint: page.endpoint,
       token: sessionToken(),
       preferWebGPU: page.preferWebGPU,
+      allowSoftwareAdapter: page.allowSoftwareAdapter,
       signal,
       onProgress,
       ...(random ? {init: "random" as const, seed} : {})

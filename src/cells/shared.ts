@@ -34,7 +34,8 @@ export type Observer = (name?: string) => unknown;
  * - `model`: a model the site ships ("stories260K"), a Hub id ("HuggingFaceTB/SmolLM2-135M") or a URL;
  * - `hub`: the Hub for ids (default https://huggingface.co);
  * - `models`: where the site's own models are (default: the `models/` folder of the site this module came from);
- * - `backend`: "auto" (WebGPU where the browser has it, else WASM) or "wasm".
+ * - `backend`: "auto" (WebGPU where the browser has a hardware adapter, else WASM), "webgpu" (a software
+ *   adapter too) or "wasm".
  * And `loaded`, the model itself.
  */
 export function defineModelInputs(main: RuntimeModule): void {
@@ -63,7 +64,7 @@ export function sharedModel(id: string, {hub, models, backend}: {hub: string; mo
     load = (async () => {
       // The model runs in its own worker: the embedding page keeps painting during a forward pass.
       const [{loadWorkerModel}, bundled] = await Promise.all([import("../runtime/worker-model.js"), shippedModels(models)]);
-      return loadWorkerModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm"});
+      return loadWorkerModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm", allowSoftwareAdapter: backend === "webgpu"});
     })();
     load.catch(() => loads.delete(key));
     loads.set(key, load);

@@ -1,6 +1,10 @@
 /**
- * onnxruntime-web in the browser: pick WebGPU when the browser has a usable adapter, WASM otherwise,
+ * onnxruntime-web in the browser: pick WebGPU when the browser has a usable hardware adapter, WASM otherwise,
  * say why in one sentence, and point ort at the .wasm file the site ships.
+ *
+ * A software adapter (SwiftShader, llvmpipe, a "fallback adapter") runs every kernel on the CPU, one shader
+ * invocation at a time: gives the right answers many times slower than ort's own WASM kernels, so "auto" never
+ * picks it; `allowSoftwareAdapter` (the pages' `?backend=webgpu`) takes it anyway, as the tests do.
  *
  * The .wasm path comes from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")`:
  * Observable Framework rewrites that literal into the built file's URL and copies the file into the
@@ -25,6 +29,8 @@ export interface WebRuntime {
 export interface WebRuntimeOptions {
   /** Try WebGPU first (default true). False forces WASM. */
   preferWebGPU?: boolean;
+  /** Take a software WebGPU adapter too (default false: WASM is the faster path there). */
+  allowSoftwareAdapter?: boolean;
   /** Where ort finds its .wasm: a folder URL ending in "/", or {wasm, mjs} file URLs. */
   wasmPaths?: string | {wasm?: string; mjs?: string};
   /** Another build of onnxruntime-web to configure (Node's WebGPU path passes the JSEP build; see webgpu-node.ts). */
@@ -41,7 +47,7 @@ const MiB = 1 << 20;
  * `{executionProviders: [runtime.backend]}`.
  */
 export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<WebRuntime> {
-  const {preferWebGPU = true} = opts;
+  const {preferWebGPU = true, allowSoftwareAdapter = false} = opts;
   const ort = opts.ort ?? defaultOrt;
   const isolated = globalThis.crossOriginIsolated === true;
   const threads = isolated ? Math.max(1, Math.min(opts.maxThreads ?? Infinity, globalThis.navigator?.hardwareConcurrency ?? 1)) : 1;
@@ -85,6 +91,9 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   }
   const {maxStorageBufferBindingSize, maxBufferSize} = adapter.limits;
   const name = adapterName(adapter);
+  if (!allowSoftwareAdapter && isSoftwareAdapter(adapter)) {
+    return wasm(`the WebGPU adapter is software (${name}), slower than WASM; ?backend=webgpu takes it anyway`);
+  }
   return {
     ort,
     backend: "webgpu",
@@ -93,6 +102,19 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
       `WebGPU: adapter ${name} (storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
       `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB); ops without a WebGPU kernel run on WASM, ${threading}`
   };
+}
+
+/**
+ * Whether an adapter runs on the CPU: the spec's fallback flag (on the adapter's info, or on the adapter in
+ * older browsers), else the software drivers' own names.
+ */
+export function isSoftwareAdapter(adapter: GPUAdapterLike): boolean {
+  const flagged = adapter.info?.isFallbackAdapter ?? (adapter as {isFallbackAdapter?: boolean}).isFallbackAdapter;
+  if (flagged) return true;
+  const info = adapter.info ?? {};
+  return /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render|\bwarp\b/i.test(
+    [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ")
+  );
 }
 
 function adapterName(adapter: GPUAdapterLike): string {

@@ -55,7 +55,8 @@ async function setUp(build: WebGPUBuild): Promise<WebRuntime> {
   const dist = dirname(createRequire(import.meta.url).resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm"));
   const ort = (await import(pathToFileURL(join(dist, files.js)).href)) as typeof OrtWeb;
   ort.env.wasm.wasmBinary = await readFile(join(dist, files.wasm));
-  const runtime = await createWebRuntime({ort});
+  // Asked for by name (runtime "webgpu"): a software adapter too, as the tests and the counts run on SwiftShader.
+  const runtime = await createWebRuntime({ort, allowSoftwareAdapter: true});
   // Threads: ort's pthreads are browser workers; Node runs the CPU-side ops on one thread.
   ort.env.wasm.numThreads = 1;
   // The sentence is a page's; Node has no cross-origin isolation to speak of, and runs one thread.

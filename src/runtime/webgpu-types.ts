@@ -9,7 +9,7 @@ export interface GPULike {
 export interface GPUAdapterLike {
   readonly limits: Record<string, number> & {maxStorageBufferBindingSize: number; maxBufferSize: number};
   readonly features: ReadonlySet<string>;
-  readonly info?: {vendor?: string; architecture?: string; device?: string; description?: string};
+  readonly info?: {vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean};
   requestDevice(descriptor?: unknown): Promise<GPUDeviceLike>;
 }
 

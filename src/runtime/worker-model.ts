@@ -42,6 +42,8 @@ export interface WorkerLoadOptions {
   /** A Hugging Face token for gated models: handed to the worker, sent to the Hub endpoint only. */
   token?: string;
   preferWebGPU?: boolean;
+  /** Take a software WebGPU adapter too (default false: WASM is faster there). */
+  allowSoftwareAdapter?: boolean;
   init?: "checkpoint" | "random";
   seed?: number;
   onProgress?: (p: LoadProgress) => void;
@@ -406,6 +408,7 @@ export async function loadWorkerModel(id: string, options: WorkerLoadOptions = {
     endpoint: options.endpoint,
     token: options.token,
     preferWebGPU: options.preferWebGPU,
+    allowSoftwareAdapter: options.allowSoftwareAdapter,
     init: options.init,
     seed: options.seed
   };

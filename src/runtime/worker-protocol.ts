@@ -18,6 +18,8 @@ export interface WorkerLoad {
   /** A Hugging Face token for gated models (sent to the Hub endpoint only; see src/browser.ts). */
   token?: string;
   preferWebGPU?: boolean;
+  /** Take a software WebGPU adapter too (the pages' ?backend=webgpu); "auto" leaves it for WASM. */
+  allowSoftwareAdapter?: boolean;
   init?: "checkpoint" | "random";
   seed?: number;
 }

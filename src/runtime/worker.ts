@@ -39,13 +39,14 @@ scope.addEventListener("message", ({data}) => {
   if (data.op === "load") {
     // The page's own thread needs a core to paint and answer input while a pass runs.
     const maxThreads = Math.max(1, (navigator.hardwareConcurrency ?? 2) - 1);
-    void warmUp(data.preferWebGPU, maxThreads);
+    void warmUp(data.preferWebGPU, data.allowSoftwareAdapter, maxThreads);
     loadModel(data.id, {
       maxThreads,
       bundled: data.bundled,
       endpoint: data.endpoint,
       token: data.token,
       preferWebGPU: data.preferWebGPU,
+      allowSoftwareAdapter: data.allowSoftwareAdapter,
       onProgress: (progress) => post({type: "progress", progress}),
       ...(data.init === "random" ? {init: "random" as const, seed: data.seed ?? 0} : {})
     }).then(
@@ -69,9 +70,9 @@ scope.addEventListener("message", ({data}) => {
  * runs on the browser's background threads while this one reads and builds. The model's own session then
  * finds the runtime initialized. A failure here is the model's failure to report, not this one's: ignored.
  */
-async function warmUp(preferWebGPU: boolean | undefined, maxThreads: number): Promise<void> {
+async function warmUp(preferWebGPU: boolean | undefined, allowSoftwareAdapter: boolean | undefined, maxThreads: number): Promise<void> {
   try {
-    const runtime = await createWebRuntime({preferWebGPU, maxThreads});
+    const runtime = await createWebRuntime({preferWebGPU, allowSoftwareAdapter, maxThreads});
     const g = new GraphBuilder();
     g.output("y", g.op("Identity", [g.input("x", FLOAT, [1])]), FLOAT, [1]);
     const tiny = g.build("warm-up");

@@ -20,7 +20,7 @@ const parity = {
   async load(id: string, endpoint: string, preferWebGPU: boolean): Promise<string> {
     await model?.dispose();
     model = undefined;
-    model = await loadModel(id, {endpoint, preferWebGPU, wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href}});
+    model = await loadModel(id, {endpoint, preferWebGPU, allowSoftwareAdapter: preferWebGPU, wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href}});
     document.querySelector("#status")!.textContent = model.backend;
     return model.backend;
   },
