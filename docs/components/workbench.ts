@@ -21,7 +21,15 @@ import {measureRedraw} from "../src/views/measure.js";
 export {measureRedraw, weightsLabel};
 
 /** The models the datalist suggests. */
-export const MODEL_CHOICES = ["gpt2", "HuggingFaceTB/SmolLM2-135M", "stories260K"];
+export const MODEL_CHOICES = [
+  "gpt2",
+  "HuggingFaceTB/SmolLM2-135M",
+  "stories260K",
+  "EleutherAI/pythia-160m",
+  "Qwen/Qwen2.5-0.5B",
+  "Qwen/Qwen3-0.6B",
+  "google/gemma-3-270m"
+];
 
 // ---------------------------------------------------------------------------------------------------------
 // The site's models and the page URL
