@@ -29,7 +29,7 @@
 // LMW_MODELS, then data/models (which holds stories260K with its weights, and gpt2's and SmolLM2-135M's
 // configs and tokenizers).
 
-import {existsSync, mkdirSync, readdirSync, readFileSync} from "node:fs";
+import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from "node:fs";
 import {dirname, join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {siteModelPaths} from "./docs/data/site-models.js";
@@ -67,6 +67,41 @@ function seedNpmVersionCache(): void {
 }
 
 seedNpmVersionCache();
+
+/**
+ * Framework reuses a data loader's cached output while the loader file itself is unchanged. Ours compute with
+ * src/ and read the environment (which models, from where), so a change to either would ship stale numbers
+ * (or a site.json listing other models than the pages load). Before each build and preview: cached outputs
+ * older than the newest file under src/ or docs/data/ are dropped, and all of them when the environment the
+ * loaders read differs from the one they were made with.
+ */
+function dropStaleLoaderOutputs(): void {
+  const cache = join(here, root, ".observablehq", "cache");
+  if (!existsSync(cache)) return;
+  const files = (dir: string) =>
+    readdirSync(dir, {withFileTypes: true, recursive: true})
+      .filter((entry) => entry.isFile())
+      .map((entry) => join(entry.parentPath, entry.name));
+  const newest = (dir: string) => files(dir).reduce((latest, file) => Math.max(latest, statSync(file).mtimeMs), 0);
+  const sources = Math.max(newest(join(here, "src")), newest(join(here, root, "data")));
+  const stampFile = join(cache, ".lmw-environment.json");
+  const stamp = JSON.stringify(Object.fromEntries(LOADER_ENVIRONMENT.map((name) => [name, process.env[name] ?? null])));
+  const sameEnvironment = existsSync(stampFile) && readFileSync(stampFile, "utf8") === stamp;
+  // Loader outputs sit beside Framework's own caches (_node, _npm, _observablehq, _build.json), under their
+  // pages' paths (data/, models/).
+  for (const entry of readdirSync(cache, {withFileTypes: true})) {
+    if (!entry.isDirectory() || entry.name.startsWith("_") || entry.name.startsWith(".")) continue;
+    for (const file of files(join(cache, entry.name))) {
+      if (!sameEnvironment || statSync(file).mtimeMs < sources) rmSync(file, {force: true});
+    }
+  }
+  writeFileSync(stampFile, stamp);
+}
+
+/** What the data loaders read from the environment. */
+const LOADER_ENVIRONMENT = ["LMW_SITE_MODELS", "LMW_MODELS", "LMW_SHIP_WEIGHTS", "LMW_HUB_ENDPOINT"];
+
+dropStaleLoaderOutputs();
 
 /** The pages of a list that exist (a page not written yet is left out rather than failing the build). */
 function written(pages: {name: string; path: string}[]) {

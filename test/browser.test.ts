@@ -12,6 +12,7 @@ import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {referenceForward} from "../docs/components/tiny-onnx.js";
 import {hasChromium, launchBrowser, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
+import {oneBuildAtATime} from "./helpers/site.js";
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, "..");
@@ -22,7 +23,7 @@ const SCREENSHOTS = join(ROOT, "test-results", "screenshots");
 async function buildSite(): Promise<string> {
   const offline = await run("unshare", ["-rn", "true"]).then(() => true, () => false);
   const [cmd, args] = offline ? ["unshare", ["-rn", "npm", "run", "build"]] : ["npm", ["run", "build"]];
-  const {stdout, stderr} = await run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20});
+  const {stdout, stderr} = await oneBuildAtATime(() => run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20}));
   return `${stdout}\n${stderr}`;
 }
 

@@ -4,7 +4,7 @@
  * into one another's dist/. Offline (inside `unshare -rn`) where this machine allows it.
  */
 import {execFile} from "node:child_process";
-import {mkdtemp, readdir, rm, stat, writeFile} from "node:fs/promises";
+import {mkdir, mkdtemp, rm, stat, writeFile} from "node:fs/promises";
 import {tmpdir} from "node:os";
 import {join} from "node:path";
 import {promisify} from "node:util";
@@ -20,30 +20,35 @@ export interface BuiltSite {
 }
 
 /**
- * `observable build` reuses a data loader's cached output unless the loader file itself is newer, but the
- * loaders compute with src/: a change there (a default prompt, a new field) would ship yesterday's numbers.
- * Drop every cached loader output older than the newest file under src/ or docs/data/.
+ * One build at a time: test files run in parallel, and builds share Framework's loader cache
+ * (docs/.observablehq/cache), which observablehq.config.ts clears when the models asked for change — a build
+ * with other LMW_SITE_MODELS running beside another would ship its neighbour's model list. A lock folder
+ * (mkdir is atomic) orders them across vitest's worker processes.
  */
-export async function dropStaleLoaderOutputs(): Promise<string[]> {
-  const newest = async (dir: string): Promise<number> => {
-    let latest = 0;
-    for (const entry of await readdir(dir, {withFileTypes: true, recursive: true})) {
-      if (entry.isFile()) latest = Math.max(latest, (await stat(join(entry.parentPath, entry.name))).mtimeMs);
+export async function oneBuildAtATime<T>(build: () => Promise<T>): Promise<T> {
+  const cache = join(ROOT, "docs", ".observablehq", "cache");
+  const lock = join(cache, ".lmw-build.lock");
+  await mkdir(cache, {recursive: true});
+  for (const started = Date.now(); ; ) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch {
+      // A lock left by a killed run is older than any build takes.
+      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > 15 * 60_000) await rm(lock, {recursive: true, force: true});
+      if (Date.now() - started > 30 * 60_000) throw new Error(`waited 30 minutes for ${lock}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    return latest;
-  };
-  const sources = Math.max(await newest(join(ROOT, "src")), await newest(join(ROOT, "docs", "data")));
-  const cache = join(ROOT, "docs", ".observablehq", "cache", "data");
-  const dropped: string[] = [];
-  for (const name of await readdir(cache).catch(() => [] as string[])) {
-    const file = join(cache, name);
-    if ((await stat(file)).mtimeMs < sources) await rm(file, {force: true}), dropped.push(name);
   }
-  return dropped;
+  try {
+    return await build();
+  } finally {
+    await rm(lock, {recursive: true, force: true});
+  }
 }
 
 export async function buildSiteCopy(): Promise<BuiltSite> {
-  await dropStaleLoaderOutputs();
   const dir = await mkdtemp(join(tmpdir(), "lmw-site-"));
   const output = join(dir, "site");
   const config = join(dir, "observablehq.config.mjs");
@@ -56,6 +61,6 @@ export async function buildSiteCopy(): Promise<BuiltSite> {
   const offline = await run("unshare", ["-rn", "true"]).then(() => true, () => false);
   const build = [join(ROOT, "node_modules", ".bin", "observable"), "build", "--config", config];
   const [cmd, ...args] = offline ? ["unshare", "-rn", ...build] : build;
-  const {stdout, stderr} = await run(cmd, args, {cwd: ROOT, maxBuffer: 64 << 20});
+  const {stdout, stderr} = await oneBuildAtATime(() => run(cmd, args, {cwd: ROOT, maxBuffer: 64 << 20}));
   return {dir: output, log: `${stdout}\n${stderr}`, remove: () => rm(dir, {recursive: true, force: true})};
 }
