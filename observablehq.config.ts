@@ -39,10 +39,32 @@ const root = "docs";
 
 /** Packages named by `npm:` imports inside Framework's client bundle. */
 const CLIENT_NPM_PACKAGES = [
-  "@observablehq/plot", "@observablehq/sample-datasets", "@uwdata/vgplot", "@viz-js/viz",
-  "apache-arrow", "arquero", "d3", "d3-dsv", "echarts", "exceljs", "htl", "isoformat", "jszip",
-  "katex", "leaflet", "lodash", "mapbox-gl", "mermaid", "parquet-wasm", "react", "react-dom",
-  "sql.js", "topojson-client", "vega", "vega-lite", "vega-lite-api"
+  "@observablehq/plot",
+  "@observablehq/sample-datasets",
+  "@uwdata/vgplot",
+  "@viz-js/viz",
+  "apache-arrow",
+  "arquero",
+  "d3",
+  "d3-dsv",
+  "echarts",
+  "exceljs",
+  "htl",
+  "isoformat",
+  "jszip",
+  "katex",
+  "leaflet",
+  "lodash",
+  "mapbox-gl",
+  "mermaid",
+  "parquet-wasm",
+  "react",
+  "react-dom",
+  "sql.js",
+  "topojson-client",
+  "vega",
+  "vega-lite",
+  "vega-lite-api"
 ];
 
 function installedVersion(name: string): string | undefined {
@@ -122,12 +144,16 @@ export default {
       {name: "MLP and attention", path: "/mlp-attention"}
     ]),
     // After the lecture: writing into the model.
-    {name: "Inside the model", open: true, pages: written([
-      {name: "Logit lens", path: "/logit-lens"},
-      {name: "Activation patching", path: "/patching"},
-      {name: "Ablation", path: "/ablation"},
-      {name: "Steering", path: "/steering"}
-    ])},
+    {
+      name: "Inside the model",
+      open: true,
+      pages: written([
+        {name: "Logit lens", path: "/logit-lens"},
+        {name: "Activation patching", path: "/patching"},
+        {name: "Ablation", path: "/ablation"},
+        {name: "Steering", path: "/steering"}
+      ])
+    },
     {
       name: "Performance",
       collapsible: true,
@@ -139,9 +165,14 @@ export default {
     }
   ],
   dynamicPaths: [
-    "/models/site.json", ...siteModelPaths(),
+    "/models/site.json",
+    ...siteModelPaths(),
     // Exported modules: cells that other sites embed (docs/embed.md).
-    "/embed/runtime.js", "/embed/next-token.js", "/embed/attention.js", "/embed/lens.js", "/embed/patching.js"
+    "/embed/runtime.js",
+    "/embed/next-token.js",
+    "/embed/attention.js",
+    "/embed/lens.js",
+    "/embed/patching.js"
   ],
   style: "style.css",
   globalStylesheets: [],

@@ -31,7 +31,16 @@ import {parseArgs} from "node:util";
 import type {FloorResult, ModelResult} from "./one.js";
 import {RUNTIMES, isWebGPU} from "../src/node.js";
 import {floorMs, type NodeRuntime, type Row} from "./measure.js";
-import {markdownTable, redrawSummary, renderPerformancePage, RUNTIME_NAMES, type AnyFloor, type AnyResult, type RedrawTimes, type Report} from "./report.js";
+import {
+  markdownTable,
+  redrawSummary,
+  renderPerformancePage,
+  RUNTIME_NAMES,
+  type AnyFloor,
+  type AnyResult,
+  type RedrawTimes,
+  type Report
+} from "./report.js";
 import type {BrowserBench} from "./browser.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -56,7 +65,8 @@ if (args.browser && (args.quick || args.gpu)) {
   process.exit(2);
 }
 // Loaded only where a browser may run: a GPU machine's bundle carries no playwright.
-const {CHROMIUM_PATH, hasChromium} = args.quick || args.gpu ? {CHROMIUM_PATH: "", hasChromium: () => false} : await import("../test/helpers/browser.js");
+const {CHROMIUM_PATH, hasChromium} =
+  args.quick || args.gpu ? {CHROMIUM_PATH: "", hasChromium: () => false} : await import("../test/helpers/browser.js");
 if (args.browser && !hasChromium()) {
   console.error(`--browser: no chromium at ${CHROMIUM_PATH} (set LMW_CHROMIUM).`);
   process.exit(2);
@@ -67,16 +77,23 @@ type Job = {model: string; runtime: NodeRuntime; init: "checkpoint" | "random"};
 const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K"];
 const STRUCTURES = ["gpt2", "SmolLM2-135M"];
 /** The fixtures run with their own weights, the full-size structures with random ones. */
-const job = (model: string, runtime: NodeRuntime): Job => ({model, runtime, init: FIXTURES.includes(model) ? "checkpoint" : "random"});
+const job = (model: string, runtime: NodeRuntime): Job => ({
+  model,
+  runtime,
+  init: FIXTURES.includes(model) ? "checkpoint" : "random"
+});
 const MODELS = [...FIXTURES, ...STRUCTURES];
 let jobs: Job[] = args.browser
   ? []
   : args.gpu
-  ? // the full-size models first, each on every runtime, so a run cut short keeps the rows that matter
-    [...STRUCTURES].reverse().concat(FIXTURES).flatMap((model) => (["node", "webgpu", "webgpu-native"] as const).map((runtime) => job(model, runtime)))
-  : args.quick
-  ? [job("SmolLM2-135M", "node"), job("stories260K", "node")]
-  : RUNTIMES.flatMap((runtime) => MODELS.map((model) => job(model, runtime)));
+    ? // the full-size models first, each on every runtime, so a run cut short keeps the rows that matter
+      [...STRUCTURES]
+        .reverse()
+        .concat(FIXTURES)
+        .flatMap((model) => (["node", "webgpu", "webgpu-native"] as const).map((runtime) => job(model, runtime)))
+    : args.quick
+      ? [job("SmolLM2-135M", "node"), job("stories260K", "node")]
+      : RUNTIMES.flatMap((runtime) => MODELS.map((model) => job(model, runtime)));
 // LMW_BENCH_MODELS=stories260K,SmolLM2-135M: only those models (a short run, e.g. on a borrowed GPU).
 const only = process.env.LMW_BENCH_MODELS?.split(",").map((m) => m.trim());
 if (only) jobs = jobs.filter((j) => only.includes(j.model));
@@ -84,7 +101,10 @@ const runtimes = [...new Set(jobs.map((j) => j.runtime))];
 
 // The fixtures by name from test/fixtures; the full-size structures by their last part ("SmolLM2-135M") from
 // the folders that hold them in data/models (config and tokenizer; the bench draws random weights).
-const env = {...process.env, LMW_MODELS: process.env.LMW_MODELS ?? "test/fixtures:data/models:data/models/HuggingFaceTB"};
+const env = {
+  ...process.env,
+  LMW_MODELS: process.env.LMW_MODELS ?? "test/fixtures:data/models:data/models/HuggingFaceTB"
+};
 // The child runs under the same Node and loader (tsx's --import) as this process; LMW_BENCH_ONE names a
 // bundled one.mjs where the benchmark runs from a bundle (a GPU machine without the repository's node_modules).
 const oneScript = process.env.LMW_BENCH_ONE ?? join(root, "bench", "one.ts");
@@ -95,16 +115,28 @@ let childCount = 0;
 function child<T>(flags: string[]): Promise<T> {
   const out = join(scratch, `${childCount++}.json`);
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...process.execArgv, oneScript, ...flags, ...(args.quick ? ["--quick"] : []), "--out", out], {
-      cwd: root,
-      env,
-      stdio: ["ignore", "inherit", "pipe"]
-    });
+    const p = spawn(
+      process.execPath,
+      [...process.execArgv, oneScript, ...flags, ...(args.quick ? ["--quick"] : []), "--out", out],
+      {
+        cwd: root,
+        env,
+        stdio: ["ignore", "inherit", "pipe"]
+      }
+    );
     let stderr = "";
     p.stderr.on("data", (d) => (stderr += d));
     p.on("exit", (code) => {
       if (code === 0 && existsSync(out)) resolve(JSON.parse(readFileSync(out, "utf8")));
-      else reject(new Error(`bench/one.ts ${flags.join(" ")} exited with ${code}:\n${stderr.split("\n").filter((l) => !/npm warn/.test(l)).join("\n")}`));
+      else
+        reject(
+          new Error(
+            `bench/one.ts ${flags.join(" ")} exited with ${code}:\n${stderr
+              .split("\n")
+              .filter((l) => !/npm warn/.test(l))
+              .join("\n")}`
+          )
+        );
     });
   });
 }
@@ -121,7 +153,9 @@ const machine = {
   loadAverageAtStart: loadavg()[0],
   date: new Date().toISOString()
 };
-console.log(`lm-workbench bench${args.gpu ? " --gpu" : ""}${args.quick ? " --quick" : args.browser ? " --browser" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`);
+console.log(
+  `lm-workbench bench${args.gpu ? " --gpu" : ""}${args.quick ? " --quick" : args.browser ? " --browser" : ""}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load ${machine.loadAverageAtStart.toFixed(2)}`
+);
 
 const floors = new Map<string, FloorResult>();
 const skippedFloors: FloorResult[] = [];
@@ -161,10 +195,14 @@ rmSync(scratch, {recursive: true, force: true});
 
 // --browser alone adds the Chromium rows to the last full run's results (docs/data/bench-results.json).
 const reportPath = join(root, "docs", "data", args.gpu ? "bench-results-gpu.json" : "bench-results.json");
-const previous: (Report & {rows: Row[]}) | undefined = args.browser && existsSync(reportPath) ? JSON.parse(readFileSync(reportPath, "utf8")) : undefined;
+const previous: (Report & {rows: Row[]}) | undefined =
+  args.browser && existsSync(reportPath) ? JSON.parse(readFileSync(reportPath, "utf8")) : undefined;
 const notChromium = (x: {runtime: string}) => !x.runtime.startsWith("chromium");
 const isSkipped = (f: AnyFloor) => "skipped" in f && Boolean(f.skipped);
-const allFloors = new Map<string, AnyFloor>([...(previous?.limits.filter((f) => notChromium(f) && !isSkipped(f)) ?? []).map((f) => [f.runtime, f] as const), ...floors]);
+const allFloors = new Map<string, AnyFloor>([
+  ...(previous?.limits.filter((f) => notChromium(f) && !isSkipped(f)) ?? []).map((f) => [f.runtime, f] as const),
+  ...floors
+]);
 for (const f of previous?.limits ?? []) if (isSkipped(f)) skippedFloors.push(f as FloorResult);
 const allResults: AnyResult[] = [...(previous?.results.filter(notChromium) ?? []), ...results];
 
@@ -185,14 +223,38 @@ if (withBrowser) {
 const rows: Row[] = [];
 for (const [runtime, f] of allFloors) {
   const r = RUNTIME_NAMES[runtime as AnyFloor["runtime"]];
-  rows.push({model: "(machine)", runtime: r, metric: "matmul_flop_per_s", tokens: null, value: f.flopRate, unit: "FLOP/s", floor_ratio: null});
-  rows.push({model: "(machine)", runtime: r, metric: "copy_bandwidth_bytes_per_s", tokens: null, value: f.bandwidth, unit: "B/s", floor_ratio: null});
+  rows.push({
+    model: "(machine)",
+    runtime: r,
+    metric: "matmul_flop_per_s",
+    tokens: null,
+    value: f.flopRate,
+    unit: "FLOP/s",
+    floor_ratio: null
+  });
+  rows.push({
+    model: "(machine)",
+    runtime: r,
+    metric: "copy_bandwidth_bytes_per_s",
+    tokens: null,
+    value: f.bandwidth,
+    unit: "B/s",
+    floor_ratio: null
+  });
 }
 for (const res of allResults) {
   const r = RUNTIME_NAMES[res.runtime];
   const f = allFloors.get(res.runtime);
   const row = (metric: string, tokens: number | null, value: number, unit: string, floor_ratio: number | null = null) =>
-    rows.push({model: res.model, runtime: r, metric, tokens, value: round(value), unit, floor_ratio: floor_ratio === null ? null : round(floor_ratio)});
+    rows.push({
+      model: res.model,
+      runtime: r,
+      metric,
+      tokens,
+      value: round(value),
+      unit,
+      floor_ratio: floor_ratio === null ? null : round(floor_ratio)
+    });
   row("graph_build_ms", null, res.graphBuildMs, "ms");
   row("session_create_ms", null, res.sessionCreateMs, "ms");
   for (const fw of res.forward) {
@@ -215,7 +277,10 @@ for (const res of allResults) {
 }
 // --browser alone: keep the other runtimes' rows of bench/results.json.
 const resultsPath = join(root, "bench", args.gpu ? "results-gpu.json" : "results.json");
-const keptRows: Row[] = args.browser && !previous && existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, "utf8")) as Row[]).filter((x) => !String(x.runtime).startsWith("chromium")) : [];
+const keptRows: Row[] =
+  args.browser && !previous && existsSync(resultsPath)
+    ? (JSON.parse(readFileSync(resultsPath, "utf8")) as Row[]).filter((x) => !String(x.runtime).startsWith("chromium"))
+    : [];
 writeFileSync(resultsPath, JSON.stringify([...keptRows, ...rows], null, 1) + "\n");
 
 // Redraw times: measured by the end-to-end tests in the page, reported here.
@@ -223,15 +288,26 @@ const redrawPath = join(root, "test-results", "redraw-times.json");
 const redrawSource = existsSync(redrawPath)
   ? `test-results/redraw-times.json (written by test/e2e.test.ts, ${statSync(redrawPath).mtime.toISOString().slice(0, 16).replace("T", " ")} UTC)`
   : "test-results/redraw-times.json";
-const redraw = redrawSummary(existsSync(redrawPath) ? (JSON.parse(readFileSync(redrawPath, "utf8")) as RedrawTimes) : undefined, redrawSource);
+const redraw = redrawSummary(
+  existsSync(redrawPath) ? (JSON.parse(readFileSync(redrawPath, "utf8")) as RedrawTimes) : undefined,
+  redrawSource
+);
 
-const commands = args.gpu ? [`npm run bench -- --gpu${args.quick ? " --quick" : ""}`] : args.quick ? ["npm run bench -- --quick"] : args.browser ? [...(previous?.commands.filter((c) => !c.includes("--browser")) ?? []), "npm run bench -- --browser"] : ["npm run bench"];
+const commands = args.gpu
+  ? [`npm run bench -- --gpu${args.quick ? " --quick" : ""}`]
+  : args.quick
+    ? ["npm run bench -- --quick"]
+    : args.browser
+      ? [...(previous?.commands.filter((c) => !c.includes("--browser")) ?? []), "npm run bench -- --browser"]
+      : ["npm run bench"];
 console.log("\n" + markdownTable(allResults, allFloors) + "\n");
 if (args.gpu) {
   // no browser on a --gpu run
 } else if (browser) {
   for (const note of browser.notes) console.log(note);
-  console.log("chromium peak MB: peak resident memory (VmHWM) of the renderer processes, a fresh browser per model (JS heap, WASM memory, onnxruntime arenas; not the browser or GPU processes)");
+  console.log(
+    "chromium peak MB: peak resident memory (VmHWM) of the renderer processes, a fresh browser per model (JS heap, WASM memory, onnxruntime arenas; not the browser or GPU processes)"
+  );
 } else console.log("chromium (wasm), chromium (webgpu): not measured (run with --browser)");
 console.log("");
 for (const line of targets(allResults)) console.log(line);
@@ -254,14 +330,21 @@ if ((!args.quick || args.gpu) && (!args.browser || previous)) {
   mkdirSync(join(root, "docs", "data"), {recursive: true});
   writeFileSync(reportPath, JSON.stringify(report, null, 1) + "\n");
   const page = join(root, "docs", "performance.md");
-  writeFileSync(page, renderPerformancePage(existsSync(page) ? readFileSync(page, "utf8") : undefined, report, args.gpu ? "gpu" : "main"));
+  writeFileSync(
+    page,
+    renderPerformancePage(existsSync(page) ? readFileSync(page, "utf8") : undefined, report, args.gpu ? "gpu" : "main")
+  );
   console.log(`\nwrote ${[resultsPath, reportPath, page].map((x) => x.slice(root.length)).join(", ")}`);
 } else {
-  console.log(`\nwrote bench/results.json${args.browser ? " (no full run's docs/data/bench-results.json to add the Chromium rows to)" : ""}`);
+  console.log(
+    `\nwrote bench/results.json${args.browser ? " (no full run's docs/data/bench-results.json to add the Chromium rows to)" : ""}`
+  );
 }
 console.log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 if (generationMismatch.length) {
-  console.error(`KV and no-KV generation chose different tokens: ${generationMismatch.map((r) => `${r.model} (${r.runtime})`).join(", ")}`);
+  console.error(
+    `KV and no-KV generation chose different tokens: ${generationMismatch.map((r) => `${r.model} (${r.runtime})`).join(", ")}`
+  );
   process.exitCode = 1;
 }
 
@@ -274,17 +357,25 @@ function targets(results: AnyResult[]): string[] {
     const f = allFloors.get("node")!;
     const fw10 = smol.forward.find((x) => x.tokens === 10)!;
     const ratio = fw10.logitsMs / floorMs(fw10, f.flopRate, f.bandwidth);
-    lines.push(`${mark(ratio <= 1.5)} SmolLM2-135M, 10 tokens, onnxruntime-node: forward ${ratio.toFixed(2)}× its floor (target ≤ 1.5×)`);
+    lines.push(
+      `${mark(ratio <= 1.5)} SmolLM2-135M, 10 tokens, onnxruntime-node: forward ${ratio.toFixed(2)}× its floor (target ≤ 1.5×)`
+    );
   }
   // "Fits in a browser tab": the Chromium renderer's peak where measured, else onnxruntime-web's process in Node.
-  const tab = results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "chromium-wasm") ?? results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "web");
+  const tab =
+    results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "chromium-wasm") ??
+    results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "web");
   if (tab) {
-    lines.push(`${mark(tab.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory on ${RUNTIME_NAMES[tab.runtime]} ${tab.peakRssMb.toFixed(0)} MB (target < 1500 MB in a browser tab)`);
+    lines.push(
+      `${mark(tab.peakRssMb < 1500)} SmolLM2-135M fp32 peak memory on ${RUNTIME_NAMES[tab.runtime]} ${tab.peakRssMb.toFixed(0)} MB (target < 1500 MB in a browser tab)`
+    );
   }
   for (const r of results.filter((x) => x.parameters > 10e6)) {
     for (const fw of r.forward) {
       const ratio = fw.allHooksMs / fw.logitsMs;
-      lines.push(`${mark(ratio <= 1.25)} ${r.model} on ${RUNTIME_NAMES[r.runtime]}, ${fw.tokens} tokens: every hook point ${ratio.toFixed(2)}× logits only (target ≤ 1.25×)`);
+      lines.push(
+        `${mark(ratio <= 1.25)} ${r.model} on ${RUNTIME_NAMES[r.runtime]}, ${fw.tokens} tokens: every hook point ${ratio.toFixed(2)}× logits only (target ≤ 1.25×)`
+      );
     }
     const speedup = r.generate.kvTokensPerS / r.generate.noKvTokensPerS;
     lines.push(
@@ -301,7 +392,9 @@ function targets(results: AnyResult[]): string[] {
       `${mark(iv.patchSweepRatio <= 0.25)} ${on}: patching sweep (${iv.layers} layers × ${iv.tokens} positions) ${iv.patchSweepMs.toFixed(0)} ms, ` +
         `${iv.patchSweepRatio.toFixed(2)}× as many single forward passes (target ≤ 0.25×)`
     );
-    lines.push(`${mark(iv.logitLensRatio <= 3.5)} ${on}: logit lens (every layer and position, top-10) ${iv.logitLensMs.toFixed(0)} ms, ${iv.logitLensRatio.toFixed(2)}× a logits-only forward (target ≤ 3.5×)`);
+    lines.push(
+      `${mark(iv.logitLensRatio <= 3.5)} ${on}: logit lens (every layer and position, top-10) ${iv.logitLensMs.toFixed(0)} ms, ${iv.logitLensRatio.toFixed(2)}× a logits-only forward (target ≤ 3.5×)`
+    );
     lines.push(
       `${mark(iv.steeredRatio >= 0.9)} ${on}: steered generation ${iv.steeredTokensPerS.toFixed(1)} tokens/s, ${iv.steeredRatio.toFixed(2)}× unsteered (target ≥ 0.9×)`
     );

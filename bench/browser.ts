@@ -85,10 +85,14 @@ async function rendererPeakMb(userDataDir: string): Promise<number> {
       // gone
     }
   }
-  const ours = new Set(procs.filter((p) => p.cmdline.includes(`--user-data-dir=${userDataDir}`) && !p.cmdline.includes("--type=")).map((p) => p.pid));
-  for (let grew = true; grew; ) {
+  const ours = new Set(
+    procs
+      .filter((p) => p.cmdline.includes(`--user-data-dir=${userDataDir}`) && !p.cmdline.includes("--type="))
+      .map((p) => p.pid)
+  );
+  for (let grew = true; grew;) {
     grew = false;
-    for (const p of procs) if (ours.has(p.ppid) && !ours.has(p.pid)) ours.add(p.pid), (grew = true);
+    for (const p of procs) if (ours.has(p.ppid) && !ours.has(p.pid)) (ours.add(p.pid), (grew = true));
   }
   let peak = 0;
   for (const p of procs) {
@@ -108,7 +112,9 @@ async function jsHeapTotalMb(page: Page): Promise<number> {
   return (metrics.find((m) => m.name === "JSHeapTotalSize")?.value ?? 0) / 1e6;
 }
 
-export async function runBrowserBench(options: {quick?: boolean; log?: (line: string) => void} = {}): Promise<BrowserBench> {
+export async function runBrowserBench(
+  options: {quick?: boolean; log?: (line: string) => void} = {}
+): Promise<BrowserBench> {
   const log = options.log ?? ((line: string) => console.log(line));
   const quick = options.quick ?? false;
   const dir = await mkdtemp(join(tmpdir(), "lmw-bench-page-"));
@@ -132,12 +138,17 @@ export async function runBrowserBench(options: {quick?: boolean; log?: (line: st
   try {
     // WebGPU: only a real GPU's timings mean anything.
     const probe = await launch(url, true);
-    const adapter = await probe.page.evaluate(() => (window as any).bench.adapter() as Promise<Record<string, string> | null>);
-    out.chromium = (await probe.page.evaluate(() => navigator.userAgent)).match(/(?:HeadlessChrome|Chrome|Chromium)\/[\d.]+/)?.[0] ?? "unknown";
+    const adapter = await probe.page.evaluate(
+      () => (window as any).bench.adapter() as Promise<Record<string, string> | null>
+    );
+    out.chromium =
+      (await probe.page.evaluate(() => navigator.userAgent)).match(/(?:HeadlessChrome|Chrome|Chromium)\/[\d.]+/)?.[0] ??
+      "unknown";
     await probe.close();
     const runtimes: BrowserRuntime[] = ["chromium-wasm"];
     if (!adapter) out.notes.push("webgpu: no adapter in this chromium — skipped");
-    else if (/swiftshader|google/i.test(Object.values(adapter).join(" "))) out.notes.push("webgpu: software adapter (SwiftShader), timings not meaningful — skipped");
+    else if (/swiftshader|google/i.test(Object.values(adapter).join(" ")))
+      out.notes.push("webgpu: software adapter (SwiftShader), timings not meaningful — skipped");
     else runtimes.push("chromium-webgpu");
     for (const note of out.notes) log(note);
 
@@ -164,13 +175,23 @@ export async function runBrowserBench(options: {quick?: boolean; log?: (line: st
           // The WASM limits, once, in the same kind of page (same threads).
           if (!webgpu && !out.floors.length) {
             const n = 1024;
-            const f = await b.page.evaluate(([n, reps, bytes]) => (window as any).bench.floor(n, reps, bytes), [n, quick ? 3 : 7, 128 * 2 ** 20] as const);
+            const f = await b.page.evaluate(([n, reps, bytes]) => (window as any).bench.floor(n, reps, bytes), [
+              n,
+              quick ? 3 : 7,
+              128 * 2 ** 20
+            ] as const);
             out.floors.push({kind: "floor", runtime, matmulN: n, flopRate: f.flopRate, bandwidth: f.bandwidth});
-            log(`limit on chromium (wasm, ${f.threads} threads): MatMul ${n}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)`);
+            log(
+              `limit on chromium (wasm, ${f.threads} threads): MatMul ${n}³ fp32 ${(f.flopRate / 1e9).toFixed(1)} GFLOP/s; copy bandwidth ${(f.bandwidth / 1e9).toFixed(1)} GB/s (read + write)`
+            );
           }
-          log(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}) [${result.backend}] … ${((performance.now() - t) / 1000).toFixed(0)} s`);
+          log(
+            `${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}) [${result.backend}] … ${((performance.now() - t) / 1000).toFixed(0)} s`
+          );
         } catch (e) {
-          log(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}) … failed: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+          log(
+            `${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}) … failed: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`
+          );
           out.notes.push(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}): failed`);
         } finally {
           await b.close();

@@ -12,7 +12,10 @@ import type {Model} from "../src/runtime/model.js";
 import {timeMedian} from "./measure.js";
 
 /** A clean/corrupt pair of 10 tokens in gpt2's and SmolLM2's tokenizers alike (checked when measured). */
-export const PATCH_PAIR = {clean: "The capital city of France is the city of the", corrupt: "The capital city of Italy is the city of the"} as const;
+export const PATCH_PAIR = {
+  clean: "The capital city of France is the city of the",
+  corrupt: "The capital city of Italy is the city of the"
+} as const;
 export const STEER = {from: " Love", to: " Hate", prompt: "I think that you are", alpha: 4} as const;
 
 export interface InterventionTimes {
@@ -39,7 +42,8 @@ export async function measureInterventions(model: Model, quick: boolean): Promis
   const reps = quick ? 3 : 7;
   const clean = model.tokenizer.encode(PATCH_PAIR.clean).ids;
   const corrupt = model.tokenizer.encode(PATCH_PAIR.corrupt).ids;
-  if (clean.length !== 10 || corrupt.length !== 10) throw new WorkbenchError(`${model.id}: the patching pair is ${clean.length} and ${corrupt.length} tokens, not 10`);
+  if (clean.length !== 10 || corrupt.length !== 10)
+    throw new WorkbenchError(`${model.id}: the patching pair is ${clean.length} and ${corrupt.length} tokens, not 10`);
   const L = model.config.numLayers;
   const forwardMs = await timeMedian(() => model.forward(corrupt, [LOGITS]), reps * 3, 3);
   // The first sweep and lens build their sessions: warm-ups.
@@ -50,7 +54,11 @@ export async function measureInterventions(model: Model, quick: boolean): Promis
   const edits = [steeringEdit(hook, vector, STEER.alpha)];
   const maxNewTokens = quick ? 10 : 20;
   const rate = async (steered: boolean) => {
-    const ms = await timeMedian(() => model.generate(STEER.prompt, {maxNewTokens, stopAtEos: false, edits: steered ? edits : undefined}), reps, 1);
+    const ms = await timeMedian(
+      () => model.generate(STEER.prompt, {maxNewTokens, stopAtEos: false, edits: steered ? edits : undefined}),
+      reps,
+      1
+    );
     return (maxNewTokens / ms) * 1000;
   };
   const generateTokensPerS = await rate(false);

@@ -10,7 +10,13 @@ import type {Runtime} from "../src/node.js";
 import type {OrtModule} from "../src/runtime/model.js";
 import {BUFFER_USAGE, type GPUDeviceLike} from "../src/runtime/webgpu-types.js";
 
-export type RuntimeName = "onnxruntime-node" | "onnxruntime-web (wasm, node)" | "onnxruntime-web (webgpu, node)" | "onnxruntime-web (webgpu native EP, node)" | "chromium (wasm)" | "chromium (webgpu)";
+export type RuntimeName =
+  | "onnxruntime-node"
+  | "onnxruntime-web (wasm, node)"
+  | "onnxruntime-web (webgpu, node)"
+  | "onnxruntime-web (webgpu native EP, node)"
+  | "chromium (wasm)"
+  | "chromium (webgpu)";
 export type NodeRuntime = Runtime;
 
 export interface Row {
@@ -70,14 +76,24 @@ export function gpuMatmulModel(n: number) {
  * `[n, n] · [n, n]`, the right side a weight (`matmulModel`); with `gpu`, both sides weights resident on the
  * device (`gpuMatmulModel`).
  */
-export async function matmulRate(ort: OrtModule, executionProviders: string[], n: number, reps: number, gpu = false): Promise<number> {
+export async function matmulRate(
+  ort: OrtModule,
+  executionProviders: string[],
+  n: number,
+  reps: number,
+  gpu = false
+): Promise<number> {
   const encoded = gpu ? gpuMatmulModel(n) : matmulModel(n);
   const session = await ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
     executionProviders,
     graphOptimizationLevel: "all"
   });
-  const feed = {a: gpu ? new ort.Tensor("float32", new Float32Array([0.5]), [1]) : new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])};
+  const feed = {
+    a: gpu
+      ? new ort.Tensor("float32", new Float32Array([0.5]), [1])
+      : new ort.Tensor("float32", new Float32Array(n * n).fill(0.5), [n, n])
+  };
   const ms = await timeMedian(() => session.run(feed), reps, 2);
   await session.release();
   return (2 * n * n * n) / (ms / 1000);
@@ -104,12 +120,16 @@ export async function gpuCopyBandwidth(device: GPUDeviceLike, bytes: number, rep
   const src = device.createBuffer({size: bytes, usage});
   const dst = device.createBuffer({size: bytes, usage});
   const perSubmit = 10;
-  const ms = await timeMedian(async () => {
-    const encoder = device.createCommandEncoder();
-    for (let i = 0; i < perSubmit; i++) encoder.copyBufferToBuffer(src, 0, dst, 0, bytes);
-    device.queue.submit([encoder.finish()]);
-    await device.queue.onSubmittedWorkDone();
-  }, reps, 2);
+  const ms = await timeMedian(
+    async () => {
+      const encoder = device.createCommandEncoder();
+      for (let i = 0; i < perSubmit; i++) encoder.copyBufferToBuffer(src, 0, dst, 0, bytes);
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+    },
+    reps,
+    2
+  );
   src.destroy();
   dst.destroy();
   return (2 * bytes * perSubmit) / (ms / 1000);

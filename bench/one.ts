@@ -32,7 +32,9 @@ const {values: args} = parseArgs({
     out: {type: "string"}
   }
 });
-const runtime: NodeRuntime = (RUNTIMES as readonly string[]).includes(args.runtime!) ? (args.runtime as NodeRuntime) : "node";
+const runtime: NodeRuntime = (RUNTIMES as readonly string[]).includes(args.runtime!)
+  ? (args.runtime as NodeRuntime)
+  : "node";
 
 export interface FloorResult {
   kind: "floor";
@@ -97,11 +99,17 @@ async function gpuFloor(): Promise<FloorResult> {
 
 async function model(id: string): Promise<ModelResult> {
   const stamps = new Map<string, number>();
-  const m = await loadModel(id, {runtime, init: args.init === "random" ? "random" : "checkpoint", seed: 0, onProgress: (p) => stamps.set(p.stage, performance.now())});
+  const m = await loadModel(id, {
+    runtime,
+    init: args.init === "random" ? "random" : "checkpoint",
+    seed: 0,
+    onProgress: (p) => stamps.set(p.stage, performance.now())
+  });
   const graphBuildMs = stamps.get("session")! - stamps.get("graph")!;
   const sessionCreateMs = stamps.get("ready")! - stamps.get("session")!;
   const measured = await measureModel(m, args.quick);
-  const interventions = INTERVENTION_MODELS.includes(id) && runtime === "node" ? await measureInterventions(m, args.quick) : undefined;
+  const interventions =
+    INTERVENTION_MODELS.includes(id) && runtime === "node" ? await measureInterventions(m, args.quick) : undefined;
   await m.dispose();
   return {
     kind: "model",

@@ -11,8 +11,23 @@ import {median, passCost} from "./measure.js";
 export interface Measured {
   parameters: number;
   /** Per prompt length: median ms, logits only and every hook point; FLOPs and weight bytes of the pass. */
-  forward: {tokens: number; logitsMs: number; allHooksMs: number; hooks: number; flops: number; weightBytes: number; reps: number}[];
-  generate: {context: number; newTokens: number; kvTokensPerS: number; noKvTokensPerS: number; sameTokens: boolean; reps: number};
+  forward: {
+    tokens: number;
+    logitsMs: number;
+    allHooksMs: number;
+    hooks: number;
+    flops: number;
+    weightBytes: number;
+    reps: number;
+  }[];
+  generate: {
+    context: number;
+    newTokens: number;
+    kvTokensPerS: number;
+    noKvTokensPerS: number;
+    sameTokens: boolean;
+    reps: number;
+  };
 }
 
 /** Token ids spread over the vocabulary, the same for every run. */
@@ -64,7 +79,12 @@ export async function measureModel(m: Model, quick: boolean): Promise<Measured> 
   // step (the whole prompt, the same work with or without a cache) is left out of both.
   const run = async (useCache: boolean) => {
     const stamps: number[] = [];
-    const g = await m.generate(prompt, {maxNewTokens: newTokens, useCache, stopAtEos: false, onToken: () => stamps.push(performance.now())});
+    const g = await m.generate(prompt, {
+      maxNewTokens: newTokens,
+      useCache,
+      stopAtEos: false,
+      onToken: () => stamps.push(performance.now())
+    });
     return {ms: stamps[stamps.length - 1] - stamps[0], ids: g.new_ids};
   };
   await m.generate(prompt, {maxNewTokens: 2, useCache: true, stopAtEos: false});

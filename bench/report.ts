@@ -19,10 +19,18 @@ export const RUNTIME_NAMES: Record<RuntimeKey, string> = {
 
 export function markdownTable(results: AnyResult[], floors: Map<string, AnyFloor>): string {
   const head = [
-    "model", "runtime", "params", "graph build ms", "session ms",
-    "fwd 10 tok ms (× floor)", "all hooks 10 tok ms (× logits)",
-    "fwd 128 tok ms (× floor)", "all hooks 128 tok ms (× logits)",
-    "gen KV tok/s", "gen no-KV tok/s (KV ×)", "peak MB"
+    "model",
+    "runtime",
+    "params",
+    "graph build ms",
+    "session ms",
+    "fwd 10 tok ms (× floor)",
+    "all hooks 10 tok ms (× logits)",
+    "fwd 128 tok ms (× floor)",
+    "all hooks 128 tok ms (× logits)",
+    "gen KV tok/s",
+    "gen no-KV tok/s (KV ×)",
+    "peak MB"
   ];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i < 2 ? " --- " : " ---: ")).join("|")}|`];
   for (const r of results) {
@@ -31,14 +39,23 @@ export function markdownTable(results: AnyResult[], floors: Map<string, AnyFloor
       const fw = r.forward.find((x) => x.tokens === tokens) ?? r.forward[r.forward.length - 1];
       const ratio = f ? ` (${(fw.logitsMs / floorMs(fw, f.flopRate, f.bandwidth)).toFixed(2)}×)` : "";
       const note = fw.tokens !== tokens ? ` [${fw.tokens} tok]` : "";
-      return [`${ms(fw.logitsMs)}${ratio}${note}`, `${ms(fw.allHooksMs)} (${(fw.allHooksMs / fw.logitsMs).toFixed(2)}×)`];
+      return [
+        `${ms(fw.logitsMs)}${ratio}${note}`,
+        `${ms(fw.allHooksMs)} (${(fw.allHooksMs / fw.logitsMs).toFixed(2)}×)`
+      ];
     };
     const g = r.generate;
     lines.push(
       `| ${[
-        r.model, RUNTIME_NAMES[r.runtime], params(r.parameters), ms(r.graphBuildMs), ms(r.sessionCreateMs),
-        ...cell(10), ...cell(128),
-        g.kvTokensPerS.toFixed(1), `${g.noKvTokensPerS.toFixed(1)} (${(g.kvTokensPerS / g.noKvTokensPerS).toFixed(1)}×)${g.sameTokens ? "" : " DIFFERENT TOKENS"}`,
+        r.model,
+        RUNTIME_NAMES[r.runtime],
+        params(r.parameters),
+        ms(r.graphBuildMs),
+        ms(r.sessionCreateMs),
+        ...cell(10),
+        ...cell(128),
+        g.kvTokensPerS.toFixed(1),
+        `${g.noKvTokensPerS.toFixed(1)} (${(g.kvTokensPerS / g.noKvTokensPerS).toFixed(1)}×)${g.sameTokens ? "" : " DIFFERENT TOKENS"}`,
         `${r.peakRssMb.toFixed(0)}${r.runtime.startsWith("chromium") ? "¹" : ""}`
       ].join(" | ")} |`
     );
@@ -51,7 +68,13 @@ export interface RedrawTimes {
   note?: string;
   /** `redrawMs`: the first move of a slider; `repeatedMs`: four more moves back and forth, one record each. */
   slider: {page: string; control: string; redrawMs: Record<string, number>; repeatedMs?: Record<string, number>[]}[];
-  prompt: {page: string; forwardPasses: number; viewsRedrawn: string[]; msFromForwardEndToLastRedraw: number | null; redrawMs: Record<string, number>}[];
+  prompt: {
+    page: string;
+    forwardPasses: number;
+    viewsRedrawn: string[];
+    msFromForwardEndToLastRedraw: number | null;
+    redrawMs: Record<string, number>;
+  }[];
 }
 
 /** A few lines on the redraw times, saying where they came from; `source` is the file and its date. */
@@ -60,18 +83,25 @@ export function redrawSummary(times: RedrawTimes | undefined, source: string): s
   if (!times) return [`Redraw times: not measured (no ${source}); ${run}.`];
   const slider = times.slider.flatMap((s) => Object.values(s.redrawMs));
   const prompt = times.prompt.map((p) => p.msFromForwardEndToLastRedraw).filter((x): x is number => x !== null);
-  if (!slider.length && !prompt.length) return [`Redraw times: ${source} holds no measurements (the end-to-end tests stopped early); ${run}.`];
-  const lines = [`Redraw times, from ${source} (performance measures \`lmw:redraw:*\` read by the end-to-end tests; chromium, WASM, stories260K):`];
+  if (!slider.length && !prompt.length)
+    return [`Redraw times: ${source} holds no measurements (the end-to-end tests stopped early); ${run}.`];
+  const lines = [
+    `Redraw times, from ${source} (performance measures \`lmw:redraw:*\` read by the end-to-end tests; chromium, WASM, stories260K):`
+  ];
   const sliderLine = (what: string, moves: number, times: number[]) =>
     `- ${what}: ${moves} move(s), ${times.length} view redraw(s), median ${ms(med(times))} ms, ` +
     `slowest ${ms(Math.max(...times))} ms; ${times.filter((x) => x <= 16).length} of ${times.length} within 16 ms (goal: all)`;
-  if (slider.length) lines.push(sliderLine("layer / position / head changes, each slider's first move", times.slider.length, slider));
+  if (slider.length)
+    lines.push(sliderLine("layer / position / head changes, each slider's first move", times.slider.length, slider));
   const repeated = times.slider.flatMap((s) => s.repeatedMs ?? []);
   const repeatedTimes = repeated.flatMap((r) => Object.values(r));
-  if (repeatedTimes.length) lines.push(sliderLine("the same sliders moved back and forth four more times", repeated.length, repeatedTimes));
+  if (repeatedTimes.length)
+    lines.push(sliderLine("the same sliders moved back and forth four more times", repeated.length, repeatedTimes));
   if (prompt.length) {
     const within = prompt.filter((x) => x <= 100).length;
-    lines.push(`- prompt edits: last redraw ${ms(med(prompt))} ms (median) after the forward pass ends, slowest ${ms(Math.max(...prompt))} ms; ${within} of ${prompt.length} within 100 ms (goal: all)`);
+    lines.push(
+      `- prompt edits: last redraw ${ms(med(prompt))} ms (median) after the forward pass ends, slowest ${ms(Math.max(...prompt))} ms; ${within} of ${prompt.length} within 100 ms (goal: all)`
+    );
   }
   return lines;
 }
@@ -97,7 +127,11 @@ const MARKERS = {
  * Replace a results section of the page: `main` (this machine's run) or `gpu` (a run with a GPU, `--gpu`);
  * a section the page lacks is added at its end (the whole page is written when there is none yet).
  */
-export function renderPerformancePage(existing: string | undefined, report: Report, which: keyof typeof MARKERS = "main"): string {
+export function renderPerformancePage(
+  existing: string | undefined,
+  report: Report,
+  which: keyof typeof MARKERS = "main"
+): string {
   const [BEGIN, END] = MARKERS[which];
   const section = [BEGIN, "", resultsSection(report), "", END].join("\n");
   if (existing?.includes(BEGIN) && existing.includes(END)) {
@@ -124,8 +158,12 @@ function limitLine(f: AnyFloor): string {
 /** The Chromium paragraph: what ran, what peak memory covers, WebGPU's verdict. */
 export function chromiumLines(report: Pick<Report, "chromium" | "results">): string[] {
   const c = report.chromium;
-  if (!c) return ["Chromium (WASM) and Chromium (WebGPU): not measured in this run (`npm run bench -- --browser` measures them)."];
-  const backend = (report.results.find((r) => r.runtime === "chromium-wasm") as BrowserModelResult | undefined)?.backend;
+  if (!c)
+    return [
+      "Chromium (WASM) and Chromium (WebGPU): not measured in this run (`npm run bench -- --browser` measures them)."
+    ];
+  const backend = (report.results.find((r) => r.runtime === "chromium-wasm") as BrowserModelResult | undefined)
+    ?.backend;
   return [
     `Chromium rows: ${c.chromium}, measured ${c.date.slice(0, 10)} in a bench page (bench/pages/bench.ts) served cross-origin isolated from a loopback server, ` +
       `models from a loopback Hub (SmolLM2-135M and gpt2 with random weights); timed in the page with performance.now()` +
@@ -167,7 +205,10 @@ function resultsSection({machine, commands, limits, results, targets, chromium, 
     "",
     ...targets.map((t) => `- ${t.replace(/^MET\s+/, "✅ ").replace(/^MISSED\s+/, "❌ ")}`),
     "",
-    ...(redraw ?? (chromium === undefined && results.some((r) => isWebGPU(r.runtime)) ? [] : ["Redraw times: run the end-to-end tests to measure."])),
+    ...(redraw ??
+      (chromium === undefined && results.some((r) => isWebGPU(r.runtime))
+        ? []
+        : ["Redraw times: run the end-to-end tests to measure."])),
     "",
     `Medians of ${reps?.short ?? "?"} forward passes at 10 tokens and ${reps?.long ?? "?"} at 128 (21 for the fixtures), ` +
       `and of ${reps?.generate ?? "?"} generations (7 for the fixtures), after a warm-up.`

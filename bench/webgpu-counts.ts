@@ -36,7 +36,11 @@ export async function measureWebGPUCounts(
       // decode step; the last step is the steady state (the first steps may still read shapes back).
       const steps: GPUCounts[] = [];
       counter.take();
-      await model.generate(prompt, {maxNewTokens: 1 + decodeSteps, stopAtEos: false, onToken: () => void steps.push(counter.take())});
+      await model.generate(prompt, {
+        maxNewTokens: 1 + decodeSteps,
+        stopAtEos: false,
+        onToken: () => void steps.push(counter.take())
+      });
       const step = steps.at(-1)!;
       await model.trace(prompt, model.hookPoints());
       const trace = counter.take();
@@ -85,7 +89,8 @@ function redirectConsole(): void {
   }
   for (const stream of [process.stdout, process.stderr]) {
     const original = stream.write.bind(stream) as (...args: unknown[]) => boolean;
-    stream.write = ((...args: unknown[]) => (sink ? (sink(String(args[0])), true) : original(...args))) as typeof stream.write;
+    stream.write = ((...args: unknown[]) =>
+      sink ? (sink(String(args[0])), true) : original(...args)) as typeof stream.write;
   }
 }
 
@@ -109,11 +114,22 @@ export async function runWebGPUCounts(root: string): Promise<void> {
   // where each session's nodes were placed.
   const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
   (await nodeWebGPU("jsep")).ort.env.logLevel = "verbose";
-  const rows: {model: string; runtime: string; metric: string; tokens: number | null; value: number; unit: string; floor_ratio: null}[] = [];
+  const rows: {
+    model: string;
+    runtime: string;
+    metric: string;
+    tokens: number | null;
+    value: number;
+    unit: string;
+    floor_ratio: null;
+  }[] = [];
   for (const [name, id] of COUNTED) {
     const started = performance.now();
-    const c = await measureWebGPUCounts((sessionOptions) => loadModel(id, {runtime: "webgpu", init: "random", sessionOptions}));
-    const row = (metric: string, value: number, unit: string) => rows.push({model: name, runtime, metric, tokens: null, value, unit, floor_ratio: null});
+    const c = await measureWebGPUCounts((sessionOptions) =>
+      loadModel(id, {runtime: "webgpu", init: "random", sessionOptions})
+    );
+    const row = (metric: string, value: number, unit: string) =>
+      rows.push({model: name, runtime, metric, tokens: null, value, unit, floor_ratio: null});
     row("decode_kernels_per_step", c.decodeKernelsPerStep, "kernels");
     row("decode_kernels_per_layer_step", c.decodeKernelsPerStep / c.layers, "kernels");
     row("decode_cpu_nodes", c.decodeCpuNodes, "nodes");
@@ -129,7 +145,11 @@ export async function runWebGPUCounts(root: string): Promise<void> {
   }
   const path = join(root, "bench", "results.json");
   const counted = new Set(rows.map((r) => `${r.model}|${r.runtime}|${r.metric}`));
-  const kept = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as typeof rows).filter((r) => !counted.has(`${r.model}|${r.runtime}|${r.metric}`)) : [];
+  const kept = existsSync(path)
+    ? (JSON.parse(readFileSync(path, "utf8")) as typeof rows).filter(
+        (r) => !counted.has(`${r.model}|${r.runtime}|${r.metric}`)
+      )
+    : [];
   writeFileSync(path, JSON.stringify([...kept, ...rows], null, 1) + "\n");
   console.log("wrote bench/results.json");
 }

@@ -11,7 +11,8 @@ import {createModel, type CreateOptions, type Model, type OrtModule} from "./run
 import {createWebRuntime, type WebRuntimeOptions} from "./runtime/ort-web.js";
 import {TAB_BUDGET} from "./runtime/limits.js";
 
-export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executionProviders" | "backend">, WebRuntimeOptions {
+export interface BrowserLoadOptions
+  extends Omit<CreateOptions, "ort" | "executionProviders" | "backend">, WebRuntimeOptions {
   /** Models the site ships, by name → base URL of their files (config.json, tokenizer.json, …). */
   bundled?: Record<string, string>;
   /** The Hub (default https://huggingface.co); tests point it at a loopback server. */
@@ -29,7 +30,9 @@ export interface BrowserLoadOptions extends Omit<CreateOptions, "ort" | "executi
 /** Where a model's files are: a bundled name, an http(s) URL, or else a Hub repository id. */
 export function browserSource(
   id: string,
-  options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision" | "token"> & {onNotice?: (message: string) => void} = {}
+  options: Pick<BrowserLoadOptions, "bundled" | "endpoint" | "revision" | "token"> & {
+    onNotice?: (message: string) => void;
+  } = {}
 ): ModelSource {
   const trimmed = id.trim();
   if (!trimmed) throw new WorkbenchError("no model given: type a Hub id such as gpt2 or HuggingFaceTB/SmolLM2-135M");
@@ -38,7 +41,11 @@ export function browserSource(
   if (/^https?:\/\//.test(trimmed)) return urlSource(trimmed, trimmed);
   checkHubId(trimmed); // the Hub's own rules: no "..", no query, no third part
   const base = hubUrl(trimmed, "", {endpoint: options.endpoint, revision: options.revision}).replace(/\/$/, "");
-  return urlSource(trimmed, base, {token: options.token || undefined, tokenHint: "paste a Hugging Face access token", onNotice: options.onNotice});
+  return urlSource(trimmed, base, {
+    token: options.token || undefined,
+    tokenHint: "paste a Hugging Face access token",
+    onNotice: options.onNotice
+  });
 }
 
 export async function loadModel(id: string, options: BrowserLoadOptions = {}): Promise<Model> {
@@ -50,7 +57,10 @@ export async function loadModel(id: string, options: BrowserLoadOptions = {}): P
   // MLAS would keep a second, prepacked copy of every MatMul weight in the WASM heap. Without it SmolLM2-135M
   // peaks at about 1.7 GB in a tab instead of 1.9 GB; its 10-token forward pass is no slower (~130 ms vs
   // ~165 ms), generation about 10% slower (npm run bench -- --browser).
-  const sessionOptions = {...options.sessionOptions, extra: {session: {disable_prepacking: "1"}, ...options.sessionOptions?.extra}};
+  const sessionOptions = {
+    ...options.sessionOptions,
+    extra: {session: {disable_prepacking: "1"}, ...options.sessionOptions?.extra}
+  };
   const common = {memoryBudget: TAB_BUDGET, ...options, ort, sessionOptions, releaseWeights: true};
   if (runtime.backend === "webgpu") {
     try {
@@ -58,7 +68,11 @@ export async function loadModel(id: string, options: BrowserLoadOptions = {}): P
     } catch (error) {
       if (error instanceof WorkbenchError) throw error; // the model is at fault, not the backend
       const why = error instanceof Error ? error.message : String(error);
-      return createModel(source, {...common, executionProviders: ["wasm"], backend: `WASM: the WebGPU session failed (${why})`});
+      return createModel(source, {
+        ...common,
+        executionProviders: ["wasm"],
+        backend: `WASM: the WebGPU session failed (${why})`
+      });
     }
   }
   return createModel(source, {...common, executionProviders: ["wasm"], backend: runtime.reason});

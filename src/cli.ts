@@ -109,7 +109,14 @@ same number of tokens.
   --json              {"clean_ids", "corrupt_ids", "hooks", "ids", "logits": {"shape": [layers, T, ids], "data"}}
 ${LOAD_HELP}`,
     summary: "activation patching over every (layer, position)",
-    options: {...COMMON, ...LOADING, clean: {type: "string"}, corrupt: {type: "string"}, module: {type: "string"}, ids: {type: "string"}},
+    options: {
+      ...COMMON,
+      ...LOADING,
+      clean: {type: "string"},
+      corrupt: {type: "string"},
+      module: {type: "string"},
+      ids: {type: "string"}
+    },
     positionals: ["MODEL"],
     run: patchCommand
   }
@@ -153,7 +160,13 @@ ${EDIT_HELP}
   --json              {"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}} on stdout
 ${LOAD_HELP}`,
     summary: "capture activations at hook points",
-    options: {...COMMON, ...LOADING, ...PROMPT, hook: {type: "string", multiple: true}, edit: {type: "string", multiple: true}},
+    options: {
+      ...COMMON,
+      ...LOADING,
+      ...PROMPT,
+      hook: {type: "string", multiple: true},
+      edit: {type: "string", multiple: true}
+    },
     positionals: ["MODEL", "TEXT"],
     run: trace
   },
@@ -172,7 +185,9 @@ ${PROMPT_HELP}
   --no-stop           keep going past the end-of-sequence token
 ${STEER_HELP}
   --json              {"input_ids", "new_ids", "text"} on stdout
-${LOAD_HELP.split("\n").filter((l) => !l.includes("--seed")).join("\n")}`,
+${LOAD_HELP.split("\n")
+  .filter((l) => !l.includes("--seed"))
+  .join("\n")}`,
     summary: "continue TEXT",
     options: {
       ...COMMON,
@@ -216,10 +231,18 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
       return 0;
     }
     const command = COMMANDS[name];
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}: the commands are ${Object.keys(COMMANDS).join(", ")}`);
+    if (!command)
+      throw new UsageError(
+        `unknown command ${JSON.stringify(name)}: the commands are ${Object.keys(COMMANDS).join(", ")}`
+      );
     let parsed;
     try {
-      parsed = parseArgs({args: negativeValues(rest, command.options), allowPositionals: true, options: command.options, strict: true});
+      parsed = parseArgs({
+        args: negativeValues(rest, command.options),
+        allowPositionals: true,
+        options: command.options,
+        strict: true
+      });
     } catch (error) {
       throw new UsageError(error instanceof Error ? error.message : String(error), name);
     }
@@ -229,20 +252,28 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
       return 0;
     }
     // With --prompt-file, TEXT comes from the file and is not given on the command line.
-    const expected = values["prompt-file"] !== undefined ? command.positionals.filter((p) => p !== "TEXT") : command.positionals;
+    const expected =
+      values["prompt-file"] !== undefined ? command.positionals.filter((p) => p !== "TEXT") : command.positionals;
     if (positionals.length !== expected.length) {
-      const what = positionals.length < expected.length ? `missing ${expected.slice(positionals.length).join(" ")}` : `too many arguments`;
+      const what =
+        positionals.length < expected.length
+          ? `missing ${expected.slice(positionals.length).join(" ")}`
+          : `too many arguments`;
       throw new UsageError(what, name);
     }
-    if (command.positionals.includes("TEXT")) positionals[1] = await promptText(positionals[1], values as Values, io, name);
+    if (command.positionals.includes("TEXT"))
+      positionals[1] = await promptText(positionals[1], values as Values, io, name);
     await command.run(positionals, values as Values, io);
     return 0;
   } catch (error) {
     if (error instanceof WorkbenchError) {
       io.err(`lm-workbench: ${error.message}\n`);
-      if (error instanceof UsageError && error.command) io.err(`run \`lm-workbench ${error.command} --help\` for usage\n`);
+      if (error instanceof UsageError && error.command)
+        io.err(`run \`lm-workbench ${error.command} --help\` for usage\n`);
     } else {
-      io.err(`lm-workbench: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      io.err(
+        `lm-workbench: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`
+      );
     }
     return 1;
   }
@@ -256,14 +287,18 @@ function negativeValues(args: string[], options: Options): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const name = args[i].startsWith("--") ? args[i].slice(2) : undefined;
-    if (name && options[name]?.type === "string" && /^-\d|^-\.\d/.test(args[i + 1] ?? "")) out.push(`${args[i]}=${args[++i]}`);
+    if (name && options[name]?.type === "string" && /^-\d|^-\.\d/.test(args[i + 1] ?? ""))
+      out.push(`${args[i]}=${args[++i]}`);
     else out.push(args[i]);
   }
   return out;
 }
 
 class UsageError extends WorkbenchError {
-  constructor(message: string, readonly command?: string) {
+  constructor(
+    message: string,
+    readonly command?: string
+  ) {
     super(message);
   }
 }
@@ -284,7 +319,10 @@ async function promptText(text: string | undefined, values: Values, io: IO, comm
     return chomp(await readFile(file, "utf8"));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new UsageError(`--prompt-file ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder" : (error as Error).message}`, command);
+    throw new UsageError(
+      `--prompt-file ${file}: ${code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder" : (error as Error).message}`,
+      command
+    );
   }
 }
 
@@ -323,7 +361,9 @@ async function inspect([id]: string[], values: Values, io: IO): Promise<void> {
     );
     return;
   }
-  const weights = weightFiles ? `${weightFiles.join(", ")} (headers checked)` : "none (use --init random to trace or generate)";
+  const weights = weightFiles
+    ? `${weightFiles.join(", ")} (headers checked)`
+    : "none (use --init random to trace or generate)";
   io.out(`${source.id}  (${source.location})\nweights: ${weights}\n\n`);
   io.out(
     table(
@@ -338,7 +378,10 @@ async function inspect([id]: string[], values: Values, io: IO): Promise<void> {
   io.out(
     table(
       ["component", "parameters", "share"],
-      [...components.filter((c) => counts[c] > 0).map((c) => [c, fmt(counts[c]), pct(counts[c])]), ["total", fmt(counts.total), "100%"]],
+      [
+        ...components.filter((c) => counts[c] > 0).map((c) => [c, fmt(counts[c]), pct(counts[c])]),
+        ["total", fmt(counts.total), "100%"]
+      ],
       [false, true, true]
     ) + "\n\n"
   );
@@ -388,7 +431,10 @@ async function trace([id, text]: string[], values: Values, io: IO): Promise<void
   if (hooks.length === 0) throw new UsageError("give at least one --hook PATH (e.g. model.layers.0.output)", "trace");
   const model = await load(id, values, io);
   try {
-    const result = (await model.trace(text, hooks, {edits: editsOf(values)})) as unknown as Record<string, {shape: number[]; data: Float32Array}> & {
+    const result = (await model.trace(text, hooks, {edits: editsOf(values)})) as unknown as Record<
+      string,
+      {shape: number[]; data: Float32Array}
+    > & {
       input_ids: number[];
       tokens: string[];
     };
@@ -398,7 +444,9 @@ async function trace([id, text]: string[], values: Values, io: IO): Promise<void
       io.out(JSON.stringify({input_ids: result.input_ids, tokens: result.tokens, hooks: out}) + "\n");
       return;
     }
-    io.out(`${model.id}  weights: ${model.weightsOrigin}\ntokens (${result.tokens.length}): ${result.tokens.map((t) => JSON.stringify(t)).join(" ")}\n\n`);
+    io.out(
+      `${model.id}  weights: ${model.weightsOrigin}\ntokens (${result.tokens.length}): ${result.tokens.map((t) => JSON.stringify(t)).join(" ")}\n\n`
+    );
     io.out(
       table(
         ["hook", "shape", "min", "max", "mean", "std", "first values"],
@@ -440,11 +488,15 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
       onToken: json ? undefined : (token) => io.out(token.text)
     });
     if (json) {
-      io.out(JSON.stringify({input_ids: generation.input_ids, new_ids: generation.new_ids, text: generation.text}) + "\n");
+      io.out(
+        JSON.stringify({input_ids: generation.input_ids, new_ids: generation.new_ids, text: generation.text}) + "\n"
+      );
       return;
     }
     io.out("\n");
-    io.err(`(${generation.new_ids.length} new tokens; stopped: ${generation.stopped}; weights: ${model.weightsOrigin})\n`);
+    io.err(
+      `(${generation.new_ids.length} new tokens; stopped: ${generation.stopped}; weights: ${model.weightsOrigin})\n`
+    );
   } finally {
     await model.dispose();
   }
@@ -464,10 +516,12 @@ async function steeringEdits(model: Model, values: Values): Promise<Edit[]> {
   const from = values["steer-from"] as string | undefined;
   const to = values["steer-to"] as string | undefined;
   if (hook === undefined) {
-    if (from !== undefined || to !== undefined || values.alpha !== undefined) throw new UsageError("--steer-from, --steer-to and --alpha go with --steer HOOK", "generate");
+    if (from !== undefined || to !== undefined || values.alpha !== undefined)
+      throw new UsageError("--steer-from, --steer-to and --alpha go with --steer HOOK", "generate");
     return [];
   }
-  if (from === undefined || to === undefined) throw new UsageError("--steer needs --steer-from TEXT and --steer-to TEXT", "generate");
+  if (from === undefined || to === undefined)
+    throw new UsageError("--steer needs --steer-from TEXT and --steer-to TEXT", "generate");
   const vector = await steeringVector(model, hook, from, to);
   return [steeringEdit(hook, vector, number(values, "alpha", 1))];
 }
@@ -493,11 +547,16 @@ async function lensCommand([id, text]: string[], values: Values, io: IO): Promis
       io.out(JSON.stringify({input_ids: lens.input_ids, tokens: lens.tokens, layers}) + "\n");
       return;
     }
-    io.out(`${model.id}  weights: ${model.weightsOrigin}\nthe most likely next token at each layer (rows) and position (columns), with its probability\n\n`);
+    io.out(
+      `${model.id}  weights: ${model.weightsOrigin}\nthe most likely next token at each layer (rows) and position (columns), with its probability\n\n`
+    );
     io.out(
       table(
         ["layer", ...lens.tokens.map((t, i) => `${i} ${JSON.stringify(t)}`)],
-        layers.map((layer, l) => [String(l), ...layer.top.map((top) => `${JSON.stringify(top[0].token)} ${top[0].prob.toFixed(2)}`)]),
+        layers.map((layer, l) => [
+          String(l),
+          ...layer.top.map((top) => `${JSON.stringify(top[0].token)} ${top[0].prob.toFixed(2)}`)
+        ]),
         [true]
       ) + "\n"
     );
@@ -509,13 +568,16 @@ async function lensCommand([id, text]: string[], values: Values, io: IO): Promis
 async function patchCommand([id]: string[], values: Values, io: IO): Promise<void> {
   const clean = values.clean as string | undefined;
   const corrupt = values.corrupt as string | undefined;
-  if (clean === undefined || corrupt === undefined) throw new UsageError("give both --clean TEXT and --corrupt TEXT", "patch");
+  if (clean === undefined || corrupt === undefined)
+    throw new UsageError("give both --clean TEXT and --corrupt TEXT", "patch");
   const kind = ((values.module as string | undefined) ?? "resid") as PatchKind;
-  if (!PATCH_KINDS.includes(kind)) throw new UsageError(`--module must be one of ${PATCH_KINDS.join(", ")}; got ${JSON.stringify(kind)}`, "patch");
+  if (!PATCH_KINDS.includes(kind))
+    throw new UsageError(`--module must be one of ${PATCH_KINDS.join(", ")}; got ${JSON.stringify(kind)}`, "patch");
   const idsText = values.ids as string | undefined;
   const ids = idsText?.split(",").map((part) => {
     const n = Number(part.trim());
-    if (part.trim() === "" || !Number.isInteger(n)) throw new UsageError(`--ids must be token ids separated by commas, got ${JSON.stringify(idsText)}`, "patch");
+    if (part.trim() === "" || !Number.isInteger(n))
+      throw new UsageError(`--ids must be token ids separated by commas, got ${JSON.stringify(idsText)}`, "patch");
     return n;
   });
   const model = await load(id, values, io);
@@ -541,13 +603,17 @@ async function patchCommand([id]: string[], values: Values, io: IO): Promise<voi
     const decode = (tid: number) => JSON.stringify(model.tokenizer.decode([tid]));
     const diff = (logits: ArrayLike<number>) => logits[a] - logits[b];
     io.out(`${model.id}  weights: ${model.weightsOrigin}  patching ${kind}\n`);
-    io.out(`logit difference ${decode(a)} − ${decode(b ?? a)}: clean ${num(diff(sweep.clean))}, corrupt ${num(diff(sweep.corrupt))}; per patched (layer, position):\n\n`);
+    io.out(
+      `logit difference ${decode(a)} − ${decode(b ?? a)}: clean ${num(diff(sweep.clean))}, corrupt ${num(diff(sweep.corrupt))}; per patched (layer, position):\n\n`
+    );
     io.out(
       table(
         ["layer", ...sweep.corrupt_tokens.map((t, i) => `${i} ${JSON.stringify(t)}`)],
         Array.from({length: L}, (_, l) => [
           String(l),
-          ...Array.from({length: T}, (_, t) => num(sweep.logits.data[(l * T + t) * n] - (n > 1 ? sweep.logits.data[(l * T + t) * n + 1] : 0)))
+          ...Array.from({length: T}, (_, t) =>
+            num(sweep.logits.data[(l * T + t) * n] - (n > 1 ? sweep.logits.data[(l * T + t) * n + 1] : 0))
+          )
         ]),
         Array(T + 1).fill(true)
       ) + "\n"
@@ -565,8 +631,13 @@ async function load(id: string, values: Values, io: IO) {
   if (init !== undefined && init !== "random" && init !== "checkpoint")
     throw new UsageError(`--init must be "random" or "checkpoint", got ${JSON.stringify(init)}`);
   const runtime = (values.runtime as string | undefined) ?? "node";
-  if (!(RUNTIMES as readonly string[]).includes(runtime)) throw new UsageError(`--runtime must be one of ${RUNTIMES.join(", ")}; got ${JSON.stringify(runtime)}`);
-  const options: LoadOptions = {init: init as LoadOptions["init"], seed: integer(values, "seed", 0), runtime: runtime as Runtime};
+  if (!(RUNTIMES as readonly string[]).includes(runtime))
+    throw new UsageError(`--runtime must be one of ${RUNTIMES.join(", ")}; got ${JSON.stringify(runtime)}`);
+  const options: LoadOptions = {
+    init: init as LoadOptions["init"],
+    seed: integer(values, "seed", 0),
+    runtime: runtime as Runtime
+  };
   if (!values.json) {
     let lastDownload = 0;
     options.onProgress = (p) => {
@@ -582,7 +653,9 @@ async function load(id: string, values: Values, io: IO) {
 }
 
 async function loadTokenizer(source: ModelSource): Promise<Tokenizer> {
-  const config = (await source.has("tokenizer_config.json")) ? await readJson<Record<string, unknown>>(source, "tokenizer_config.json") : {};
+  const config = (await source.has("tokenizer_config.json"))
+    ? await readJson<Record<string, unknown>>(source, "tokenizer_config.json")
+    : {};
   if (!(await source.has("tokenizer.json"))) throw new WorkbenchError(`${source.location}: tokenizer.json is missing`);
   return Tokenizer.fromJson(await readJson(source, "tokenizer.json"), config);
 }
@@ -591,14 +664,17 @@ function number(values: Values, name: string, fallback: number): number {
   const text = values[name] as string | undefined;
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(text)}`);
+  if (text.trim() === "" || !Number.isFinite(n))
+    throw new UsageError(`--${name} must be a number, got ${JSON.stringify(text)}`);
   return n;
 }
 
 function integer(values: Values, name: string, fallback: number, min = -Infinity): number {
   const n = number(values, name, fallback);
   if (!Number.isInteger(n) || n < min)
-    throw new UsageError(`--${name} must be a whole number${min > -Infinity ? ` ≥ ${min}` : ""}, got ${JSON.stringify(values[name])}`);
+    throw new UsageError(
+      `--${name} must be a whole number${min > -Infinity ? ` ≥ ${min}` : ""}, got ${JSON.stringify(values[name])}`
+    );
   return n;
 }
 

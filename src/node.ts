@@ -15,9 +15,13 @@ import {DEFAULT_ENCODE_TIMEOUT_MS, sourceEncoder} from "./tokenizer-worker.js";
  */
 export const RUNTIMES = ["node", "web", "webgpu", "webgpu-native"] as const;
 export type Runtime = (typeof RUNTIMES)[number];
-export const isWebGPU = (runtime: string): runtime is "webgpu" | "webgpu-native" => runtime === "webgpu" || runtime === "webgpu-native";
+export const isWebGPU = (runtime: string): runtime is "webgpu" | "webgpu-native" =>
+  runtime === "webgpu" || runtime === "webgpu-native";
 
-export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir" | "token"> {
+export interface LoadOptions
+  extends
+    Omit<CreateOptions, "ort">,
+    Pick<ResolveOptions, "revision" | "endpoint" | "modelsPath" | "cacheDir" | "token"> {
   runtime?: Runtime;
   /**
    * Prompts are tokenized in a worker thread and stopped after this long (default 10 s), so that a tokenizer
@@ -27,19 +31,35 @@ export interface LoadOptions extends Omit<CreateOptions, "ort">, Pick<ResolveOpt
 }
 
 export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
-  const {runtime = "node", revision, endpoint, modelsPath, cacheDir, token, encodeTimeoutMs = DEFAULT_ENCODE_TIMEOUT_MS, ...rest} = options;
+  const {
+    runtime = "node",
+    revision,
+    endpoint,
+    modelsPath,
+    cacheDir,
+    token,
+    encodeTimeoutMs = DEFAULT_ENCODE_TIMEOUT_MS,
+    ...rest
+  } = options;
   // Retries and resumed downloads are told through onProgress, as the download's own messages are.
   const onNotice = rest.onProgress && ((message: string) => rest.onProgress!({stage: "download", message}));
   const source = await resolveSource(id, {revision, endpoint, modelsPath, cacheDir, token, onNotice});
   const encodeText = encodeTimeoutMs > 0 ? sourceEncoder(source, encodeTimeoutMs) : undefined;
-  return createModel(source, {...(await ortRuntime(runtime)), memoryBudget: {bytes: totalmem(), where: "this machine"}, encodeText, ...rest});
+  return createModel(source, {
+    ...(await ortRuntime(runtime)),
+    memoryBudget: {bytes: totalmem(), where: "this machine"},
+    encodeText,
+    ...rest
+  });
 }
 
 /**
  * onnxruntime set up for a runtime: the module, its execution providers and the sentence saying which it
  * is. The benchmark's floors use it too, so they see the same threads. WebGPU without an adapter is an error.
  */
-export async function ortRuntime(runtime: Runtime): Promise<{ort: OrtModule; executionProviders: string[]; backend: string}> {
+export async function ortRuntime(
+  runtime: Runtime
+): Promise<{ort: OrtModule; executionProviders: string[]; backend: string}> {
   if (isWebGPU(runtime)) {
     const {nodeWebGPU} = await import("./runtime/webgpu-node.js");
     const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
@@ -52,7 +72,11 @@ export async function ortRuntime(runtime: Runtime): Promise<{ort: OrtModule; exe
     return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)"};
   }
   disableOrtTelemetry();
-  return {ort: (await import("onnxruntime-node")) as unknown as OrtModule, executionProviders: ["cpu"], backend: "onnxruntime-node (cpu)"};
+  return {
+    ort: (await import("onnxruntime-node")) as unknown as OrtModule,
+    executionProviders: ["cpu"],
+    backend: "onnxruntime-node (cpu)"
+  };
 }
 
 /**

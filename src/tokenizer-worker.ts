@@ -15,7 +15,10 @@ import {WorkbenchError} from "./errors.js";
 import {readJson, readText, type ModelSource} from "./hub/source.js";
 
 /** Text → ids and tokens, asynchronously: what the model's trace and generate use when they are given one. */
-export type EncodeText = (text: string, opts?: {addSpecialTokens?: boolean}) => Promise<{ids: number[]; tokens: string[]}>;
+export type EncodeText = (
+  text: string,
+  opts?: {addSpecialTokens?: boolean}
+) => Promise<{ids: number[]; tokens: string[]}>;
 
 /** The default limit: far above any real text's encode (SmolLM2: ~1 ms per 1,000 characters). */
 export const DEFAULT_ENCODE_TIMEOUT_MS = 10_000;
@@ -51,7 +54,11 @@ interface Pending {
  * An encoder running `tokenizerJson` (the file's text) in a worker, each encode limited to `timeoutMs`.
  * `name` names the tokenizer in errors ("stories260K/tokenizer.json").
  */
-export function workerEncoder(tokenizerJson: string, tokenizerConfig: Record<string, unknown>, {name = "tokenizer.json", timeoutMs = DEFAULT_ENCODE_TIMEOUT_MS} = {}): EncodeText & {dispose(): Promise<void>} {
+export function workerEncoder(
+  tokenizerJson: string,
+  tokenizerConfig: Record<string, unknown>,
+  {name = "tokenizer.json", timeoutMs = DEFAULT_ENCODE_TIMEOUT_MS} = {}
+): EncodeText & {dispose(): Promise<void>} {
   const library = createRequire(import.meta.url).resolve("@huggingface/tokenizers");
   let worker: {thread: Worker; ready: boolean} | undefined;
   let nextId = 0;
@@ -76,7 +83,9 @@ export function workerEncoder(tokenizerJson: string, tokenizerConfig: Record<str
       void worker?.thread.terminate();
       worker = undefined;
       settle(id);
-      failAll(new WorkbenchError(`${name}: stopped with a text before it that took longer than ${timeoutMs} ms to tokenize`));
+      failAll(
+        new WorkbenchError(`${name}: stopped with a text before it that took longer than ${timeoutMs} ms to tokenize`)
+      );
       p.reject(
         new WorkbenchError(
           `${name}: tokenizing ${p.text.length} characters took longer than ${timeoutMs} ms and was stopped: ` +
@@ -87,7 +96,10 @@ export function workerEncoder(tokenizerJson: string, tokenizerConfig: Record<str
     worker!.thread.postMessage({id, text: p.text, addSpecialTokens: p.addSpecialTokens});
   };
   const start = () => {
-    const thread = new Worker(WORKER_SOURCE, {eval: true, workerData: {library, json: tokenizerJson, config: tokenizerConfig}});
+    const thread = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {library, json: tokenizerJson, config: tokenizerConfig}
+    });
     const self = {thread, ready: false};
     thread.on("message", (message: {ready?: true; id: number; ids?: number[]; tokens?: string[]; error?: string}) => {
       if (message.ready) {
@@ -101,12 +113,19 @@ export function workerEncoder(tokenizerJson: string, tokenizerConfig: Record<str
       if (error !== undefined) return p.reject(new WorkbenchError(`${name}: cannot encode the text: ${error}`));
       // As Tokenizer.encode checks: a token with no id, where the tokenizer has no unknown token.
       const unknown = ids!.findIndex((i) => i === undefined || i === null);
-      if (unknown >= 0) return p.reject(new WorkbenchError(`encode: token ${JSON.stringify(tokens![unknown])} has no id and the tokenizer has no unknown token`));
+      if (unknown >= 0)
+        return p.reject(
+          new WorkbenchError(
+            `encode: token ${JSON.stringify(tokens![unknown])} has no id and the tokenizer has no unknown token`
+          )
+        );
       p.resolve({ids: ids!, tokens: tokens!});
     });
     thread.on("error", (error) => {
       if (worker === self) worker = undefined;
-      failAll(new WorkbenchError(`${name}: the tokenizer could not be built in its worker: ${error.message}`, {cause: error}));
+      failAll(
+        new WorkbenchError(`${name}: the tokenizer could not be built in its worker: ${error.message}`, {cause: error})
+      );
     });
     return self;
   };
@@ -135,11 +154,19 @@ export function workerEncoder(tokenizerJson: string, tokenizerConfig: Record<str
  * A worker encoder for a model's source, built on its first encode from the source's tokenizer.json and
  * tokenizer_config.json (read again: from a folder or the download cache, that costs little).
  */
-export function sourceEncoder(source: ModelSource, timeoutMs = DEFAULT_ENCODE_TIMEOUT_MS): EncodeText & {dispose(): Promise<void>} {
+export function sourceEncoder(
+  source: ModelSource,
+  timeoutMs = DEFAULT_ENCODE_TIMEOUT_MS
+): EncodeText & {dispose(): Promise<void>} {
   let encoder: Promise<EncodeText & {dispose(): Promise<void>}> | undefined;
   const make = async () => {
-    const config = (await source.has("tokenizer_config.json")) ? await readJson<Record<string, unknown>>(source, "tokenizer_config.json") : {};
-    return workerEncoder(await readText(source, "tokenizer.json"), config, {name: `${source.id}/tokenizer.json`, timeoutMs});
+    const config = (await source.has("tokenizer_config.json"))
+      ? await readJson<Record<string, unknown>>(source, "tokenizer_config.json")
+      : {};
+    return workerEncoder(await readText(source, "tokenizer.json"), config, {
+      name: `${source.id}/tokenizer.json`,
+      timeoutMs
+    });
   };
   const encode: EncodeText = async (text, opts) => (await (encoder ??= make()))(text, opts);
   return Object.assign(encode, {dispose: async () => void (await (await encoder)?.dispose())});

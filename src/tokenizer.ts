@@ -3,11 +3,7 @@
  * Hub `tokenizer.json` (+ optional `tokenizer_config.json`) and adds what the workbench needs on top: per-token
  * display pieces, range-checked ids, `decode([])`, bos/eos ids, and WorkbenchErrors that say what is wrong.
  */
-import {
-  Tokenizer as HFTokenizer,
-  SequenceDecoder,
-  type Decoder
-} from "@huggingface/tokenizers";
+import {Tokenizer as HFTokenizer, SequenceDecoder, type Decoder} from "@huggingface/tokenizers";
 import {WorkbenchError} from "./errors.js";
 
 export interface Encoding {
@@ -55,20 +51,28 @@ function pieceDecoderConfig(cfg: Json): Json | null {
 
 function checkTokenizerJson(json: unknown): asserts json is Json & {model: Json} {
   const where = "tokenizer.json";
-  if (!isObject(json)) throw new WorkbenchError(`${where}: expected a JSON object, got ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`);
+  if (!isObject(json))
+    throw new WorkbenchError(
+      `${where}: expected a JSON object, got ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`
+    );
   if (!isObject(json.model)) throw new WorkbenchError(`${where}: missing the "model" object`);
   const vocab = json.model.vocab;
-  if (!isObject(vocab) && !Array.isArray(vocab)) throw new WorkbenchError(`${where}: "model.vocab" is missing or not an object/array`);
+  if (!isObject(vocab) && !Array.isArray(vocab))
+    throw new WorkbenchError(`${where}: "model.vocab" is missing or not an object/array`);
   // The library silently falls back to a "Legacy" model for a type it does not know; refuse instead. (GPT-2's own
   // tokenizer.json has no "type": the library infers BPE from its fields.)
   const type = json.model.type;
   if (type !== undefined && type !== null && !["BPE", "WordPiece", "Unigram"].includes(type as string))
-    throw new WorkbenchError(`${where}: unsupported model type ${JSON.stringify(type)} (expected BPE, WordPiece or Unigram)`);
+    throw new WorkbenchError(
+      `${where}: unsupported model type ${JSON.stringify(type)} (expected BPE, WordPiece or Unigram)`
+    );
   if (json.added_tokens !== undefined && json.added_tokens !== null) {
     if (!Array.isArray(json.added_tokens)) throw new WorkbenchError(`${where}: "added_tokens" is not an array`);
     json.added_tokens.forEach((t, i) => {
       if (!isObject(t) || typeof t.content !== "string" || !Number.isInteger(t.id) || (t.id as number) < 0)
-        throw new WorkbenchError(`${where}: added_tokens[${i}] needs a string "content" and a non-negative integer "id"`);
+        throw new WorkbenchError(
+          `${where}: added_tokens[${i}] needs a string "content" and a non-negative integer "id"`
+        );
     });
   }
   for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) {
@@ -142,11 +146,16 @@ export class Tokenizer {
         pieceDecoder = new SequenceDecoder({type: "Sequence", decoders} as never);
       }
     } catch (e) {
-      throw new WorkbenchError(`tokenizer.json: cannot build the tokenizer: ${e instanceof Error ? e.message : String(e)}`, {cause: e});
+      throw new WorkbenchError(
+        `tokenizer.json: cannot build the tokenizer: ${e instanceof Error ? e.message : String(e)}`,
+        {cause: e}
+      );
     }
     dropRawTables(hf, model);
     if (!Array.isArray((hf.model as unknown as {vocab?: unknown}).vocab))
-      throw new WorkbenchError(`tokenizer.json: the model (type ${JSON.stringify(json.model.type ?? "(none)")}) has no id → token table`);
+      throw new WorkbenchError(
+        `tokenizer.json: the model (type ${JSON.stringify(json.model.type ?? "(none)")}) has no id → token table`
+      );
     return new Tokenizer(hf, pieceDecoder, config);
   }
 
@@ -154,7 +163,10 @@ export class Tokenizer {
     if (typeof text !== "string") throw new WorkbenchError(`encode: expected a string, got ${typeof text}`);
     const {ids, tokens} = this.hf.encode(text, {add_special_tokens: opts.addSpecialTokens ?? true});
     const unk = ids.findIndex((id) => id === undefined || id === null);
-    if (unk >= 0) throw new WorkbenchError(`encode: token ${JSON.stringify(tokens[unk])} has no id and the tokenizer has no unknown token`);
+    if (unk >= 0)
+      throw new WorkbenchError(
+        `encode: token ${JSON.stringify(tokens[unk])} has no id and the tokenizer has no unknown token`
+      );
     return {ids, tokens, pieces: tokens.map((t) => this.piece(t))};
   }
 
@@ -183,7 +195,9 @@ export class Tokenizer {
 
   private checkId(id: number): void {
     if (!Number.isInteger(id)) throw new WorkbenchError(`token id ${String(id)} is not an integer`);
-    if (id < 0 || id >= this.vocabSize) throw new WorkbenchError(`token id ${id} is outside the vocabulary (${this.vocabSize})`);
-    if (this.vocab[id] === undefined) throw new WorkbenchError(`token id ${id} is not assigned to any token in the vocabulary (${this.vocabSize})`);
+    if (id < 0 || id >= this.vocabSize)
+      throw new WorkbenchError(`token id ${id} is outside the vocabulary (${this.vocabSize})`);
+    if (this.vocab[id] === undefined)
+      throw new WorkbenchError(`token id ${id} is not assigned to any token in the vocabulary (${this.vocabSize})`);
   }
 }

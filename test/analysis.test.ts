@@ -3,11 +3,39 @@
  * engine: stories260K (trained weights) and SmolLM2-135M's real config (random weights).
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {ANATOMY_DEFAULTS, anatomyTrace, defaultModule, equalityCheck, pickableModules, summarizeWeight} from "../src/analysis/anatomy.js";
-import {ATTENTION_DEFAULTS, allHeads, attentionPattern, attentionTrace, defaultLayerHead, parameterShares, rowSums} from "../src/analysis/attention.js";
 import {
-  CONTEXT_DEFAULTS, autoregressiveCheck, checkAtLayer, contextTrace, exerciseSimilarity, findWordPosition, pairwiseSimilarity,
-  sharedPrefixLength, similarityByLayer, vectorsAt, wordIn, wordSimilarity, wordVectorHead, bandCheck, EXERCISE_BAND
+  ANATOMY_DEFAULTS,
+  anatomyTrace,
+  defaultModule,
+  equalityCheck,
+  pickableModules,
+  summarizeWeight
+} from "../src/analysis/anatomy.js";
+import {
+  ATTENTION_DEFAULTS,
+  allHeads,
+  attentionPattern,
+  attentionTrace,
+  defaultLayerHead,
+  parameterShares,
+  rowSums
+} from "../src/analysis/attention.js";
+import {
+  CONTEXT_DEFAULTS,
+  autoregressiveCheck,
+  checkAtLayer,
+  contextTrace,
+  exerciseSimilarity,
+  findWordPosition,
+  pairwiseSimilarity,
+  sharedPrefixLength,
+  similarityByLayer,
+  vectorsAt,
+  wordIn,
+  wordSimilarity,
+  wordVectorHead,
+  bandCheck,
+  EXERCISE_BAND
 } from "../src/analysis/context.js";
 import {attentionHook, clampIndex, residualHook, residualHooks} from "../src/analysis/hooks.js";
 import {downsample, downsampleNote} from "../src/analysis/matrix.js";
@@ -46,7 +74,13 @@ describe("context: the autoregressive check", () => {
     const a = await contextTrace(smol, CONTEXT_DEFAULTS.checkA);
     const b = await contextTrace(smol, CONTEXT_DEFAULTS.checkB);
     const check = checkAtLayer(a, b, 10);
-    expect(check.positions.filter((p) => p.identical).map((p) => p.tokenA)).toEqual(["The", " city", " Paris", " is", " in"]);
+    expect(check.positions.filter((p) => p.identical).map((p) => p.tokenA)).toEqual([
+      "The",
+      " city",
+      " Paris",
+      " is",
+      " in"
+    ]);
     expect(check.holds).toBe(true);
     // "Paris" prints the same numbers in A and B, and different ones once a word before it changes (C).
     const c = await contextTrace(smol, CONTEXT_DEFAULTS.checkC);
@@ -65,22 +99,51 @@ describe("context: the autoregressive check", () => {
   });
 
   it("autoregressiveCheck compares over the positions both prompts have", () => {
-    const tensor = (rows: number[][]) => ({shape: [1, rows.length, rows[0]!.length], data: Float32Array.from(rows.flat())});
+    const tensor = (rows: number[][]) => ({
+      shape: [1, rows.length, rows[0]!.length],
+      data: Float32Array.from(rows.flat())
+    });
     const check = autoregressiveCheck(
-      {tensor: tensor([[1, 2], [3, 4], [5, 6]]), input_ids: [7, 8, 9], tokens: ["a", "b", "c"]},
-      {tensor: tensor([[1, 2], [3, 4.5]]), input_ids: [7, 5], tokens: ["a", "x"]}
+      {
+        tensor: tensor([
+          [1, 2],
+          [3, 4],
+          [5, 6]
+        ]),
+        input_ids: [7, 8, 9],
+        tokens: ["a", "b", "c"]
+      },
+      {
+        tensor: tensor([
+          [1, 2],
+          [3, 4.5]
+        ]),
+        input_ids: [7, 5],
+        tokens: ["a", "x"]
+      }
     );
     expect(check.sharedPrefix).toBe(1);
-    expect(check.positions.map((p) => [p.identical, p.maxAbsDiff])).toEqual([[true, 0], [false, 0.5]]);
+    expect(check.positions.map((p) => [p.identical, p.maxAbsDiff])).toEqual([
+      [true, 0],
+      [false, 0.5]
+    ]);
     expect(check.holds).toBe(true);
   });
 });
 
 describe("context: a word across layers", () => {
   it("finds a word's last token in the pieces, whole words only", () => {
-    expect(findWordPosition(["The", " package", " will", " break", " easily"], "break")).toEqual({start: 3, end: 4, position: 3});
+    expect(findWordPosition(["The", " package", " will", " break", " easily"], "break")).toEqual({
+      start: 3,
+      end: 4,
+      position: 3
+    });
     // stories260K splits " break" into four pieces: the position is the last one.
-    expect(findWordPosition(["<s>", " it", " w", "il", "l", " b", "re", "a", "k", " e"], "break")).toEqual({start: 5, end: 9, position: 8});
+    expect(findWordPosition(["<s>", " it", " w", "il", "l", " b", "re", "a", "k", " e"], "break")).toEqual({
+      start: 5,
+      end: 9,
+      position: 8
+    });
     expect(findWordPosition(["a", " breakfast"], "break")).toBeUndefined();
     expect(findWordPosition(["Break", " it", " break"], "break")).toEqual({start: 2, end: 3, position: 2});
     expect(findWordPosition(["Break", " it"], "break")).toEqual({start: 0, end: 1, position: 0});
@@ -91,7 +154,10 @@ describe("context: a word across layers", () => {
     const t = await contextTrace(stories, CONTEXT_DEFAULTS.sentences[0]!);
     const v = vectorsAt(t.layers, wordIn(t, "break").position);
     for (const s of similarityByLayer(v, v)) expect(s).toBeCloseTo(1, 6);
-    const points = pairwiseSimilarity([{label: "1", vectors: v}, {label: "2", vectors: v}]);
+    const points = pairwiseSimilarity([
+      {label: "1", vectors: v},
+      {label: "2", vectors: v}
+    ]);
     expect(points).toHaveLength(stories.config.numLayers);
     for (const p of points) expect(p.similarity).toBeCloseTo(1, 6);
   });
@@ -105,7 +171,9 @@ describe("context: a word across layers", () => {
     // The exercise with a lecture sentence itself, at its own "break": similarity 1 against that sentence.
     const own = exerciseSimilarity(traces[1]!, wordIn(traces[1]!, "break").position, traces, "break");
     for (const p of own.filter((p) => p.b === "2")) expect(p.similarity).toBeCloseTo(1, 6);
-    expect(own.filter((p) => p.b === "1").map((p) => p.similarity)).toEqual(points.filter((p) => p.pair === "1 ↔ 2").map((p) => p.similarity));
+    expect(own.filter((p) => p.b === "1").map((p) => p.similarity)).toEqual(
+      points.filter((p) => p.pair === "1 ↔ 2").map((p) => p.similarity)
+    );
   });
 });
 
@@ -162,7 +230,12 @@ describe("anatomy", () => {
     const b = await anatomyTrace(smol, ANATOMY_DEFAULTS.promptB);
     expect(smol.runs - before).toBe(2);
     const m = defaultModule(smol);
-    const check = equalityCheck(await smol.weight(`${m}.weight`), await smol.weight(`${m}.weight`), a.tensors[`${m}.output`]!, b.tensors[`${m}.output`]!);
+    const check = equalityCheck(
+      await smol.weight(`${m}.weight`),
+      await smol.weight(`${m}.weight`),
+      a.tensors[`${m}.output`]!,
+      b.tensors[`${m}.output`]!
+    );
     expect(check.weightsIdentical).toBe(true);
     expect(check.activationsIdentical).toBe(false);
     expect(check.activationsMaxAbsDiff).toBeGreaterThan(0);
@@ -215,19 +288,33 @@ describe("hook names", () => {
     expect(residualHook(gpt2, 3)).toBe("transformer.h.3.output");
     expect(attentionHook(gpt2, 3)).toBe("transformer.h.3.attn.attn_weights");
     expect(residualHooks(smol.config)).toHaveLength(30);
-    for (const h of [...residualHooks(smol.config), attentionHook(smol.config, 29)]) expect(smol.hookPoints()).toContain(h);
+    for (const h of [...residualHooks(smol.config), attentionHook(smol.config, 29)])
+      expect(smol.hookPoints()).toContain(h);
     expect(clampIndex(10, 5)).toBe(4);
     expect(clampIndex(-1, 5)).toBe(0);
   });
 });
 
 describe("exercise 3: the band", () => {
-  const point = (b: string, layer: number, similarity: number) => ({pair: `yours ↔ ${b}`, a: "yours", b, layer, similarity});
+  const point = (b: string, layer: number, similarity: number) => ({
+    pair: `yours ↔ ${b}`,
+    a: "yours",
+    b,
+    layer,
+    similarity
+  });
 
   it("lands only when the similarity to every sentence is inside [0.7, 0.8] at the layer", () => {
     expect(EXERCISE_BAND).toEqual([0.7, 0.8]);
     const inside = [point("1", 10, 0.71), point("2", 10, 0.79), point("3", 10, 0.75), point("1", 9, 0.2)];
-    expect(bandCheck(inside, 10)).toMatchObject({lands: true, similarities: [{sentence: "1", similarity: 0.71}, {sentence: "2", similarity: 0.79}, {sentence: "3", similarity: 0.75}]});
+    expect(bandCheck(inside, 10)).toMatchObject({
+      lands: true,
+      similarities: [
+        {sentence: "1", similarity: 0.71},
+        {sentence: "2", similarity: 0.79},
+        {sentence: "3", similarity: 0.75}
+      ]
+    });
     expect(bandCheck(inside, 9).lands).toBe(false);
     expect(bandCheck([point("1", 10, 0.71), point("2", 10, 0.81), point("3", 10, 0.75)], 10).lands).toBe(false);
     expect(bandCheck([], 10).lands).toBe(false);

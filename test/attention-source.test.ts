@@ -5,7 +5,15 @@
 import {readFileSync} from "node:fs";
 import {join} from "node:path";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {ATTENTION_DEFAULTS, attentionSource, attentionSteps, attentionTrace, attentionTraceOf, shapeText, stepMatrix} from "../src/analysis/attention.js";
+import {
+  ATTENTION_DEFAULTS,
+  attentionSource,
+  attentionSteps,
+  attentionTrace,
+  attentionTraceOf,
+  shapeText,
+  stepMatrix
+} from "../src/analysis/attention.js";
 import {architectureFor, normalizeConfig} from "../src/arch/index.js";
 import {loadModel, type Model} from "../src/node.js";
 
@@ -27,7 +35,9 @@ describe("the attention block's steps come from the architecture's hook points, 
   it("SmolLM2: q, k, v, the weights, o_proj, the block's output — the order the forward pass runs them", () => {
     const model = structure("HuggingFaceTB/SmolLM2-135M");
     const steps = attentionSteps(model, 10);
-    const order = ["q_proj.output", "k_proj.output", "v_proj.output", "attn_weights", "o_proj.output", "output"].map((s) => `model.layers.10.self_attn.${s}`);
+    const order = ["q_proj.output", "k_proj.output", "v_proj.output", "attn_weights", "o_proj.output", "output"].map(
+      (s) => `model.layers.10.self_attn.${s}`
+    );
     for (const s of order) expect(steps).toContain(s);
     expect(order.map((s) => steps.indexOf(s))).toEqual([...order.map((s) => steps.indexOf(s))].sort((a, b) => a - b));
     // Exactly the hook points under the block, nothing from layer 1 or 100.
@@ -59,13 +69,15 @@ describe("one trace gives each step's shape and tensor", () => {
     // A step's tensor as a matrix: a head's T × T pattern (rows sum to 1), or T rows of features.
     const pattern = stepMatrix(source.tensors["model.layers.4.self_attn.attn_weights"]!, 2);
     expect([pattern.rows, pattern.cols]).toEqual([T, T]);
-    for (let q = 0; q < T; q++) expect(pattern.data.subarray(q * T, (q + 1) * T).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    for (let q = 0; q < T; q++)
+      expect(pattern.data.subarray(q * T, (q + 1) * T).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     const q = stepMatrix(source.tensors["model.layers.4.self_attn.q_proj.output"]!);
     expect([q.rows, q.cols]).toEqual([T, numHeads * headDim]);
     // The attention weights the heatmaps use are the same tensors, with no second pass.
     const weights = attentionTraceOf(source, stories.config);
     const direct = await attentionTrace(stories, ATTENTION_DEFAULTS.prompt);
     expect(weights.pieces).toEqual(direct.pieces);
-    for (let layer = 0; layer < stories.config.numLayers; layer++) expect(weights.layers[layer]).toEqual(direct.layers[layer]);
+    for (let layer = 0; layer < stories.config.numLayers; layer++)
+      expect(weights.layers[layer]).toEqual(direct.layers[layer]);
   });
 });

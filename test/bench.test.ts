@@ -66,12 +66,16 @@ describe("bench: the cost model", () => {
 
 describe("bench: the faster load path", () => {
   it("random weights are N(0, initializer_range²), reproducible by (seed, name)", async () => {
-    const arch = architectureFor(normalizeConfig(JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8"))));
+    const arch = architectureFor(
+      normalizeConfig(JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8")))
+    );
     const sigma = Number(arch.config.raw.initializer_range); // 0.0417
     const weights = randomWeights(arch, 7);
     const w = await weights.load("model.layers.3.mlp.gate_proj.weight");
     expect(w).toHaveLength(1536 * 576);
-    let sum = 0, sq = 0, beyond3 = 0;
+    let sum = 0,
+      sq = 0,
+      beyond3 = 0;
     for (const x of w) {
       sum += x;
       sq += x * x;
@@ -92,7 +96,15 @@ describe("bench: the faster load path", () => {
   it("Linear weights are transposed into the graph: k_proj and gate_proj outputs are x · Wᵀ (mini-llama)", async () => {
     const model = await loadModel("mini-llama");
     const l = "model.layers.1";
-    const out = await model.trace([5, 17, 300, 2], [`${l}.input_layernorm.output`, `${l}.self_attn.k_proj.output`, `${l}.post_attention_layernorm.output`, `${l}.mlp.gate_proj.output`]);
+    const out = await model.trace(
+      [5, 17, 300, 2],
+      [
+        `${l}.input_layernorm.output`,
+        `${l}.self_attn.k_proj.output`,
+        `${l}.post_attention_layernorm.output`,
+        `${l}.mlp.gate_proj.output`
+      ]
+    );
     const check = async (input: string, output: string, weight: string) => {
       const x = (out as any)[input] as {shape: number[]; data: Float32Array};
       const y = (out as any)[output] as {shape: number[]; data: Float32Array};

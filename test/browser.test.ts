@@ -21,9 +21,14 @@ const SCREENSHOTS = join(ROOT, "test-results", "screenshots");
 
 /** Runs `npm run build`, inside a network namespace with no network when `unshare -rn` works here. */
 async function buildSite(): Promise<string> {
-  const offline = await run("unshare", ["-rn", "true"]).then(() => true, () => false);
+  const offline = await run("unshare", ["-rn", "true"]).then(
+    () => true,
+    () => false
+  );
   const [cmd, args] = offline ? ["unshare", ["-rn", "npm", "run", "build"]] : ["npm", ["run", "build"]];
-  const {stdout, stderr} = await oneBuildAtATime(() => run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20}));
+  const {stdout, stderr} = await oneBuildAtATime(() =>
+    run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20})
+  );
   return `${stdout}\n${stderr}`;
 }
 
@@ -36,7 +41,12 @@ function sitePages(): string[] {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) visit(path);
       else if (entry.name.endsWith(".html") && entry.name !== "404.html") {
-        const url = "/" + relative(DIST, path).split(sep).join("/").replace(/\.html$/, "");
+        const url =
+          "/" +
+          relative(DIST, path)
+            .split(sep)
+            .join("/")
+            .replace(/\.html$/, "");
         pages.push(url.replace(/(^|\/)index$/, "$1"));
       }
     }
@@ -84,7 +94,9 @@ async function readResult(w: WatchedPage): Promise<OrtResult> {
 
 function expectClose(actual: number[], expected: number[], tolerance: number): void {
   expect(actual).toHaveLength(expected.length);
-  actual.forEach((a, i) => expect(Math.abs(a - expected[i]!), `element ${i}: ${a} vs ${expected[i]}`).toBeLessThan(tolerance));
+  actual.forEach((a, i) =>
+    expect(Math.abs(a - expected[i]!), `element ${i}: ${a} vs ${expected[i]}`).toBeLessThan(tolerance)
+  );
 }
 
 function expectClean(w: WatchedPage): void {
@@ -156,7 +168,9 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
       const number = w.page.locator("form input[type=number]");
       await number.fill("-2");
       await number.dispatchEvent("input");
-      await w.page.waitForFunction(() => JSON.parse(document.querySelector<HTMLElement>("#ort-result")!.dataset.x!)[0] === -2);
+      await w.page.waitForFunction(
+        () => JSON.parse(document.querySelector<HTMLElement>("#ort-result")!.dataset.x!)[0] === -2
+      );
       const moved = await readResult(w);
       expectClose(moved.probs, referenceForward(moved.x).probs, 1e-5);
       await w.page.screenshot({path: join(SCREENSHOTS, "index-wasm.png"), fullPage: true});

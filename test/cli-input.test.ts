@@ -15,8 +15,13 @@ const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-input-"));
 afterAll(() => rmSync(dir, {recursive: true, force: true}));
 
 async function run(args: string[], stdin?: string) {
-  let out = "", err = "";
-  const code = await main(args, {out: (t) => void (out += t), err: (t) => void (err += t), stdin: stdin === undefined ? undefined : async () => stdin});
+  let out = "",
+    err = "";
+  const code = await main(args, {
+    out: (t) => void (out += t),
+    err: (t) => void (err += t),
+    stdin: stdin === undefined ? undefined : async () => stdin
+  });
   return {code, out, err};
 }
 
@@ -38,21 +43,30 @@ describe("where the text comes from", () => {
 
   it("a missing file, or TEXT as well as --prompt-file, is a usage error", async () => {
     const missing = await run(["generate", "stories260K", "--prompt-file", path.join(dir, "nope.txt")]);
-    expect(missing).toMatchObject({code: 1, err: expect.stringContaining(`--prompt-file ${path.join(dir, "nope.txt")}: no such file`)});
+    expect(missing).toMatchObject({
+      code: 1,
+      err: expect.stringContaining(`--prompt-file ${path.join(dir, "nope.txt")}: no such file`)
+    });
     const both = await run(["tokens", "stories260K", "text", "--prompt-file", path.join(dir, "nope.txt")]);
     expect(both.err).toContain("too many arguments");
   });
 
   it("a 30,000-character prompt on the command line: the positions error, no crash, no files left", () => {
     const prompt = "a ".repeat(15_000);
-    const result = spawnSync(process.execPath, ["bin/lm-workbench.js", "generate", "stories260K", prompt, "--max-new-tokens", "1", "--json"], {
-      encoding: "utf8",
-      env: {...process.env, ORT_DISABLE_TELEMETRY: undefined},
-      timeout: 60_000
-    });
+    const result = spawnSync(
+      process.execPath,
+      ["bin/lm-workbench.js", "generate", "stories260K", prompt, "--max-new-tokens", "1", "--json"],
+      {
+        encoding: "utf8",
+        env: {...process.env, ORT_DISABLE_TELEMETRY: undefined},
+        timeout: 60_000
+      }
+    );
     expect(result.signal).toBe(null);
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain("lm-workbench: the prompt is 15002 tokens long; stories260K takes at most 512 positions");
+    expect(result.stderr).toContain(
+      "lm-workbench: the prompt is 15002 tokens long; stories260K takes at most 512 positions"
+    );
     expect(existsSync(`/tmp/mat-debug-${result.pid}.log`)).toBe(false);
   }, 60_000);
 });

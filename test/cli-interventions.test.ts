@@ -51,7 +51,9 @@ describe.concurrent("lm-workbench interventions", () => {
     const ids = ref.tensor("lens.top10_ids").data;
     const logprobs = ref.tensor("lens.top10_logprobs").data;
     const T = c.input_ids.length;
-    const gotIds: number[] = [], gotProbs: number[] = [], wantProbs: number[] = [];
+    const gotIds: number[] = [],
+      gotProbs: number[] = [],
+      wantProbs: number[] = [];
     out.layers.forEach((layer: {top: {id: number; token: string; prob: number}[][]}, l: number) => {
       expect(layer.top).toHaveLength(T);
       layer.top.forEach((top, t) =>
@@ -71,7 +73,19 @@ describe.concurrent("lm-workbench interventions", () => {
     const ref = readInterventions("mini-gpt2");
     const c = ref.case("patch_attn");
     const [tracked, defaults] = await Promise.all([
-      cli("patch", "mini-gpt2", "--clean", c.clean, "--corrupt", c.corrupt, "--module", "attn", "--ids", c.tracked_ids.join(","), "--json"),
+      cli(
+        "patch",
+        "mini-gpt2",
+        "--clean",
+        c.clean,
+        "--corrupt",
+        c.corrupt,
+        "--module",
+        "attn",
+        "--ids",
+        c.tracked_ids.join(","),
+        "--json"
+      ),
       cli("patch", "mini-gpt2", "--clean", c.clean, "--corrupt", c.corrupt, "--json")
     ]);
     const out = json(tracked);
@@ -87,15 +101,32 @@ describe.concurrent("lm-workbench interventions", () => {
     // The ids the fixture tracks too: the same columns of the sweep.
     const want = ref.tensor("patch.resid.last_logits").data;
     const [L, T, n] = resid.logits.shape;
-    const got: number[] = [], expected: number[] = [];
-    for (let r = 0; r < L * T; r++) resid.ids.forEach((id: number, m: number) => (got.push(resid.logits.data[r * n + m]), expected.push(want[r * 512 + id])));
+    const got: number[] = [],
+      expected: number[] = [];
+    for (let r = 0; r < L * T; r++)
+      resid.ids.forEach(
+        (id: number, m: number) => (got.push(resid.logits.data[r * n + m]), expected.push(want[r * 512 + id]))
+      );
     expect(relativeError(got, expected)).toBeLessThan(RELATIVE);
   });
 
   it("trace --edit: layer 1's MLP output zeroed, read at the logits", async () => {
     const ref = readInterventions("mini-llama");
     const c = ref.case("zero_mlp");
-    const out = json(await cli("trace", "mini-llama", c.text, "--hook", "lm_head.output", "--hook", c.hook, "--edit", `${c.hook} = 0`, "--json"));
+    const out = json(
+      await cli(
+        "trace",
+        "mini-llama",
+        c.text,
+        "--hook",
+        "lm_head.output",
+        "--hook",
+        c.hook,
+        "--edit",
+        `${c.hook} = 0`,
+        "--json"
+      )
+    );
     expect(out.hooks[c.hook].data.every((v: number) => v === 0)).toBe(true);
     expect(relativeError(out.hooks["lm_head.output"].data, ref.tensor("zero_mlp.logits").data)).toBeLessThan(RELATIVE);
   });
@@ -104,11 +135,24 @@ describe.concurrent("lm-workbench interventions", () => {
     const ref = readInterventions("mini-gpt2");
     const c = ref.case("ablate_head");
     const D = ref.json.head_dim;
-    const out = json(await cli("trace", "mini-gpt2", c.text, "--hook", "lm_head.output", "--edit", `transformer.h.1.attn.c_proj.input[:, :, ${2 * D}:${3 * D}] *= 0`, "--json"));
+    const out = json(
+      await cli(
+        "trace",
+        "mini-gpt2",
+        c.text,
+        "--hook",
+        "lm_head.output",
+        "--edit",
+        `transformer.h.1.attn.c_proj.input[:, :, ${2 * D}:${3 * D}] *= 0`,
+        "--json"
+      )
+    );
     const V = 512;
     const logits = out.hooks["lm_head.output"].data;
     const row = (1 * ref.json.heads + 2) * V;
-    expect(relativeError(logits.slice(logits.length - V), ref.tensor("ablate_head.last_logits").data.subarray(row, row + V))).toBeLessThan(RELATIVE);
+    expect(
+      relativeError(logits.slice(logits.length - V), ref.tensor("ablate_head.last_logits").data.subarray(row, row + V))
+    ).toBeLessThan(RELATIVE);
   });
 
   it.each([4, -4])("generate --steer … --alpha %d --no-stop: the steered continuation", async (alpha) => {
@@ -116,7 +160,23 @@ describe.concurrent("lm-workbench interventions", () => {
     const c = ref.case("steer");
     const want = c.generations.find((g: {alpha: number}) => g.alpha === alpha);
     const out = json(
-      await cli("generate", "stories260K", c.prompt, "--steer", c.hook, "--steer-from", c.from, "--steer-to", c.to, "--alpha", String(alpha), "--no-stop", "--max-new-tokens", "20", "--json")
+      await cli(
+        "generate",
+        "stories260K",
+        c.prompt,
+        "--steer",
+        c.hook,
+        "--steer-from",
+        c.from,
+        "--steer-to",
+        c.to,
+        "--alpha",
+        String(alpha),
+        "--no-stop",
+        "--max-new-tokens",
+        "20",
+        "--json"
+      )
     );
     expect(out.input_ids).toEqual(c.prompt_ids);
     expect(out.new_ids).toEqual(want.new_ids);

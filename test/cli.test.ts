@@ -23,7 +23,10 @@ function cli(...args: string[]): Promise<Result> {
     execFile(
       process.execPath,
       [BIN, ...args],
-      {env: {...process.env, LMW_MODELS: "test/fixtures", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"}, maxBuffer: 256 << 20},
+      {
+        env: {...process.env, LMW_MODELS: "test/fixtures", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"},
+        maxBuffer: 256 << 20
+      },
       (error, stdout, stderr) => resolve({code: error ? Number(error.code ?? 1) : 0, stdout, stderr})
     );
   });
@@ -54,7 +57,9 @@ describe.concurrent("lm-workbench CLI", () => {
     expect(out.counts.layers[10].mlp).toBe(2654208);
     expect(out.config.numLayers).toBe(30);
     expect(out.config.raw).toBeUndefined();
-    expect(out.moduleTree.startsWith("LlamaForCausalLM(\n  (model): LlamaModel(\n    (embed_tokens): Embedding(49152, 576)")).toBe(true);
+    expect(
+      out.moduleTree.startsWith("LlamaForCausalLM(\n  (model): LlamaModel(\n    (embed_tokens): Embedding(49152, 576)")
+    ).toBe(true);
     expect(out.moduleTree).toContain("(0-29): 30 x LlamaDecoderLayer(");
     expect(out.parameters.reduce((s: number, p: {numel: number}) => s + p.numel, 0)).toBe(134515008);
   });
@@ -86,7 +91,9 @@ describe.concurrent("lm-workbench CLI", () => {
     const ref = readReference("mini-llama");
     const prompt = ref.json.prompts[0];
     const hook = "model.layers.1.output";
-    const out = json(await cli("trace", "mini-llama", prompt.text, "--hook", hook, "--hook", "model.norm.output", "--json"));
+    const out = json(
+      await cli("trace", "mini-llama", prompt.text, "--hook", hook, "--hook", "model.norm.output", "--json")
+    );
     expect(out.input_ids).toEqual(prompt.input_ids);
     const want = ref.tensor(`p0.${hook}`);
     expect(out.hooks[hook].shape).toEqual([1, ...want.shape]); // the reference is stored without the batch axis
@@ -142,7 +149,10 @@ describe.concurrent("lm-workbench CLI", () => {
   it("errors: unknown model, unknown hook, missing weights, unsupported model_type, bad usage", async () => {
     const bert = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-bert-"));
     tempDirs.push(bert);
-    writeFileSync(path.join(bert, "config.json"), JSON.stringify({model_type: "bert", hidden_size: 32, num_hidden_layers: 2}));
+    writeFileSync(
+      path.join(bert, "config.json"),
+      JSON.stringify({model_type: "bert", hidden_size: 32, num_hidden_layers: 2})
+    );
     copyFileSync("data/models/gpt2/tokenizer.json", path.join(bert, "tokenizer.json"));
     // mini-gpt2's config over a checkpoint holding one tensor of the wrong shape: inspect reads headers only, but checks them
     const broken = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-broken-"));

@@ -26,7 +26,11 @@ declare global {
 /** No cell still loading, the network quiet. */
 async function settle(w: WatchedPage): Promise<void> {
   await w.page.waitForLoadState("networkidle");
-  await w.page.waitForFunction(() => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0, null, {timeout: 60_000});
+  await w.page.waitForFunction(
+    () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0,
+    null,
+    {timeout: 60_000}
+  );
 }
 
 const cellErrors = (w: WatchedPage) => w.page.locator(".observablehq--error").allTextContents();
@@ -50,27 +54,31 @@ describe.skipIf(skipBrowserTests())("the lecture pages on every family", () => {
     await site?.remove();
   });
 
-  test.each(PAGES)("%s: precomputed, then live on each family", async (page) => {
-    const w = await browser.open(`${server.origin}${page}?backend=wasm`);
-    try {
-      await settle(w);
-      expect(await cellErrors(w), `${page} precomputed`).toEqual([]);
-      const live = w.page.locator("form.lmw-live input[type=checkbox]");
-      for (const id of FAMILIES) {
-        const form = w.page.locator("form.lmw-model");
-        await form.locator("input").fill(id);
-        await form.locator("button").click();
-        if (!(await live.isChecked())) await live.check();
-        await w.page.waitForFunction((want) => window.lmw?.model?.id === want, id, {timeout: 60_000});
-        await w.page.waitForSelector(".lmw-status[data-status=ready]");
+  test.each(PAGES)(
+    "%s: precomputed, then live on each family",
+    async (page) => {
+      const w = await browser.open(`${server.origin}${page}?backend=wasm`);
+      try {
         await settle(w);
-        expect(await cellErrors(w), `${page} live on ${id}`).toEqual([]);
+        expect(await cellErrors(w), `${page} precomputed`).toEqual([]);
+        const live = w.page.locator("form.lmw-live input[type=checkbox]");
+        for (const id of FAMILIES) {
+          const form = w.page.locator("form.lmw-model");
+          await form.locator("input").fill(id);
+          await form.locator("button").click();
+          if (!(await live.isChecked())) await live.check();
+          await w.page.waitForFunction((want) => window.lmw?.model?.id === want, id, {timeout: 60_000});
+          await w.page.waitForSelector(".lmw-status[data-status=ready]");
+          await settle(w);
+          expect(await cellErrors(w), `${page} live on ${id}`).toEqual([]);
+        }
+        await w.page.screenshot({path: join(SCREENSHOTS, `${page.slice(1)}-${FAMILIES.at(-1)}.png`), fullPage: true});
+        expect(w.errors, w.console.join("\n")).toEqual([]);
+        expect(w.externalRequests).toEqual([]);
+      } finally {
+        await w.page.close();
       }
-      await w.page.screenshot({path: join(SCREENSHOTS, `${page.slice(1)}-${FAMILIES.at(-1)}.png`), fullPage: true});
-      expect(w.errors, w.console.join("\n")).toEqual([]);
-      expect(w.externalRequests).toEqual([]);
-    } finally {
-      await w.page.close();
-    }
-  }, 300_000);
+    },
+    300_000
+  );
 });

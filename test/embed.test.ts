@@ -85,7 +85,9 @@ describe.skipIf(skipBrowserTests())("cells embedded in a plain page", () => {
       expect(first).toMatchObject({prompt: "Once upon a time, there was a little", layer: "2"});
       expect(first.top).toBeTruthy();
       expect(first.cells).toBeGreaterThan(0);
-      await expect(w.page.locator("#next-token small").textContent()).resolves.toMatch(/^stories260K · trained weights · WASM/);
+      await expect(w.page.locator("#next-token small").textContent()).resolves.toMatch(
+        /^stories260K · trained weights · WASM/
+      );
       const before = await runs(w);
       expect(before).toBe(2); // one forward pass per cell
 
@@ -116,7 +118,9 @@ describe.skipIf(skipBrowserTests())("cells embedded in a plain page", () => {
       // A layer the model lacks: a readable error in the cell, not a crash.
       await w.page.evaluate(() => (window as any).cells.attention.redefine("layer", 9));
       await w.page.waitForSelector("#attention .observablehq--error");
-      await expect(w.page.locator("#attention .observablehq--error").textContent()).resolves.toMatch(/layer 9: stories260K has layers 0 to 4/);
+      await expect(w.page.locator("#attention .observablehq--error").textContent()).resolves.toMatch(
+        /layer 9: stories260K has layers 0 to 4/
+      );
 
       await w.page.evaluate(() => (window as any).cells.attention.redefine("layer", 1));
       await w.page.waitForSelector("#attention figure[data-layer='1']");

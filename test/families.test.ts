@@ -15,7 +15,8 @@ import {FIXTURES, fixtureDir, readReference, relativeError} from "./helpers/fixt
 /** A copy of a fixture (weights and tokenizer) with its config.json changed. */
 function variant(name: string, change: (config: Record<string, unknown>) => Record<string, unknown>): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), `lmw-${name}-`));
-  for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(fixtureDir(name), f), path.join(dir, f));
+  for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(path.join(fixtureDir(name), f), path.join(dir, f));
   const config = JSON.parse(readFileSync(path.join(fixtureDir(name), "config.json"), "utf8"));
   writeFileSync(path.join(dir, "config.json"), JSON.stringify(change(config)));
   return dir;
@@ -28,7 +29,15 @@ describe.each(FIXTURES)("%s: the roles", (name) => {
     const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D} = model.config;
     const hooks = new Set(model.hookPoints());
     const last = L - 1;
-    const paths = [roles.resid(last), roles.attn(last), roles.mlp(last), roles.heads(last), roles.attnWeights(last), `${roles.mlpIn(last)}.output`, `${roles.finalNorm}.output`];
+    const paths = [
+      roles.resid(last),
+      roles.attn(last),
+      roles.mlp(last),
+      roles.heads(last),
+      roles.attnWeights(last),
+      `${roles.mlpIn(last)}.output`,
+      `${roles.finalNorm}.output`
+    ];
     for (const p of paths) expect(hooks.has(p), p).toBe(true);
     expect(roles.resid(last).startsWith(`${roles.layer(last)}.`)).toBe(true);
     const prompt = readReference(name).json.prompts[3];
@@ -43,7 +52,12 @@ describe.each(FIXTURES)("%s: the roles", (name) => {
     // The layer output is what the layer adds to its input: resid(i) = resid(i-1) + attn(i) + mlp(i) (not Gemma 3,
     // whose blocks are normalized after the hook points, as transformers' modules return them).
     if (model.config.modelType !== "gemma3_text" && L > 1) {
-      const r = (await model.trace(prompt.text, [roles.resid(0), roles.resid(1), roles.attn(1), roles.mlp(1)])) as unknown as Record<string, {data: Float32Array}>;
+      const r = (await model.trace(prompt.text, [
+        roles.resid(0),
+        roles.resid(1),
+        roles.attn(1),
+        roles.mlp(1)
+      ])) as unknown as Record<string, {data: Float32Array}>;
       const sum = r[roles.resid(0)].data.map((x, i) => x + r[roles.attn(1)].data[i] + r[roles.mlp(1)].data[i]);
       expect(relativeError(sum, r[roles.resid(1)].data)).toBeLessThan(1e-5);
     }
@@ -67,7 +81,10 @@ describe("family switches", () => {
   it("GPT-NeoX: old Pythia checkpoints' BOOL and 0-d buffers are listed and skipped; embed_out.output is the logits", async () => {
     const bytes = new Uint8Array(readFileSync(path.join(fixtureDir("mini-pythia"), "model.safetensors")));
     const header = parseHeader(bytes, "model.safetensors");
-    expect(header.tensors.get("gpt_neox.layers.0.attention.bias")).toMatchObject({dtype: "BOOL", shape: [1, 1, 64, 64]});
+    expect(header.tensors.get("gpt_neox.layers.0.attention.bias")).toMatchObject({
+      dtype: "BOOL",
+      shape: [1, 1, 64, 64]
+    });
     expect(header.tensors.get("gpt_neox.layers.0.attention.masked_bias")).toMatchObject({dtype: "F32", shape: []});
     const model = await loadModel("mini-pythia");
     expect(model.arch.isBuffer("gpt_neox.layers.0.attention.bias")).toBe(true);
@@ -76,8 +93,12 @@ describe("family switches", () => {
     expect(t["embed_out.output"].data).toEqual(t["lm_head.output"].data);
     // Errors speak the family's names.
     await expect(model.trace("Hi", ["gpt_neox.layers.7.output"])).rejects.toThrow(/mini-pythia has layers 0 to 1/);
-    await expect(model.trace("Hi", ["model.layers.0.output"])).rejects.toThrow(/hook points look like gpt_neox\.layers\.0\.output/);
-    await expect(model.weight("gpt_neox.layers.0.mlp.fc.weight")).rejects.toThrow(/weights are named like gpt_neox\.layers\.0\.mlp\.dense_h_to_4h\.weight/);
+    await expect(model.trace("Hi", ["model.layers.0.output"])).rejects.toThrow(
+      /hook points look like gpt_neox\.layers\.0\.output/
+    );
+    await expect(model.weight("gpt_neox.layers.0.mlp.fc.weight")).rejects.toThrow(
+      /weights are named like gpt_neox\.layers\.0\.mlp\.dense_h_to_4h\.weight/
+    );
     await model.dispose();
   });
 
@@ -85,10 +106,18 @@ describe("family switches", () => {
     const ref = readReference("mini-qwen2");
     const prompt = ref.json.prompts[0];
     const model = await loadModel(variant("mini-qwen2", (c) => ({...c, use_sliding_window: true})));
-    const t = (await model.trace(prompt.text, ["model.layers.0.output", "model.layers.1.output", "model.layers.1.self_attn.attn_weights"])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
+    const t = (await model.trace(prompt.text, [
+      "model.layers.0.output",
+      "model.layers.1.output",
+      "model.layers.1.self_attn.attn_weights"
+    ])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
     // max_window_layers 1: layer 0 is full attention and unchanged, layer 1 slides over 4 tokens.
-    expect(relativeError(t["model.layers.0.output"].data, ref.tensor("p0.model.layers.0.output").data)).toBeLessThan(1e-5);
-    expect(relativeError(t["model.layers.1.output"].data, ref.tensor("p0.model.layers.1.output").data)).toBeGreaterThan(1e-2);
+    expect(relativeError(t["model.layers.0.output"].data, ref.tensor("p0.model.layers.0.output").data)).toBeLessThan(
+      1e-5
+    );
+    expect(relativeError(t["model.layers.1.output"].data, ref.tensor("p0.model.layers.1.output").data)).toBeGreaterThan(
+      1e-2
+    );
     const [, heads, T, S] = t["model.layers.1.self_attn.attn_weights"].shape;
     const w = t["model.layers.1.self_attn.attn_weights"].data;
     for (let h = 0; h < heads; h++)
@@ -101,12 +130,22 @@ describe("family switches", () => {
     const prompt = readReference("mini-pythia").json.prompts[3];
     const model = await loadModel(variant("mini-pythia", (c) => ({...c, use_parallel_residual: false})));
     const l = "gpt_neox.layers.0";
-    const t = (await model.trace(prompt.text, ["gpt_neox.embed_in.output", `${l}.attention.output`, `${l}.mlp.output`, `${l}.output`, `${l}.post_attention_layernorm.output`])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
-    const h = t["gpt_neox.embed_in.output"].data, a = t[`${l}.attention.output`].data;
+    const t = (await model.trace(prompt.text, [
+      "gpt_neox.embed_in.output",
+      `${l}.attention.output`,
+      `${l}.mlp.output`,
+      `${l}.output`,
+      `${l}.post_attention_layernorm.output`
+    ])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
+    const h = t["gpt_neox.embed_in.output"].data,
+      a = t[`${l}.attention.output`].data;
     const sum = h.map((x, i) => x + a[i] + t[`${l}.mlp.output`].data[i]);
     expect(relativeError(sum, t[`${l}.output`].data)).toBeLessThan(1e-5);
     // post_attention_layernorm reads h + attention: its output is LayerNorm(h + a) (weights of the fixture).
-    const [lnW, lnB] = await Promise.all([model.weight(`${l}.post_attention_layernorm.weight`), model.weight(`${l}.post_attention_layernorm.bias`)]);
+    const [lnW, lnB] = await Promise.all([
+      model.weight(`${l}.post_attention_layernorm.weight`),
+      model.weight(`${l}.post_attention_layernorm.bias`)
+    ]);
     const d = model.config.hiddenSize;
     const row = Array.from({length: d}, (_, j) => h[j] + a[j]);
     const mean = row.reduce((s, x) => s + x, 0) / d;
@@ -119,18 +158,34 @@ describe("family switches", () => {
   it("Mistral: a Llama-shaped config loads, with Mistral's module names and the same numbers", async () => {
     const ref = readReference("mini-llama");
     const prompt = ref.json.prompts[1];
-    const model = await loadModel(variant("mini-llama", (c) => ({...c, model_type: "mistral", architectures: ["MistralForCausalLM"], sliding_window: null})));
+    const model = await loadModel(
+      variant("mini-llama", (c) => ({
+        ...c,
+        model_type: "mistral",
+        architectures: ["MistralForCausalLM"],
+        sliding_window: null
+      }))
+    );
     expect(model.moduleTree()).toContain("(0-1): 2 x MistralDecoderLayer(");
     expect(model.moduleTree()).toContain("(norm): MistralRMSNorm((32,), eps=1e-05)");
     const t = await model.trace(prompt.text, ["model.layers.1.output"]);
-    expect(relativeError(t["model.layers.1.output"].data, ref.tensor("p1.model.layers.1.output").data)).toBeLessThan(1e-5);
+    expect(relativeError(t["model.layers.1.output"].data, ref.tensor("p1.model.layers.1.output").data)).toBeLessThan(
+      1e-5
+    );
     await model.dispose();
   });
 
   it("Gemma 3 under init random: its zero-centred norms start at 0, as transformers initializes them", async () => {
     const model = await loadModel("mini-gemma3", {init: "random", seed: 3});
-    for (const name of ["model.norm.weight", "model.layers.0.self_attn.q_norm.weight", "model.layers.1.post_feedforward_layernorm.weight"]) {
-      expect((await model.weight(name)).data.every((x) => x === 0), name).toBe(true);
+    for (const name of [
+      "model.norm.weight",
+      "model.layers.0.self_attn.q_norm.weight",
+      "model.layers.1.post_feedforward_layernorm.weight"
+    ]) {
+      expect(
+        (await model.weight(name)).data.every((x) => x === 0),
+        name
+      ).toBe(true);
     }
     const t = await model.trace("Once upon a time", ["lm_head.output"]);
     expect(t["lm_head.output"].data.every(Number.isFinite)).toBe(true);
@@ -139,22 +194,47 @@ describe("family switches", () => {
 
   it("Gemma 3: final_logit_softcapping, where a config sets it, bounds the logits by tanh", async () => {
     const prompt = readReference("mini-gemma3").json.prompts[2];
-    const [plain, capped] = await Promise.all([loadModel("mini-gemma3"), loadModel(variant("mini-gemma3", (c) => ({...c, final_logit_softcapping: 2})))]);
+    const [plain, capped] = await Promise.all([
+      loadModel("mini-gemma3"),
+      loadModel(variant("mini-gemma3", (c) => ({...c, final_logit_softcapping: 2})))
+    ]);
     const a = (await plain.trace(prompt.text, ["lm_head.output"]))["lm_head.output"].data;
     const b = (await capped.trace(prompt.text, ["lm_head.output"]))["lm_head.output"].data;
-    expect(relativeError(b, a.map((x) => Math.tanh(x / 2) * 2))).toBeLessThan(1e-5);
+    expect(
+      relativeError(
+        b,
+        a.map((x) => Math.tanh(x / 2) * 2)
+      )
+    ).toBeLessThan(1e-5);
     await Promise.all([plain.dispose(), capped.dispose()]);
   });
 
   it("configs are refused by the field that differs", async () => {
     const cases: [string, (c: Record<string, unknown>) => Record<string, unknown>, RegExp][] = [
-      ["mini-llama", (c) => ({...c, rope_scaling: {rope_type: "llama3", factor: 32}}), /config\.json: rope_scaling .* is not supported/],
+      [
+        "mini-llama",
+        (c) => ({...c, rope_scaling: {rope_type: "llama3", factor: 32}}),
+        /config\.json: rope_scaling .* is not supported/
+      ],
       ["mini-llama", (c) => ({...c, hidden_act: "relu"}), /config\.json: hidden_act "relu" is not supported/],
-      ["mini-qwen2", (c) => ({...c, use_sliding_window: true, layer_types: ["full_attention", "chunked_attention"]}), /config\.json: layer_types\[1\] "chunked_attention" is not supported/],
+      [
+        "mini-qwen2",
+        (c) => ({...c, use_sliding_window: true, layer_types: ["full_attention", "chunked_attention"]}),
+        /config\.json: layer_types\[1\] "chunked_attention" is not supported/
+      ],
       ["mini-pythia", (c) => ({...c, rotary_pct: 0.1}), /config\.json: rotary_pct 0\.1 gives 1 rotary dimensions/],
-      ["mini-gemma3", (c) => ({...c, use_bidirectional_attention: true}), /config\.json: use_bidirectional_attention true is not supported/],
-      ["mini-gemma3", (c) => ({...c, layer_types: ["sliding_attention"]}), /config\.json: layer_types has 1 entries for 2 layers/]
+      [
+        "mini-gemma3",
+        (c) => ({...c, use_bidirectional_attention: true}),
+        /config\.json: use_bidirectional_attention true is not supported/
+      ],
+      [
+        "mini-gemma3",
+        (c) => ({...c, layer_types: ["sliding_attention"]}),
+        /config\.json: layer_types has 1 entries for 2 layers/
+      ]
     ];
-    for (const [name, change, message] of cases) await expect(loadModel(variant(name, change))).rejects.toThrow(message);
+    for (const [name, change, message] of cases)
+      await expect(loadModel(variant(name, change))).rejects.toThrow(message);
   });
 });

@@ -46,7 +46,10 @@ function folderWith(changes: Record<string, unknown>, files: Record<string, stri
 }
 
 async function refusal(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e
+  );
   expect(error).toBeInstanceOf(WorkbenchError);
   return (error as Error).message;
 }
@@ -54,24 +57,36 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
 describe("safetensors headers", () => {
   const f32 = new Uint8Array(16);
   it("refuses a header that is not UTF-8", () => {
-    const file = encodeRaw('{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "__metadata__": {"x": "\u00ff"}}', [f32]);
+    const file = encodeRaw(
+      '{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "__metadata__": {"x": "\u00ff"}}',
+      [f32]
+    );
     // "ÿ" is C3 BF in UTF-8: a lone continuation byte in its place is not UTF-8 (a lenient decoder reads U+FFFD).
     const index = file.findIndex((b, i) => b === 0xc3 && file[i + 1] === 0xbf);
     file.set([0xbf, 0x20], index);
-    expect(() => parseHeader(file, "bad.safetensors", file.length)).toThrow("bad.safetensors: header is not valid JSON (it is not valid UTF-8)");
+    expect(() => parseHeader(file, "bad.safetensors", file.length)).toThrow(
+      "bad.safetensors: header is not valid JSON (it is not valid UTF-8)"
+    );
   });
 
   it('refuses a dtype named "toString" or "__proto__"', () => {
     for (const dtype of ["toString", "__proto__", "constructor"]) {
       const file = encodeSafetensors([{name: "w", dtype, shape: [4], bytes: f32}]);
-      expect(() => parseHeader(file, "d.safetensors", file.length)).toThrow(`tensor w in d.safetensors: unknown dtype ${dtype}`);
+      expect(() => parseHeader(file, "d.safetensors", file.length)).toThrow(
+        `tensor w in d.safetensors: unknown dtype ${dtype}`
+      );
     }
   });
 
   it("refuses tensors that share bytes", () => {
-    const header = JSON.stringify({a: {dtype: "F32", shape: [4], data_offsets: [0, 16]}, b: {dtype: "F32", shape: [2], data_offsets: [8, 16]}});
+    const header = JSON.stringify({
+      a: {dtype: "F32", shape: [4], data_offsets: [0, 16]},
+      b: {dtype: "F32", shape: [2], data_offsets: [8, 16]}
+    });
     const file = encodeRaw(header, [f32]);
-    expect(() => parseHeader(file, "o.safetensors", file.length)).toThrow(/o\.safetensors: tensors a \[\d+, \d+\) and b \[\d+, \d+\) overlap: the file is corrupt/);
+    expect(() => parseHeader(file, "o.safetensors", file.length)).toThrow(
+      /o\.safetensors: tensors a \[\d+, \d+\) and b \[\d+, \d+\) overlap: the file is corrupt/
+    );
   });
 });
 
@@ -85,22 +100,41 @@ describe("configs and checkpoints", () => {
 
   it('initializer_range "abc" is refused, not turned into NaN weights', async () => {
     const message = await refusal(loadModel(folderWith({initializer_range: "abc"}), {init: "random"}));
-    expect(message).toBe('config.json: field "initializer_range" must be a positive number for random weights, got "abc"');
+    expect(message).toBe(
+      'config.json: field "initializer_range" must be a positive number for random weights, got "abc"'
+    );
   });
 
   it("a config larger than the machine is refused up front, with the memory it needs", async () => {
     const started = Date.now();
-    const huge = await refusal(loadModel(folderWith({hidden_size: 1e9, num_attention_heads: 8, num_key_value_heads: 8}), {init: "random"}));
-    expect(huge).toMatch(/too large to run here — config\.json \(hidden size 1000000000, 5 layers, vocabulary 512\) makes .* parameters, which need about .* PB of memory .*; this machine has/);
-    const llama7b = folderWith({hidden_size: 4096, num_hidden_layers: 32, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, vocab_size: 32000});
-    const seven = await refusal(loadModel(llama7b, {init: "random", memoryBudget: {bytes: 16e9, where: "this machine"}}));
-    expect(seven).toMatch(/makes 6\.\d+ billion parameters, which need about 5\d\.\d GB .*; this machine has 16\.0 GB\. Pick a smaller model or config\.$/);
+    const huge = await refusal(
+      loadModel(folderWith({hidden_size: 1e9, num_attention_heads: 8, num_key_value_heads: 8}), {init: "random"})
+    );
+    expect(huge).toMatch(
+      /too large to run here — config\.json \(hidden size 1000000000, 5 layers, vocabulary 512\) makes .* parameters, which need about .* PB of memory .*; this machine has/
+    );
+    const llama7b = folderWith({
+      hidden_size: 4096,
+      num_hidden_layers: 32,
+      intermediate_size: 11008,
+      num_attention_heads: 32,
+      num_key_value_heads: 32,
+      vocab_size: 32000
+    });
+    const seven = await refusal(
+      loadModel(llama7b, {init: "random", memoryBudget: {bytes: 16e9, where: "this machine"}})
+    );
+    expect(seven).toMatch(
+      /makes 6\.\d+ billion parameters, which need about 5\d\.\d GB .*; this machine has 16\.0 GB\. Pick a smaller model or config\.$/
+    );
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it("in a tab: SmolLM2-135M fits, a GPT-2 XL-sized config is refused before anything is fetched", () => {
     const smol = JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8"));
-    expect(() => checkFits(architectureFor(normalizeConfig(smol)), "HuggingFaceTB/SmolLM2-135M", TAB_BUDGET)).not.toThrow();
+    expect(() =>
+      checkFits(architectureFor(normalizeConfig(smol)), "HuggingFaceTB/SmolLM2-135M", TAB_BUDGET)
+    ).not.toThrow();
     const gpt2 = JSON.parse(readFileSync("data/models/gpt2/config.json", "utf8"));
     const xl = architectureFor(normalizeConfig({...gpt2, n_embd: 1600, n_layer: 48, n_head: 25}));
     expect(() => checkFits(xl, "gpt2-xl", TAB_BUDGET)).toThrow(
@@ -109,7 +143,14 @@ describe("configs and checkpoints", () => {
   });
 
   it("inspect of a config with 100,000 layers does not overflow the stack", async () => {
-    const dir = folderWith({num_hidden_layers: 100_000, hidden_size: 8, num_attention_heads: 2, num_key_value_heads: 2, intermediate_size: 8, vocab_size: 512});
+    const dir = folderWith({
+      num_hidden_layers: 100_000,
+      hidden_size: 8,
+      num_attention_heads: 2,
+      num_key_value_heads: 2,
+      intermediate_size: 8,
+      vocab_size: 512
+    });
     let out = "";
     const code = await main(["inspect", dir], {out: (t) => void (out += t), err: () => {}});
     expect(code).toBe(0);
@@ -127,15 +168,29 @@ describe("model inputs", () => {
 
   it("token ids beyond vocab_size are named before onnxruntime sees them", async () => {
     const message = await refusal(model.trace("Once upon a time, zebra", ["lm_head.output"]));
-    expect(message).toMatch(/^token "▁\S+" has id \d{3}, but .* has vocab_size 300 \(config\.json\): its tokenizer\.json and config\.json disagree$/);
-    expect(await refusal(model.trace([1, 300], ["lm_head.output"]))).toBe("token id 300 is outside the vocabulary (0 to 299)");
+    expect(message).toMatch(
+      /^token "▁\S+" has id \d{3}, but .* has vocab_size 300 \(config\.json\): its tokenizer\.json and config\.json disagree$/
+    );
+    expect(await refusal(model.trace([1, 300], ["lm_head.output"]))).toBe(
+      "token id 300 is outside the vocabulary (0 to 299)"
+    );
   });
 
   it("trace(5), a pick returning undefined, and non-string hook paths", async () => {
-    expect(await refusal(model.trace(5 as never, ["lm_head.output"]))).toBe("the input is a prompt (a string) or an array of token ids, got number");
-    expect(await refusal(model.trace("Once", () => undefined))).toMatch(/^trace: pick returned undefined, not a hook path/);
-    expect(await refusal(model.trace("Once", (m) => ({a: m.lm_head.output, b: 3})))).toMatch(/^trace: pick returned\.b 3 \(a number\), not a hook path/);
-    expect(await refusal(model.trace("Once", [5 as never]))).toMatch(/^trace: hook path\[0\] 5 \(a number\), not a hook path/);
-    expect(await refusal(model.trace("Once", 7 as never))).toBe("trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got number");
+    expect(await refusal(model.trace(5 as never, ["lm_head.output"]))).toBe(
+      "the input is a prompt (a string) or an array of token ids, got number"
+    );
+    expect(await refusal(model.trace("Once", () => undefined))).toMatch(
+      /^trace: pick returned undefined, not a hook path/
+    );
+    expect(await refusal(model.trace("Once", (m) => ({a: m.lm_head.output, b: 3})))).toMatch(
+      /^trace: pick returned\.b 3 \(a number\), not a hook path/
+    );
+    expect(await refusal(model.trace("Once", [5 as never]))).toMatch(
+      /^trace: hook path\[0\] 5 \(a number\), not a hook path/
+    );
+    expect(await refusal(model.trace("Once", 7 as never))).toBe(
+      "trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got number"
+    );
   });
 });

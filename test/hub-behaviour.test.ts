@@ -50,7 +50,11 @@ let hub: HubServer;
 let cacheDir: string;
 let notices: string[];
 beforeAll(async () => {
-  hub = await startHubServer({"test-org/stories": STORIES, "test-org/stories@v2": revisionTwo(), "meta-llama/stories": STORIES});
+  hub = await startHubServer({
+    "test-org/stories": STORIES,
+    "test-org/stories@v2": revisionTwo(),
+    "meta-llama/stories": STORIES
+  });
 });
 afterAll(() => hub.close());
 beforeEach(() => {
@@ -79,7 +83,9 @@ describe("large files: a redirect to the CDN", () => {
   it("reads a range at the CDN, and learns the size from X-Linked-Size", async () => {
     const source = await open("test-org/stories");
     expect(await source.size("model.safetensors")).toBe(WEIGHTS.length);
-    expect(Buffer.from(await source.readRange("model.safetensors", 1000, 1016)).equals(WEIGHTS.subarray(1000, 1016))).toBe(true);
+    expect(
+      Buffer.from(await source.readRange("model.safetensors", 1000, 1016)).equals(WEIGHTS.subarray(1000, 1016))
+    ).toBe(true);
     expect(hub.cdnRequests.at(-1)!.range).toBe("bytes=1000-1015");
   });
 
@@ -101,7 +107,9 @@ describe("gated, missing and rate-limited", () => {
   it("a gated model without a token: 401, saying to set HF_TOKEN", async () => {
     const error = await hubError(open("meta-llama/stories", {token: ""}));
     expect(error.code).toBe("gated");
-    expect(error.message).toMatch(/^meta-llama\/stories\/config\.json: HTTP 401 from .*: meta-llama\/stories is gated or private: set HF_TOKEN/);
+    expect(error.message).toMatch(
+      /^meta-llama\/stories\/config\.json: HTTP 401 from .*: meta-llama\/stories is gated or private: set HF_TOKEN/
+    );
   });
 
   it("a refused token says so", async () => {
@@ -140,7 +148,11 @@ describe("gated, missing and rate-limited", () => {
     const started = Date.now();
     expect((await readJson(source, "tokenizer.json")) as object).toHaveProperty("model");
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-    expect(notices).toEqual([expect.stringMatching(/^test-org\/stories\/tokenizer\.json: rate-limited by 127\.0\.0\.1:\d+, retrying in 1 s \(1 of 3\)$/)]);
+    expect(notices).toEqual([
+      expect.stringMatching(
+        /^test-org\/stories\/tokenizer\.json: rate-limited by 127\.0\.0\.1:\d+, retrying in 1 s \(1 of 3\)$/
+      )
+    ]);
   });
 
   it("429 more times than retried, or for longer than we wait: a named error, nothing cached", async () => {
@@ -163,7 +175,11 @@ describe("interrupted and wrong downloads", () => {
     const bytes = await source.read("model.safetensors");
     expect(Buffer.from(bytes).equals(WEIGHTS)).toBe(true);
     expect(hub.cdnRequests.map((r) => r.range)).toEqual([undefined, "bytes=300000-"]);
-    expect(notices).toEqual([expect.stringMatching(/model\.safetensors: the connection dropped .* at 300000 bytes of 1\.0 MB; resuming \(1 of 3\)/)]);
+    expect(notices).toEqual([
+      expect.stringMatching(
+        /model\.safetensors: the connection dropped .* at 300000 bytes of 1\.0 MB; resuming \(1 of 3\)/
+      )
+    ]);
   });
 
   it("a connection that keeps dropping: a network error, no file or temporary file, and the next run resumes", async () => {
@@ -175,7 +191,10 @@ describe("interrupted and wrong downloads", () => {
       /^test-org\/stories\/model\.safetensors: the connection dropped .*4 times: the part that arrived is kept, and the next try resumes there$/
     );
     // What arrived is kept apart, under names no reader takes for the file.
-    expect(cached(folderOf("test-org/stories")).sort()).toEqual(["model.safetensors.partial", "model.safetensors.partial.json"]);
+    expect(cached(folderOf("test-org/stories")).sort()).toEqual([
+      "model.safetensors.partial",
+      "model.safetensors.partial.json"
+    ]);
     expect(await source.has("model.safetensors")).toBe(true); // (asks the Hub: the partial is not the file)
     expect(existsSync(path.join(folderOf("test-org/stories"), "model.safetensors"))).toBe(false);
 
@@ -185,7 +204,9 @@ describe("interrupted and wrong downloads", () => {
     const again = await open("test-org/stories");
     expect(Buffer.from(await again.read("model.safetensors")).equals(WEIGHTS)).toBe(true);
     expect(hub.cdnRequests.filter((r) => r.method === "GET").map((r) => r.range)).toEqual(["bytes=4000-"]);
-    expect(notices).toEqual(["test-org/stories/model.safetensors: resuming at 4000 bytes of 1.0 MB, where an earlier download stopped"]);
+    expect(notices).toEqual([
+      "test-org/stories/model.safetensors: resuming at 4000 bytes of 1.0 MB, where an earlier download stopped"
+    ]);
     expect(cached(folderOf("test-org/stories"))).toEqual(["model.safetensors"]);
   });
 
@@ -193,7 +214,10 @@ describe("interrupted and wrong downloads", () => {
     const folder = folderOf("test-org/stories");
     mkdirSync(folder, {recursive: true});
     writeFileSync(path.join(folder, "model.safetensors.partial"), WEIGHTS.subarray(0, 5000));
-    writeFileSync(path.join(folder, "model.safetensors.partial.json"), JSON.stringify({size: WEIGHTS.length, sha256: "0".repeat(64), bytes: 5000}));
+    writeFileSync(
+      path.join(folder, "model.safetensors.partial.json"),
+      JSON.stringify({size: WEIGHTS.length, sha256: "0".repeat(64), bytes: 5000})
+    );
     const source = await open("test-org/stories");
     expect(Buffer.from(await source.read("model.safetensors")).equals(WEIGHTS)).toBe(true);
     expect(hub.cdnRequests.filter((r) => r.method === "GET").map((r) => r.range)).toEqual(["bytes=5000-", undefined]);
@@ -206,7 +230,11 @@ describe("interrupted and wrong downloads", () => {
     expect(Buffer.from(await source.read("model.safetensors")).equals(WEIGHTS)).toBe(true);
     expect(hub.cdnRequests.map((r) => r.range)).toEqual([undefined, "bytes=5000-"]);
     hub.inject({kind: "short", bytes: 5000, file: "model.safetensors", on: "cdn", times: 10});
-    const other = await resolveSource("test-org/stories", {endpoint: hub.endpoint, modelsPath: [], cacheDir: tempDir("c")});
+    const other = await resolveSource("test-org/stories", {
+      endpoint: hub.endpoint,
+      modelsPath: [],
+      cacheDir: tempDir("c")
+    });
     const error = await hubError(other.read("model.safetensors"));
     expect(error.code).toBe("incomplete");
   });
@@ -218,7 +246,9 @@ describe("interrupted and wrong downloads", () => {
     expect(error.message).toMatch(/^test-org\/stories\/config\.json: the server sent an HTML page instead of the file/);
     expect(cached(folderOf("test-org/stories"))).toEqual([]);
     // The next run asks again (nothing was cached) and gets the real file.
-    expect((await readJson<{model_type: string}>(await open("test-org/stories"), "config.json")).model_type).toBe("llama");
+    expect((await readJson<{model_type: string}>(await open("test-org/stories"), "config.json")).model_type).toBe(
+      "llama"
+    );
   });
 
   it("a short tokenizer.json (a Content-Length that lies) is not cached as complete", async () => {
@@ -235,20 +265,31 @@ describe("interrupted and wrong downloads", () => {
     const folder = folderOf("test-org/stories");
     const source = await open("test-org/stories");
     await source.read("tokenizer.json");
-    writeFileSync(path.join(folder, "tokenizer.json"), readFileSync(path.join(STORIES, "tokenizer.json")).subarray(0, 3000));
+    writeFileSync(
+      path.join(folder, "tokenizer.json"),
+      readFileSync(path.join(STORIES, "tokenizer.json")).subarray(0, 3000)
+    );
     hub.requests.length = 0;
     expect(await readJson(source, "tokenizer.json")).toHaveProperty("model");
     expect(notices).toEqual(["test-org/stories/tokenizer.json: the cached copy is damaged; downloading it again"]);
     expect(hub.requests.map((r) => r.url)).toEqual(["/test-org/stories/resolve/main/tokenizer.json"]);
-    expect(readFileSync(path.join(folder, "tokenizer.json")).equals(readFileSync(path.join(STORIES, "tokenizer.json")))).toBe(true);
+    expect(
+      readFileSync(path.join(folder, "tokenizer.json")).equals(readFileSync(path.join(STORIES, "tokenizer.json")))
+    ).toBe(true);
   });
 
   it("a cache that cannot be written is a named error", async () => {
     const blocker = path.join(tempDir("ro"), "not-a-folder");
     writeFileSync(blocker, "");
-    const error = await hubError(resolveSource("test-org/stories", {endpoint: hub.endpoint, modelsPath: [], cacheDir: blocker}).then((s) => s.read("config.json")));
+    const error = await hubError(
+      resolveSource("test-org/stories", {endpoint: hub.endpoint, modelsPath: [], cacheDir: blocker}).then((s) =>
+        s.read("config.json")
+      )
+    );
     expect(error.code).toBe("cache-write");
-    expect(error.message).toMatch(/^test-org\/stories\/config\.json: downloaded, but it could not be written to the cache \(ENOTDIR: not a directory/);
+    expect(error.message).toMatch(
+      /^test-org\/stories\/config\.json: downloaded, but it could not be written to the cache \(ENOTDIR: not a directory/
+    );
   });
 });
 
@@ -266,18 +307,37 @@ describe("the cache is keyed by revision and endpoint", () => {
 
   it("the real Hub's main branch is data/models/<org>/<name>; anything else is under .hub/", () => {
     expect(hubCacheFolder("HuggingFaceTB/SmolLM2-135M")).toBe(path.join("data/models", "HuggingFaceTB/SmolLM2-135M"));
-    expect(hubCacheFolder("gpt2", {revision: "refs/pr/1"})).toBe(path.join("data/models/.hub/huggingface.co/refs%2Fpr%2F1/gpt2"));
-    expect(hubCacheFolder("gpt2", {endpoint: "http://127.0.0.1:8080"})).toBe(path.join("data/models/.hub/127.0.0.1_8080/main/gpt2"));
+    expect(hubCacheFolder("gpt2", {revision: "refs/pr/1"})).toBe(
+      path.join("data/models/.hub/huggingface.co/refs%2Fpr%2F1/gpt2")
+    );
+    expect(hubCacheFolder("gpt2", {endpoint: "http://127.0.0.1:8080"})).toBe(
+      path.join("data/models/.hub/127.0.0.1_8080/main/gpt2")
+    );
   });
 
   it("a revision is URL-encoded into the URL", () => {
-    expect(hubUrl("org/name", "sub dir/a#b.json", {revision: "refs/pr/1"})).toBe("https://huggingface.co/org/name/resolve/refs%2Fpr%2F1/sub%20dir/a%23b.json");
+    expect(hubUrl("org/name", "sub dir/a#b.json", {revision: "refs/pr/1"})).toBe(
+      "https://huggingface.co/org/name/resolve/refs%2Fpr%2F1/sub%20dir/a%23b.json"
+    );
   });
 });
 
 describe("ids that are not Hub ids never reach the Hub or the disk", () => {
   const cwdBefore = readdirSync(".");
-  const hostile = ["a/b/../../../..", "org/name?x=1", "org/name#x", "a/b/c", "/org", "org/", "-org/name", "org/name.", "org/na--me", "x".repeat(97), "org/na me", "org\\name"];
+  const hostile = [
+    "a/b/../../../..",
+    "org/name?x=1",
+    "org/name#x",
+    "a/b/c",
+    "/org",
+    "org/",
+    "-org/name",
+    "org/name.",
+    "org/na--me",
+    "x".repeat(97),
+    "org/na me",
+    "org\\name"
+  ];
 
   for (const id of hostile) {
     it(`refuses ${JSON.stringify(id.slice(0, 20))}`, async () => {
@@ -300,7 +360,15 @@ describe("ids that are not Hub ids never reach the Hub or the disk", () => {
   });
 
   it("takes what the Hub takes", () => {
-    for (const id of ["gpt2", "HuggingFaceTB/SmolLM2-135M", "openai-community/gpt2", "a/b_c.d-e", "_x/y_", "x".repeat(96)]) expect(checkHubId(id)).toBe(id);
+    for (const id of [
+      "gpt2",
+      "HuggingFaceTB/SmolLM2-135M",
+      "openai-community/gpt2",
+      "a/b_c.d-e",
+      "_x/y_",
+      "x".repeat(96)
+    ])
+      expect(checkHubId(id)).toBe(id);
     expect(() => checkHubId("org/name?x=1")).toThrow(/"\?" is not allowed: letters, digits, "-", "_" and "\." only/);
   });
 });

@@ -22,7 +22,10 @@ interface Outcome {
 describe.skipIf(skipBrowserTests())("the Hub from a page", () => {
   let pages: TestPages, site: StaticServer, hub: HubServer, browser: TestBrowser, w: WatchedPage;
   beforeAll(async () => {
-    [pages, hub] = await Promise.all([buildTestPages(["hub"]), startHubServer({"test-org/stories": STORIES, "meta-llama/stories": STORIES})]);
+    [pages, hub] = await Promise.all([
+      buildTestPages(["hub"]),
+      startHubServer({"test-org/stories": STORIES, "meta-llama/stories": STORIES})
+    ]);
     site = await serveStatic(pages.dir);
     browser = await launchBrowser({webgpu: false});
     w = await browser.open(`${site.origin}/hub.html`);
@@ -45,12 +48,16 @@ describe.skipIf(skipBrowserTests())("the Hub from a page", () => {
   it("a gated model: the error says to paste a token; with one, the file comes, and the CDN never sees it", async () => {
     const refused = await read("meta-llama/stories", "model.safetensors");
     expect(refused.error).toMatchObject({name: "HubError", code: "gated"});
-    expect(refused.error!.message).toMatch(/meta-llama\/stories is gated or private: paste a Hugging Face access token/);
+    expect(refused.error!.message).toMatch(
+      /meta-llama\/stories is gated or private: paste a Hugging Face access token/
+    );
     hub.requests.length = 0;
 
     const opened = await read("meta-llama/stories", "model.safetensors", TEST_TOKEN);
     expect(opened).toEqual({bytes: 1044992, notices: []});
-    expect(hub.requests.filter((r) => r.method === "GET").every((r) => r.authorization === `Bearer ${TEST_TOKEN}`)).toBe(true);
+    expect(
+      hub.requests.filter((r) => r.method === "GET").every((r) => r.authorization === `Bearer ${TEST_TOKEN}`)
+    ).toBe(true);
     expect(hub.cdnRequests.filter((r) => r.method === "GET").length).toBe(1);
     expect(hub.cdnRequests.every((r) => r.authorization === undefined && !r.url.includes(TEST_TOKEN))).toBe(true);
     expect([...hub.requests, ...hub.cdnRequests].every((r) => !r.url.includes(TEST_TOKEN))).toBe(true);
@@ -78,7 +85,9 @@ describe.skipIf(skipBrowserTests())("the Hub from a page", () => {
     hub.inject({kind: "rate-limit", retryAfter: 0, file: "config.json"});
     const waited = await read("test-org/stories", "config.json");
     expect(waited.bytes).toBeGreaterThan(100);
-    expect(waited.notices).toEqual([expect.stringMatching(/config\.json: rate-limited by 127\.0\.0\.1:\d+, retrying in 0 s/)]);
+    expect(waited.notices).toEqual([
+      expect.stringMatching(/config\.json: rate-limited by 127\.0\.0\.1:\d+, retrying in 0 s/)
+    ]);
   });
 
   it("refuses ids the Hub would refuse, before any request", async () => {

@@ -99,7 +99,11 @@ describe("over HTTP", () => {
 
   beforeAll(async () => {
     sharded = makeSharded();
-    hub = await startHubServer({"test-org/mini-gpt2": MINI_GPT2, "test-org/mini-gpt2-sharded": sharded, gpt2: MINI_GPT2});
+    hub = await startHubServer({
+      "test-org/mini-gpt2": MINI_GPT2,
+      "test-org/mini-gpt2-sharded": sharded,
+      gpt2: MINI_GPT2
+    });
   });
   afterAll(() => hub.close());
 
@@ -118,7 +122,9 @@ describe("over HTTP", () => {
     hub.requests.length = 0;
     const checkpoint = await openCheckpoint(source);
     const gets = hub.requests.filter((r) => r.method === "GET");
-    expect(gets).toEqual([{method: "GET", url: "/test-org/mini-gpt2/resolve/main/model.safetensors", range: "bytes=0-1048575"}]);
+    expect(gets).toEqual([
+      {method: "GET", url: "/test-org/mini-gpt2/resolve/main/model.safetensors", range: "bytes=0-1048575"}
+    ]);
 
     const info = checkpoint!.tensors.get("ln_f.weight")!;
     const local = await openCheckpoint(folderSource("local", MINI_GPT2));
@@ -133,7 +139,9 @@ describe("over HTTP", () => {
     const size = readFileSync(SINGLE).length;
     expect(bytes.length).toBe(size);
     expect(events.length).toBeGreaterThan(2);
-    expect(events.every((e, i) => e.file === "model.safetensors" && (i === 0 || e.loaded >= events[i - 1].loaded))).toBe(true);
+    expect(
+      events.every((e, i) => e.file === "model.safetensors" && (i === 0 || e.loaded >= events[i - 1].loaded))
+    ).toBe(true);
     expect(events.at(-1)).toEqual({file: "model.safetensors", loaded: size, total: size});
   });
 
@@ -161,7 +169,11 @@ describe("over HTTP", () => {
 
     // The cache folder is marked as partial, so even on the models path it is not taken for a complete model.
     hub.requests.length = 0;
-    const second = await resolveSource("test-org/mini-gpt2", {endpoint: hub.endpoint, modelsPath: [cacheDir], cacheDir});
+    const second = await resolveSource("test-org/mini-gpt2", {
+      endpoint: hub.endpoint,
+      modelsPath: [cacheDir],
+      cacheDir
+    });
     expect(second.location).toBe(`${hub.endpoint}/test-org/mini-gpt2/resolve/main`);
     const again = await openCheckpoint(second);
     expectSameWeights(await again!.loadAll(), weights);
@@ -190,7 +202,11 @@ describe("over HTTP", () => {
   it("still reads ranges when the server ignores Range", async () => {
     const plain = await startHubServer({"test-org/mini-gpt2": MINI_GPT2}, {ignoreRange: true});
     try {
-      const source = urlSource("test-org/mini-gpt2", hubUrl("test-org/mini-gpt2", "", {endpoint: plain.endpoint}).slice(0, -1), {cache: false});
+      const source = urlSource(
+        "test-org/mini-gpt2",
+        hubUrl("test-org/mini-gpt2", "", {endpoint: plain.endpoint}).slice(0, -1),
+        {cache: false}
+      );
       const whole = readFileSync(SINGLE);
       expect(Buffer.from(await source.readRange("model.safetensors", 1000, 1010))).toEqual(whole.subarray(1000, 1010));
       const checkpoint = await openCheckpoint(source);
@@ -206,7 +222,9 @@ describe("over HTTP", () => {
       `gpt2-bad/config.json: HTTP 404 from ${hub.endpoint}/gpt2-bad/resolve/main/config.json`
     );
     const folder = tempDir("models");
-    await expect(resolveSource("test-org/nope", {endpoint: hub.endpoint, modelsPath: [folder], cacheDir: tempDir("c")})).rejects.toThrow(
+    await expect(
+      resolveSource("test-org/nope", {endpoint: hub.endpoint, modelsPath: [folder], cacheDir: tempDir("c")})
+    ).rejects.toThrow(
       `model test-org/nope not found: looked in ${path.join(folder, "test-org/nope")}, ${path.join(folder, "nope")} and ${hub.endpoint}/test-org/nope/resolve/main`
     );
   });

@@ -22,30 +22,60 @@ declare global {
 /** No cell still loading, the network quiet. */
 async function settle(w: WatchedPage): Promise<void> {
   await w.page.waitForLoadState("networkidle");
-  await w.page.waitForFunction(() => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0, null, {timeout: 120_000});
+  await w.page.waitForFunction(
+    () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0,
+    null,
+    {timeout: 120_000}
+  );
 }
 
 const cellErrors = (w: WatchedPage) => w.page.locator(".observablehq--error").allTextContents();
 
 /** Each page, and what its live result shows once the worker has answered. */
 const PAGES: [string, (w: WatchedPage) => Promise<void>][] = [
-  ["/logit-lens", async (w) => {
-    // A heatmap of layers × positions; the table under it lists a cell's top 5.
-    await w.page.waitForSelector(".lmw-selectable svg");
-    expect(await w.page.locator(".lens-top tr").count()).toBe(6);
-  }],
-  ["/patching", async (w) => {
-    // Three sweeps (resid, attn, mlp), each a heatmap; the metric line names both runs.
-    await w.page.waitForFunction(() => document.querySelectorAll(".lmw-selectable svg").length >= 3, null, {timeout: 120_000});
-    await expect(w.page.getByText(/^Logit difference/).first().textContent()).resolves.toMatch(/clean run -?\d+\.\d+, corrupt run -?\d+\.\d+/);
-  }],
-  ["/ablation", async (w) => {
-    await w.page.waitForSelector(".lmw-selectable svg");
-  }],
-  ["/steering", async (w) => {
-    // The unsteered and the steered continuation, streamed into their columns.
-    await w.page.waitForFunction(() => [...document.querySelectorAll(".steer p")].every((p) => (p.textContent ?? "").length > "Once upon a time".length + 5), null, {timeout: 120_000});
-  }]
+  [
+    "/logit-lens",
+    async (w) => {
+      // A heatmap of layers × positions; the table under it lists a cell's top 5.
+      await w.page.waitForSelector(".lmw-selectable svg");
+      expect(await w.page.locator(".lens-top tr").count()).toBe(6);
+    }
+  ],
+  [
+    "/patching",
+    async (w) => {
+      // Three sweeps (resid, attn, mlp), each a heatmap; the metric line names both runs.
+      await w.page.waitForFunction(() => document.querySelectorAll(".lmw-selectable svg").length >= 3, null, {
+        timeout: 120_000
+      });
+      await expect(
+        w.page
+          .getByText(/^Logit difference/)
+          .first()
+          .textContent()
+      ).resolves.toMatch(/clean run -?\d+\.\d+, corrupt run -?\d+\.\d+/);
+    }
+  ],
+  [
+    "/ablation",
+    async (w) => {
+      await w.page.waitForSelector(".lmw-selectable svg");
+    }
+  ],
+  [
+    "/steering",
+    async (w) => {
+      // The unsteered and the steered continuation, streamed into their columns.
+      await w.page.waitForFunction(
+        () =>
+          [...document.querySelectorAll(".steer p")].every(
+            (p) => (p.textContent ?? "").length > "Once upon a time".length + 5
+          ),
+        null,
+        {timeout: 120_000}
+      );
+    }
+  ]
 ];
 
 describe.skipIf(skipBrowserTests())("Inside the model, live in the worker", () => {
@@ -66,26 +96,30 @@ describe.skipIf(skipBrowserTests())("Inside the model, live in the worker", () =
     await site?.remove();
   });
 
-  test.each(PAGES)("%s: precomputed, then live on stories260K", async (page, shows) => {
-    const w = await browser.open(`${server.origin}${page}?backend=wasm`);
-    try {
-      await settle(w);
-      expect(await cellErrors(w), `${page} precomputed`).toEqual([]);
-      // The pages open on stories260K (the model that ships); "Run live" loads it in its worker.
-      await expect(w.page.locator("form.lmw-model input").inputValue()).resolves.toBe("stories260K");
-      await w.page.locator("form.lmw-live input[type=checkbox]").check();
-      await w.page.waitForFunction(() => window.lmw?.model?.id === "stories260K", null, {timeout: 120_000});
-      await w.page.waitForSelector(".lmw-status[data-status=ready]");
-      // Live: the worker runs the page's forward passes (the count comes back with each answer).
-      await w.page.waitForFunction(() => window.lmw!.runs() > 0, null, {timeout: 120_000});
-      await settle(w);
-      await shows(w);
-      expect(await cellErrors(w), `${page} live`).toEqual([]);
-      await w.page.screenshot({path: join(SCREENSHOTS, `${page.slice(1)}.png`), fullPage: true});
-      expect(w.errors, w.console.join("\n")).toEqual([]);
-      expect(w.externalRequests).toEqual([]);
-    } finally {
-      await w.page.close();
-    }
-  }, 300_000);
+  test.each(PAGES)(
+    "%s: precomputed, then live on stories260K",
+    async (page, shows) => {
+      const w = await browser.open(`${server.origin}${page}?backend=wasm`);
+      try {
+        await settle(w);
+        expect(await cellErrors(w), `${page} precomputed`).toEqual([]);
+        // The pages open on stories260K (the model that ships); "Run live" loads it in its worker.
+        await expect(w.page.locator("form.lmw-model input").inputValue()).resolves.toBe("stories260K");
+        await w.page.locator("form.lmw-live input[type=checkbox]").check();
+        await w.page.waitForFunction(() => window.lmw?.model?.id === "stories260K", null, {timeout: 120_000});
+        await w.page.waitForSelector(".lmw-status[data-status=ready]");
+        // Live: the worker runs the page's forward passes (the count comes back with each answer).
+        await w.page.waitForFunction(() => window.lmw!.runs() > 0, null, {timeout: 120_000});
+        await settle(w);
+        await shows(w);
+        expect(await cellErrors(w), `${page} live`).toEqual([]);
+        await w.page.screenshot({path: join(SCREENSHOTS, `${page.slice(1)}.png`), fullPage: true});
+        expect(w.errors, w.console.join("\n")).toEqual([]);
+        expect(w.externalRequests).toEqual([]);
+      } finally {
+        await w.page.close();
+      }
+    },
+    300_000
+  );
 });

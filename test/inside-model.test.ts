@@ -4,7 +4,15 @@
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel, type Model} from "../src/node.js";
-import {ablationView, defaultPair, firstToken, lensView, patchingView, steerDefaults, steeringView} from "../src/analysis/inside-model.js";
+import {
+  ablationView,
+  defaultPair,
+  firstToken,
+  lensView,
+  patchingView,
+  steerDefaults,
+  steeringView
+} from "../src/analysis/inside-model.js";
 import {argmax} from "../src/analysis/index.js";
 import {readInterventions} from "./helpers/interventions.js";
 import {fixtureDir} from "./helpers/fixtures.js";
@@ -61,7 +69,11 @@ describe("inside the model, on stories260K", () => {
     const n = c.tracked_ids.length;
     const H = model.config.numHeads;
     expect(view.cells).toHaveLength(model.config.numLayers * H);
-    for (const cell of view.cells) expect(cell.metric).toBeCloseTo(tracked.data[(cell.layer * H + cell.index) * n] - tracked.data[(cell.layer * H + cell.index) * n + 1], 3);
+    for (const cell of view.cells)
+      expect(cell.metric).toBeCloseTo(
+        tracked.data[(cell.layer * H + cell.index) * n] - tracked.data[(cell.layer * H + cell.index) * n + 1],
+        3
+      );
     expect(view.baseMetric).toBeCloseTo(c.base_last_logits_tracked[0] - c.base_last_logits_tracked[1], 3);
   });
 
@@ -69,7 +81,14 @@ describe("inside the model, on stories260K", () => {
     const c = ref.case("steer");
     const layer = Number(/layers\.(\d+)\./.exec(c.hook)![1]);
     expect(steerDefaults(model)).toMatchObject({from: c.from, to: c.to, prompt: c.prompt});
-    const view = await steeringView(model, {prompt: c.prompt, from: c.from, to: c.to, alpha: 4, layer, maxNewTokens: 20});
+    const view = await steeringView(model, {
+      prompt: c.prompt,
+      from: c.from,
+      to: c.to,
+      alpha: 4,
+      layer,
+      maxNewTokens: 20
+    });
     const want = c.generations.find((g: {alpha: number}) => g.alpha === 4).new_ids;
     // The continuation as it reads after the prompt (the page stops at end-of-sequence; these 20 never reach it).
     expect(want).not.toContain(2);

@@ -44,7 +44,14 @@ describe.skipIf(!available)("interventions on WebGPU in Node (Dawn)", () => {
   it("steered generation on the KV-cached path (the cache stays on the GPU)", {timeout: 600_000}, async () => {
     const c = ref.case("steer");
     for (const g of c.generations) {
-      const result = await steer(model, c.prompt, {hook: c.hook, from: c.from, to: c.to, alpha: g.alpha, maxNewTokens: 20, stopAtEos: false});
+      const result = await steer(model, c.prompt, {
+        hook: c.hook,
+        from: c.from,
+        to: c.to,
+        alpha: g.alpha,
+        maxNewTokens: 20,
+        stopAtEos: false
+      });
       expect(result.new_ids, `alpha ${g.alpha}`).toEqual(g.new_ids);
     }
   });

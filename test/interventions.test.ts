@@ -35,31 +35,62 @@ describe.each(["node", "web"] as const)("interventions on onnxruntime-%s", (runt
       expect(relativeError(lens.logits!.data, logits.data)).toBeLessThan(RELATIVE);
     });
 
-    it.each(["resid", "attn", "mlp"] as PatchKind[])("patching %s: every (layer, position), packed, over the corrupt run's cache", async (kind) => {
-      const c = ref.case(`patch_${kind}`);
-      const sweep = await patchSweep(model, c.clean, c.corrupt, kind, {ids: c.tracked_ids, full: true, maxTokens: 64});
-      expect(sweep.clean_ids).toEqual(c.clean_ids);
-      expect(sweep.corrupt_ids).toEqual(c.corrupt_ids);
-      expect(sweep.hooks).toEqual(Array.from({length: ref.json.layers}, (_, l) => c.hook_template.replace("{layer}", String(l))));
-      const tracked = ref.tensor(`patch.${kind}.tracked_logits`);
-      expect(sweep.logits.shape).toEqual(tracked.shape);
-      expect(relativeError(sweep.logits.data, tracked.data)).toBeLessThan(RELATIVE);
-      const full = ref.tensor(`patch.${kind}.last_logits`);
-      expect(sweep.full!.shape).toEqual(full.shape);
-      expect(relativeError(sweep.full!.data, full.data)).toBeLessThan(RELATIVE);
-      const V = model.config.vocabSize;
-      expect(relativeError(sweep.full!.data.subarray(2 * V, 3 * V), ref.tensor(`patch.${kind}.last_logits.layer0.pos2`).data)).toBeLessThan(RELATIVE);
-      expect(relativeError(c.tracked_ids.map((id: number) => sweep.clean[id]), c.clean_last_logits_tracked)).toBeLessThan(RELATIVE);
-      expect(relativeError(c.tracked_ids.map((id: number) => sweep.corrupt[id]), c.corrupt_last_logits_tracked)).toBeLessThan(RELATIVE);
-    });
+    it.each(["resid", "attn", "mlp"] as PatchKind[])(
+      "patching %s: every (layer, position), packed, over the corrupt run's cache",
+      async (kind) => {
+        const c = ref.case(`patch_${kind}`);
+        const sweep = await patchSweep(model, c.clean, c.corrupt, kind, {
+          ids: c.tracked_ids,
+          full: true,
+          maxTokens: 64
+        });
+        expect(sweep.clean_ids).toEqual(c.clean_ids);
+        expect(sweep.corrupt_ids).toEqual(c.corrupt_ids);
+        expect(sweep.hooks).toEqual(
+          Array.from({length: ref.json.layers}, (_, l) => c.hook_template.replace("{layer}", String(l)))
+        );
+        const tracked = ref.tensor(`patch.${kind}.tracked_logits`);
+        expect(sweep.logits.shape).toEqual(tracked.shape);
+        expect(relativeError(sweep.logits.data, tracked.data)).toBeLessThan(RELATIVE);
+        const full = ref.tensor(`patch.${kind}.last_logits`);
+        expect(sweep.full!.shape).toEqual(full.shape);
+        expect(relativeError(sweep.full!.data, full.data)).toBeLessThan(RELATIVE);
+        const V = model.config.vocabSize;
+        expect(
+          relativeError(
+            sweep.full!.data.subarray(2 * V, 3 * V),
+            ref.tensor(`patch.${kind}.last_logits.layer0.pos2`).data
+          )
+        ).toBeLessThan(RELATIVE);
+        expect(
+          relativeError(
+            c.tracked_ids.map((id: number) => sweep.clean[id]),
+            c.clean_last_logits_tracked
+          )
+        ).toBeLessThan(RELATIVE);
+        expect(
+          relativeError(
+            c.tracked_ids.map((id: number) => sweep.corrupt[id]),
+            c.corrupt_last_logits_tracked
+          )
+        ).toBeLessThan(RELATIVE);
+      }
+    );
 
     it("patching one (layer, position) with a trace edit equals that run of the sweep", async () => {
       const c = ref.case("patch_resid");
       const hook = c.hook_template.replace("{layer}", "0");
       const clean = (await model.trace(c.clean, [hook]))[hook];
-      const {logits} = await model.trace(c.corrupt, (m) => ({logits: m.lm_head.output}), {edits: [{hook, op: "set", value: clean, positions: [2]}]});
+      const {logits} = await model.trace(c.corrupt, (m) => ({logits: m.lm_head.output}), {
+        edits: [{hook, op: "set", value: clean, positions: [2]}]
+      });
       const V = model.config.vocabSize;
-      expect(relativeError(logits.data.subarray(logits.data.length - V), ref.tensor("patch.resid.last_logits.layer0.pos2").data)).toBeLessThan(RELATIVE);
+      expect(
+        relativeError(
+          logits.data.subarray(logits.data.length - V),
+          ref.tensor("patch.resid.last_logits.layer0.pos2").data
+        )
+      ).toBeLessThan(RELATIVE);
     });
 
     it("ablating every head in turn (its slice of the output projection's input set to 0)", async () => {
@@ -69,14 +100,23 @@ describe.each(["node", "web"] as const)("interventions on onnxruntime-%s", (runt
       expect(sweep.hooks[0]).toBe(c.hook_template.replace("{layer}", "0"));
       expect(relativeError(sweep.logits.data, ref.tensor("ablate_head.tracked_logits").data)).toBeLessThan(RELATIVE);
       expect(relativeError(sweep.full!.data, ref.tensor("ablate_head.last_logits").data)).toBeLessThan(RELATIVE);
-      expect(relativeError(c.tracked_ids.map((id: number) => sweep.base[id]), c.base_last_logits_tracked)).toBeLessThan(RELATIVE);
+      expect(
+        relativeError(
+          c.tracked_ids.map((id: number) => sweep.base[id]),
+          c.base_last_logits_tracked
+        )
+      ).toBeLessThan(RELATIVE);
       // One head by hand, through the trace API: head 1 of the last layer, columns D … 2D-1, scaled by 0.
       const D = ref.json.head_dim;
       const L = ref.json.layers;
       const hook = c.hook_template.replace("{layer}", String(L - 1));
-      const {logits} = await model.trace(c.text, (m) => ({logits: m.lm_head.output}), {edits: [{hook, op: "scale", value: 0, index: `[:, :, ${D}:${2 * D}]`}]});
+      const {logits} = await model.trace(c.text, (m) => ({logits: m.lm_head.output}), {
+        edits: [{hook, op: "scale", value: 0, index: `[:, :, ${D}:${2 * D}]`}]
+      });
       const V = model.config.vocabSize;
-      const want = ref.tensor("ablate_head.last_logits").data.subarray(((L - 1) * ref.json.heads + 1) * V, ((L - 1) * ref.json.heads + 2) * V);
+      const want = ref
+        .tensor("ablate_head.last_logits")
+        .data.subarray(((L - 1) * ref.json.heads + 1) * V, ((L - 1) * ref.json.heads + 2) * V);
       expect(relativeError(logits.data.subarray(logits.data.length - V), want)).toBeLessThan(RELATIVE);
     });
 
@@ -95,13 +135,25 @@ describe.each(["node", "web"] as const)("interventions on onnxruntime-%s", (runt
       const c = ref.case("steer");
       const vector = await steeringVector(model, c.hook, c.from, c.to);
       expect(relativeError(vector, ref.tensor("steer.vector").data)).toBeLessThan(RELATIVE);
-      const {logits} = await model.trace(c.prompt, (m) => ({logits: m.lm_head.output}), {edits: [steeringEdit(c.hook, vector, 4)]});
+      const {logits} = await model.trace(c.prompt, (m) => ({logits: m.lm_head.output}), {
+        edits: [steeringEdit(c.hook, vector, 4)]
+      });
       const V = model.config.vocabSize;
-      expect(relativeError(logits.data.subarray(logits.data.length - V), ref.tensor("steer.first_step_logits").data)).toBeLessThan(RELATIVE);
+      expect(
+        relativeError(logits.data.subarray(logits.data.length - V), ref.tensor("steer.first_step_logits").data)
+      ).toBeLessThan(RELATIVE);
       for (const g of c.generations) {
         expect(g.min_top2_logit_margin).toBeGreaterThan(1e-3);
         for (const useCache of [true, false]) {
-          const result = await steer(model, c.prompt, {hook: c.hook, from: c.from, to: c.to, alpha: g.alpha, maxNewTokens: 20, stopAtEos: false, useCache});
+          const result = await steer(model, c.prompt, {
+            hook: c.hook,
+            from: c.from,
+            to: c.to,
+            alpha: g.alpha,
+            maxNewTokens: 20,
+            stopAtEos: false,
+            useCache
+          });
           expect(result.input_ids).toEqual(c.prompt_ids);
           expect(result.new_ids, `alpha ${g.alpha}, cache ${useCache}`).toEqual(g.new_ids);
         }
@@ -121,7 +173,9 @@ describe("edits: the API around the references", () => {
     const hook = "model.layers.0.output";
     const plain = (await model.trace("Once upon a time", [hook]))[hook];
     const a = (await model.trace("Once upon a time", [hook], {edits: [{hook, op: "add", value: 1}]}))[hook];
-    const b = (await model.trace("Once upon a time", [hook], {edits: [{hook, op: "add", value: 2, positions: [-1]}]}))[hook];
+    const b = (await model.trace("Once upon a time", [hook], {edits: [{hook, op: "add", value: 2, positions: [-1]}]}))[
+      hook
+    ];
     const d = plain.shape[2];
     a.data.forEach((v, i) => expect(v).toBeCloseTo(plain.data[i] + 1, 5));
     b.data.forEach((v, i) => expect(v).toBeCloseTo(plain.data[i] + (i >= plain.data.length - d ? 2 : 0), 5));
@@ -133,10 +187,14 @@ describe("edits: the API around the references", () => {
   it("several edits at one hook compose in order; a range of the last axis", async () => {
     const hook = "model.layers.1.mlp.output";
     const plain = (await model.trace("a is a", [hook]))[hook];
-    const out = (await model.trace("a is a", [hook], {edits: [
-      {hook, op: "scale", value: 2, range: [4, 8]},
-      {hook, op: "set", value: 5, index: [null, 0]}
-    ]}))[hook];
+    const out = (
+      await model.trace("a is a", [hook], {
+        edits: [
+          {hook, op: "scale", value: 2, range: [4, 8]},
+          {hook, op: "set", value: 5, index: [null, 0]}
+        ]
+      })
+    )[hook];
     const d = plain.shape[2];
     out.data.forEach((v, i) => {
       const [t, j] = [Math.floor(i / d), i % d];
@@ -146,24 +204,44 @@ describe("edits: the API around the references", () => {
   });
 
   it("clear errors: an unknown hook, a weight, a value that does not broadcast, prompts of different lengths", async () => {
-    await expect(model.trace("a", ["lm_head.output"], {edits: [{hook: "model.layers.9.output", op: "set", value: 0}]})).rejects.toThrow(/layers 0 to 1/);
-    await expect(model.trace("a", ["lm_head.output"], {edits: [{hook: "model.norm.weight", op: "set", value: 0}]})).rejects.toThrow(/is a weight/);
-    await expect(model.trace("a is a", ["lm_head.output"], {edits: [{hook: "model.layers.0.output", op: "set", value: [1, 2, 3]}]})).rejects.toThrow(/model\.layers\.0\.output.*broadcast/);
-    await expect(patchSweep(model, "The city Paris", "The town of Rome is")).rejects.toThrow(/as many tokens.*clean is \d+.*corrupt \d+/);
-    await expect(model.trace("a", ["lm_head.output"], {edits: [{hook: "model.layers.0.self_attn.attn_weights", op: "set", value: 0}]})).rejects.toThrow(/cannot be edited/);
+    await expect(
+      model.trace("a", ["lm_head.output"], {edits: [{hook: "model.layers.9.output", op: "set", value: 0}]})
+    ).rejects.toThrow(/layers 0 to 1/);
+    await expect(
+      model.trace("a", ["lm_head.output"], {edits: [{hook: "model.norm.weight", op: "set", value: 0}]})
+    ).rejects.toThrow(/is a weight/);
+    await expect(
+      model.trace("a is a", ["lm_head.output"], {edits: [{hook: "model.layers.0.output", op: "set", value: [1, 2, 3]}]})
+    ).rejects.toThrow(/model\.layers\.0\.output.*broadcast/);
+    await expect(patchSweep(model, "The city Paris", "The town of Rome is")).rejects.toThrow(
+      /as many tokens.*clean is \d+.*corrupt \d+/
+    );
+    await expect(
+      model.trace("a", ["lm_head.output"], {
+        edits: [{hook: "model.layers.0.self_attn.attn_weights", op: "set", value: 0}]
+      })
+    ).rejects.toThrow(/cannot be edited/);
   });
 
   it("the three patching sweeps share one session", async () => {
     const variants = (model as unknown as {variants: Map<string, unknown>}).variants;
     const before = variants.size;
-    for (const kind of ["resid", "attn", "mlp"] as const) await patchSweep(model, "The city Paris", "The city Rome", kind, {ids: [1, 2]});
+    for (const kind of ["resid", "attn", "mlp"] as const)
+      await patchSweep(model, "The city Paris", "The city Rome", kind, {ids: [1, 2]});
     expect(variants.size).toBe(before + 1);
   });
 
   it("the CLI's edit syntax", () => {
-    expect(parseEdit("model.layers.1.mlp.output = 0")).toEqual({hook: "model.layers.1.mlp.output", op: "set", value: 0});
+    expect(parseEdit("model.layers.1.mlp.output = 0")).toEqual({
+      hook: "model.layers.1.mlp.output",
+      op: "set",
+      value: 0
+    });
     expect(parseEdit("transformer.h.0.attn.c_proj.input[:, :, 16:24] *= 0.5")).toEqual({
-      hook: "transformer.h.0.attn.c_proj.input", op: "scale", value: 0.5, index: [null, null, {start: 16, stop: 24}]
+      hook: "transformer.h.0.attn.c_proj.input",
+      op: "scale",
+      value: 0.5,
+      index: [null, null, {start: 16, stop: 24}]
     });
     expect(parseEdit("model.layers.0.output[:, -1] += -2").index).toEqual([null, -1]);
     expect(parseIndex("[0, 2:]")).toEqual([0, {start: 2, stop: undefined}]);
@@ -172,16 +250,20 @@ describe("edits: the API around the references", () => {
   });
 
   it("packing: each sequence sees the shared past before its start and its own earlier tokens", () => {
-    const {ids, offsets, feeds} = pack([{tokens: [7, 8], start: 1}, {tokens: [9], start: 2}], 3);
+    const {ids, offsets, feeds} = pack(
+      [
+        {tokens: [7, 8], start: 1},
+        {tokens: [9], start: 2}
+      ],
+      3
+    );
     expect(ids).toEqual([7, 8, 9]);
     expect(offsets).toEqual([0, 2]);
     expect(Array.from(feeds.position_ids.data as BigInt64Array, Number)).toEqual([1, 2, 2]);
     expect(Array.from(feeds.logits_index.data as BigInt64Array, Number)).toEqual([1, 2]);
     // rows: 3 past keys, then the 3 packed tokens; 0 = may look
     expect(Array.from(feeds.attention_mask.data as Uint8Array)).toEqual([
-      0, 1, 1, 0, 1, 1,
-      0, 1, 1, 0, 0, 1,
-      0, 0, 1, 1, 1, 0
+      0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 0
     ]);
   });
 

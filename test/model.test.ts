@@ -16,7 +16,8 @@ import {encodeSafetensors, startHubServer} from "./helpers/hub-server.js";
 function withGpt2Tokenizer(fixture: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-gpt2-tokenizer-"));
   copyFileSync(path.join(fixtureDir(fixture), "config.json"), path.join(dir, "config.json"));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join("data/models/gpt2", f), path.join(dir, f));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(path.join("data/models/gpt2", f), path.join(dir, f));
   return dir;
 }
 
@@ -26,7 +27,9 @@ describe("parameters", () => {
   it.each(FIXTURES)("%s: the parameter list and count equal named_parameters()", async (name) => {
     const model = await loadModel(name);
     const ref = readReference(name).json;
-    expect(sorted(model.parameters().map(({name, shape, numel}) => ({name, shape, numel})))).toEqual(sorted(ref.parameters));
+    expect(sorted(model.parameters().map(({name, shape, numel}) => ({name, shape, numel})))).toEqual(
+      sorted(ref.parameters)
+    );
     expect(model.counts().total).toBe(ref.num_parameters);
     await model.dispose();
   });
@@ -85,7 +88,11 @@ describe("module tree", () => {
   it("gpt2 prints as PyTorch prints GPT2LMHeadModel", async () => {
     const gpt2 = await loadModel("gpt2", {init: "random"});
     const tree = gpt2.moduleTree();
-    expect(tree.startsWith("GPT2LMHeadModel(\n  (transformer): GPT2Model(\n    (wte): Embedding(50257, 768)\n    (wpe): Embedding(1024, 768)\n    (drop): Dropout(p=0.1, inplace=False)\n    (h): ModuleList(\n      (0-11): 12 x GPT2Block(\n        (ln_1): LayerNorm((768,), eps=1e-05, elementwise_affine=True, bias=True)")).toBe(true);
+    expect(
+      tree.startsWith(
+        "GPT2LMHeadModel(\n  (transformer): GPT2Model(\n    (wte): Embedding(50257, 768)\n    (wpe): Embedding(1024, 768)\n    (drop): Dropout(p=0.1, inplace=False)\n    (h): ModuleList(\n      (0-11): 12 x GPT2Block(\n        (ln_1): LayerNorm((768,), eps=1e-05, elementwise_affine=True, bias=True)"
+      )
+    ).toBe(true);
     expect(tree).toContain("(c_attn): Conv1D(nf=2304, nx=768)");
     expect(tree).toContain("(act): NewGELUActivation()");
     expect(tree.endsWith("  (lm_head): Linear(in_features=768, out_features=50257, bias=False)\n)")).toBe(true);
@@ -128,25 +135,48 @@ describe("trace and weights", () => {
   });
 
   it("clear errors: unknown hook, layer out of range, empty prompt, too long, bad ids", async () => {
-    await expect(model.trace("Hi", ["model.layers.0.banana"])).rejects.toThrow(/unknown hook point model\.layers\.0\.banana/);
+    await expect(model.trace("Hi", ["model.layers.0.banana"])).rejects.toThrow(
+      /unknown hook point model\.layers\.0\.banana/
+    );
     await expect(model.trace("Hi", (m) => m.model.layers[7].output)).rejects.toThrow(/stories260K has layers 0 to 4/);
     // stories260K's tokenizer adds <s>, so "" is one token; gpt2's adds nothing, so "" is no tokens at all.
     const gpt2 = await loadModel(withGpt2Tokenizer("mini-gpt2"), {init: "random"});
     await expect(gpt2.trace("", ["lm_head.output"])).rejects.toThrow(/the prompt "" tokenizes to no tokens/);
     await gpt2.dispose();
     const tooLong = Array.from({length: 600}, () => 300);
-    await expect(model.trace(tooLong, ["lm_head.output"])).rejects.toThrow(/600 tokens long; stories260K takes at most 512 positions/);
+    await expect(model.trace(tooLong, ["lm_head.output"])).rejects.toThrow(
+      /600 tokens long; stories260K takes at most 512 positions/
+    );
     await expect(model.trace([1, 9999], ["lm_head.output"])).rejects.toThrow(/token id 9999 is outside the vocabulary/);
     await expect(model.weight("model.layers.0.nothing.weight")).rejects.toThrow(WorkbenchError);
   });
 
   it("sampling is reproducible from its seed and streams its tokens", async () => {
     const streamed: number[] = [];
-    const a = await model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 0.8, topK: 40, topP: 0.9, seed: 7, onToken: (t) => streamed.push(t.id)});
-    const b = await model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 0.8, topK: 40, topP: 0.9, seed: 7});
+    const a = await model.generate("Once upon a time", {
+      maxNewTokens: 12,
+      doSample: true,
+      temperature: 0.8,
+      topK: 40,
+      topP: 0.9,
+      seed: 7,
+      onToken: (t) => streamed.push(t.id)
+    });
+    const b = await model.generate("Once upon a time", {
+      maxNewTokens: 12,
+      doSample: true,
+      temperature: 0.8,
+      topK: 40,
+      topP: 0.9,
+      seed: 7
+    });
     expect(a.new_ids).toEqual(b.new_ids);
     expect(streamed).toEqual(a.new_ids);
-    const others = await Promise.all([1, 2, 3].map((seed) => model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 1.5, seed})));
+    const others = await Promise.all(
+      [1, 2, 3].map((seed) =>
+        model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, temperature: 1.5, seed})
+      )
+    );
     expect(new Set(others.map((o) => o.new_ids.join())).size).toBeGreaterThan(1);
     const greedy = await model.generate("Once upon a time", {maxNewTokens: 20});
     expect(greedy.text).toContain("there was a little girl named Lily");
@@ -157,7 +187,9 @@ describe("trace and weights", () => {
     const b = await model.trace("The package is very heavy", ["model.layers.4.output"]);
     const shared = a.input_ids.findIndex((id, i) => id !== b.input_ids[i]);
     const width = 64;
-    expect(Array.from(a["model.layers.4.output"].data.subarray(0, shared * width))).toEqual(Array.from(b["model.layers.4.output"].data.subarray(0, shared * width)));
+    expect(Array.from(a["model.layers.4.output"].data.subarray(0, shared * width))).toEqual(
+      Array.from(b["model.layers.4.output"].data.subarray(0, shared * width))
+    );
   });
 });
 
@@ -182,17 +214,28 @@ describe("loading over HTTP from a loopback Hub", () => {
     const hub = await startHubServer({"test-org/mini-gpt2": fixtureDir("mini-gpt2")});
     try {
       const events: {stage: string; file?: string; loaded?: number; total?: number}[] = [];
-      const model = await loadModel("test-org/mini-gpt2", {endpoint: hub.endpoint, modelsPath: [], cacheDir, onProgress: (p) => events.push(p)});
+      const model = await loadModel("test-org/mini-gpt2", {
+        endpoint: hub.endpoint,
+        modelsPath: [],
+        cacheDir,
+        onProgress: (p) => events.push(p)
+      });
       const downloads = events.filter((e) => e.stage === "download" && e.file === "model.safetensors");
       expect(downloads.length).toBeGreaterThan(0);
       expect(downloads.at(-1)!.loaded).toBe(downloads.at(-1)!.total);
-      expect(events.map((e) => e.stage)).toEqual(expect.arrayContaining(["config", "download", "graph", "session", "ready"]));
+      expect(events.map((e) => e.stage)).toEqual(
+        expect.arrayContaining(["config", "download", "graph", "session", "ready"])
+      );
       expect(hub.requests.some((r) => r.range !== undefined)).toBe(true);
       const ref = readReference("mini-gpt2");
       const out = await model.trace(ref.json.prompts[0].text, ["transformer.h.1.output"]);
-      expect(relativeError(out["transformer.h.1.output"].data, ref.tensor("p0.transformer.h.1.output").data)).toBeLessThan(1e-4);
+      expect(
+        relativeError(out["transformer.h.1.output"].data, ref.tensor("p0.transformer.h.1.output").data)
+      ).toBeLessThan(1e-4);
       await model.dispose();
-      await expect(loadModel("test-org/nope", {endpoint: hub.endpoint, modelsPath: [], cacheDir})).rejects.toThrow(/not found/);
+      await expect(loadModel("test-org/nope", {endpoint: hub.endpoint, modelsPath: [], cacheDir})).rejects.toThrow(
+        /not found/
+      );
     } finally {
       await hub.close();
     }
@@ -209,14 +252,22 @@ describe("GPT-2 checkpoints in either layout", () => {
       shape: info.shape,
       bytes: bytes.slice(info.begin, info.end)
     }));
-    tensors.push({name: "transformer.h.0.attn.masked_bias", dtype: "F32", shape: [], bytes: new Uint8Array(new Float32Array([-1e4]).buffer)});
+    tensors.push({
+      name: "transformer.h.0.attn.masked_bias",
+      dtype: "F32",
+      shape: [],
+      bytes: new Uint8Array(new Float32Array([-1e4]).buffer)
+    });
     const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-prefixed-"));
-    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(fixtureDir("mini-gpt2"), f), path.join(dir, f));
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+      copyFileSync(path.join(fixtureDir("mini-gpt2"), f), path.join(dir, f));
     writeFileSync(path.join(dir, "model.safetensors"), encodeSafetensors(tensors));
     const model = await loadModel(dir);
     const ref = readReference("mini-gpt2");
     const out = await model.trace(ref.json.prompts[3].text, ["transformer.h.1.output"]);
-    expect(relativeError(out["transformer.h.1.output"].data, ref.tensor("p3.transformer.h.1.output").data)).toBeLessThan(1e-4);
+    expect(
+      relativeError(out["transformer.h.1.output"].data, ref.tensor("p3.transformer.h.1.output").data)
+    ).toBeLessThan(1e-4);
     await model.dispose();
   });
 });
@@ -232,20 +283,32 @@ describe("bad checkpoints are refused, naming the file and the tensor", () => {
   const stories = JSON.parse(readFileSync(path.join(fixtureDir("stories260K"), "config.json"), "utf8"));
 
   it("another model_type", async () => {
-    await expect(loadModel(folder({...stories, model_type: "bert"}), {init: "random"})).rejects.toThrow(/config\.json: model_type "bert" is not supported/);
+    await expect(loadModel(folder({...stories, model_type: "bert"}), {init: "random"})).rejects.toThrow(
+      /config\.json: model_type "bert" is not supported/
+    );
   });
 
   it("a field that makes no sense", async () => {
-    await expect(loadModel(folder({...stories, num_attention_heads: 7}), {init: "random"})).rejects.toThrow(/config\.json: hidden size 64 is not divisible by 7 attention heads/);
-    await expect(loadModel(folder({...stories, hidden_size: "big"}), {init: "random"})).rejects.toThrow(/field "hidden_size"/);
+    await expect(loadModel(folder({...stories, num_attention_heads: 7}), {init: "random"})).rejects.toThrow(
+      /config\.json: hidden size 64 is not divisible by 7 attention heads/
+    );
+    await expect(loadModel(folder({...stories, hidden_size: "big"}), {init: "random"})).rejects.toThrow(
+      /field "hidden_size"/
+    );
   });
 
   it("a missing tensor, a wrong shape, no weights at all", async () => {
     const f32 = (n: number) => new Uint8Array(new Float32Array(n).buffer);
-    await expect(loadModel(folder(stories, [{name: "model.embed_tokens.weight", dtype: "F32", shape: [512, 64], bytes: f32(512 * 64)}]))).rejects.toThrow(
-      /model\.safetensors: tensor model\.layers\.0\.self_attn\.q_proj\.weight is missing/
-    );
-    await expect(loadModel(folder(stories, [{name: "model.embed_tokens.weight", dtype: "F32", shape: [500, 64], bytes: f32(500 * 64)}]))).rejects.toThrow(
+    await expect(
+      loadModel(
+        folder(stories, [{name: "model.embed_tokens.weight", dtype: "F32", shape: [512, 64], bytes: f32(512 * 64)}])
+      )
+    ).rejects.toThrow(/model\.safetensors: tensor model\.layers\.0\.self_attn\.q_proj\.weight is missing/);
+    await expect(
+      loadModel(
+        folder(stories, [{name: "model.embed_tokens.weight", dtype: "F32", shape: [500, 64], bytes: f32(500 * 64)}])
+      )
+    ).rejects.toThrow(
       /model\.safetensors: tensor model\.embed_tokens\.weight has shape \[500,64\], but config\.json implies \[512,64\]/
     );
     await expect(loadModel("data/models/gpt2")).rejects.toThrow(/no weights.*init: "random"/);

@@ -9,7 +9,17 @@ import {launchBrowser} from "./helpers/browser.js";
 import {buildSiteCopy, ROOT} from "./helpers/site.js";
 import {serveStatic} from "./helpers/static-server.js";
 
-const ALL = ["generation", "tokens", "anatomy", "context", "mlp-attention", "logit-lens", "patching", "ablation", "steering"];
+const ALL = [
+  "generation",
+  "tokens",
+  "anatomy",
+  "context",
+  "mlp-attention",
+  "logit-lens",
+  "patching",
+  "ablation",
+  "steering"
+];
 const PAGES = process.argv.length > 2 ? process.argv.slice(2) : ALL;
 const OUT = join(ROOT, "docs", "screenshots");
 mkdirSync(OUT, {recursive: true});
@@ -28,16 +38,20 @@ try {
     await page.locator("form.lmw-live input[type=checkbox]").check();
     await page.waitForSelector(".lmw-status[data-status=ready]", {timeout: 60_000});
     await page.waitForLoadState("networkidle");
-    await page.waitForFunction(() => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0);
+    await page.waitForFunction(
+      () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0
+    );
     // The model answers from its worker: wait until its forward-pass count holds still, then for the views.
     let last = -1;
-    for (let same = 0; same < 3; ) {
+    for (let same = 0; same < 3;) {
       const now = await page.evaluate(() => (window as unknown as {lmw?: {runs(): number}}).lmw?.runs() ?? 0);
       same = now === last ? same + 1 : 0;
       last = now;
       await page.waitForTimeout(250);
     }
-    await page.waitForFunction(() => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0);
+    await page.waitForFunction(
+      () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0
+    );
     await page.waitForTimeout(500);
     await page.screenshot({path: join(OUT, `${name}.png`)});
     console.log(`docs/screenshots/${name}.png`);

@@ -36,7 +36,8 @@ describe("real fixtures", () => {
     const values = toFloat32(wte, tensorBytes(file, wte));
     const view = new DataView(file.buffer, file.byteOffset + wte.begin);
     expect(values.length).toBe(512 * 32);
-    for (const i of [0, 1, 31, 12345 % values.length, values.length - 1]) expect(values[i]).toBe(view.getFloat32(4 * i, true));
+    for (const i of [0, 1, 31, 12345 % values.length, values.length - 1])
+      expect(values[i]).toBe(view.getFloat32(4 * i, true));
   });
 
   it("converts mini-llama's BF16 tensors exactly", () => {
@@ -89,23 +90,36 @@ describe("bad input", () => {
   });
 
   it("corrupt header JSON", () => {
-    expectError(() => parseHeader(encodeRaw('{"w": {"dtype": "F32",'), "bad.safetensors"), "bad.safetensors", /not valid JSON/);
+    expectError(
+      () => parseHeader(encodeRaw('{"w": {"dtype": "F32",'), "bad.safetensors"),
+      "bad.safetensors",
+      /not valid JSON/
+    );
   });
 
   it("oversized header length", () => {
     const file = encodeRaw("{}", [], 2 ** 40);
     expectError(() => parseHeader(file, "huge.safetensors"), "huge.safetensors", /corrupt or oversized header/);
     const beyond = encodeRaw("{}", [], 4096);
-    expectError(() => parseHeader(beyond, "beyond.safetensors", beyond.length), "beyond.safetensors", /corrupt or oversized/);
+    expectError(
+      () => parseHeader(beyond, "beyond.safetensors", beyond.length),
+      "beyond.safetensors",
+      /corrupt or oversized/
+    );
   });
 
   it("unknown dtype, and a known dtype that cannot be converted", () => {
-    const unknown = encodeRaw(JSON.stringify({w: {dtype: "Q4", shape: [2], data_offsets: [0, 1]}}), [new Uint8Array(1)]);
+    const unknown = encodeRaw(JSON.stringify({w: {dtype: "Q4", shape: [2], data_offsets: [0, 1]}}), [
+      new Uint8Array(1)
+    ]);
     expectError(() => parseHeader(unknown, "q.safetensors"), "tensor w in q.safetensors", /unknown dtype Q4/);
 
     const ints = encodeSafetensors([{name: "ids", dtype: "I64", shape: [2], bytes: new Uint8Array(16)}]);
     const info = parseHeader(ints, "ints.safetensors").tensors.get("ids")!;
-    expectError(() => toFloat32(info, tensorBytes(ints, info)), "unsupported dtype I64 for tensor ids in ints.safetensors");
+    expectError(
+      () => toFloat32(info, tensorBytes(ints, info)),
+      "unsupported dtype I64 for tensor ids in ints.safetensors"
+    );
   });
 
   it("offsets out of bounds", () => {
@@ -120,7 +134,11 @@ describe("bad input", () => {
 
   it("byte length disagreeing with the shape", () => {
     const text = JSON.stringify({w: {dtype: "BF16", shape: [3, 2], data_offsets: [0, 8]}});
-    expectError(() => parseHeader(encodeRaw(text, [new Uint8Array(8)]), "len.safetensors"), "tensor w in len.safetensors", /8 bytes .* needs 12/);
+    expectError(
+      () => parseHeader(encodeRaw(text, [new Uint8Array(8)]), "len.safetensors"),
+      "tensor w in len.safetensors",
+      /8 bytes .* needs 12/
+    );
   });
 
   it("entries missing fields", () => {

@@ -5,9 +5,21 @@
 import {execFile} from "node:child_process";
 import {promisify} from "node:util";
 import {beforeAll, describe, expect, it} from "vitest";
-import {activationMatrix, ANATOMY_DEFAULTS, anatomyTrace, defaultModule, summarizeWeight} from "../src/analysis/anatomy.js";
+import {
+  activationMatrix,
+  ANATOMY_DEFAULTS,
+  anatomyTrace,
+  defaultModule,
+  summarizeWeight
+} from "../src/analysis/anatomy.js";
 import {ATTENTION_DEFAULTS, attentionTrace, defaultLayerHead, parameterShares} from "../src/analysis/attention.js";
-import {CONTEXT_DEFAULTS, checkAtLayer, contextTrace, exerciseSimilarity, wordSimilarity} from "../src/analysis/context.js";
+import {
+  CONTEXT_DEFAULTS,
+  checkAtLayer,
+  contextTrace,
+  exerciseSimilarity,
+  wordSimilarity
+} from "../src/analysis/context.js";
 import {residualHook} from "../src/analysis/hooks.js";
 import {matrix, row} from "../src/analysis/index.js";
 import {loadSiteModel, siteModels} from "../docs/data/site-models.js";
@@ -22,7 +34,8 @@ async function loader(name: string): Promise<any> {
 /** Every number within `rel` of the reference (relative to the reference's largest magnitude). */
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rel = 1e-3): void {
   expect(got.length).toBe(want.length);
-  let scale = 0, worst = 0;
+  let scale = 0,
+    worst = 0;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]!));
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
   expect(worst).toBeLessThanOrEqual(rel * (scale || 1));
@@ -57,7 +70,11 @@ describe("lecture data loaders", () => {
       const b = await anatomyTrace(model, ANATOMY_DEFAULTS.promptB);
       [a, b].forEach((t, i) => {
         expect(stored.prompts[i].pieces).toEqual(t.pieces);
-        expectClose(stored.prompts[i].output.data, activationMatrix(t.tensors[`${module}.output`]!, data.anatomy.cells).data, 5e-3);
+        expectClose(
+          stored.prompts[i].output.data,
+          activationMatrix(t.tensors[`${module}.output`]!, data.anatomy.cells).data,
+          5e-3
+        );
       });
       expect(stored.equality).toMatchObject({weightsIdentical: true, activationsIdentical: false});
       const resid = a.tensors[residualHook(model.config, stored.layer)]!;
@@ -70,20 +87,33 @@ describe("lecture data loaders", () => {
     for (const id of ids()) {
       const stored = data.context.models.find((m: {id: string}) => m.id === id);
       const model = await loadSiteModel(id);
-      const [ca, cb] = [await contextTrace(model, CONTEXT_DEFAULTS.checkA), await contextTrace(model, CONTEXT_DEFAULTS.checkB)];
+      const [ca, cb] = [
+        await contextTrace(model, CONTEXT_DEFAULTS.checkA),
+        await contextTrace(model, CONTEXT_DEFAULTS.checkB)
+      ];
       for (let l = 0; l < model.config.numLayers; l++) {
         const check = checkAtLayer(ca, cb, l);
         expect(stored.check.layers[l].holds).toBe(true);
-        expect(stored.check.layers[l].positions.map((p: {identical: boolean}) => p.identical)).toEqual(check.positions.map((p) => p.identical));
+        expect(stored.check.layers[l].positions.map((p: {identical: boolean}) => p.identical)).toEqual(
+          check.positions.map((p) => p.identical)
+        );
       }
       const traces = [];
       for (const s of CONTEXT_DEFAULTS.sentences) traces.push(await contextTrace(model, s));
       const points = wordSimilarity(traces, CONTEXT_DEFAULTS.word);
-      expectClose(stored.similarity.map((p: {similarity: number}) => p.similarity), points.map((p) => p.similarity), 1e-5);
+      expectClose(
+        stored.similarity.map((p: {similarity: number}) => p.similarity),
+        points.map((p) => p.similarity),
+        1e-5
+      );
       const yours = await contextTrace(model, CONTEXT_DEFAULTS.exercise);
       const t = stored.exercise.word.position;
       const mine = exerciseSimilarity(yours, t, traces, CONTEXT_DEFAULTS.word);
-      expectClose(stored.exercise.byPosition[t].flat(), mine.map((p) => p.similarity), 1e-5);
+      expectClose(
+        stored.exercise.byPosition[t].flat(),
+        mine.map((p) => p.similarity),
+        1e-5
+      );
     }
   });
 

@@ -88,7 +88,7 @@ describe("data loaders", () => {
     await model.dispose();
   });
 
-  test("tokens.json: \" Paris\" and \"Paris\" are different gpt2 tokens", () => {
+  test('tokens.json: " Paris" and "Paris" are different gpt2 tokens', () => {
     const gpt2 = tokens.models.find((m: {id: string}) => m.id === "gpt2");
     expect(gpt2.word.map((w: {ids: number[]}) => w.ids)).toEqual([[6342], [40313]]);
     expect(gpt2.analysis.vocabSize).toBe(50257);

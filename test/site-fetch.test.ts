@@ -4,7 +4,17 @@
  * trained weights; a model that cannot be fetched is one line saying what the build does instead, and never
  * an error. Large trained weights stay out of dist/ unless LMW_SHIP_WEIGHTS=1.
  */
-import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, truncateSync, writeFileSync} from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  truncateSync,
+  writeFileSync
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {execFile} from "node:child_process";
@@ -52,12 +62,21 @@ describe("fetching the site's models", () => {
       modelsPath: ["data/models"],
       log: (line) => lines.push(line)
     });
-    expect(outcomes).toEqual({"test-org/stories": "fetched", stories260K: "had", gpt2: "random", "test-org/missing": "left out", "a/../b": "left out"});
+    expect(outcomes).toEqual({
+      "test-org/stories": "fetched",
+      stories260K: "had",
+      gpt2: "random",
+      "test-org/missing": "left out",
+      "a/../b": "left out"
+    });
 
     const folder = hubCacheFolder("test-org/stories", {endpoint: hub.endpoint, cacheDir});
     for (const file of ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"])
       expect(readFileSync(path.join(folder, file)).equals(readFileSync(path.join(STORIES, file))), file).toBe(true);
-    expect(JSON.parse(readFileSync(path.join(folder, CACHE_MARKER), "utf8"))).toMatchObject({id: "test-org/stories", complete: true});
+    expect(JSON.parse(readFileSync(path.join(folder, CACHE_MARKER), "utf8"))).toMatchObject({
+      id: "test-org/stories",
+      complete: true
+    });
 
     const summary = lines.filter((l) => !/ MB$/.test(l));
     expect(summary).toEqual([
@@ -88,7 +107,12 @@ describe("fetching the site's models", () => {
   });
 
   it("npm run build's first step, run as npm runs it with LMW_HUB_ENDPOINT; the site's model list then finds the download", async () => {
-    const env = {...process.env, LMW_SITE_MODELS: "test-org/stories,stories260K", LMW_HUB_ENDPOINT: hub.endpoint, LMW_MODELS: ""};
+    const env = {
+      ...process.env,
+      LMW_SITE_MODELS: "test-org/stories,stories260K",
+      LMW_HUB_ENDPOINT: hub.endpoint,
+      LMW_MODELS: ""
+    };
     const {stderr} = await run(path.resolve("node_modules/.bin/tsx"), ["docs/data/fetch-site-models.ts"], {env});
     const folder = hubCacheFolder("test-org/stories", {endpoint: hub.endpoint});
     expect(stderr.split("\n").filter((l) => l.startsWith("site-models:") && !l.endsWith(" MB"))).toEqual([
@@ -112,13 +136,17 @@ describe("fetching the site's models", () => {
     const models = tempDir();
     const folder = path.join(models, "big");
     mkdirSync(folder);
-    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(STORIES, f), path.join(folder, f));
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+      copyFileSync(path.join(STORIES, f), path.join(folder, f));
     writeFileSync(path.join(folder, "model.safetensors"), "");
     truncateSync(path.join(folder, "model.safetensors"), 60e6); // sparse: only its size is looked at
     Object.assign(process.env, {LMW_SITE_MODELS: "big", LMW_MODELS: models});
     vi.resetModules();
     const first = await import("../docs/data/site-models.js");
-    expect(first.siteModels()[0]).toMatchObject({weights: true, files: ["config.json", "tokenizer.json", "tokenizer_config.json"]});
+    expect(first.siteModels()[0]).toMatchObject({
+      weights: true,
+      files: ["config.json", "tokenizer.json", "tokenizer_config.json"]
+    });
     process.env.LMW_SHIP_WEIGHTS = "1";
     vi.resetModules();
     const second = await import("../docs/data/site-models.js");

@@ -15,8 +15,12 @@ import {workerEncoder} from "../src/tokenizer-worker.js";
 const STORIES = path.resolve("test/fixtures/stories260K");
 const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-redos-"));
 const tokenizer = JSON.parse(readFileSync(path.join(STORIES, "tokenizer.json"), "utf8"));
-const hostile = {...tokenizer, pre_tokenizer: {type: "Split", pattern: {Regex: "(a+)+$"}, behavior: "Isolated", invert: false}};
-for (const f of ["config.json", "tokenizer_config.json", "model.safetensors"]) copyFileSync(path.join(STORIES, f), path.join(dir, f));
+const hostile = {
+  ...tokenizer,
+  pre_tokenizer: {type: "Split", pattern: {Regex: "(a+)+$"}, behavior: "Isolated", invert: false}
+};
+for (const f of ["config.json", "tokenizer_config.json", "model.safetensors"])
+  copyFileSync(path.join(STORIES, f), path.join(dir, f));
 writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(hostile));
 afterAll(() => rmSync(dir, {recursive: true, force: true}));
 
@@ -45,8 +49,11 @@ describe("tokenizing under a time limit", () => {
 
   it("an idle worker does not keep the process alive (a loader that never disposes its model still exits)", () => {
     const script = path.join(dir, "exits.mts");
-    writeFileSync(script, `import {loadModel} from ${JSON.stringify(path.resolve("src/node.ts"))};\n` +
-      `const model = await loadModel(${JSON.stringify(STORIES)});\nconsole.log((await model.trace("Once upon", ["lm_head.output"])).input_ids.join(","));\n`);
+    writeFileSync(
+      script,
+      `import {loadModel} from ${JSON.stringify(path.resolve("src/node.ts"))};\n` +
+        `const model = await loadModel(${JSON.stringify(STORIES)});\nconsole.log((await model.trace("Once upon", ["lm_head.output"])).input_ids.join(","));\n`
+    );
     const result = spawnSync(path.resolve("node_modules/.bin/tsx"), [script], {encoding: "utf8", timeout: 60_000});
     expect(result.signal).toBe(null);
     expect(result.status).toBe(0);

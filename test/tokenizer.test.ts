@@ -6,7 +6,10 @@ import {WorkbenchError} from "../src/errors.js";
 const readJson = (path: string): any => JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8"));
 
 function load(dir: string, withConfig = true): Tokenizer {
-  return Tokenizer.fromJson(readJson(`${dir}/tokenizer.json`), withConfig ? readJson(`${dir}/tokenizer_config.json`) : undefined);
+  return Tokenizer.fromJson(
+    readJson(`${dir}/tokenizer.json`),
+    withConfig ? readJson(`${dir}/tokenizer_config.json`) : undefined
+  );
 }
 
 interface Case {
@@ -31,7 +34,12 @@ const STORIES = `${MODELS}/stories260K`;
  */
 const KINDS = [
   ["gpt2", GPT2, `${FIXTURES}/tokenizers/gpt2.json`, `${FIXTURES}/tokenizers/gpt2.prompts.json`],
-  ["SmolLM2-135M", SMOLLM2, `${FIXTURES}/tokenizers/SmolLM2-135M.json`, `${FIXTURES}/tokenizers/SmolLM2-135M.prompts.json`],
+  [
+    "SmolLM2-135M",
+    SMOLLM2,
+    `${FIXTURES}/tokenizers/SmolLM2-135M.json`,
+    `${FIXTURES}/tokenizers/SmolLM2-135M.prompts.json`
+  ],
   ["stories260K", STORIES, `${FIXTURES}/stories260K/tokenizer_cases.json`, undefined]
 ] as const;
 
@@ -117,7 +125,10 @@ describe("pieces and special ids", () => {
   });
 });
 
-for (const [name, dir, size] of [["gpt2", GPT2, 50257], ["SmolLM2-135M", SMOLLM2, 49152]] as const) {
+for (const [name, dir, size] of [
+  ["gpt2", GPT2, 50257],
+  ["SmolLM2-135M", SMOLLM2, 49152]
+] as const) {
   describe(`real ${name} tokenizer`, () => {
     const tok = load(dir);
 

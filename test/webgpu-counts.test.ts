@@ -11,12 +11,21 @@ const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
 process.env.VK_ICD_FILENAMES ??= SWIFTSHADER;
 process.env.XDG_RUNTIME_DIR ??= "/tmp";
 const available = existsSync(process.env.VK_ICD_FILENAMES!);
-if (!available && process.env.CI) throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
+if (!available && process.env.CI)
+  throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
 
 describe("reading onnxruntime's node placements", () => {
   it("counts the CPU provider's nodes, or none where every node went elsewhere", () => {
-    const log = (lines: string[]) => ["[V:onnxruntime:, session_state.cc:1377 VerifyEachNodeIsAssignedToAnEp] Node placements", ...lines].join("\n");
-    expect(cpuNodesFromLog(log([" Node(s) placed on [CPUExecutionProvider]. Number of nodes: 8", " Node(s) placed on [JsExecutionProvider]. Number of nodes: 271"]))).toBe(8);
+    const log = (lines: string[]) =>
+      ["[V:onnxruntime:, session_state.cc:1377 VerifyEachNodeIsAssignedToAnEp] Node placements", ...lines].join("\n");
+    expect(
+      cpuNodesFromLog(
+        log([
+          " Node(s) placed on [CPUExecutionProvider]. Number of nodes: 8",
+          " Node(s) placed on [JsExecutionProvider]. Number of nodes: 271"
+        ])
+      )
+    ).toBe(8);
     expect(cpuNodesFromLog(log([" All nodes placed on [JsExecutionProvider]. Number of nodes: 279"]))).toBe(0);
     expect(() => cpuNodesFromLog("nothing verbose")).toThrow(/logSeverityLevel 0/);
   });
@@ -26,7 +35,10 @@ describe.skipIf(!available)("WebGPU work per run (Dawn in Node on SwiftShader)",
   it("stories260K: one readback per all-hooks trace and per decode step; kernels per layer bounded", async () => {
     const {loadModel} = await import("../src/node.js");
     const {measureWebGPUCounts} = await import("../bench/webgpu-counts.js");
-    const counts = await measureWebGPUCounts((sessionOptions) => loadModel("stories260K", {runtime: "webgpu", sessionOptions}), {decodeSteps: 2});
+    const counts = await measureWebGPUCounts(
+      (sessionOptions) => loadModel("stories260K", {runtime: "webgpu", sessionOptions}),
+      {decodeSteps: 2}
+    );
     expect(counts.traceReadbacksPerRun).toBe(1);
     expect(counts.decodeReadbacksPerStep).toBe(1);
     // The logits of one position, and nothing else: 512 floats.

@@ -18,9 +18,10 @@ const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
 type Model = Awaited<ReturnType<typeof loadModel>>;
 
 const available = existsSync(process.env.VK_ICD_FILENAMES!);
-if (!available && process.env.CI) throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
+if (!available && process.env.CI)
+  throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
 
-const PROMPTS: Record<string, number[]> = {"stories260K": [0, 1, 2, 3], "mini-gpt2": [0, 2], "mini-llama": [0, 2]};
+const PROMPTS: Record<string, number[]> = {stories260K: [0, 1, 2, 3], "mini-gpt2": [0, 2], "mini-llama": [0, 2]};
 
 describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader)", () => {
   // The native WebGPU execution provider (onnxruntime-web/webgpu), which the GPU benchmark times beside JSEP.
@@ -31,7 +32,10 @@ describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader
       expect(model.backend).toMatch(/^WebGPU \(Dawn in Node, native EP\)/);
       for (const i of [0, 3]) {
         const prompt = ref.json.prompts[i];
-        const traced = (await model.trace(prompt.text, prompt.captured)) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
+        const traced = (await model.trace(prompt.text, prompt.captured)) as unknown as Record<
+          string,
+          {shape: number[]; data: Float32Array}
+        >;
         for (const hook of prompt.captured) expectHookMatches(hook, traced[hook], ref.tensor(`p${i}.${hook}`));
       }
       const gen = ref.json.generations[0];
@@ -57,22 +61,36 @@ describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader
 
     it("runs on WebGPU", () => expect(model.backend).toMatch(/^WebGPU \(Dawn in Node\)/));
 
-    it.each((PROMPTS[name] ?? [0, 2]).map((i) => [i, ref.json.prompts[i]] as const))("prompt %i: every captured hook point and the logits", async (i, prompt) => {
-      const traced = (await model.trace(prompt.text, [...prompt.captured, "lm_head.output"])) as unknown as Record<string, {shape: number[]; data: Float32Array}>;
-      for (const hook of prompt.captured) expectHookMatches(hook, traced[hook], ref.tensor(`p${i}.${hook}`));
-      const logits = traced["lm_head.output"].data;
-      expect(relativeError(logits.subarray(logits.length - model.config.vocabSize), ref.tensor(`p${i}.logits.last`).data)).toBeLessThan(RELATIVE);
-    });
+    it.each((PROMPTS[name] ?? [0, 2]).map((i) => [i, ref.json.prompts[i]] as const))(
+      "prompt %i: every captured hook point and the logits",
+      async (i, prompt) => {
+        const traced = (await model.trace(prompt.text, [...prompt.captured, "lm_head.output"])) as unknown as Record<
+          string,
+          {shape: number[]; data: Float32Array}
+        >;
+        for (const hook of prompt.captured) expectHookMatches(hook, traced[hook], ref.tensor(`p${i}.${hook}`));
+        const logits = traced["lm_head.output"].data;
+        expect(
+          relativeError(logits.subarray(logits.length - model.config.vocabSize), ref.tensor(`p${i}.logits.last`).data)
+        ).toBeLessThan(RELATIVE);
+      }
+    );
 
     // SwiftShader compiles shaders for every new sequence length: on the tiny fixtures, one generation, cached.
     const full = name === "stories260K";
-    it(full ? "greedy generations, with and without the key/value cache (kept on the GPU)" : "a greedy generation with the key/value cache (kept on the GPU)", async () => {
-      for (const gen of full ? ref.json.generations : ref.json.generations.slice(0, 1)) {
-        for (const useCache of full ? [true, false] : [true]) {
-          const result = await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false, useCache});
-          expect(result.new_ids, `${JSON.stringify(gen.text)} useCache=${useCache}`).toEqual(gen.new_ids);
+    it(
+      full
+        ? "greedy generations, with and without the key/value cache (kept on the GPU)"
+        : "a greedy generation with the key/value cache (kept on the GPU)",
+      async () => {
+        for (const gen of full ? ref.json.generations : ref.json.generations.slice(0, 1)) {
+          for (const useCache of full ? [true, false] : [true]) {
+            const result = await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false, useCache});
+            expect(result.new_ids, `${JSON.stringify(gen.text)} useCache=${useCache}`).toEqual(gen.new_ids);
+          }
         }
-      }
-    }, 120_000);
+      },
+      120_000
+    );
   });
 });

@@ -13,7 +13,6 @@ import {FIXTURES, RELATIVE, expectHookMatches, fixtureDir, readReference, relati
 import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
-
 type Backend = "wasm" | "webgpu";
 interface Traced {
   ids: number[];
@@ -36,11 +35,19 @@ const reference = (name: string) => references.get(name) ?? references.set(name,
 /** The page's window.parity, called from Node. */
 const parity = {
   load: (w: WatchedPage, id: string, endpoint: string, preferWebGPU: boolean) =>
-    w.page.evaluate(([i, e, g]) => (window as any).parity.load(i, e, g) as Promise<string>, [id, endpoint, preferWebGPU] as const),
+    w.page.evaluate(([i, e, g]) => (window as any).parity.load(i, e, g) as Promise<string>, [
+      id,
+      endpoint,
+      preferWebGPU
+    ] as const),
   trace: async (w: WatchedPage, text: string, hooks: string[]) =>
     decode(await w.page.evaluate(([t, h]) => (window as any).parity.trace(t, h), [text, hooks] as const)),
   generate: (w: WatchedPage, text: string, n: number) =>
-    w.page.evaluate(([t, k]) => (window as any).parity.generate(t, k) as Promise<{input_ids: number[]; new_ids: number[]; text: string}>, [text, n] as const)
+    w.page.evaluate(
+      ([t, k]) =>
+        (window as any).parity.generate(t, k) as Promise<{input_ids: number[]; new_ids: number[]; text: string}>,
+      [text, n] as const
+    )
 };
 
 describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM against the references", () => {
@@ -77,7 +84,8 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
   function compare(name: string, prompt: ReturnType<typeof readReference>["json"]["prompts"][number], got: Traced) {
     const ref = reference(name);
     expect(got.ids).toEqual(prompt.input_ids);
-    for (const hook of prompt.captured) expectHookMatches(hook, got.tensors[hook], ref.tensor(`p${prompt.index}.${hook}`));
+    for (const hook of prompt.captured)
+      expectHookMatches(hook, got.tensors[hook], ref.tensor(`p${prompt.index}.${hook}`));
     const logits = got.tensors["lm_head.output"].data;
     const last = ref.tensor(`p${prompt.index}.logits.last`).data;
     expect(relativeError(logits.subarray(logits.length - last.length), last), "logits").toBeLessThan(RELATIVE);
@@ -85,7 +93,9 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
 
   const plan: [Backend, (typeof FIXTURES)[number], number[], number][] = [
     // backend, fixture, prompts traced, greedy generations checked
-    ...FIXTURES.map((name) => ["wasm", name, [0, 1, 2, 3], 1] as [Backend, (typeof FIXTURES)[number], number[], number]),
+    ...FIXTURES.map(
+      (name) => ["wasm", name, [0, 1, 2, 3], 1] as [Backend, (typeof FIXTURES)[number], number[], number]
+    ),
     ["webgpu", "stories260K", [0, 1, 2, 3], 1],
     ["webgpu", "mini-gpt2", [0, 2], 0],
     ["webgpu", "mini-llama", [0, 2], 0],
@@ -95,31 +105,38 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
     ["webgpu", "mini-gemma3", [0, 2], 0]
   ];
 
-  test.for(plan)("%s, %s: every captured hook point and the logits; greedy generations", {timeout: 180_000}, async ([backend, name, prompts, generations], context) => {
-    if (backend === "webgpu" && !hasAdapter) {
-      if (process.env.CI) throw new Error("this chromium offers no WebGPU adapter (expected SwiftShader with --enable-unsafe-webgpu)");
-      context.skip();
-    }
-    const ref = reference(name);
-    const w = await open();
-    try {
-      const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
-      expect(sentence).toMatch(backend === "webgpu" ? /^WebGPU: adapter / : /^WASM \(\d+ threads?\): WebGPU was not asked for/);
-      for (const i of prompts) {
-        const prompt = ref.json.prompts[i];
-        compare(name, prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
+  test.for(plan)(
+    "%s, %s: every captured hook point and the logits; greedy generations",
+    {timeout: 180_000},
+    async ([backend, name, prompts, generations], context) => {
+      if (backend === "webgpu" && !hasAdapter) {
+        if (process.env.CI)
+          throw new Error("this chromium offers no WebGPU adapter (expected SwiftShader with --enable-unsafe-webgpu)");
+        context.skip();
       }
-      for (const gen of ref.json.generations.slice(0, generations)) {
-        const result = await parity.generate(w, gen.text, 20);
-        expect(result.input_ids).toEqual(gen.input_ids);
-        expect(result.new_ids, gen.text).toEqual(gen.new_ids);
-        expect(result.text).toBe(gen.generated_text);
+      const ref = reference(name);
+      const w = await open();
+      try {
+        const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
+        expect(sentence).toMatch(
+          backend === "webgpu" ? /^WebGPU: adapter / : /^WASM \(\d+ threads?\): WebGPU was not asked for/
+        );
+        for (const i of prompts) {
+          const prompt = ref.json.prompts[i];
+          compare(name, prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
+        }
+        for (const gen of ref.json.generations.slice(0, generations)) {
+          const result = await parity.generate(w, gen.text, 20);
+          expect(result.input_ids).toEqual(gen.input_ids);
+          expect(result.new_ids, gen.text).toEqual(gen.new_ids);
+          expect(result.text).toBe(gen.generated_text);
+        }
+        expect(w.errors, w.console.join("\n")).toEqual([]);
+      } finally {
+        await w.page.close();
       }
-      expect(w.errors, w.console.join("\n")).toEqual([]);
-    } finally {
-      await w.page.close();
     }
-  });
+  );
 
   test("WebGPU whose device cannot be created: the session falls back to WASM, says so, and is right", async (context) => {
     if (!hasAdapter) context.skip();
@@ -150,7 +167,9 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
     try {
       const w = await open(plain);
       const sentence = await parity.load(w, "test-org/stories260K", hub.endpoint, true);
-      expect(sentence).toMatch(/^WASM \(\d+ threads?\): navigator\.gpu(\.requestAdapter\(\) gave no adapter| is missing)/);
+      expect(sentence).toMatch(
+        /^WASM \(\d+ threads?\): navigator\.gpu(\.requestAdapter\(\) gave no adapter| is missing)/
+      );
       const prompt = reference("stories260K").json.prompts[3];
       compare("stories260K", prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
       expect(w.errors, w.console.join("\n")).toEqual([]);

@@ -53,14 +53,20 @@ class FakeWorker {
       const ids = [...text].map((c) => c.charCodeAt(0) % 10);
       return this.send({type: "result", req, value: {ids, tokens: [...text], pieces: [...text]}, runs: 0});
     }
-    if (method === "trace") return this.send({type: "result", req, value: {tensors: {}, input_ids: args[0], tokens: []}, runs: 1});
+    if (method === "trace")
+      return this.send({type: "result", req, value: {tensors: {}, input_ids: args[0], tokens: []}, runs: 1});
     if (method === "generate") {
       // One token every 5 ms until 20 or an abort, read between steps as the real worker does.
       let index = 0;
       const step = () => {
         if (this.terminated) return;
         if (this.aborted.has(req) || index === 20) {
-          return this.send({type: "result", req, value: {input_ids: args[0], new_ids: [], text: "", stopped: index === 20 ? "max_new_tokens" : "aborted"}, runs: index});
+          return this.send({
+            type: "result",
+            req,
+            value: {input_ids: args[0], new_ids: [], text: "", stopped: index === 20 ? "max_new_tokens" : "aborted"},
+            runs: index
+          });
         }
         this.send({type: "token", req, token: {id: index, text: `t${index}`, index, piece: ` t${index}`}});
         index++;
@@ -75,7 +81,8 @@ class FakeWorker {
   }
 }
 
-const calls = (w: FakeWorker) => w.received.flatMap((m) => (m.op === "call" ? [`${m.method}:${JSON.stringify(m.args[0])}`] : []));
+const calls = (w: FakeWorker) =>
+  w.received.flatMap((m) => (m.op === "call" ? [`${m.method}:${JSON.stringify(m.args[0])}`] : []));
 
 let model: WorkerModel;
 beforeEach(async () => {
@@ -89,7 +96,12 @@ afterEach(() => {
 
 describe("WorkerModel", () => {
   it("looks like a Model: its fixed facts without a call, and trace by paths", async () => {
-    expect([model.id, model.config.vocabSize, model.hookPoints(), model.moduleTree()]).toEqual(["fake", 10, ["lm_head.output"], "Fake()"]);
+    expect([model.id, model.config.vocabSize, model.hookPoints(), model.moduleTree()]).toEqual([
+      "fake",
+      10,
+      ["lm_head.output"],
+      "Fake()"
+    ]);
     const traced = await model.trace([1, 2], ["lm_head.output"]);
     expect(traced.input_ids).toEqual([1, 2]);
     expect(model.runs).toBe(1);

@@ -18,20 +18,35 @@ for (const runtime of ["webgpu", "webgpu-native"] as const) {
     const ref = JSON.parse(readFileSync(path.join(dir, "reference.json"), "utf8"));
     const bytes = new Uint8Array(readFileSync(path.join(dir, "reference.safetensors")));
     const header = parseHeader(bytes, "reference.safetensors", bytes.length);
-    const tensor = (k: string) => { const i = header.tensors.get(k)!; return toFloat32(i, bytes.subarray(i.begin, i.end)); };
+    const tensor = (k: string) => {
+      const i = header.tensors.get(k)!;
+      return toFloat32(i, bytes.subarray(i.begin, i.end));
+    };
     const t0 = Date.now();
     const model = await loadModel(name, {runtime});
-    let rel = 0, abs = 0, worst = "";
+    let rel = 0,
+      abs = 0,
+      worst = "";
     for (const p of ref.prompts) {
       const got = (await model.trace(p.text, [...p.captured, "lm_head.output"])) as any;
       for (const h of [...p.captured, "logits.last"]) {
         const want = h === "logits.last" ? tensor(`p${p.index}.logits.last`) : tensor(`p${p.index}.${h}`);
-        const data: Float32Array = h === "logits.last" ? got["lm_head.output"].data.subarray(got["lm_head.output"].data.length - want.length) : got[h].data;
-        let scale = 0, err = 0;
-        for (let i = 0; i < want.length; i++) { scale = Math.max(scale, Math.abs(want[i])); err = Math.max(err, Math.abs(data[i] - want[i])); }
+        const data: Float32Array =
+          h === "logits.last"
+            ? got["lm_head.output"].data.subarray(got["lm_head.output"].data.length - want.length)
+            : got[h].data;
+        let scale = 0,
+          err = 0;
+        for (let i = 0; i < want.length; i++) {
+          scale = Math.max(scale, Math.abs(want[i]));
+          err = Math.max(err, Math.abs(data[i] - want[i]));
+        }
         if (data.length !== want.length) err = Infinity;
         if (h.endsWith("attn_weights")) abs = Math.max(abs, err);
-        else if (err / (scale || 1) > rel) { rel = err / (scale || 1); worst = h; }
+        else if (err / (scale || 1) > rel) {
+          rel = err / (scale || 1);
+          worst = h;
+        }
       }
     }
     const gen = ref.generations[0];
@@ -39,7 +54,9 @@ for (const runtime of ["webgpu", "webgpu-native"] as const) {
     const same = JSON.stringify(result.new_ids) === JSON.stringify(gen.new_ids);
     const ok = rel < 1e-4 && abs < 1e-5 && same;
     if (!ok) failures++;
-    console.log(`${ok ? "ok  " : "FAIL"} ${runtime.padEnd(13)} ${name.padEnd(12)} worst relative ${rel.toExponential(2)} (${worst}), attention ${abs.toExponential(2)} absolute, cached generation ${same ? "equal" : "DIFFERS"}; ${Date.now() - t0} ms; ${model.backend}`);
+    console.log(
+      `${ok ? "ok  " : "FAIL"} ${runtime.padEnd(13)} ${name.padEnd(12)} worst relative ${rel.toExponential(2)} (${worst}), attention ${abs.toExponential(2)} absolute, cached generation ${same ? "equal" : "DIFFERS"}; ${Date.now() - t0} ms; ${model.backend}`
+    );
     await model.dispose();
   }
 }

@@ -14,17 +14,31 @@ const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", locat
 const bench = {
   /** The WebGPU adapter's info, or null where there is none. */
   async adapter(): Promise<Record<string, string> | null> {
-    const gpu = (navigator as unknown as {gpu?: {requestAdapter(o?: unknown): Promise<{info?: Record<string, string>} | null>}}).gpu;
+    const gpu = (
+      navigator as unknown as {gpu?: {requestAdapter(o?: unknown): Promise<{info?: Record<string, string>} | null>}}
+    ).gpu;
     const adapter = await gpu?.requestAdapter({powerPreference: "high-performance"}).catch(() => null);
     if (!adapter) return null;
     const info = adapter.info ?? {};
-    return {vendor: info.vendor ?? "", architecture: info.architecture ?? "", device: info.device ?? "", description: info.description ?? ""};
+    return {
+      vendor: info.vendor ?? "",
+      architecture: info.architecture ?? "",
+      device: info.device ?? "",
+      description: info.description ?? ""
+    };
   },
 
   /** Loads `id` from the Hub at `endpoint` and times it; the backend sentence says which backend ran. */
   async model(id: string, endpoint: string, init: "checkpoint" | "random", preferWebGPU: boolean, quick: boolean) {
     const stamps = new Map<string, number>();
-    const m = await loadModel(id, {endpoint, preferWebGPU, wasmPaths, init, seed: 0, onProgress: (p) => stamps.set(p.stage, performance.now())});
+    const m = await loadModel(id, {
+      endpoint,
+      preferWebGPU,
+      wasmPaths,
+      init,
+      seed: 0,
+      onProgress: (p) => stamps.set(p.stage, performance.now())
+    });
     document.querySelector("#status")!.textContent = m.backend;
     try {
       const measured = await measureModel(m, quick);

@@ -29,7 +29,13 @@ function initializer(name: string, shape: number[], values: number[]): number[] 
   return message(5, ...shape.map((d) => int(1, d)), int(2, FLOAT), bytes(8, name), bytes(9, raw));
 }
 function node(opType: string, inputs: string[], outputs: string[]): number[] {
-  return message(1, ...inputs.map((i) => bytes(1, i)), ...outputs.map((o) => bytes(2, o)), bytes(3, opType), bytes(4, opType));
+  return message(
+    1,
+    ...inputs.map((i) => bytes(1, i)),
+    ...outputs.map((o) => bytes(2, o)),
+    bytes(3, opType),
+    bytes(4, opType)
+  );
 }
 
 /** W, 4 × 3, row-major. */

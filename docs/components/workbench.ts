@@ -102,7 +102,7 @@ function pageSettings(): Settings {
   saveSettings(settings);
   let changed = false;
   for (const key of URL_SETTINGS) {
-    if (settings[key] && !params.has(key)) params.set(key, settings[key]!), (changed = true);
+    if (settings[key] && !params.has(key)) (params.set(key, settings[key]!), (changed = true));
   }
   if (changed) history.replaceState(history.state, "", `${location.pathname}?${params}${location.hash}`);
   return settings;
@@ -130,7 +130,6 @@ export function pageOptions(): PageOptions {
   };
 }
 
-
 // ---------------------------------------------------------------------------------------------------------
 // Controls
 
@@ -138,16 +137,24 @@ export function pageOptions(): PageOptions {
  * The model control: a text input with a datalist of the usual models; submits on Enter or "Load". Opens on
  * the model the reader chose on an earlier page, else `value`.
  */
-export function modelInput({value = "gpt2", label = "Model", datalist = MODEL_CHOICES, width = 320} = {}): HTMLFormElement {
-  const form = withClass("lmw-model", Inputs.text({
-    label,
-    value: SETTINGS.model || value,
-    datalist,
-    submit: "Load",
-    width,
-    placeholder: "a Hub id, a shipped model, or a URL",
-    spellcheck: false
-  } as Record<string, unknown>));
+export function modelInput({
+  value = "gpt2",
+  label = "Model",
+  datalist = MODEL_CHOICES,
+  width = 320
+} = {}): HTMLFormElement {
+  const form = withClass(
+    "lmw-model",
+    Inputs.text({
+      label,
+      value: SETTINGS.model || value,
+      datalist,
+      submit: "Load",
+      width,
+      placeholder: "a Hub id, a shipped model, or a URL",
+      spellcheck: false
+    } as Record<string, unknown>)
+  );
   form.addEventListener("input", () => saveSettings({model: (form as unknown as {value: string}).value}));
   return form;
 }
@@ -218,7 +225,12 @@ export function liveModel(
 ): AsyncGenerator<ModelState> {
   id = (id ?? "").trim();
   if (!live) {
-    const idle: ModelState = {id, status: "idle", message: "precomputed numbers; turn on “Run live” to load the model in this page", model: ready};
+    const idle: ModelState = {
+      id,
+      status: "idle",
+      message: "precomputed numbers; turn on “Run live” to load the model in this page",
+      model: ready
+    };
     return Generators.observe((notify: (state: ModelState) => void) => {
       notify(idle);
     }) as AsyncGenerator<ModelState>;
@@ -246,7 +258,12 @@ export function liveModel(
 /** Loads `id` in its worker, reporting each state through `update`; the model, or undefined on failure. */
 async function load(
   id: string,
-  {init, seed, signal, update}: {init?: "checkpoint" | "random"; seed: number; signal: AbortSignal; update: (state: ModelState) => void}
+  {
+    init,
+    seed,
+    signal,
+    update
+  }: {init?: "checkpoint" | "random"; seed: number; signal: AbortSignal; update: (state: ModelState) => void}
 ): Promise<Model | undefined> {
   const page = pageOptions();
   const shipped = await siteModels();
@@ -263,7 +280,13 @@ async function load(
   const where = bundled[id] ? "from this site" : /^https?:\/\//.test(id) ? `from ${id}` : `from ${page.endpoint}`;
   update({id, status: "loading", message: `loading ${id} ${where}…`, model: ready});
   const onProgress = (p: LoadProgress) =>
-    update({id, status: "loading", message: p.message, model: ready, ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})});
+    update({
+      id,
+      status: "loading",
+      message: p.message,
+      model: ready,
+      ...(p.loaded !== undefined ? {progress: {loaded: p.loaded, total: p.total}} : {})
+    });
   try {
     const model = await loadWorkerModel(id, {
       bundled,
@@ -278,9 +301,10 @@ async function load(
     update({id, status: "ready", message: `${model.id} is ready`, model});
     return model;
   } catch (error) {
-    const hint = !bundled[id] && !random && entry
-      ? ` — this site ships ${id}'s config and tokenizer only; add ?weights=random to the address to run it with random weights`
-      : "";
+    const hint =
+      !bundled[id] && !random && entry
+        ? ` — this site ships ${id}'s config and tokenizer only; add ?weights=random to the address to run it with random weights`
+        : "";
     update({id, status: "error", message: errorMessage(error) + hint, error, model: ready});
     return undefined;
   }
@@ -306,9 +330,11 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 /** What the model is: its id, weights, and the backend sentence. */
 function describe(model: Model): HTMLElement {
   const random = model.weightsOrigin !== "checkpoint";
-  return html`<div><strong>${model.id}</strong> · ${model.config.architecture}, ${model.config.numLayers} layers,
+  return html`<div>
+    <strong>${model.id}</strong> · ${model.config.architecture}, ${model.config.numLayers} layers,
     ${random ? html`<span class="lmw-badge random">${weightsLabel(model.weightsOrigin)}</span>` : weightsLabel(model.weightsOrigin)}
-    <div class="lmw-backend">${model.backend}</div></div>`;
+    <div class="lmw-backend">${model.backend}</div>
+  </div>`;
 }
 
 /** The status element for a ModelState. */
@@ -316,9 +342,15 @@ export function modelStatus(state: ModelState): HTMLElement {
   const box = html`<div class="lmw-status" data-status=${state.status}></div>`;
   if (state.status === "loading") {
     const {loaded, total} = state.progress ?? {};
-    box.append(html`<div>${
-      loaded !== undefined && total ? html`<progress value=${loaded} max=${total}></progress>` : html`<progress></progress>`
-    }<span>${state.message}${loaded !== undefined && total ? "" : loaded ? ` (${mb(loaded)})` : ""}</span></div>`);
+    box.append(
+      html`<div>
+        ${
+          loaded !== undefined && total
+            ? html`<progress value=${loaded} max=${total}></progress>`
+            : html`<progress></progress>`
+        }<span>${state.message}${loaded !== undefined && total ? "" : loaded ? ` (${mb(loaded)})` : ""}</span>
+      </div>`
+    );
   } else if (state.status === "error") {
     box.append(html`<div class="lmw-error" role="alert">${state.id || "model"}: ${state.message}</div>`);
     if ((state.error as {code?: string} | undefined)?.code === "gated") box.append(tokenForm());
@@ -346,7 +378,13 @@ function sessionToken(): string | undefined {
 
 /** A password field that keeps the token for this tab's session (the form never submits: no token in a URL). */
 function tokenForm(): HTMLElement {
-  const input = html`<input type="password" autocomplete="off" spellcheck="false" placeholder="hf_…" size="36">` as HTMLInputElement;
+  const input = html`<input
+    type="password"
+    autocomplete="off"
+    spellcheck="false"
+    placeholder="hf_…"
+    size="36"
+  />` as HTMLInputElement;
   const note = html`<span class="lmw-muted"></span>`;
   const save = (event: Event) => {
     event.preventDefault();
@@ -359,16 +397,31 @@ function tokenForm(): HTMLElement {
     }
     input.value = "";
   };
-  return html`<form class="lmw-token" onsubmit=${save}><label>Hugging Face token ${input}</label> <button type="submit">Use token</button>${note}</form>`;
+  return html`<form class="lmw-token" onsubmit=${save}>
+    <label>Hugging Face token ${input}</label> <button type="submit">Use token</button>${note}
+  </form>`;
 }
 
 /** "precomputed" or "live", which model, and its weights. */
-export function sourceBadge({live, model, id, weightsOrigin}: {live: boolean; model?: Model; id?: string; weightsOrigin?: string}): HTMLElement {
+export function sourceBadge({
+  live,
+  model,
+  id,
+  weightsOrigin
+}: {
+  live: boolean;
+  model?: Model;
+  id?: string;
+  weightsOrigin?: string;
+}): HTMLElement {
   const name = model?.id ?? id ?? "";
   const origin = model?.weightsOrigin ?? weightsOrigin;
   const random = origin !== undefined && origin !== "checkpoint";
-  return html`<span class="lmw-badge ${live ? "live" : "precomputed"} ${random ? "random" : ""}" data-source=${live ? "live" : "precomputed"}>${
-    live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span>`;
+  return html`<span
+    class="lmw-badge ${live ? "live" : "precomputed"} ${random ? "random" : ""}"
+    data-source=${live ? "live" : "precomputed"}
+    >${live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span
+  >`;
 }
 
 /**
@@ -379,11 +432,17 @@ export function randomWeightsWhy(live: boolean): {why: string; remedy: HTMLEleme
   return live
     ? {
         why: "this site ships its configuration and tokenizer only, and the address asks for random weights (?weights=random)",
-        remedy: html`<span>Remove <code>?weights=random</code> from the address to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships with its trained weights.</span>`
+        remedy: html`<span
+          >Remove <code>?weights=random</code> from the address to load the trained weights from the Hub, or pick
+          <code>stories260K</code>, which ships with its trained weights.</span
+        >`
       }
     : {
         why: "the trained ones could not be downloaded where the site was built",
-        remedy: html`<span>Turn on “Run live” to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships with its trained weights.</span>`
+        remedy: html`<span
+          >Turn on “Run live” to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships
+          with its trained weights.</span
+        >`
       };
 }
 
@@ -425,7 +484,8 @@ export async function keepLast<T>(name: string, work: Promise<T> | (() => Promis
     return value;
   } catch (error) {
     // Superseded by a newer input, or the model was replaced: the newer run shows its own result.
-    if (error instanceof DOMException && error.name === "AbortError") return (lastGood.has(name) ? lastGood.get(name) : fallback) as T;
+    if (error instanceof DOMException && error.name === "AbortError")
+      return (lastGood.has(name) ? lastGood.get(name) : fallback) as T;
     const kept = lastGood.has(name);
     note.textContent = `${errorMessage(error)}${kept ? " — showing the previous result." : ""}`;
     return (kept ? lastGood.get(name) : fallback) as T;

@@ -62,7 +62,12 @@ export interface WeightSummary {
 /** A weight matrix: shape, statistics and a heatmap no larger than `maxCells` × `maxCells`. */
 export function summarizeWeight(name: string, weight: Tensor, maxCells = ANATOMY_DEFAULTS.maxCells): WeightSummary {
   const [rows, cols] = weight.shape.length === 2 ? weight.shape : [1, weight.shape[0]];
-  return {name, shape: weight.shape, stats: stats(weight.data), heatmap: downsample(weight.data, rows!, cols!, maxCells)};
+  return {
+    name,
+    shape: weight.shape,
+    stats: stats(weight.data),
+    heatmap: downsample(weight.data, rows!, cols!, maxCells)
+  };
 }
 
 /** A module's output for one prompt ([1, T, features]) as a [T × features] heatmap, features block-averaged. */

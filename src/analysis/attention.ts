@@ -21,7 +21,8 @@ export interface AttentionCell {
 export function attentionPattern(weights: Tensor, head: number): AttentionCell[] {
   const {rows, cols, data} = matrix(weights, 0, head);
   const cells: AttentionCell[] = [];
-  for (let q = 0; q < rows; q++) for (let k = 0; k < cols; k++) cells.push({head, query: q, key: k, weight: data[q * cols + k]});
+  for (let q = 0; q < rows; q++)
+    for (let k = 0; k < cols; k++) cells.push({head, query: q, key: k, weight: data[q * cols + k]});
   return cells;
 }
 
@@ -62,7 +63,12 @@ export interface ParameterShares {
 /** Attention versus MLP parameters, per layer and in total, from `model.counts()`. */
 export function parameterShares(counts: ParameterCounts): ParameterShares {
   return {
-    layers: counts.layers.map(({attention, mlp}, layer) => ({layer, attention, mlp, mlpShare: mlp / (attention + mlp)})),
+    layers: counts.layers.map(({attention, mlp}, layer) => ({
+      layer,
+      attention,
+      mlp,
+      mlpShare: mlp / (attention + mlp)
+    })),
     attention: counts.attention,
     mlp: counts.mlp,
     mlpShareOfBlocks: counts.mlp / (counts.attention + counts.mlp),
@@ -79,7 +85,10 @@ export const ATTENTION_DEFAULTS = {prompt: "a is a & b is b & y is", layer: 10, 
 
 /** The lecture's layer and head, kept inside the model's: layer 10, head 3 of a 5-layer, 8-head model is 4, 3. */
 export function defaultLayerHead(config: Pick<ModelConfig, "numLayers" | "numHeads">): {layer: number; head: number} {
-  return {layer: clampIndex(ATTENTION_DEFAULTS.layer, config.numLayers), head: clampIndex(ATTENTION_DEFAULTS.head, config.numHeads)};
+  return {
+    layer: clampIndex(ATTENTION_DEFAULTS.layer, config.numLayers),
+    head: clampIndex(ATTENTION_DEFAULTS.head, config.numHeads)
+  };
 }
 
 export interface AttentionTrace {

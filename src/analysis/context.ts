@@ -96,9 +96,11 @@ export function findWordPosition(pieces: readonly string[], word: string, occurr
     if (!match) continue;
     const from = match.index!;
     const to = from + target.length;
-    let start = -1, end = -1;
+    let start = -1,
+      end = -1;
     for (let i = 0; i < pieces.length; i++) {
-      const s = starts[i], e = s + pieces[i].length;
+      const s = starts[i],
+        e = s + pieces[i].length;
       if (e > from && s < to) {
         if (start < 0) start = i;
         end = i + 1;
@@ -133,11 +135,14 @@ export interface SimilarityPoint {
  * Every pair of contexts, compared layer by layer: the rows a line chart draws (one line per pair).
  * `contexts` holds a label and the word's vector at each layer.
  */
-export function pairwiseSimilarity(contexts: readonly {label: string; vectors: readonly ArrayLike<number>[]}[]): SimilarityPoint[] {
+export function pairwiseSimilarity(
+  contexts: readonly {label: string; vectors: readonly ArrayLike<number>[]}[]
+): SimilarityPoint[] {
   const points: SimilarityPoint[] = [];
   for (let i = 0; i < contexts.length; i++) {
     for (let j = i + 1; j < contexts.length; j++) {
-      const a = contexts[i], b = contexts[j];
+      const a = contexts[i],
+        b = contexts[j];
       similarityByLayer(a.vectors, b.vectors).forEach((similarity, layer) =>
         points.push({pair: `${a.label} ↔ ${b.label}`, a: a.label, b: b.label, layer, similarity})
       );
@@ -206,14 +211,21 @@ export function wordIn(trace: ContextTrace, word: string): WordPosition {
 
 /** The similarity of `word` across every layer, for every pair of the traced sentences (labelled 1, 2, 3 …). */
 export function wordSimilarity(traces: readonly ContextTrace[], word: string): SimilarityPoint[] {
-  return pairwiseSimilarity(traces.map((t, i) => ({label: String(i + 1), vectors: vectorsAt(t.layers, wordIn(t, word).position)})));
+  return pairwiseSimilarity(
+    traces.map((t, i) => ({label: String(i + 1), vectors: vectorsAt(t.layers, wordIn(t, word).position)}))
+  );
 }
 
 /**
  * The exercise: the token at `position` of the reader's sentence against `word` in each lecture sentence,
  * layer by layer (pairs labelled "yours ↔ 1", …).
  */
-export function exerciseSimilarity(yours: ContextTrace, position: number, traces: readonly ContextTrace[], word: string): SimilarityPoint[] {
+export function exerciseSimilarity(
+  yours: ContextTrace,
+  position: number,
+  traces: readonly ContextTrace[],
+  word: string
+): SimilarityPoint[] {
   const mine = vectorsAt(yours.layers, position);
   return traces.flatMap((t, i) =>
     similarityByLayer(mine, vectorsAt(t.layers, wordIn(t, word).position)).map((similarity, layer) => ({
@@ -239,14 +251,24 @@ export interface BandCheck {
 }
 
 /** Whether the reader's token lands in the band at `layer`: its similarity to every lecture sentence inside it. */
-export function bandCheck(points: readonly SimilarityPoint[], layer: number, band: readonly [number, number] = EXERCISE_BAND): BandCheck {
+export function bandCheck(
+  points: readonly SimilarityPoint[],
+  layer: number,
+  band: readonly [number, number] = EXERCISE_BAND
+): BandCheck {
   const similarities = points.filter((p) => p.layer === layer).map((p) => ({sentence: p.b, similarity: p.similarity}));
-  const lands = similarities.length > 0 && similarities.every(({similarity}) => similarity >= band[0] && similarity <= band[1]);
+  const lands =
+    similarities.length > 0 && similarities.every(({similarity}) => similarity >= band[0] && similarity <= band[1]);
   return {layer, band, similarities, lands};
 }
 
 /** The first `n` numbers of `word`'s residual-stream vector after `layer` (its last piece), as the lecture prints them. */
-export function wordVectorHead(trace: ContextTrace, word: string, layer: number, n = 20): {position: number; values: number[]} {
+export function wordVectorHead(
+  trace: ContextTrace,
+  word: string,
+  layer: number,
+  n = 20
+): {position: number; values: number[]} {
   const {position} = wordIn(trace, word);
   return {position, values: Array.from(vectorsAt([trace.layers[layer]!], position)[0]!.subarray(0, n))};
 }

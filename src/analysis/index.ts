@@ -38,7 +38,9 @@ export function argmax(values: ArrayLike<number>): number {
 
 export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`cosine similarity of vectors of lengths ${a.length} and ${b.length}`);
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let i = 0; i < a.length; i++) {
     dot += a[i] * b[i];
     na += a[i] * a[i];
@@ -49,10 +51,12 @@ export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): nu
 
 /** The last axis at the given leading indices: `row(t, 0, 5)` of `[1, T, d]` is token 5's vector. */
 export function row(t: Tensor, ...index: number[]): Float32Array {
-  if (index.length !== t.shape.length - 1) throw new Error(`row of a ${t.shape.length}-d tensor takes ${t.shape.length - 1} indices`);
+  if (index.length !== t.shape.length - 1)
+    throw new Error(`row of a ${t.shape.length}-d tensor takes ${t.shape.length - 1} indices`);
   let offset = 0;
   index.forEach((i, axis) => {
-    if (!(i >= 0 && i < t.shape[axis])) throw new RangeError(`index ${i} is out of range for axis ${axis} of size ${t.shape[axis]}`);
+    if (!(i >= 0 && i < t.shape[axis]))
+      throw new RangeError(`index ${i} is out of range for axis ${axis} of size ${t.shape[axis]}`);
     offset = offset * t.shape[axis] + i;
   });
   const width = t.shape[t.shape.length - 1];
@@ -65,7 +69,8 @@ export function matrix(t: Tensor, ...index: number[]): {rows: number; cols: numb
   const cols = t.shape[t.shape.length - 1];
   let offset = 0;
   index.forEach((i, axis) => {
-    if (!(i >= 0 && i < t.shape[axis])) throw new RangeError(`index ${i} is out of range for axis ${axis} of size ${t.shape[axis]}`);
+    if (!(i >= 0 && i < t.shape[axis]))
+      throw new RangeError(`index ${i} is out of range for axis ${axis} of size ${t.shape[axis]}`);
     offset = offset * t.shape[axis] + i;
   });
   return {rows, cols, data: t.data.subarray(offset * rows * cols, (offset + 1) * rows * cols)};
@@ -83,13 +88,19 @@ export interface ParameterCounts {
 
 export function parameterCounts(parameters: Parameter[], numLayers: number): ParameterCounts {
   const counts: ParameterCounts = {
-    total: 0, embedding: 0, attention: 0, mlp: 0, norm: 0, head: 0,
+    total: 0,
+    embedding: 0,
+    attention: 0,
+    mlp: 0,
+    norm: 0,
+    head: 0,
     layers: Array.from({length: numLayers}, () => ({attention: 0, mlp: 0, norm: 0}))
   };
   for (const p of parameters) {
     counts.total += p.numel;
     counts[p.component] += p.numel;
-    if (p.layer !== undefined && p.component !== "embedding" && p.component !== "head") counts.layers[p.layer][p.component] += p.numel;
+    if (p.layer !== undefined && p.component !== "embedding" && p.component !== "head")
+      counts.layers[p.layer][p.component] += p.numel;
   }
   return counts;
 }
@@ -102,7 +113,10 @@ export interface Stats {
 }
 
 export function stats(data: ArrayLike<number>): Stats {
-  let min = Infinity, max = -Infinity, sum = 0, sumSq = 0;
+  let min = Infinity,
+    max = -Infinity,
+    sum = 0,
+    sumSq = 0;
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
     if (v < min) min = v;

@@ -63,8 +63,16 @@ export async function lensView(model: Model, prompt: string, k: number = LENS_DE
  * the indirect-object pair (equal in gpt2 and SmolLM2), then pairs that stay equal in smaller vocabularies.
  */
 export const PATCH_PAIRS = [
-  {clean: "When Mary and John went to the store, John gave a drink to", corrupt: "When Mary and John went to the store, Mary gave a drink to", answers: [" Mary", " John"]},
-  {clean: "Tom and Sam went to the park. Sam gave the ball to", corrupt: "Tom and Sam went to the park. Tom gave the ball to", answers: [" Tom", " Sam"]},
+  {
+    clean: "When Mary and John went to the store, John gave a drink to",
+    corrupt: "When Mary and John went to the store, Mary gave a drink to",
+    answers: [" Mary", " John"]
+  },
+  {
+    clean: "Tom and Sam went to the park. Sam gave the ball to",
+    corrupt: "Tom and Sam went to the park. Tom gave the ball to",
+    answers: [" Tom", " Sam"]
+  },
   {clean: "The city Paris is in France", corrupt: "The city Rome is in France", answers: [" Paris", " Rome"]}
 ] as const;
 
@@ -79,8 +87,15 @@ export interface PatchPair {
 export function defaultPair(model: Model): PatchPair {
   const count = (text: string) => model.tokenizer.encode(text).ids.length;
   const pair = PATCH_PAIRS.find((p) => count(p.clean) === count(p.corrupt));
-  if (!pair) throw new WorkbenchError(`${model.id}: none of the default clean/corrupt pairs has as many tokens in both prompts; type your own`);
-  return {clean: pair.clean, corrupt: pair.corrupt, answers: [firstToken(model, pair.answers[0]), firstToken(model, pair.answers[1])]};
+  if (!pair)
+    throw new WorkbenchError(
+      `${model.id}: none of the default clean/corrupt pairs has as many tokens in both prompts; type your own`
+    );
+  return {
+    clean: pair.clean,
+    corrupt: pair.corrupt,
+    answers: [firstToken(model, pair.answers[0]), firstToken(model, pair.answers[1])]
+  };
 }
 
 /** The first token of a word as it follows other text (" Mary"), without the tokenizer's added specials. */
@@ -89,7 +104,8 @@ export function firstToken(model: Model, word: string): number {
   const special = new Set([model.tokenizer.bosTokenId, model.tokenizer.eosTokenId]);
   // SentencePiece may split off the word's "▁" as a token of its own: take the first that shows text.
   const id = ids.find((i) => !special.has(i) && model.tokenizer.idToPiece(i).trim() !== "");
-  if (id === undefined) throw new WorkbenchError(`${JSON.stringify(word)} has no token of its own in ${model.id}'s tokenizer`);
+  if (id === undefined)
+    throw new WorkbenchError(`${JSON.stringify(word)} has no token of its own in ${model.id}'s tokenizer`);
   return id;
 }
 
@@ -136,12 +152,29 @@ export async function patchingView(
   model: Model,
   clean: string,
   corrupt: string,
-  {answers, kinds = PATCH_KINDS, top = 5, onProgress}: {answers?: [number, number]; kinds?: readonly PatchKind[]; top?: number; onProgress?: (kind: PatchKind, done: number, total: number) => void} = {}
+  {
+    answers,
+    kinds = PATCH_KINDS,
+    top = 5,
+    onProgress
+  }: {
+    answers?: [number, number];
+    kinds?: readonly PatchKind[];
+    top?: number;
+    onProgress?: (kind: PatchKind, done: number, total: number) => void;
+  } = {}
 ): Promise<PatchingView> {
   const decode = (id: number) => model.tokenizer.idToPiece(id);
   const ids = answers ?? defaultAnswers(await lastLogits(model, clean), await lastLogits(model, corrupt));
   const sweeps: PatchSweep[] = [];
-  for (const kind of kinds) sweeps.push(await patchSweep(model, clean, corrupt, kind, {ids, top, onProgress: (done, total) => onProgress?.(kind, done, total)}));
+  for (const kind of kinds)
+    sweeps.push(
+      await patchSweep(model, clean, corrupt, kind, {
+        ids,
+        top,
+        onProgress: (done, total) => onProgress?.(kind, done, total)
+      })
+    );
   const [a, b] = ids;
   const metric = (logits: ArrayLike<number>) => logits[a] - logits[b];
   const cleanMetric = metric(sweeps[0].clean);
@@ -175,7 +208,15 @@ export interface AblationView {
 export const ABLATION_DEFAULTS = {prompt: "a is a & b is b & y is"} as const;
 
 /** Every head knocked out in turn; each cell the change in logit(answer) − logit(other) (default: the base run's top two). */
-export async function ablationView(model: Model, prompt: string, {answers, top = 5, onProgress}: {answers?: [number, number]; top?: number; onProgress?: (done: number, total: number) => void} = {}): Promise<AblationView> {
+export async function ablationView(
+  model: Model,
+  prompt: string,
+  {
+    answers,
+    top = 5,
+    onProgress
+  }: {answers?: [number, number]; top?: number; onProgress?: (done: number, total: number) => void} = {}
+): Promise<AblationView> {
   const decode = (id: number) => model.tokenizer.idToPiece(id);
   const ids = answers ?? (topK(await lastLogits(model, prompt), 2) as [number, number]);
   const sweep: AblationSweep = await ablateHeads(model, prompt, {ids, top, onProgress});
@@ -216,7 +257,11 @@ function sweepCells(
         index,
         metric: round(metric),
         value: round(value(metric)),
-        top: Array.from({length: k}, (_, j) => ({id: top.ids.data[r * k + j], token: decode(top.ids.data[r * k + j]), logit: round(top.logits.data[r * k + j])}))
+        top: Array.from({length: k}, (_, j) => ({
+          id: top.ids.data[r * k + j],
+          token: decode(top.ids.data[r * k + j]),
+          logit: round(top.logits.data[r * k + j])
+        }))
       });
     }
   }
@@ -227,9 +272,21 @@ function sweepCells(
 // Steering
 
 /** ActAdd-style defaults: a vector from two prompts, added at the middle layer. */
-export const STEER_DEFAULTS = {from: " Love", to: " Hate", prompt: "I think that you are", alpha: 4, maxNewTokens: 20} as const;
+export const STEER_DEFAULTS = {
+  from: " Love",
+  to: " Hate",
+  prompt: "I think that you are",
+  alpha: 4,
+  maxNewTokens: 20
+} as const;
 /** stories260K knows neither " Love" nor " Hate" as one idea: the fixtures' pair and prompt. */
-export const STEER_DEFAULTS_STORIES = {from: "She was happy", to: "She was sad", prompt: "Once upon a time", alpha: 2, maxNewTokens: 20} as const;
+export const STEER_DEFAULTS_STORIES = {
+  from: "She was happy",
+  to: "She was sad",
+  prompt: "Once upon a time",
+  alpha: 2,
+  maxNewTokens: 20
+} as const;
 
 export interface SteeringView {
   hook: string;
@@ -246,7 +303,27 @@ export interface SteeringView {
 /** The steered and the plain continuation of `prompt`, greedy; `onToken` streams the steered one. */
 export async function steeringView(
   model: Model,
-  {prompt, from, to, alpha, layer, maxNewTokens = 20, plain: withPlain = true, onToken, signal}: {prompt: string; from: string; to: string; alpha: number; layer: number; maxNewTokens?: number; plain?: boolean; onToken?: (which: "plain" | "steered", text: string) => void; signal?: AbortSignal}
+  {
+    prompt,
+    from,
+    to,
+    alpha,
+    layer,
+    maxNewTokens = 20,
+    plain: withPlain = true,
+    onToken,
+    signal
+  }: {
+    prompt: string;
+    from: string;
+    to: string;
+    alpha: number;
+    layer: number;
+    maxNewTokens?: number;
+    plain?: boolean;
+    onToken?: (which: "plain" | "steered", text: string) => void;
+    signal?: AbortSignal;
+  }
 ): Promise<SteeringView> {
   const hook = model.arch.roles.resid(layer);
   const vector = await steeringVector(model, hook, from, to);
@@ -254,7 +331,8 @@ export async function steeringView(
   // SentencePiece would drop its first space).
   const promptIds = model.encodeInput(prompt).ids;
   const shown = model.tokenizer.decode(promptIds, {skipSpecialTokens: true});
-  const continuation = (ids: number[]) => model.tokenizer.decode([...promptIds, ...ids], {skipSpecialTokens: true}).slice(shown.length);
+  const continuation = (ids: number[]) =>
+    model.tokenizer.decode([...promptIds, ...ids], {skipSpecialTokens: true}).slice(shown.length);
   const run = async (which: "plain" | "steered") => {
     const ids: number[] = [];
     const generation = await model.generate(prompt, {

@@ -27,10 +27,15 @@ export interface LogitLens extends TraceInput {
   logits?: Tensor;
 }
 
-export async function logitLens(model: Model, input: string | number[], options: LogitLensOptions = {}): Promise<LogitLens> {
+export async function logitLens(
+  model: Model,
+  input: string | number[],
+  options: LogitLensOptions = {}
+): Promise<LogitLens> {
   const k = options.k ?? 10;
   const V = model.config.vocabSize;
-  if (!Number.isInteger(k) || k < 1 || k > V) throw new WorkbenchError(`the lens's top-k must be a whole number from 1 to ${V}, got ${k}`);
+  if (!Number.isInteger(k) || k < 1 || k > V)
+    throw new WorkbenchError(`the lens's top-k must be a whole number from 1 to ${V}, got ${k}`);
   const {ids, tokens} = model.encodeInput(input);
   const fetch: string[] = [LENS.topIds, LENS.topLogprobs, ...(options.logits ? [LENS.logits] : [])];
   const {outputs} = await model.run(ids, undefined, fetch, false, {

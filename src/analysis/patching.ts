@@ -103,7 +103,13 @@ export function patchHook(model: Model, kind: PatchKind, layer: number): string 
  * Run the corrupt prompt once for every (layer, position), with the `kind` block's output at that layer and
  * position set to the clean run's value there.
  */
-export async function patchSweep(model: Model, clean: string | number[], corrupt: string | number[], kind: PatchKind = "resid", options: SweepOptions = {}): Promise<PatchSweep> {
+export async function patchSweep(
+  model: Model,
+  clean: string | number[],
+  corrupt: string | number[],
+  kind: PatchKind = "resid",
+  options: SweepOptions = {}
+): Promise<PatchSweep> {
   const c = model.encodeInput(clean);
   const x = model.encodeInput(corrupt);
   if (c.ids.length !== x.ids.length) {
@@ -137,17 +143,30 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
       // Edits at every kind's hooks, the other kinds' selecting nothing: one graph structure, hence one session,
       // serves all three sweeps (a session holds its own copy of the weights).
       edits: (chunk, offsets, N) =>
-        PATCH_KINDS.flatMap((k) => (k === kind ? [] : hooks.map((_, l): Edit => ({hook: patchHook(model, k, l), op: "set", value: 0, positions: []})))).concat(hooks.map((hook, l) => {
-          const value = new Float32Array(N * d);
-          const positions: number[] = [];
-          const cleanValue = cleanRun.get(hook)!.data;
-          chunk.forEach((r, j) => {
-            if (r.layer !== l) return;
-            positions.push(offsets[j]);
-            value.set(cleanValue.subarray(r.start * d, (r.start + 1) * d), offsets[j] * d);
-          });
-          return {hook, op: "set", value: positions.length ? {shape: [1, N, d], data: value} : 0, positions} satisfies Edit;
-        })).sort((a, b) => editOrder(model, a.hook) - editOrder(model, b.hook)),
+        PATCH_KINDS.flatMap((k) =>
+          k === kind
+            ? []
+            : hooks.map((_, l): Edit => ({hook: patchHook(model, k, l), op: "set", value: 0, positions: []}))
+        )
+          .concat(
+            hooks.map((hook, l) => {
+              const value = new Float32Array(N * d);
+              const positions: number[] = [];
+              const cleanValue = cleanRun.get(hook)!.data;
+              chunk.forEach((r, j) => {
+                if (r.layer !== l) return;
+                positions.push(offsets[j]);
+                value.set(cleanValue.subarray(r.start * d, (r.start + 1) * d), offsets[j] * d);
+              });
+              return {
+                hook,
+                op: "set",
+                value: positions.length ? {shape: [1, N, d], data: value} : 0,
+                positions
+              } satisfies Edit;
+            })
+          )
+          .sort((a, b) => editOrder(model, a.hook) - editOrder(model, b.hook)),
       ids,
       full: options.full,
       options
@@ -162,7 +181,10 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
       ids,
       logits: {shape: [L, T, ids.length], data: results.tracked},
       full: results.full && {shape: [L, T, model.config.vocabSize], data: results.full},
-      top: results.top && {ids: {shape: [L, T, results.topK], data: results.top.ids}, logits: {shape: [L, T, results.topK], data: results.top.logits}},
+      top: results.top && {
+        ids: {shape: [L, T, results.topK], data: results.top.ids},
+        logits: {shape: [L, T, results.topK], data: results.top.logits}
+      },
       clean: cleanLast,
       corrupt: corruptLast
     };
@@ -172,7 +194,11 @@ export async function patchSweep(model: Model, clean: string | number[], corrupt
 }
 
 /** Knock out every attention head in turn (its slice of `roles.heads` set to 0 at every position). */
-export async function ablateHeads(model: Model, input: string | number[], options: SweepOptions = {}): Promise<AblationSweep> {
+export async function ablateHeads(
+  model: Model,
+  input: string | number[],
+  options: SweepOptions = {}
+): Promise<AblationSweep> {
   const {ids: inputIds, tokens} = model.encodeInput(input);
   const {numLayers: L, numHeads: H, headDim: D} = model.config;
   const T = inputIds.length;
@@ -194,7 +220,8 @@ export async function ablateHeads(model: Model, input: string | number[], option
         const value = new Float32Array(N * width).fill(1);
         chunk.forEach((r, j) => {
           if (r.layer !== l) return;
-          for (let t = 0; t < T; t++) value.fill(0, (offsets[j] + t) * width + r.head * D, (offsets[j] + t) * width + (r.head + 1) * D);
+          for (let t = 0; t < T; t++)
+            value.fill(0, (offsets[j] + t) * width + r.head * D, (offsets[j] + t) * width + (r.head + 1) * D);
         });
         return {hook, op: "scale", value: {shape: [1, N, width], data: value}} satisfies Edit;
       }),
@@ -209,7 +236,10 @@ export async function ablateHeads(model: Model, input: string | number[], option
     ids,
     logits: {shape: [L, H, ids.length], data: results.tracked},
     full: results.full && {shape: [L, H, model.config.vocabSize], data: results.full},
-    top: results.top && {ids: {shape: [L, H, results.topK], data: results.top.ids}, logits: {shape: [L, H, results.topK], data: results.top.logits}},
+    top: results.top && {
+      ids: {shape: [L, H, results.topK], data: results.top.ids},
+      logits: {shape: [L, H, results.topK], data: results.top.logits}
+    },
     base
   };
 }
@@ -231,10 +261,21 @@ interface SweepPlan<R> {
 }
 
 /** Pack the runs into as few session runs as `maxTokens` allows; the tracked (and full) last-position logits of each, in order. */
-async function sweep<R>(model: Model, runs: R[], plan: SweepPlan<R>): Promise<{tracked: Float32Array; full?: Float32Array; top?: {ids: Float32Array; logits: Float32Array}; topK: number}> {
+async function sweep<R>(
+  model: Model,
+  runs: R[],
+  plan: SweepPlan<R>
+): Promise<{
+  tracked: Float32Array;
+  full?: Float32Array;
+  top?: {ids: Float32Array; logits: Float32Array};
+  topK: number;
+}> {
   const V = model.config.vocabSize;
   const topK_ = Math.min(plan.options.top ?? 0, V);
-  const top = topK_ ? {ids: new Float32Array(runs.length * topK_), logits: new Float32Array(runs.length * topK_)} : undefined;
+  const top = topK_
+    ? {ids: new Float32Array(runs.length * topK_), logits: new Float32Array(runs.length * topK_)}
+    : undefined;
   const maxTokens = plan.options.maxTokens ?? 512;
   const tracked = new Float32Array(runs.length * plan.ids.length);
   const full = plan.full ? new Float32Array(runs.length * V) : undefined;
@@ -267,7 +308,10 @@ async function sweep<R>(model: Model, runs: R[], plan: SweepPlan<R>): Promise<{t
       chunk.push(runs[todo[i]]);
       N += n;
     }
-    const packed = pack(chunk.map((r) => ({tokens: plan.tokens(r), start: plan.start(r)})), plan.past);
+    const packed = pack(
+      chunk.map((r) => ({tokens: plan.tokens(r), start: plan.start(r)})),
+      plan.past
+    );
     const edits = plan.edits(chunk, packed.offsets, packed.ids.length);
     const extras = model.editExtras(edits);
     const {outputs} = await model.run(packed.ids, plan.cache, [LOGITS], false, {
@@ -287,7 +331,10 @@ async function sweep<R>(model: Model, runs: R[], plan: SweepPlan<R>): Promise<{t
  * see the shared past before its sequence's start and its own sequence's earlier tokens only, and the row of
  * each sequence's last token (the only logits made).
  */
-export function pack(sequences: {tokens: number[]; start: number}[], past: number): {ids: number[]; offsets: number[]; feeds: Record<string, Feed>} {
+export function pack(
+  sequences: {tokens: number[]; start: number}[],
+  past: number
+): {ids: number[]; offsets: number[]; feeds: Record<string, Feed>} {
   const N = sequences.reduce((n, s) => n + s.tokens.length, 0);
   const S = past + N;
   const ids: number[] = [];

@@ -7,7 +7,12 @@ import type {GenerateOptions, Generation} from "../runtime/generate.js";
 import type {Edit} from "../runtime/edits.js";
 
 /** `hook(from)[last] - hook(to)[last]`, a vector as wide as the hook's last axis. */
-export async function steeringVector(model: Model, hook: string, from: string | number[], to: string | number[]): Promise<Float32Array> {
+export async function steeringVector(
+  model: Model,
+  hook: string,
+  from: string | number[],
+  to: string | number[]
+): Promise<Float32Array> {
   const a = (await model.trace(from, [hook]))[hook];
   const b = (await model.trace(to, [hook]))[hook];
   const d = a.shape[a.shape.length - 1];
@@ -29,7 +34,11 @@ export interface SteerOptions extends GenerateOptions {
 }
 
 /** Generate from `prompt` with the steering vector from `from` and `to` added at `hook`. */
-export async function steer(model: Model, prompt: string | number[], options: SteerOptions): Promise<Generation & {vector: Float32Array}> {
+export async function steer(
+  model: Model,
+  prompt: string | number[],
+  options: SteerOptions
+): Promise<Generation & {vector: Float32Array}> {
   const {hook, from, to, alpha, edits = [], ...rest} = options;
   const vector = await steeringVector(model, hook, from, to);
   const generation = await model.generate(prompt, {...rest, edits: [...edits, steeringEdit(hook, vector, alpha)]});

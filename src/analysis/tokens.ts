@@ -41,7 +41,13 @@ export interface TokenRow {
 /** The tokens of a text, one row each. */
 export async function tokenTable(model: Pick<AnyModel, "tokenize">, text: string): Promise<TokenRow[]> {
   const {ids, tokens, pieces} = await model.tokenize(text);
-  return ids.map((id, position) => ({position, id, token: tokens[position]!, piece: pieces[position]!, shown: visible(pieces[position]!)}));
+  return ids.map((id, position) => ({
+    position,
+    id,
+    token: tokens[position]!,
+    piece: pieces[position]!,
+    shown: visible(pieces[position]!)
+  }));
 }
 
 /** The next-token probabilities: softmax of the logits at the last position, `[1, T, vocab]` → vocab. */
@@ -105,13 +111,22 @@ export interface TokensAnalysis {
 }
 
 /** One forward pass over the prompt; the numbers page 2 shows. */
-export async function analyseTokens(model: AnyModel, prompt: string, {k = 10, points = 1000} = {}): Promise<TokensAnalysis> {
+export async function analyseTokens(
+  model: AnyModel,
+  prompt: string,
+  {k = 10, points = 1000} = {}
+): Promise<TokensAnalysis> {
   const trace = await model.trace(prompt, ["lm_head.output"]);
   return analyseLogits(model, prompt, trace["lm_head.output"]!, {k, points});
 }
 
 /** The same, from logits already computed. */
-export async function analyseLogits(model: AnyModel, prompt: string, logits: Tensor, {k = 10, points = 1000} = {}): Promise<TokensAnalysis> {
+export async function analyseLogits(
+  model: AnyModel,
+  prompt: string,
+  logits: Tensor,
+  {k = 10, points = 1000} = {}
+): Promise<TokensAnalysis> {
   const probs = nextTokenDistribution(logits);
   const best = argmax(probs);
   const [piece] = await piecesOf(model, [best]);
@@ -161,7 +176,12 @@ export interface TrailingSpaceComparison {
 /** What adding a trailing space to the prompt changes: the last token, and the next-token guesses. */
 export function compareTrailingSpace(before: TokensAnalysis, after: TokensAnalysis): TrailingSpaceComparison {
   let common = 0;
-  while (common < before.tokens.length && common < after.tokens.length && before.tokens[common]!.id === after.tokens[common]!.id) common++;
+  while (
+    common < before.tokens.length &&
+    common < after.tokens.length &&
+    before.tokens[common]!.id === after.tokens[common]!.id
+  )
+    common++;
   const spaced = (c: Candidate) => /^\s/.test(c.piece);
   return {
     addedTokens: after.tokens.slice(common),

@@ -21,8 +21,16 @@ const ACTIVATIONS: Record<string, Activation> = {
 };
 
 /** The activation a config names, or an error naming the file, the field and the ones this engine computes. */
-export function activation(name: string, file: string, field: string, allowed: readonly string[] = Object.keys(ACTIVATIONS)): Activation {
+export function activation(
+  name: string,
+  file: string,
+  field: string,
+  allowed: readonly string[] = Object.keys(ACTIVATIONS)
+): Activation {
   const a = allowed.includes(name) ? ACTIVATIONS[name] : undefined;
-  if (!a) throw new WorkbenchError(`${file}: ${field} "${name}" is not supported (supported: ${allowed.map((n) => `"${n}"`).join(", ")})`);
+  if (!a)
+    throw new WorkbenchError(
+      `${file}: ${field} "${name}" is not supported (supported: ${allowed.map((n) => `"${n}"`).join(", ")})`
+    );
   return a;
 }

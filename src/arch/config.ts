@@ -64,7 +64,8 @@ export function readConfig(raw: Record<string, unknown>, file: string) {
   const common = {
     bosTokenId: optionalId("bos_token_id"),
     eosTokenId: Array.isArray(eos) ? (eos as number[]) : optionalId("eos_token_id"),
-    torchDtype: typeof c.torch_dtype === "string" ? c.torch_dtype : typeof c.dtype === "string" ? (c.dtype as string) : undefined,
+    torchDtype:
+      typeof c.torch_dtype === "string" ? c.torch_dtype : typeof c.dtype === "string" ? (c.dtype as string) : undefined,
     raw: c
   };
   const architecture = Array.isArray(c.architectures) ? String(c.architectures[0]) : undefined;
@@ -74,9 +75,13 @@ export function readConfig(raw: Record<string, unknown>, file: string) {
 /** What must hold whatever the family: whole heads, key/value heads that divide the query heads. */
 export function checkConfig<C extends ModelConfig>(config: C, file: string, {rotary = false} = {}): C {
   if (!Number.isInteger(config.headDim))
-    throw new WorkbenchError(`${file}: hidden size ${config.hiddenSize} is not divisible by ${config.numHeads} attention heads`);
+    throw new WorkbenchError(
+      `${file}: hidden size ${config.hiddenSize} is not divisible by ${config.numHeads} attention heads`
+    );
   if (config.numHeads % config.numKeyValueHeads !== 0)
-    throw new WorkbenchError(`${file}: ${config.numHeads} attention heads are not a multiple of ${config.numKeyValueHeads} key/value heads`);
+    throw new WorkbenchError(
+      `${file}: ${config.numHeads} attention heads are not a multiple of ${config.numKeyValueHeads} key/value heads`
+    );
   if (rotary && config.headDim % 2 !== 0)
     throw new WorkbenchError(`${file}: head dimension ${config.headDim} must be even for rotary embeddings`);
   return config;

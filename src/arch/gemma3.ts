@@ -24,8 +24,18 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
-  appendCache, attention, bindWeights, decoderInputs, linear, mergeHeads, rmsNorm, rotaryEmbedding, slidingWindowMask, softcap,
-  splitHeads, tiedHead
+  appendCache,
+  attention,
+  bindWeights,
+  decoderInputs,
+  linear,
+  mergeHeads,
+  rmsNorm,
+  rotaryEmbedding,
+  slidingWindowMask,
+  softcap,
+  splitHeads,
+  tiedHead
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
@@ -62,7 +72,8 @@ function normalize(raw: Record<string, unknown>, file: string): Gemma3Config {
     : Array.from({length: numLayers}, (_, i) => ((i + 1) % pattern ? "sliding_attention" : "full_attention"));
   if (types.length !== numLayers) fail(`layer_types has ${types.length} entries for ${numLayers} layers`);
   const slidingWindows = types.map((t, i) => {
-    if (t !== "sliding_attention" && t !== "full_attention") fail(`layer_types[${i}] ${JSON.stringify(t)} is not supported`);
+    if (t !== "sliding_attention" && t !== "full_attention")
+      fail(`layer_types[${i}] ${JSON.stringify(t)} is not supported`);
     return t === "sliding_attention" ? window : null;
   });
   const config: Gemma3Config = {
@@ -90,13 +101,31 @@ function normalize(raw: Record<string, unknown>, file: string): Gemma3Config {
   return checkConfig(config, file, {rotary: true});
 }
 
-export const gemma3: Family<Gemma3Config> = {modelTypes: ["gemma3_text"], roles: llamaRoles, normalize, architecture: gemma3Architecture};
+export const gemma3: Family<Gemma3Config> = {
+  modelTypes: ["gemma3_text"],
+  roles: llamaRoles,
+  normalize,
+  architecture: gemma3Architecture
+};
 
 function gemma3Architecture(config: Gemma3Config): Architecture {
-  const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
+  const {
+    numLayers: L,
+    hiddenSize: d,
+    numHeads: H,
+    numKeyValueHeads: KV,
+    headDim: D,
+    intermediateSize: ff,
+    vocabSize: V
+  } = config;
   const layer = llamaRoles.layer;
   const act = activation(config.activation, "config.json", "hidden_activation");
-  const NORMS = ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] as const;
+  const NORMS = [
+    "input_layernorm",
+    "post_attention_layernorm",
+    "pre_feedforward_layernorm",
+    "post_feedforward_layernorm"
+  ] as const;
 
   function parameters(): Parameter[] {
     const p = parameter;
@@ -165,11 +194,27 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     const {w, wT, wMap} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     const project = (x: string, name: string) => linear(g, x, wT(`${name}.weight`));
     /** Gemma's RMSNorm: `x / rms(x) · (1 + w)`, the `1 + w` made once, at load. */
-    const norm = (x: string, name: string) => rmsNorm(g, x, wMap(`${name}.weight`, (v) => v.map((x) => 1 + x)), config.normEps);
+    const norm = (x: string, name: string) =>
+      rmsNorm(
+        g,
+        x,
+        wMap(`${name}.weight`, (v) => v.map((x) => 1 + x)),
+        config.normEps
+      );
 
     const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: KV, headDim: D});
-    const ropeGlobal = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, base: config.ropeTheta, name: "rotary_emb"});
-    const ropeLocal = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, base: config.ropeLocalTheta, name: "rotary_emb_local"});
+    const ropeGlobal = rotaryEmbedding(g, pos, {
+      maxPositions: config.maxPositions,
+      headDim: D,
+      base: config.ropeTheta,
+      name: "rotary_emb"
+    });
+    const ropeLocal = rotaryEmbedding(g, pos, {
+      maxPositions: config.maxPositions,
+      headDim: D,
+      base: config.ropeLocalTheta,
+      name: "rotary_emb_local"
+    });
     const windows = [...new Set(config.slidingWindows.filter((x): x is number => x !== null))];
     const windowMask = new Map(windows.map((n) => [n, slidingWindowMask(g, pos, n, mask)]));
     const scale = 1 / Math.sqrt(config.queryPreAttnScalar);
@@ -206,25 +251,37 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
       hook(`${l}.self_attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${l}.self_attn.o_proj.input`, mergeHeads(g, context, H * D));
       const attnOut = hook(`${l}.self_attn.o_proj.output`, project(merged, `${l}.self_attn.o_proj`));
-      h = g.op("Add", [h, hook(`${l}.post_attention_layernorm.output`, norm(attnOut, `${l}.post_attention_layernorm`))]);
+      h = g.op("Add", [
+        h,
+        hook(`${l}.post_attention_layernorm.output`, norm(attnOut, `${l}.post_attention_layernorm`))
+      ]);
 
       const y = hook(`${l}.pre_feedforward_layernorm.output`, norm(h, `${l}.pre_feedforward_layernorm`));
       const gate = hook(`${l}.mlp.gate_proj.output`, project(y, `${l}.mlp.gate_proj`));
       const a = hook(`${l}.mlp.act_fn.output`, act.graph(g, gate));
       const up = hook(`${l}.mlp.up_proj.output`, project(y, `${l}.mlp.up_proj`));
       const down = hook(`${l}.mlp.down_proj.output`, project(g.op("Mul", [a, up]), `${l}.mlp.down_proj`));
-      h = hook(`${l}.output`, g.op("Add", [h, hook(`${l}.post_feedforward_layernorm.output`, norm(down, `${l}.post_feedforward_layernorm`))]));
+      h = hook(
+        `${l}.output`,
+        g.op("Add", [h, hook(`${l}.post_feedforward_layernorm.output`, norm(down, `${l}.post_feedforward_layernorm`))])
+      );
       layerOutputs.push(h);
     }
 
     const finalNorm = wMap("model.norm.weight", (v) => v.map((x) => 1 + x));
     const head = config.tieWordEmbeddings ? embed : w("lm_head.weight");
     const cap = config.finalLogitSoftcapping;
-    finishDecoder(g, hook, {
-      normPath: "model.norm",
-      norm: (x) => rmsNorm(g, x, finalNorm, config.normEps),
-      unembed: (x) => (cap === null ? tiedHead(g, x, head, d, V) : softcap(g, tiedHead(g, x, head, d, V), cap))
-    }, h, layerOutputs);
+    finishDecoder(
+      g,
+      hook,
+      {
+        normPath: "model.norm",
+        norm: (x) => rmsNorm(g, x, finalNorm, config.normEps),
+        unembed: (x) => (cap === null ? tiedHead(g, x, head, d, V) : softcap(g, tiedHead(g, x, head, d, V), cap))
+      },
+      h,
+      layerOutputs
+    );
     return g.build(config.architecture);
   }
 
@@ -234,20 +291,32 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     const decoderLayer: Module = {
       type: "Gemma3DecoderLayer",
       children: [
-        ["self_attn", {type: "Gemma3Attention", children: [
-          ["q_proj", linearModule(d, H * D, false)],
-          ["k_proj", linearModule(d, KV * D, false)],
-          ["v_proj", linearModule(d, KV * D, false)],
-          ["o_proj", linearModule(H * D, d, false)],
-          ["q_norm", rms(D)],
-          ["k_norm", rms(D)]
-        ]}],
-        ["mlp", {type: "Gemma3MLP", children: [
-          ["gate_proj", linearModule(d, ff, false)],
-          ["up_proj", linearModule(d, ff, false)],
-          ["down_proj", linearModule(ff, d, false)],
-          ["act_fn", {type: act.module}]
-        ]}],
+        [
+          "self_attn",
+          {
+            type: "Gemma3Attention",
+            children: [
+              ["q_proj", linearModule(d, H * D, false)],
+              ["k_proj", linearModule(d, KV * D, false)],
+              ["v_proj", linearModule(d, KV * D, false)],
+              ["o_proj", linearModule(H * D, d, false)],
+              ["q_norm", rms(D)],
+              ["k_norm", rms(D)]
+            ]
+          }
+        ],
+        [
+          "mlp",
+          {
+            type: "Gemma3MLP",
+            children: [
+              ["gate_proj", linearModule(d, ff, false)],
+              ["up_proj", linearModule(d, ff, false)],
+              ["down_proj", linearModule(ff, d, false)],
+              ["act_fn", {type: act.module}]
+            ]
+          }
+        ],
         ...NORMS.map((n) => [n, rms(d)] as [string, Module])
       ]
     };
@@ -255,16 +324,31 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     return printModule({
       type: config.architecture,
       children: [
-        ["model", {type: "Gemma3TextModel", children: [
-          ["embed_tokens", {
-            type: "Gemma3TextScaledWordEmbedding",
-            extra: config.padTokenId === undefined ? embedding.extra : `${embedding.extra}, padding_idx=${config.padTokenId}`
-          }],
-          ["layers", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), decoderLayer])}],
-          ["norm", rms(d)],
-          ["rotary_emb", {type: "Gemma3RotaryEmbedding"}],
-          ["rotary_emb_local", {type: "Gemma3RotaryEmbedding"}]
-        ]}],
+        [
+          "model",
+          {
+            type: "Gemma3TextModel",
+            children: [
+              [
+                "embed_tokens",
+                {
+                  type: "Gemma3TextScaledWordEmbedding",
+                  extra:
+                    config.padTokenId === undefined
+                      ? embedding.extra
+                      : `${embedding.extra}, padding_idx=${config.padTokenId}`
+                }
+              ],
+              [
+                "layers",
+                {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), decoderLayer])}
+              ],
+              ["norm", rms(d)],
+              ["rotary_emb", {type: "Gemma3RotaryEmbedding"}],
+              ["rotary_emb_local", {type: "Gemma3RotaryEmbedding"}]
+            ]
+          }
+        ],
         ["lm_head", linearModule(d, V, false)]
       ]
     });

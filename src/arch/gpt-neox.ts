@@ -22,10 +22,28 @@
  */
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
-import {appendCache, attention, bindWeights, decoderInputs, layerNorm, linear, mergeHeads, rotaryEmbedding, splitHeads, tiedHead} from "../graph/layers.js";
+import {
+  appendCache,
+  attention,
+  bindWeights,
+  decoderInputs,
+  layerNorm,
+  linear,
+  mergeHeads,
+  rotaryEmbedding,
+  splitHeads,
+  tiedHead
+} from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
-import {type Module, dropoutModule, embeddingModule, layerNormModule, linearModule, printModule} from "./module-tree.js";
+import {
+  type Module,
+  dropoutModule,
+  embeddingModule,
+  layerNormModule,
+  linearModule,
+  printModule
+} from "./module-tree.js";
 import {gptNeoxRoles} from "./roles.js";
 import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
@@ -52,11 +70,15 @@ function normalize(raw: Record<string, unknown>, file: string): GptNeoxConfig {
   activation(act, file, "hidden_act");
   refuse("rope_scaling", (v) => v != null);
   const rotaryPct = c.rotary_pct ?? c.partial_rotary_factor ?? 0.25;
-  if (typeof rotaryPct !== "number" || !(rotaryPct > 0 && rotaryPct <= 1)) fail(`rotary_pct ${JSON.stringify(rotaryPct)} must be in (0, 1]`);
+  if (typeof rotaryPct !== "number" || !(rotaryPct > 0 && rotaryPct <= 1))
+    fail(`rotary_pct ${JSON.stringify(rotaryPct)} must be in (0, 1]`);
   const headDim = hiddenSize / numHeads;
   // transformers: rotary_ndims = int(head_size * rotary_pct)
   const rotaryDim = Math.floor(headDim * (rotaryPct as number));
-  if (rotaryDim % 2 !== 0 || rotaryDim === 0) fail(`rotary_pct ${rotaryPct} gives ${rotaryDim} rotary dimensions per head; rotary embeddings need an even, nonzero number`);
+  if (rotaryDim % 2 !== 0 || rotaryDim === 0)
+    fail(
+      `rotary_pct ${rotaryPct} gives ${rotaryDim} rotary dimensions per head; rotary embeddings need an even, nonzero number`
+    );
   const config: GptNeoxConfig = {
     modelType: "gpt_neox",
     architecture: architecture ?? "GPTNeoXForCausalLM",
@@ -81,16 +103,38 @@ function normalize(raw: Record<string, unknown>, file: string): GptNeoxConfig {
   return checkConfig(config, file);
 }
 
-export const gptNeox: Family<GptNeoxConfig> = {modelTypes: ["gpt_neox"], roles, normalize, architecture: gptNeoxArchitecture};
+export const gptNeox: Family<GptNeoxConfig> = {
+  modelTypes: ["gpt_neox"],
+  roles,
+  normalize,
+  architecture: gptNeoxArchitecture
+};
 
 function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
-  const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: ff, vocabSize: V, attentionBias: bias} = config;
+  const {
+    numLayers: L,
+    hiddenSize: d,
+    numHeads: H,
+    headDim: D,
+    intermediateSize: ff,
+    vocabSize: V,
+    attentionBias: bias
+  } = config;
   const act = activation(config.activation, "config.json", "hidden_act");
 
   function parameters(): Parameter[] {
     const p = parameter;
-    const linearParams = (name: string, out: number, inp: number, hasBias: boolean, component: "attention" | "mlp", i: number) =>
-      hasBias ? [p(`${name}.weight`, [out, inp], component, i), p(`${name}.bias`, [out], component, i)] : [p(`${name}.weight`, [out, inp], component, i)];
+    const linearParams = (
+      name: string,
+      out: number,
+      inp: number,
+      hasBias: boolean,
+      component: "attention" | "mlp",
+      i: number
+    ) =>
+      hasBias
+        ? [p(`${name}.weight`, [out, inp], component, i), p(`${name}.bias`, [out], component, i)]
+        : [p(`${name}.weight`, [out, inp], component, i)];
     const list = [p("gpt_neox.embed_in.weight", [V, d], "embedding")];
     for (let i = 0; i < L; i++) {
       const l = layer(i);
@@ -146,11 +190,17 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
-    const project = (x: string, name: string) => linear(g, x, wT(`${name}.weight`), shapeOf.has(`${name}.bias`) ? w(`${name}.bias`) : undefined);
+    const project = (x: string, name: string) =>
+      linear(g, x, wT(`${name}.weight`), shapeOf.has(`${name}.bias`) ? w(`${name}.bias`) : undefined);
     const norm = (x: string, name: string) => layerNorm(g, x, w(`${name}.weight`), w(`${name}.bias`), config.normEps);
 
     const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: H, headDim: D});
-    const rope = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, rotaryDim: config.rotaryDim, base: config.ropeTheta});
+    const rope = rotaryEmbedding(g, pos, {
+      maxPositions: config.maxPositions,
+      headDim: D,
+      rotaryDim: config.rotaryDim,
+      base: config.ropeTheta
+    });
 
     const embed = w("gpt_neox.embed_in.weight");
     let h = hook("gpt_neox.embed_in.output", g.op("Gather", [embed, ids], {axis: 0}));
@@ -166,7 +216,15 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
       const values = appendCache(g, caches[i].pastValue, v, caches[i].presentValue);
       g.output(caches[i].presentKey, keys);
       g.output(caches[i].presentValue, values);
-      const {weights, context} = attention(g, rope(q), keys, values, mask, {heads: H, kvHeads: H, headDim: D}, `${l}.attention.attn_weights`);
+      const {weights, context} = attention(
+        g,
+        rope(q),
+        keys,
+        values,
+        mask,
+        {heads: H, kvHeads: H, headDim: D},
+        `${l}.attention.attn_weights`
+      );
       hook(`${l}.attention.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${l}.attention.dense.input`, mergeHeads(g, context, d));
       const attnOut = hook(`${l}.attention.dense.output`, project(merged, `${l}.attention.dense`));
@@ -177,17 +235,26 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
       const up = hook(`${l}.mlp.dense_h_to_4h.output`, project(y, `${l}.mlp.dense_h_to_4h`));
       const a = hook(`${l}.mlp.act.output`, act.graph(g, up));
       const mlpOut = hook(`${l}.mlp.dense_4h_to_h.output`, project(a, `${l}.mlp.dense_4h_to_h`));
-      h = hook(`${l}.output`, config.parallelResidual ? g.op("Add", [g.op("Add", [mlpOut, attnOut]), h]) : g.op("Add", [mlpOut, mlpInput]));
+      h = hook(
+        `${l}.output`,
+        config.parallelResidual ? g.op("Add", [g.op("Add", [mlpOut, attnOut]), h]) : g.op("Add", [mlpOut, mlpInput])
+      );
       layerOutputs.push(h);
     }
 
     const [lnW, lnB] = [w("gpt_neox.final_layer_norm.weight"), w("gpt_neox.final_layer_norm.bias")];
     const head = config.tieWordEmbeddings ? embed : w("embed_out.weight");
-    finishDecoder(g, hook, {
-      normPath: "gpt_neox.final_layer_norm",
-      norm: (x) => layerNorm(g, x, lnW, lnB, config.normEps),
-      unembed: (x) => tiedHead(g, x, head, d, V)
-    }, h, layerOutputs);
+    finishDecoder(
+      g,
+      hook,
+      {
+        normPath: "gpt_neox.final_layer_norm",
+        norm: (x) => layerNorm(g, x, lnW, lnB, config.normEps),
+        unembed: (x) => tiedHead(g, x, head, d, V)
+      },
+      h,
+      layerOutputs
+    );
     return g.build(config.architecture);
   }
 
@@ -201,27 +268,48 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
         ["post_attention_layernorm", layerNormModule(d, config.normEps)],
         ["post_attention_dropout", dropout],
         ["post_mlp_dropout", dropout],
-        ["attention", {type: "GPTNeoXAttention", children: [
-          ["query_key_value", linearModule(d, 3 * d, bias)],
-          ["dense", linearModule(d, d, bias)]
-        ]}],
-        ["mlp", {type: "GPTNeoXMLP", children: [
-          ["dense_h_to_4h", linearModule(d, ff, true)],
-          ["dense_4h_to_h", linearModule(ff, d, true)],
-          ["act", {type: act.module}]
-        ]}]
+        [
+          "attention",
+          {
+            type: "GPTNeoXAttention",
+            children: [
+              ["query_key_value", linearModule(d, 3 * d, bias)],
+              ["dense", linearModule(d, d, bias)]
+            ]
+          }
+        ],
+        [
+          "mlp",
+          {
+            type: "GPTNeoXMLP",
+            children: [
+              ["dense_h_to_4h", linearModule(d, ff, true)],
+              ["dense_4h_to_h", linearModule(ff, d, true)],
+              ["act", {type: act.module}]
+            ]
+          }
+        ]
       ]
     };
     return printModule({
       type: config.architecture,
       children: [
-        ["gpt_neox", {type: "GPTNeoXModel", children: [
-          ["embed_in", embeddingModule(V, d)],
-          ["emb_dropout", dropout],
-          ["layers", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), gptNeoxLayer])}],
-          ["final_layer_norm", layerNormModule(d, config.normEps)],
-          ["rotary_emb", {type: "GPTNeoXRotaryEmbedding"}]
-        ]}],
+        [
+          "gpt_neox",
+          {
+            type: "GPTNeoXModel",
+            children: [
+              ["embed_in", embeddingModule(V, d)],
+              ["emb_dropout", dropout],
+              [
+                "layers",
+                {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), gptNeoxLayer])}
+              ],
+              ["final_layer_norm", layerNormModule(d, config.normEps)],
+              ["rotary_emb", {type: "GPTNeoXRotaryEmbedding"}]
+            ]
+          }
+        ],
         ["embed_out", linearModule(d, V, false)]
       ]
     });
@@ -236,6 +324,7 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
     buildGraph,
     aliasOf,
     checkpointNames: (name) => [name],
-    isBuffer: (name) => /\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$/.test(name) || name.endsWith("rotary_emb.inv_freq")
+    isBuffer: (name) =>
+      /\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$/.test(name) || name.endsWith("rotary_emb.inv_freq")
   };
 }

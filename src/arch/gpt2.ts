@@ -13,9 +13,26 @@
  */
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
-import {appendCache, attention, decoderInputs, geluTanh, layerNorm, linear, mergeHeads, splitHeads, tiedHead} from "../graph/layers.js";
+import {
+  appendCache,
+  attention,
+  decoderInputs,
+  geluTanh,
+  layerNorm,
+  linear,
+  mergeHeads,
+  splitHeads,
+  tiedHead
+} from "../graph/layers.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
-import {type Module, dropoutModule, embeddingModule, layerNormModule, linearModule, printModule} from "./module-tree.js";
+import {
+  type Module,
+  dropoutModule,
+  embeddingModule,
+  layerNormModule,
+  linearModule,
+  printModule
+} from "./module-tree.js";
 import {gpt2Roles} from "./roles.js";
 import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
 
@@ -29,32 +46,46 @@ function normalize(raw: Record<string, unknown>, file: string): ModelConfig {
   const numHeads = int("n_head");
   const activation = String(c.activation_function ?? "gelu_new");
   if (activation !== "gelu_new") fail(`activation_function "${activation}" is not supported (gpt2 uses "gelu_new")`);
-  return checkConfig({
-    modelType: "gpt2",
-    architecture: architecture ?? "GPT2LMHeadModel",
-    numLayers: int("n_layer"),
-    numHeads,
-    numKeyValueHeads: numHeads,
-    hiddenSize,
-    headDim: hiddenSize / numHeads,
-    intermediateSize: c.n_inner == null ? 4 * hiddenSize : int("n_inner"),
-    vocabSize: int("vocab_size"),
-    maxPositions: int("n_positions"),
-    normEps: num("layer_norm_epsilon", 1e-5),
-    tieWordEmbeddings: c.tie_word_embeddings !== false,
-    activation,
-    ...common
-  }, file);
+  return checkConfig(
+    {
+      modelType: "gpt2",
+      architecture: architecture ?? "GPT2LMHeadModel",
+      numLayers: int("n_layer"),
+      numHeads,
+      numKeyValueHeads: numHeads,
+      hiddenSize,
+      headDim: hiddenSize / numHeads,
+      intermediateSize: c.n_inner == null ? 4 * hiddenSize : int("n_inner"),
+      vocabSize: int("vocab_size"),
+      maxPositions: int("n_positions"),
+      normEps: num("layer_norm_epsilon", 1e-5),
+      tieWordEmbeddings: c.tie_word_embeddings !== false,
+      activation,
+      ...common
+    },
+    file
+  );
 }
 
 export const gpt2: Family = {modelTypes: ["gpt2"], roles, normalize, architecture: gpt2Architecture};
 
 function gpt2Architecture(config: ModelConfig): Architecture {
-  const {numLayers: L, hiddenSize: d, numHeads: H, headDim: D, intermediateSize: inner, vocabSize: V, maxPositions} = config;
+  const {
+    numLayers: L,
+    hiddenSize: d,
+    numHeads: H,
+    headDim: D,
+    intermediateSize: inner,
+    vocabSize: V,
+    maxPositions
+  } = config;
 
   function parameters(): Parameter[] {
     const p = parameter;
-    const list = [p("transformer.wte.weight", [V, d], "embedding"), p("transformer.wpe.weight", [maxPositions, d], "embedding")];
+    const list = [
+      p("transformer.wte.weight", [V, d], "embedding"),
+      p("transformer.wpe.weight", [maxPositions, d], "embedding")
+    ];
     for (let i = 0; i < L; i++) {
       const b = block(i);
       list.push(
@@ -126,34 +157,57 @@ function gpt2Architecture(config: ModelConfig): Architecture {
       const b = block(i);
       // Attention: one Conv1D makes q, k and v side by side.
       const x = hook(`${b}.ln_1.output`, layerNorm(g, h, w(`${b}.ln_1.weight`), w(`${b}.ln_1.bias`), config.normEps));
-      const qkv = hook(`${b}.attn.c_attn.output`, linear(g, x, w(`${b}.attn.c_attn.weight`), w(`${b}.attn.c_attn.bias`)));
+      const qkv = hook(
+        `${b}.attn.c_attn.output`,
+        linear(g, x, w(`${b}.attn.c_attn.weight`), w(`${b}.attn.c_attn.bias`))
+      );
       const [q, k, v] = g.opN("Split", [qkv, g.ints([d, d, d])], 3, {axis: -1}).map((t) => splitHeads(g, t, H, D));
       const keys = appendCache(g, caches[i].pastKey, k, caches[i].presentKey);
       const values = appendCache(g, caches[i].pastValue, v, caches[i].presentValue);
       g.output(caches[i].presentKey, keys);
       g.output(caches[i].presentValue, values);
-      const {weights, context} = attention(g, q, keys, values, mask, {heads: H, kvHeads: H, headDim: D}, `${b}.attn.attn_weights`);
+      const {weights, context} = attention(
+        g,
+        q,
+        keys,
+        values,
+        mask,
+        {heads: H, kvHeads: H, headDim: D},
+        `${b}.attn.attn_weights`
+      );
       hook(`${b}.attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${b}.attn.c_proj.input`, mergeHeads(g, context, d));
-      const attnOut = hook(`${b}.attn.c_proj.output`, linear(g, merged, w(`${b}.attn.c_proj.weight`), w(`${b}.attn.c_proj.bias`)));
+      const attnOut = hook(
+        `${b}.attn.c_proj.output`,
+        linear(g, merged, w(`${b}.attn.c_proj.weight`), w(`${b}.attn.c_proj.bias`))
+      );
       h = g.op("Add", [h, attnOut]);
 
       // MLP: expand 4×, tanh-GELU, project back.
       const y = hook(`${b}.ln_2.output`, layerNorm(g, h, w(`${b}.ln_2.weight`), w(`${b}.ln_2.bias`), config.normEps));
       const up = hook(`${b}.mlp.c_fc.output`, linear(g, y, w(`${b}.mlp.c_fc.weight`), w(`${b}.mlp.c_fc.bias`)));
       const act = hook(`${b}.mlp.act.output`, geluTanh(g, up));
-      const mlpOut = hook(`${b}.mlp.c_proj.output`, linear(g, act, w(`${b}.mlp.c_proj.weight`), w(`${b}.mlp.c_proj.bias`)));
+      const mlpOut = hook(
+        `${b}.mlp.c_proj.output`,
+        linear(g, act, w(`${b}.mlp.c_proj.weight`), w(`${b}.mlp.c_proj.bias`))
+      );
       h = hook(`${b}.output`, g.op("Add", [h, mlpOut]));
       layerOutputs.push(h);
     }
 
     const [lnW, lnB] = [w("transformer.ln_f.weight"), w("transformer.ln_f.bias")];
     const head = config.tieWordEmbeddings ? wte : w("lm_head.weight");
-    finishDecoder(g, hook, {
-      normPath: "transformer.ln_f",
-      norm: (x) => layerNorm(g, x, lnW, lnB, config.normEps),
-      unembed: (x) => tiedHead(g, x, head, d, V)
-    }, h, layerOutputs);
+    finishDecoder(
+      g,
+      hook,
+      {
+        normPath: "transformer.ln_f",
+        norm: (x) => layerNorm(g, x, lnW, lnB, config.normEps),
+        unembed: (x) => tiedHead(g, x, head, d, V)
+      },
+      h,
+      layerOutputs
+    );
     return g.build(config.architecture);
   }
 
@@ -166,31 +220,52 @@ function gpt2Architecture(config: ModelConfig): Architecture {
       type: "GPT2Block",
       children: [
         ["ln_1", norm],
-        ["attn", {type: "GPT2Attention", children: [
-          ["c_attn", conv1d(3 * d, d)],
-          ["c_proj", conv1d(d, d)],
-          ["attn_dropout", dropout(raw.attn_pdrop)],
-          ["resid_dropout", dropout(raw.resid_pdrop)]
-        ]}],
+        [
+          "attn",
+          {
+            type: "GPT2Attention",
+            children: [
+              ["c_attn", conv1d(3 * d, d)],
+              ["c_proj", conv1d(d, d)],
+              ["attn_dropout", dropout(raw.attn_pdrop)],
+              ["resid_dropout", dropout(raw.resid_pdrop)]
+            ]
+          }
+        ],
         ["ln_2", norm],
-        ["mlp", {type: "GPT2MLP", children: [
-          ["c_fc", conv1d(inner, d)],
-          ["c_proj", conv1d(d, inner)],
-          ["act", {type: "NewGELUActivation"}],
-          ["dropout", dropout(raw.resid_pdrop)]
-        ]}]
+        [
+          "mlp",
+          {
+            type: "GPT2MLP",
+            children: [
+              ["c_fc", conv1d(inner, d)],
+              ["c_proj", conv1d(d, inner)],
+              ["act", {type: "NewGELUActivation"}],
+              ["dropout", dropout(raw.resid_pdrop)]
+            ]
+          }
+        ]
       ]
     };
     return printModule({
       type: config.architecture,
       children: [
-        ["transformer", {type: "GPT2Model", children: [
-          ["wte", embeddingModule(V, d)],
-          ["wpe", embeddingModule(maxPositions, d)],
-          ["drop", dropout(raw.embd_pdrop)],
-          ["h", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), gpt2Block])}],
-          ["ln_f", norm]
-        ]}],
+        [
+          "transformer",
+          {
+            type: "GPT2Model",
+            children: [
+              ["wte", embeddingModule(V, d)],
+              ["wpe", embeddingModule(maxPositions, d)],
+              ["drop", dropout(raw.embd_pdrop)],
+              [
+                "h",
+                {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), gpt2Block])}
+              ],
+              ["ln_f", norm]
+            ]
+          }
+        ],
         ["lm_head", linearModule(d, V, false)]
       ]
     });

@@ -49,7 +49,8 @@ export function architectureFor(config: ModelConfig): Architecture {
 // Each family builds its graph with the names roles.ts gives its model_type (which pages read without graph code).
 for (const family of FAMILIES) {
   for (const type of family.modelTypes) {
-    if (ROLES[type] !== family.roles) throw new Error(`src/arch/roles.ts: model_type ${type} has no roles, or not its family's`);
+    if (ROLES[type] !== family.roles)
+      throw new Error(`src/arch/roles.ts: model_type ${type} has no roles, or not its family's`);
   }
 }
 

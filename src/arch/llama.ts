@@ -21,8 +21,19 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
-  appendCache, attention, bindWeights, decoderInputs, linear, mergeHeads, rmsNorm, rotaryEmbedding, slidingWindowMask,
-  splitHeads, swapHeadsAndTokens, tiedHead, viewHeads
+  appendCache,
+  attention,
+  bindWeights,
+  decoderInputs,
+  linear,
+  mergeHeads,
+  rmsNorm,
+  rotaryEmbedding,
+  slidingWindowMask,
+  splitHeads,
+  swapHeadsAndTokens,
+  tiedHead,
+  viewHeads
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
@@ -51,7 +62,8 @@ export interface LlamaConfig extends ModelConfig {
 export function readLlamaConfig(
   raw: Record<string, unknown>,
   file: string,
-  family: Pick<LlamaConfig, "classPrefix"> & Partial<Pick<LlamaConfig, "qkvBias" | "oBias" | "qkNorm" | "slidingWindows">>
+  family: Pick<LlamaConfig, "classPrefix"> &
+    Partial<Pick<LlamaConfig, "qkvBias" | "oBias" | "qkNorm" | "slidingWindows">>
 ): LlamaConfig {
   const {c, int, num, refuse, common, architecture} = readConfig(raw, file);
   const hiddenSize = int("hidden_size");
@@ -104,14 +116,27 @@ export const mistral: Family<LlamaConfig> = {
     const window = raw.sliding_window == null ? null : int("sliding_window");
     const layers = int("num_hidden_layers");
     // MistralAttention's projections never have biases, whatever attention_bias says.
-    return readLlamaConfig(raw, file, {classPrefix: "Mistral", qkvBias: false, oBias: false, slidingWindows: Array.from({length: layers}, () => window)});
+    return readLlamaConfig(raw, file, {
+      classPrefix: "Mistral",
+      qkvBias: false,
+      oBias: false,
+      slidingWindows: Array.from({length: layers}, () => window)
+    });
   },
   architecture: llamaShaped
 };
 
 /** The architecture of a Llama-shaped config (Llama, Mistral, Qwen2, Qwen3). */
 export function llamaShaped(config: LlamaConfig): Architecture {
-  const {numLayers: L, hiddenSize: d, numHeads: H, numKeyValueHeads: KV, headDim: D, intermediateSize: ff, vocabSize: V} = config;
+  const {
+    numLayers: L,
+    hiddenSize: d,
+    numHeads: H,
+    numKeyValueHeads: KV,
+    headDim: D,
+    intermediateSize: ff,
+    vocabSize: V
+  } = config;
   const {qkvBias, oBias, qkNorm, classPrefix: prefix} = config;
   const layer = llamaRoles.layer;
   const act = activation(config.activation, "config.json", "hidden_act");
@@ -120,7 +145,9 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const p = parameter;
     const list = [p("model.embed_tokens.weight", [V, d], "embedding")];
     const projection = (name: string, out: number, inp: number, bias: boolean, i: number) =>
-      bias ? [p(`${name}.weight`, [out, inp], "attention", i), p(`${name}.bias`, [out], "attention", i)] : [p(`${name}.weight`, [out, inp], "attention", i)];
+      bias
+        ? [p(`${name}.weight`, [out, inp], "attention", i), p(`${name}.bias`, [out], "attention", i)]
+        : [p(`${name}.weight`, [out, inp], "attention", i)];
     for (let i = 0; i < L; i++) {
       const l = layer(i);
       list.push(
@@ -128,7 +155,9 @@ export function llamaShaped(config: LlamaConfig): Architecture {
         ...projection(`${l}.self_attn.k_proj`, KV * D, d, qkvBias, i),
         ...projection(`${l}.self_attn.v_proj`, KV * D, d, qkvBias, i),
         ...projection(`${l}.self_attn.o_proj`, d, H * D, oBias, i),
-        ...(qkNorm ? [p(`${l}.self_attn.q_norm.weight`, [D], "norm", i), p(`${l}.self_attn.k_norm.weight`, [D], "norm", i)] : []),
+        ...(qkNorm
+          ? [p(`${l}.self_attn.q_norm.weight`, [D], "norm", i), p(`${l}.self_attn.k_norm.weight`, [D], "norm", i)]
+          : []),
         p(`${l}.mlp.gate_proj.weight`, [ff, d], "mlp", i),
         p(`${l}.mlp.up_proj.weight`, [ff, d], "mlp", i),
         p(`${l}.mlp.down_proj.weight`, [d, ff], "mlp", i),
@@ -182,7 +211,8 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     /** A Linear module: `x · Wᵀ (+ b)`, the bias where the family has one. */
-    const project = (x: string, name: string) => linear(g, x, wT(`${name}.weight`), shapeOf.has(`${name}.bias`) ? w(`${name}.bias`) : undefined);
+    const project = (x: string, name: string) =>
+      linear(g, x, wT(`${name}.weight`), shapeOf.has(`${name}.bias`) ? w(`${name}.bias`) : undefined);
 
     const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: KV, headDim: D});
     const rope = rotaryEmbedding(g, pos, {maxPositions: config.maxPositions, headDim: D, base: config.ropeTheta});
@@ -195,7 +225,10 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     /** `[1, T, heads·D]` → `[1, heads, T, D]`; Qwen3 first normalizes each head (its hook sees `[1, T, heads, D]`). */
     const heads = (x: string, count: number, norm: string) =>
       qkNorm
-        ? swapHeadsAndTokens(g, hook(`${norm}.output`, rmsNorm(g, viewHeads(g, x, count, D), w(`${norm}.weight`), config.normEps)))
+        ? swapHeadsAndTokens(
+            g,
+            hook(`${norm}.output`, rmsNorm(g, viewHeads(g, x, count, D), w(`${norm}.weight`), config.normEps))
+          )
         : splitHeads(g, x, count, D);
 
     const embed = w("model.embed_tokens.weight");
@@ -213,13 +246,24 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       const values = appendCache(g, caches[i].pastValue, splitHeads(g, v, KV, D), caches[i].presentValue);
       g.output(caches[i].presentKey, keys);
       g.output(caches[i].presentValue, values);
-      const {weights, context} = attention(g, queries, keys, values, maskOf(config.slidingWindows[i]), {heads: H, kvHeads: KV, headDim: D}, `${l}.self_attn.attn_weights`);
+      const {weights, context} = attention(
+        g,
+        queries,
+        keys,
+        values,
+        maskOf(config.slidingWindows[i]),
+        {heads: H, kvHeads: KV, headDim: D},
+        `${l}.self_attn.attn_weights`
+      );
       hook(`${l}.self_attn.attn_weights`, weights); // named by its path already: exposed without a copy
       const merged = hook(`${l}.self_attn.o_proj.input`, mergeHeads(g, context, H * D));
       const attnOut = hook(`${l}.self_attn.o_proj.output`, project(merged, `${l}.self_attn.o_proj`));
       h = g.op("Add", [h, attnOut]);
 
-      const y = hook(`${l}.post_attention_layernorm.output`, rmsNorm(g, h, w(`${l}.post_attention_layernorm.weight`), config.normEps));
+      const y = hook(
+        `${l}.post_attention_layernorm.output`,
+        rmsNorm(g, h, w(`${l}.post_attention_layernorm.weight`), config.normEps)
+      );
       const gate = hook(`${l}.mlp.gate_proj.output`, project(y, `${l}.mlp.gate_proj`));
       const a = hook(`${l}.mlp.act_fn.output`, act.graph(g, gate));
       const up = hook(`${l}.mlp.up_proj.output`, project(y, `${l}.mlp.up_proj`));
@@ -230,11 +274,17 @@ export function llamaShaped(config: LlamaConfig): Architecture {
 
     const normWeight = w("model.norm.weight");
     const head = config.tieWordEmbeddings ? embed : w("lm_head.weight");
-    finishDecoder(g, hook, {
-      normPath: "model.norm",
-      norm: (x) => rmsNorm(g, x, normWeight, config.normEps),
-      unembed: (x) => tiedHead(g, x, head, d, V)
-    }, h, layerOutputs);
+    finishDecoder(
+      g,
+      hook,
+      {
+        normPath: "model.norm",
+        norm: (x) => rmsNorm(g, x, normWeight, config.normEps),
+        unembed: (x) => tiedHead(g, x, head, d, V)
+      },
+      h,
+      layerOutputs
+    );
     return g.build(config.architecture);
   }
 
@@ -244,19 +294,36 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const decoderLayer: Module = {
       type: `${prefix}DecoderLayer`,
       children: [
-        ["self_attn", {type: `${prefix}Attention`, children: [
-          ["q_proj", linearModule(d, H * D, qkvBias)],
-          ["k_proj", linearModule(d, KV * D, qkvBias)],
-          ["v_proj", linearModule(d, KV * D, qkvBias)],
-          ["o_proj", linearModule(H * D, d, oBias)],
-          ...(qkNorm ? ([["q_norm", rms(D)], ["k_norm", rms(D)]] as [string, Module][]) : [])
-        ]}],
-        ["mlp", {type: `${prefix}MLP`, children: [
-          ["gate_proj", linearModule(d, ff, false)],
-          ["up_proj", linearModule(d, ff, false)],
-          ["down_proj", linearModule(ff, d, false)],
-          ["act_fn", {type: act.module}]
-        ]}],
+        [
+          "self_attn",
+          {
+            type: `${prefix}Attention`,
+            children: [
+              ["q_proj", linearModule(d, H * D, qkvBias)],
+              ["k_proj", linearModule(d, KV * D, qkvBias)],
+              ["v_proj", linearModule(d, KV * D, qkvBias)],
+              ["o_proj", linearModule(H * D, d, oBias)],
+              ...(qkNorm
+                ? ([
+                    ["q_norm", rms(D)],
+                    ["k_norm", rms(D)]
+                  ] as [string, Module][])
+                : [])
+            ]
+          }
+        ],
+        [
+          "mlp",
+          {
+            type: `${prefix}MLP`,
+            children: [
+              ["gate_proj", linearModule(d, ff, false)],
+              ["up_proj", linearModule(d, ff, false)],
+              ["down_proj", linearModule(ff, d, false)],
+              ["act_fn", {type: act.module}]
+            ]
+          }
+        ],
         ["input_layernorm", rms(d)],
         ["post_attention_layernorm", rms(d)]
       ]
@@ -264,12 +331,21 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     return printModule({
       type: config.architecture,
       children: [
-        ["model", {type: `${prefix}Model`, children: [
-          ["embed_tokens", embeddingModule(V, d)],
-          ["layers", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), decoderLayer])}],
-          ["norm", rms(d)],
-          ["rotary_emb", {type: `${prefix}RotaryEmbedding`}]
-        ]}],
+        [
+          "model",
+          {
+            type: `${prefix}Model`,
+            children: [
+              ["embed_tokens", embeddingModule(V, d)],
+              [
+                "layers",
+                {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [String(i), decoderLayer])}
+              ],
+              ["norm", rms(d)],
+              ["rotary_emb", {type: `${prefix}RotaryEmbedding`}]
+            ]
+          }
+        ],
         ["lm_head", linearModule(d, V, false)]
       ]
     });

@@ -26,11 +26,15 @@ export function printModule(m: Module): string {
 function foldRepeats(children: [string, Module][]): [string, string][] {
   const printed = children.map(([key, child]) => [key, printModule(child)] as const);
   const out: [string, string][] = [];
-  for (let i = 0; i < printed.length; ) {
+  for (let i = 0; i < printed.length;) {
     let j = i + 1;
     while (j < printed.length && printed[j][1] === printed[i][1]) j++;
     const count = j - i;
-    out.push(count === 1 ? [printed[i][0], printed[i][1]] : [`${printed[i][0]}-${printed[j - 1][0]}`, `${count} x ${printed[i][1]}`]);
+    out.push(
+      count === 1
+        ? [printed[i][0], printed[i][1]]
+        : [`${printed[i][0]}-${printed[j - 1][0]}`, `${count} x ${printed[i][1]}`]
+    );
     i = j;
   }
   return out;
@@ -65,4 +69,7 @@ export const layerNormModule = (dim: number, eps: number): Module => ({
 });
 
 /** `nn.Dropout(p)`. */
-export const dropoutModule = (p: unknown): Module => ({type: "Dropout", extra: `p=${pyFloat(Number(p ?? 0.1))}, inplace=False`});
+export const dropoutModule = (p: unknown): Module => ({
+  type: "Dropout",
+  extra: `p=${pyFloat(Number(p ?? 0.1))}, inplace=False`
+});

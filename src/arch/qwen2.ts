@@ -26,7 +26,8 @@ export function qwenSlidingWindows(raw: Record<string, unknown>, file: string): 
     : Array.from({length: layers}, (_, i) => (i >= maxWindowLayers ? "sliding_attention" : "full_attention"));
   if (types.length !== layers) fail(`layer_types has ${types.length} entries for ${layers} layers`);
   return types.map((t, i) => {
-    if (t !== "sliding_attention" && t !== "full_attention") fail(`layer_types[${i}] ${JSON.stringify(t)} is not supported`);
+    if (t !== "sliding_attention" && t !== "full_attention")
+      fail(`layer_types[${i}] ${JSON.stringify(t)} is not supported`);
     return t === "sliding_attention" ? window : null;
   });
 }
@@ -35,6 +36,11 @@ export const qwen2: Family<LlamaConfig> = {
   modelTypes: ["qwen2"],
   roles: llamaRoles,
   normalize: (raw, file) =>
-    readLlamaConfig(raw, file, {classPrefix: "Qwen2", qkvBias: true, oBias: false, slidingWindows: qwenSlidingWindows(raw, file)}),
+    readLlamaConfig(raw, file, {
+      classPrefix: "Qwen2",
+      qkvBias: true,
+      oBias: false,
+      slidingWindows: qwenSlidingWindows(raw, file)
+    }),
   architecture: llamaShaped
 };

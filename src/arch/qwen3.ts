@@ -16,6 +16,7 @@ import type {Family} from "./types.js";
 export const qwen3: Family<LlamaConfig> = {
   modelTypes: ["qwen3"],
   roles: llamaRoles,
-  normalize: (raw, file) => readLlamaConfig(raw, file, {classPrefix: "Qwen3", qkNorm: true, slidingWindows: qwenSlidingWindows(raw, file)}),
+  normalize: (raw, file) =>
+    readLlamaConfig(raw, file, {classPrefix: "Qwen3", qkNorm: true, slidingWindows: qwenSlidingWindows(raw, file)}),
   architecture: llamaShaped
 };

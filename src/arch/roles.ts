@@ -60,6 +60,11 @@ export const ROLES: Readonly<Record<string, Roles>> = {
 /** The roles of a config's family; an unknown model_type is refused as the registry refuses it. */
 export function rolesFor(config: {modelType: string}): Roles {
   const roles = ROLES[config.modelType];
-  if (!roles) throw new WorkbenchError(`model_type ${JSON.stringify(config.modelType)} is not supported; lm-workbench runs ${Object.keys(ROLES).map((t) => JSON.stringify(t)).join(", ")} checkpoints`);
+  if (!roles)
+    throw new WorkbenchError(
+      `model_type ${JSON.stringify(config.modelType)} is not supported; lm-workbench runs ${Object.keys(ROLES)
+        .map((t) => JSON.stringify(t))
+        .join(", ")} checkpoints`
+    );
   return roles;
 }

@@ -68,8 +68,16 @@ export interface Architecture {
   buildGraph(weight: (parameter: string) => Float32Array, options?: GraphOptions): EncodedModel;
 }
 
-export function parameter(name: string, shape: number[], component: Component, layer?: number, init?: "zeros"): Parameter {
-  return init ? {name, shape, numel: numel(shape), component, layer, init} : {name, shape, numel: numel(shape), component, layer};
+export function parameter(
+  name: string,
+  shape: number[],
+  component: Component,
+  layer?: number,
+  init?: "zeros"
+): Parameter {
+  return init
+    ? {name, shape, numel: numel(shape), component, layer, init}
+    : {name, shape, numel: numel(shape), component, layer};
 }
 
 /**
@@ -84,4 +92,3 @@ export interface Family<C extends ModelConfig = ModelConfig> {
   roles: Roles;
   architecture(config: C): Architecture;
 }
-

@@ -12,7 +12,15 @@ import type * as PlotModule from "@observablehq/plot";
 import {attentionTrace, type AttentionTrace} from "../analysis/attention.js";
 import {visible} from "../analysis/tokens.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
-import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
+import {
+  caption,
+  defineModelInputs,
+  element,
+  measureRedraw,
+  type ObservableRuntime,
+  type Observer,
+  type RuntimeModule
+} from "./shared.js";
 
 interface Cell {
   query: number;
@@ -27,29 +35,50 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
   main.variable().define("layer", [], () => 2);
   main.variable().define("head", [], () => 3);
   // The lane: a prompt typed on supersedes the older one still waiting for the model.
-  main.variable().define("attention", ["loaded", "prompt"], (model: WorkerModel, prompt: string) => attentionTrace(model.lane("embed-attention"), prompt));
-  main.variable(observer("heatmap")).define(
-    "heatmap",
-    ["Plot", "loaded", "attention", "layer", "head"],
-    (Plot: typeof PlotModule, model: WorkerModel, attention: AttentionTrace, layer: number, head: number) =>
-      measureRedraw("embed-attention", () => heatmapView(Plot, model, attention, layer, head))
-  );
+  main
+    .variable()
+    .define("attention", ["loaded", "prompt"], (model: WorkerModel, prompt: string) =>
+      attentionTrace(model.lane("embed-attention"), prompt)
+    );
+  main
+    .variable(observer("heatmap"))
+    .define(
+      "heatmap",
+      ["Plot", "loaded", "attention", "layer", "head"],
+      (Plot: typeof PlotModule, model: WorkerModel, attention: AttentionTrace, layer: number, head: number) =>
+        measureRedraw("embed-attention", () => heatmapView(Plot, model, attention, layer, head))
+    );
   return main;
 }
 
-function heatmapView(Plot: typeof PlotModule, model: WorkerModel, {pieces, layers}: AttentionTrace, layer: number, head: number): HTMLElement {
+function heatmapView(
+  Plot: typeof PlotModule,
+  model: WorkerModel,
+  {pieces, layers}: AttentionTrace,
+  layer: number,
+  head: number
+): HTMLElement {
   const {numLayers, numHeads} = model.config;
-  if (!Number.isInteger(layer) || layer < 0 || layer >= numLayers) throw new RangeError(`layer ${layer}: ${model.id} has layers 0 to ${numLayers - 1}`);
-  if (!Number.isInteger(head) || head < 0 || head >= numHeads) throw new RangeError(`head ${head}: ${model.id} has heads 0 to ${numHeads - 1}`);
+  if (!Number.isInteger(layer) || layer < 0 || layer >= numLayers)
+    throw new RangeError(`layer ${layer}: ${model.id} has layers 0 to ${numLayers - 1}`);
+  if (!Number.isInteger(head) || head < 0 || head >= numHeads)
+    throw new RangeError(`head ${head}: ${model.id} has heads 0 to ${numHeads - 1}`);
   const T = pieces.length;
   const data = layers[layer].data; // [1, heads, T, T]
   const cells: Cell[] = [];
-  for (let q = 0; q < T; q++) for (let k = 0; k <= q; k++) cells.push({query: q, key: k, weight: data[(head * T + q) * T + k]});
+  for (let q = 0; q < T; q++)
+    for (let k = 0; k <= q; k++) cells.push({query: q, key: k, weight: data[(head * T + q) * T + k]});
   // As the site shows tokens: a leading space as "·", whatever the tokenizer's own marker ("Ġ", "▁").
   const label = (i: number) => visible(pieces[i]!);
   const positions = Array.from({length: T}, (_, i) => i);
-  return element("figure", {class: "lmw-attention", "data-layer": layer, "data-head": head, "data-tokens": T},
-    element("figcaption", {}, `Layer ${layer}, head ${head}: how much each token (row) attends to each earlier token (column)`),
+  return element(
+    "figure",
+    {class: "lmw-attention", "data-layer": layer, "data-head": head, "data-tokens": T},
+    element(
+      "figcaption",
+      {},
+      `Layer ${layer}, head ${head}: how much each token (row) attends to each earlier token (column)`
+    ),
     Plot.plot({
       width: Math.min(640, 28 * T + 120),
       height: Math.min(620, 28 * T + 100),
@@ -58,7 +87,9 @@ function heatmapView(Plot: typeof PlotModule, model: WorkerModel, {pieces, layer
       x: {domain: positions, tickFormat: label, tickRotate: -45, label: "key →"},
       y: {domain: positions, tickFormat: label, label: "↓ query"},
       color: {scheme: "blues", domain: [0, 1], legend: true, label: "attention"},
-      marks: [Plot.cell(cells, {x: "key", y: "query", fill: "weight", inset: 0.5, title: (d: Cell) => d.weight.toFixed(3)})]
+      marks: [
+        Plot.cell(cells, {x: "key", y: "query", fill: "weight", inset: 0.5, title: (d: Cell) => d.weight.toFixed(3)})
+      ]
     }),
     element("small", {}, caption(model))
   );

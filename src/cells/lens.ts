@@ -12,17 +12,31 @@
 import type * as PlotModule from "@observablehq/plot";
 import {LENS_DEFAULTS, type LensCell, type LensView} from "../analysis/inside-model.js";
 import type {WorkerModel as Model} from "../runtime/worker-model.js";
-import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
+import {
+  caption,
+  defineModelInputs,
+  element,
+  measureRedraw,
+  type ObservableRuntime,
+  type Observer,
+  type RuntimeModule
+} from "./shared.js";
 
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
   defineModelInputs(main);
   main.variable().define("prompt", [], () => LENS_DEFAULTS.prompt);
   main.variable().define("k", [], () => LENS_DEFAULTS.k);
-  main.variable().define("lens", ["loaded", "prompt", "k"], (model: Model, prompt: string, k: number) => model.inside("lensView", prompt, k));
-  main.variable(observer("heatmap")).define("heatmap", ["Plot", "loaded", "lens"], (Plot: typeof PlotModule, model: Model, lens: LensView) =>
-    measureRedraw("embed-lens", () => lensFigure(Plot, model, lens))
-  );
+  main
+    .variable()
+    .define("lens", ["loaded", "prompt", "k"], (model: Model, prompt: string, k: number) =>
+      model.inside("lensView", prompt, k)
+    );
+  main
+    .variable(observer("heatmap"))
+    .define("heatmap", ["Plot", "loaded", "lens"], (Plot: typeof PlotModule, model: Model, lens: LensView) =>
+      measureRedraw("embed-lens", () => lensFigure(Plot, model, lens))
+    );
   return main;
 }
 
@@ -31,7 +45,9 @@ function lensFigure(Plot: typeof PlotModule, model: Model, lens: LensView): HTML
   const L = lens.hooks.length;
   const show = (piece: string) => JSON.stringify(piece).slice(1, -1).replace(/ /g, "␣");
   const positions = Array.from({length: T}, (_, i) => i);
-  return element("figure", {class: "lmw-lens", "data-layers": L, "data-tokens": T},
+  return element(
+    "figure",
+    {class: "lmw-lens", "data-layers": L, "data-tokens": T},
     element("figcaption", {}, "The top token at each layer (rows) and position (columns), its probability as colour"),
     Plot.plot({
       width: Math.min(900, 70 * T + 80),
@@ -43,8 +59,21 @@ function lensFigure(Plot: typeof PlotModule, model: Model, lens: LensView): HTML
       color: {scheme: "viridis", domain: [0, 1], legend: true, label: "probability"},
       marks: [
         Plot.cell(lens.cells, {x: "position", y: "layer", fill: "prob", inset: 0.5}),
-        Plot.text(lens.cells, {x: "position", y: "layer", text: (d: LensCell) => show(d.token).slice(0, 9), fill: (d: LensCell) => (d.prob > 0.55 ? "black" : "white"), fontSize: 10}),
-        Plot.tip(lens.cells, Plot.pointer({x: "position", y: "layer", title: (d: LensCell) => d.top.map((t) => `${JSON.stringify(t.token)} ${t.prob.toFixed(3)}`).join("\n")}))
+        Plot.text(lens.cells, {
+          x: "position",
+          y: "layer",
+          text: (d: LensCell) => show(d.token).slice(0, 9),
+          fill: (d: LensCell) => (d.prob > 0.55 ? "black" : "white"),
+          fontSize: 10
+        }),
+        Plot.tip(
+          lens.cells,
+          Plot.pointer({
+            x: "position",
+            y: "layer",
+            title: (d: LensCell) => d.top.map((t) => `${JSON.stringify(t.token)} ${t.prob.toFixed(3)}`).join("\n")
+          })
+        )
       ]
     }),
     element("small", {}, caption(model))

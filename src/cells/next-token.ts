@@ -10,7 +10,15 @@ import type * as PlotModule from "@observablehq/plot";
 import {topNext, type Candidate} from "../analysis/tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
-import {caption, defineModelInputs, element, measureRedraw, type ObservableRuntime, type Observer, type RuntimeModule} from "./shared.js";
+import {
+  caption,
+  defineModelInputs,
+  element,
+  measureRedraw,
+  type ObservableRuntime,
+  type Observer,
+  type RuntimeModule
+} from "./shared.js";
 
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
@@ -23,18 +31,31 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
     return traced["lm_head.output"]!;
   });
   // A new k re-ranks the logits already there: no forward pass.
-  main.variable().define("candidates", ["loaded", "logits", "k"], (model: WorkerModel, logits: Tensor, k: number) => topNext(model, logits, k));
-  main.variable(observer("nextTokens")).define(
-    "nextTokens",
-    ["Plot", "loaded", "prompt", "candidates"],
-    (Plot: typeof PlotModule, model: WorkerModel, prompt: string, candidates: Candidate[]) =>
-      measureRedraw("embed-next-token", () => nextTokensView(Plot, model, prompt, candidates))
-  );
+  main
+    .variable()
+    .define("candidates", ["loaded", "logits", "k"], (model: WorkerModel, logits: Tensor, k: number) =>
+      topNext(model, logits, k)
+    );
+  main
+    .variable(observer("nextTokens"))
+    .define(
+      "nextTokens",
+      ["Plot", "loaded", "prompt", "candidates"],
+      (Plot: typeof PlotModule, model: WorkerModel, prompt: string, candidates: Candidate[]) =>
+        measureRedraw("embed-next-token", () => nextTokensView(Plot, model, prompt, candidates))
+    );
   return main;
 }
 
-function nextTokensView(Plot: typeof PlotModule, model: WorkerModel, prompt: string, candidates: Candidate[]): HTMLElement {
-  return element("figure", {class: "lmw-next-token", "data-prompt": prompt, "data-top": candidates[0]?.piece ?? ""},
+function nextTokensView(
+  Plot: typeof PlotModule,
+  model: WorkerModel,
+  prompt: string,
+  candidates: Candidate[]
+): HTMLElement {
+  return element(
+    "figure",
+    {class: "lmw-next-token", "data-prompt": prompt, "data-top": candidates[0]?.piece ?? ""},
     element("figcaption", {}, "After ", element("q", {}, prompt), ", the next token is most likely:"),
     Plot.plot({
       // Room for the longest token: about 7 px a character at the axis' 10 px font.
@@ -42,10 +63,20 @@ function nextTokensView(Plot: typeof PlotModule, model: WorkerModel, prompt: str
       marginRight: 50,
       height: 24 * candidates.length + 40,
       x: {label: "probability", domain: [0, Math.max(0.05, candidates[0]?.probability ?? 0)]},
-      y: {label: null, domain: candidates.map((d) => d.rank), tickFormat: (rank: number) => candidates[rank - 1]!.shown},
+      y: {
+        label: null,
+        domain: candidates.map((d) => d.rank),
+        tickFormat: (rank: number) => candidates[rank - 1]!.shown
+      },
       marks: [
         Plot.barX(candidates, {x: "probability", y: "rank", fill: "steelblue"}),
-        Plot.text(candidates, {x: "probability", y: "rank", text: (d: Candidate) => `${(d.probability * 100).toFixed(1)}%`, dx: 4, textAnchor: "start"}),
+        Plot.text(candidates, {
+          x: "probability",
+          y: "rank",
+          text: (d: Candidate) => `${(d.probability * 100).toFixed(1)}%`,
+          dx: 4,
+          textAnchor: "start"
+        }),
         Plot.ruleX([0])
       ]
     }),

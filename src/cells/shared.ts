@@ -44,9 +44,13 @@ export function defineModelInputs(main: RuntimeModule): void {
   main.variable().define("models", [], () => siteModelsBase());
   main.variable().define("backend", [], () => "auto");
   main.variable().define("Plot", [], () => import("@observablehq/plot"));
-  main.variable().define("loaded", ["model", "hub", "models", "backend"], (model: string, hub: string, models: string, backend: string) =>
-    sharedModel(model, {hub, models, backend})
-  );
+  main
+    .variable()
+    .define(
+      "loaded",
+      ["model", "hub", "models", "backend"],
+      (model: string, hub: string, models: string, backend: string) => sharedModel(model, {hub, models, backend})
+    );
 }
 
 /** The site's models folder: this module is served at `<site>/_import/src/cells/…`. */
@@ -57,14 +61,25 @@ function siteModelsBase(): string {
 const loads = new Map<string, Promise<Model>>();
 
 /** One load per (model, hub, models, backend) in the page. A failed load is forgotten, so it can be retried. */
-export function sharedModel(id: string, {hub, models, backend}: {hub: string; models: string; backend: string}): Promise<Model> {
+export function sharedModel(
+  id: string,
+  {hub, models, backend}: {hub: string; models: string; backend: string}
+): Promise<Model> {
   const key = JSON.stringify([id, hub, models, backend]);
   let load = loads.get(key);
   if (!load) {
     load = (async () => {
       // The model runs in its own worker: the embedding page keeps painting during a forward pass.
-      const [{loadWorkerModel}, bundled] = await Promise.all([import("../runtime/worker-model.js"), shippedModels(models)]);
-      return loadWorkerModel(id, {bundled, endpoint: hub, preferWebGPU: backend !== "wasm", allowSoftwareAdapter: backend === "webgpu"});
+      const [{loadWorkerModel}, bundled] = await Promise.all([
+        import("../runtime/worker-model.js"),
+        shippedModels(models)
+      ]);
+      return loadWorkerModel(id, {
+        bundled,
+        endpoint: hub,
+        preferWebGPU: backend !== "wasm",
+        allowSoftwareAdapter: backend === "webgpu"
+      });
     })();
     load.catch(() => loads.delete(key));
     loads.set(key, load);
@@ -99,7 +114,8 @@ export function readSiteModels(models: string): Promise<SiteModel[]> {
 /** name → folder URL of each model the site ships with its weights. */
 async function shippedModels(models: string): Promise<Record<string, string>> {
   const bundled: Record<string, string> = {};
-  for (const m of await readSiteModels(models)) if (m.weights) bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, models).href;
+  for (const m of await readSiteModels(models))
+    if (m.weights) bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, models).href;
   return bundled;
 }
 
@@ -109,7 +125,11 @@ export function caption(model: Model): string {
 }
 
 /** An element with attributes and children, for the few views here (Plot draws the rest). */
-export function element(tag: string, attributes: Record<string, string | number>, ...children: (Node | string)[]): HTMLElement {
+export function element(
+  tag: string,
+  attributes: Record<string, string | number>,
+  ...children: (Node | string)[]
+): HTMLElement {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
   node.append(...children);

@@ -109,7 +109,9 @@ function applyEdits(g: GraphBuilder, state: SiteState, path: string, tensor: str
   // An architecture that names a tensor only after a node has read it (attention weights, made inside the
   // attention block) cannot have it edited: the reader would see the original.
   if (g.isRead(tensor)) {
-    throw new Error(`${path} cannot be edited: the graph reads it before naming it, so an edit would not reach downstream`);
+    throw new Error(
+      `${path} cannot be edited: the graph reads it before naming it, so an edit would not reach downstream`
+    );
   }
   state.done.add(path);
   let x = tensor;
@@ -124,7 +126,13 @@ function editTensor(g: GraphBuilder, x: string, k: number, site: EditSite): stri
   const edited = site.op === "set" ? value : g.op(site.op === "add" ? "Add" : "Mul", [x, value]);
   let selection: string | undefined;
   for (const axis of site.axes) {
-    const along = axisSelection(g, x, axis, g.input(names.from(axis), INT64, [`edit${k}_axis${axis}_n`]), g.input(names.to(axis), INT64, [`edit${k}_axis${axis}_n`]));
+    const along = axisSelection(
+      g,
+      x,
+      axis,
+      g.input(names.from(axis), INT64, [`edit${k}_axis${axis}_n`]),
+      g.input(names.to(axis), INT64, [`edit${k}_axis${axis}_n`])
+    );
     selection = selection ? g.op("And", [selection, along]) : along;
   }
   if (!selection) return site.op === "set" ? g.op("Expand", [value, g.op("Shape", [x])]) : edited;
@@ -147,7 +155,9 @@ function axisSelection(g: GraphBuilder, x: string, axis: number, from: string, t
   const mask = g.op("Greater", [any, g.scalar(0)]); // [size]
   // Reshape to [1, …, size, …, 1]: ones of x's rank, with -1 along `axis`.
   const ones = g.op("Expand", [g.constant([1], [1], INT64), g.op("Shape", [shape])]);
-  const broadcast = g.op("ScatterElements", [ones, g.constant([axis], [1], INT64), g.constant([-1], [1], INT64)], {axis: 0});
+  const broadcast = g.op("ScatterElements", [ones, g.constant([axis], [1], INT64), g.constant([-1], [1], INT64)], {
+    axis: 0
+  });
   return g.op("Reshape", [mask, broadcast]);
 }
 

@@ -33,7 +33,10 @@ export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number,
 /** GPT-2's `gelu_new` and Gemma's `gelu_pytorch_tanh`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`. */
 export function geluTanh(g: GraphBuilder, x: string, out?: string): string {
   const cube = g.op("Mul", [g.op("Mul", [x, x]), x]);
-  const inner = g.op("Mul", [g.op("Add", [x, g.op("Mul", [cube, g.scalar(0.044715)])]), g.scalar(Math.sqrt(2 / Math.PI))]);
+  const inner = g.op("Mul", [
+    g.op("Add", [x, g.op("Mul", [cube, g.scalar(0.044715)])]),
+    g.scalar(Math.sqrt(2 / Math.PI))
+  ]);
   const onePlusTanh = g.op("Add", [g.op("Tanh", [inner]), g.scalar(1)]);
   return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), onePlusTanh], {}, out);
 }
@@ -72,7 +75,10 @@ export function positions(g: GraphBuilder, inputIds: string, pastKey: string): P
  * The inputs every decoder graph takes — `input_ids` `[1, T]` and each layer's past keys and values
  * `[1, kvHeads, P, headDim]` — with what follows from them: the positions and the causal mask.
  */
-export function decoderInputs(g: GraphBuilder, {layers, kvHeads, headDim}: {layers: number; kvHeads: number; headDim: number}) {
+export function decoderInputs(
+  g: GraphBuilder,
+  {layers, kvHeads, headDim}: {layers: number; kvHeads: number; headDim: number}
+) {
   const ids = g.input("input_ids", INT64, [1, "T"]);
   const caches = Array.from({length: layers}, (_, i) => {
     const names = cacheNames(i);
@@ -151,7 +157,12 @@ export function attention(
   k: string,
   v: string,
   mask: string,
-  {heads, kvHeads, headDim, scale = 1 / Math.sqrt(headDim)}: {heads: number; kvHeads: number; headDim: number; scale?: number},
+  {
+    heads,
+    kvHeads,
+    headDim,
+    scale = 1 / Math.sqrt(headDim)
+  }: {heads: number; kvHeads: number; headDim: number; scale?: number},
   weightsOut: string
 ) {
   const grouped = (x: string) => (kvHeads === heads ? x : g.op("Reshape", [x, g.ints([1, kvHeads, -1, 0])]));
@@ -193,7 +204,13 @@ export function tiedHead(g: GraphBuilder, final: string, head: string, d: number
 export function rotaryEmbedding(
   g: GraphBuilder,
   pos: Positions,
-  {maxPositions, headDim, rotaryDim = headDim, base, name = "rotary_emb"}: {maxPositions: number; headDim: number; rotaryDim?: number; base: number; name?: string}
+  {
+    maxPositions,
+    headDim,
+    rotaryDim = headDim,
+    base,
+    name = "rotary_emb"
+  }: {maxPositions: number; headDim: number; rotaryDim?: number; base: number; name?: string}
 ): (x: string) => string {
   const D = headDim;
   const half = rotaryDim / 2;
@@ -243,7 +260,11 @@ export function softcap(g: GraphBuilder, x: string, cap: number): string {
  * PyTorch's `[out, in]` to `[in, out]` for `x · W`, `wMap(name, f)` with its values changed first (Gemma's
  * `1 + w`). `weight(name)` hands each checkpoint tensor over once; `shapeOf` gives its shape.
  */
-export function bindWeights(g: GraphBuilder, weight: (name: string) => Float32Array, shapeOf: (name: string) => number[]) {
+export function bindWeights(
+  g: GraphBuilder,
+  weight: (name: string) => Float32Array,
+  shapeOf: (name: string) => number[]
+) {
   return {
     w: (name: string) => g.weight(name, weight(name), shapeOf(name)),
     wT: (name: string) => {

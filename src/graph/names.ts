@@ -23,7 +23,12 @@ export const editInputs = (k: number) => ({
 });
 
 /** The logit lens: `k` in, and out the top-k log-probabilities and ids `[L, T, k]` and the full logits `[L, T, V]`. */
-export const LENS = {k: "lens.k", topLogprobs: "lens.top_logprobs", topIds: "lens.top_ids", logits: "lens.logits"} as const;
+export const LENS = {
+  k: "lens.k",
+  topLogprobs: "lens.top_logprobs",
+  topIds: "lens.top_ids",
+  logits: "lens.logits"
+} as const;
 
 /**
  * A packed run's inputs: `position_ids` int64 `[T]` (each token's position in its own sequence), `attention_mask`

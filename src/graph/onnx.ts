@@ -84,7 +84,12 @@ export class GraphBuilder {
   }
 
   /** A small constant, stored in the protobuf. */
-  constant(values: number[] | Float32Array, dims: number[] = [values.length], elemType: number = FLOAT, prefix = "const"): string {
+  constant(
+    values: number[] | Float32Array,
+    dims: number[] = [values.length],
+    elemType: number = FLOAT,
+    prefix = "const"
+  ): string {
     const name = this.name(prefix);
     const rawData =
       elemType === INT64
@@ -107,7 +112,13 @@ export class GraphBuilder {
     return this.opN(opType, inputs, 1, attributes, out ? [out] : undefined)[0];
   }
 
-  opN(opType: string, inputs: string[], count: number, attributes: Record<string, Attribute> = {}, outs?: string[]): string[] {
+  opN(
+    opType: string,
+    inputs: string[],
+    count: number,
+    attributes: Record<string, Attribute> = {},
+    outs?: string[]
+  ): string[] {
     const output = outs ?? Array.from({length: count}, () => this.name(opType));
     const attribute = Object.entries(attributes).map(([name, value]) => attributeProto(name, value));
     this.nodes.push(onnx.NodeProto.create({opType, input: inputs, output, attribute, name: this.name(opType)}));

@@ -70,7 +70,8 @@ export async function openCheckpoint(source: ModelSource, opts: ReadOptions = {}
         const bytes = await source.read(file, {signal: loadOpts.signal, onProgress});
         done += bytes.length;
         for (const info of tensors.values()) {
-          if (info.file === file && (!names || names.has(info.name))) result.set(info.name, toFloat32(info, checkedSlice(bytes, info, source)));
+          if (info.file === file && (!names || names.has(info.name)))
+            result.set(info.name, toFloat32(info, checkedSlice(bytes, info, source)));
         }
       }
       return result;
@@ -85,7 +86,9 @@ async function readWeightMap(source: ModelSource, opts: ReadOptions): Promise<Re
     throw new WorkbenchError(`${source.id}/${INDEX_FILE}: weight_map must map tensor names to file names`);
   }
   if (Object.keys(map).length === 0)
-    throw new WorkbenchError(`${source.id}/${INDEX_FILE}: weight_map is empty, so the index names no weights: the file is damaged or not this model's (fetch it again)`);
+    throw new WorkbenchError(
+      `${source.id}/${INDEX_FILE}: weight_map is empty, so the index names no weights: the file is damaged or not this model's (fetch it again)`
+    );
   return map as Record<string, string>;
 }
 
@@ -94,7 +97,9 @@ function checkWeightMap(weightMap: Record<string, string>, tensors: Map<string, 
   for (const [name, file] of Object.entries(weightMap)) {
     const info = tensors.get(name);
     if (!info || info.file !== file) {
-      throw new WorkbenchError(`${source.id}/${INDEX_FILE}: weight_map puts tensor ${name} in ${file}, whose header lacks it`);
+      throw new WorkbenchError(
+        `${source.id}/${INDEX_FILE}: weight_map puts tensor ${name} in ${file}, whose header lacks it`
+      );
     }
   }
 }
@@ -110,7 +115,10 @@ async function readHeader(source: ModelSource, file: string, isShard: boolean, o
     return {header: parseHeader(bytes, file, fileSize), fileSize};
   } catch (error) {
     if (isShard && !opts.signal?.aborted && !(await source.has(file))) {
-      throw new WorkbenchError(`${source.id}/${INDEX_FILE}: weight_map names shard ${file}, which is missing from ${source.location}`, {cause: error});
+      throw new WorkbenchError(
+        `${source.id}/${INDEX_FILE}: weight_map names shard ${file}, which is missing from ${source.location}`,
+        {cause: error}
+      );
     }
     throw error;
   }
@@ -118,7 +126,9 @@ async function readHeader(source: ModelSource, file: string, isShard: boolean, o
 
 function checkedSlice(bytes: Uint8Array, info: TensorInfo, source: ModelSource): Uint8Array {
   if (info.end > bytes.length) {
-    throw new WorkbenchError(`${source.id}/${info.file}: tensor ${info.name} ends at byte ${info.end}, but the file has ${bytes.length}`);
+    throw new WorkbenchError(
+      `${source.id}/${info.file}: tensor ${info.name} ends at byte ${info.end}, but the file has ${bytes.length}`
+    );
   }
   return bytes.subarray(info.begin, info.end);
 }

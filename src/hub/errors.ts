@@ -26,7 +26,11 @@ export type HubErrorCode =
   | "cache-write";
 
 export class HubError extends WorkbenchError {
-  constructor(readonly code: HubErrorCode, message: string, options?: {cause?: unknown}) {
+  constructor(
+    readonly code: HubErrorCode,
+    message: string,
+    options?: {cause?: unknown}
+  ) {
     super(message, options);
     this.name = "HubError";
   }

@@ -55,11 +55,13 @@ export async function fetchModel(id: string, opts: FetchModelOptions = {}): Prom
     onNotice: opts.onNotice
   });
   // Progress for what is downloaded, not for the files already here.
-  const read = async (file: string) => source.read(file, (await cache.size(file)) === undefined ? {onProgress: opts.onProgress} : {});
+  const read = async (file: string) =>
+    source.read(file, (await cache.size(file)) === undefined ? {onProgress: opts.onProgress} : {});
 
   const files = ["config.json", "tokenizer.json"];
   for (const file of files) await read(file);
-  if (await source.has("tokenizer_config.json")) files.push("tokenizer_config.json"), await read("tokenizer_config.json");
+  if (await source.has("tokenizer_config.json"))
+    (files.push("tokenizer_config.json"), await read("tokenizer_config.json"));
   let weights = true;
   if (await source.has("model.safetensors")) {
     files.push("model.safetensors");
@@ -69,7 +71,7 @@ export async function fetchModel(id: string, opts: FetchModelOptions = {}): Prom
     const index = await readJson<{weight_map?: Record<string, string>}>(source, INDEX);
     const shards = [...new Set(Object.values(index.weight_map ?? {}))];
     if (shards.length === 0) throw new HubError("corrupt", `${id}/${INDEX}: weight_map names no shards`);
-    for (const shard of shards) files.push(shard), await read(shard);
+    for (const shard of shards) (files.push(shard), await read(shard));
   } else {
     weights = false;
   }

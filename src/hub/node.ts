@@ -55,13 +55,21 @@ export function folderSource(id: string, dir: string): ModelSource {
       return withFile(file, (handle, size) => readSpan(handle, file, 0, size, opts));
     },
     readRange(file, start, end, opts = {}) {
-      return withFile(file, (handle, size) => readSpan(handle, file, start, Math.min(end, size), {signal: opts.signal}));
+      return withFile(file, (handle, size) =>
+        readSpan(handle, file, start, Math.min(end, size), {signal: opts.signal})
+      );
     }
   };
 }
 
 /** Bytes [start, end) of an open file, read chunk by chunk. */
-async function readSpan(handle: FileHandle, file: string, start: number, end: number, opts: ReadOptions): Promise<Uint8Array> {
+async function readSpan(
+  handle: FileHandle,
+  file: string,
+  start: number,
+  end: number,
+  opts: ReadOptions
+): Promise<Uint8Array> {
   const total = Math.max(0, end - start);
   const bytes = new Uint8Array(total);
   let loaded = 0;
@@ -106,7 +114,11 @@ function safeJoin(dir: string, file: string, id: string): string {
  * folder is marked as a partial Hub cache (CACHE_MARKER, `about` in it) unless `mark` is false: a folder that
  * already is a model folder (data/models/gpt2: a config and a tokenizer shipped without weights) stays one.
  */
-export function diskCache(dir: string, about: Record<string, string> = {}, {mark = true}: {mark?: boolean} = {}): FileCache {
+export function diskCache(
+  dir: string,
+  about: Record<string, string> = {},
+  {mark = true}: {mark?: boolean} = {}
+): FileCache {
   const location = path.resolve(dir);
   const pathOf = (file: string) => safeJoin(location, file, dir);
   return {
@@ -132,14 +144,23 @@ export function diskCache(dir: string, about: Record<string, string> = {}, {mark
       }
       await mkdir(path.dirname(target), {recursive: true});
       await writeWhole(`${target}.partial`, partial.bytes);
-      await writeWhole(`${target}.partial.json`, JSON.stringify({size: partial.size, sha256: partial.sha256, bytes: partial.bytes.length}) + "\n");
+      await writeWhole(
+        `${target}.partial.json`,
+        JSON.stringify({size: partial.size, sha256: partial.sha256, bytes: partial.bytes.length}) + "\n"
+      );
     },
     async partial(file) {
       const target = pathOf(file);
       try {
-        const about = JSON.parse(await readFile(`${target}.partial.json`, "utf8")) as {size: number; sha256: string; bytes: number};
+        const about = JSON.parse(await readFile(`${target}.partial.json`, "utf8")) as {
+          size: number;
+          sha256: string;
+          bytes: number;
+        };
         const bytes = new Uint8Array(await readFile(`${target}.partial`));
-        return bytes.length === about.bytes && bytes.length < about.size ? {bytes, size: about.size, sha256: about.sha256} : undefined;
+        return bytes.length === about.bytes && bytes.length < about.size
+          ? {bytes, size: about.size, sha256: about.sha256}
+          : undefined;
       } catch {
         return undefined;
       }
@@ -148,7 +169,8 @@ export function diskCache(dir: string, about: Record<string, string> = {}, {mark
       const target = pathOf(file);
       await mkdir(path.dirname(target), {recursive: true});
       const marker = path.join(location, CACHE_MARKER);
-      if (mark && (await fileSize(marker)) === undefined) await writeFile(marker, JSON.stringify({...about, complete: false}, null, 2) + "\n");
+      if (mark && (await fileSize(marker)) === undefined)
+        await writeFile(marker, JSON.stringify({...about, complete: false}, null, 2) + "\n");
       await writeWhole(target, bytes);
     }
   };
@@ -208,7 +230,9 @@ function withProgress(source: ModelSource, onProgress: (p: Progress) => void): M
  * the first with a config.json that is not a partial Hub download cache.
  */
 export function findModelFolder(id: string, modelsPath: string[] = defaultModelsPath()): string | undefined {
-  return folderCandidates(id, modelsPath).find((dir) => existsSync(path.join(dir, "config.json")) && !isPartialCache(dir));
+  return folderCandidates(id, modelsPath).find(
+    (dir) => existsSync(path.join(dir, "config.json")) && !isPartialCache(dir)
+  );
 }
 
 function isPartialCache(dir: string): boolean {
@@ -226,7 +250,14 @@ function isPartialCache(dir: string): boolean {
  * `<cacheDir>/<org>/<name>/`, beside the models shipped there; any other revision or endpoint gets a folder of
  * its own under `<cacheDir>/.hub/`, so that asking for "v2" after "main" never answers with main's files.
  */
-export function hubCacheFolder(id: string, {revision = "main", endpoint = DEFAULT_ENDPOINT, cacheDir = "data/models"}: {revision?: string; endpoint?: string; cacheDir?: string} = {}): string {
+export function hubCacheFolder(
+  id: string,
+  {
+    revision = "main",
+    endpoint = DEFAULT_ENDPOINT,
+    cacheDir = "data/models"
+  }: {revision?: string; endpoint?: string; cacheDir?: string} = {}
+): string {
   checkHubId(id);
   checkRevision(revision);
   if (revision === "main" && endpoint.replace(/\/+$/, "") === DEFAULT_ENDPOINT) return path.join(cacheDir, id);
@@ -250,7 +281,10 @@ async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource
   if (await isFolder(id)) return folderSource(id, id);
   if (PATH_LIKE.test(id)) {
     const what = (await fileSize(id)) !== undefined ? "is a file, not a model folder" : "does not exist";
-    throw new HubError("not-found", `${id} ${what}: give a folder holding config.json (and tokenizer.json, model.safetensors), or a Hub id`);
+    throw new HubError(
+      "not-found",
+      `${id} ${what}: give a folder holding config.json (and tokenizer.json, model.safetensors), or a Hub id`
+    );
   }
   checkHubId(id);
 
@@ -270,7 +304,11 @@ async function findSource(id: string, opts: ResolveOptions): Promise<ModelSource
     found = (await cache.size("config.json")) !== undefined || (await source.has("config.json"));
   } catch (error) {
     if (error instanceof HubError && error.code === "network")
-      throw new HubError("network", `model ${id} is not in ${looked()}, and the Hub could not be reached (${error.message})`, {cause: error});
+      throw new HubError(
+        "network",
+        `model ${id} is not in ${looked()}, and the Hub could not be reached (${error.message})`,
+        {cause: error}
+      );
     throw error;
   }
   if (!found) throw new HubError("not-found", `model ${id} not found: looked in ${looked()} and ${baseUrl}`);

@@ -6,17 +6,39 @@
 import {WorkbenchError} from "../errors.js";
 
 export type Dtype =
-  | "F64" | "F32" | "F16" | "BF16"
-  | "I64" | "I32" | "I16" | "I8"
-  | "U64" | "U32" | "U16" | "U8"
-  | "BOOL" | "F8_E4M3" | "F8_E5M2";
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U64"
+  | "U32"
+  | "U16"
+  | "U8"
+  | "BOOL"
+  | "F8_E4M3"
+  | "F8_E5M2";
 
 /** Bytes per element of every dtype safetensors defines. */
 const DTYPE_SIZE: Record<Dtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
-  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1
 };
 
 export interface TensorInfo {
@@ -45,7 +67,9 @@ export const MAX_HEADER_BYTES = 100_000_000;
  */
 export function headerLength(bytes: Uint8Array, file: string, fileSize?: number): number {
   if (bytes.length < 8) {
-    throw new WorkbenchError(`${file}: truncated safetensors file (${bytes.length} bytes, the header length alone takes 8)`);
+    throw new WorkbenchError(
+      `${file}: truncated safetensors file (${bytes.length} bytes, the header length alone takes 8)`
+    );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, 8);
   const length = Number(view.getBigUint64(0, true));
@@ -125,7 +149,9 @@ function checkNoOverlap(tensors: Map<string, TensorInfo>, file: string): void {
   for (let i = 1; i < sorted.length; i++) {
     const [a, b] = [sorted[i - 1], sorted[i]];
     if (b.begin < a.end)
-      throw new WorkbenchError(`${file}: tensors ${a.name} [${a.begin}, ${a.end}) and ${b.name} [${b.begin}, ${b.end}) overlap: the file is corrupt`);
+      throw new WorkbenchError(
+        `${file}: tensors ${a.name} [${a.begin}, ${a.end}) and ${b.name} [${b.begin}, ${b.end}) overlap: the file is corrupt`
+      );
   }
 }
 

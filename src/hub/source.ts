@@ -65,7 +65,11 @@ export interface HubOptions {
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 
 /** The URL of one file of a Hub repository, each part checked and URL-encoded (`refs/pr/1` → `refs%2Fpr%2F1`). */
-export function hubUrl(id: string, file: string, {revision = "main", endpoint = DEFAULT_ENDPOINT}: HubOptions = {}): string {
+export function hubUrl(
+  id: string,
+  file: string,
+  {revision = "main", endpoint = DEFAULT_ENDPOINT}: HubOptions = {}
+): string {
   checkHubId(id);
   checkRevision(revision);
   const repo = id.split("/").map(encodeURIComponent).join("/");
@@ -103,7 +107,8 @@ interface Fetched {
 }
 
 /** In Node, redirects are followed by hand: the Hub's X-Linked-* headers are on the 302, and only we decide where the token goes. */
-const FOLLOW_BY_HAND = typeof (globalThis as {process?: {versions?: {node?: string}}}).process?.versions?.node === "string";
+const FOLLOW_BY_HAND =
+  typeof (globalThis as {process?: {versions?: {node?: string}}}).process?.versions?.node === "string";
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 
@@ -121,7 +126,12 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
   const urlOf = (file: string) => `${location}/${encodeFilePath(file)}`;
 
   /** One request, following redirects; the token only ever goes to the source's own origin. */
-  async function follow(file: string, method: string, range: string | undefined, signal?: AbortSignal): Promise<Fetched> {
+  async function follow(
+    file: string,
+    method: string,
+    range: string | undefined,
+    signal?: AbortSignal
+  ): Promise<Fetched> {
     let url = urlOf(file);
     let size: number | undefined;
     let sha256: string | undefined;
@@ -135,7 +145,11 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
       } catch (error) {
         if (signal?.aborted) throw signal.reason ?? error;
         const why = (error as Error & {cause?: Error}).cause?.message ?? (error as Error).message;
-        throw new HubError("network", `${id}/${file}: could not fetch ${url} (${why}): check the network connection, or use a local folder`, {cause: error});
+        throw new HubError(
+          "network",
+          `${id}/${file}: could not fetch ${url} (${why}): check the network connection, or use a local folder`,
+          {cause: error}
+        );
       }
       const linkedSize = response.headers.get("x-linked-size");
       if (linkedSize !== null && /^\d+$/.test(linkedSize)) size ??= Number(linkedSize);
@@ -143,11 +157,14 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
       // sha256 as ETag too). Another origin's ETag (a CDN's, a static host's) is not taken for a sha256 even
       // when it looks like one. In a browser the redirect is followed out of sight, so no hash: size and
       // content are still checked.
-      sha256 ??= sha256Of(response.headers.get("x-linked-etag")) ?? (new URL(url).origin === origin ? sha256Of(response.headers.get("etag")) : undefined);
+      sha256 ??=
+        sha256Of(response.headers.get("x-linked-etag")) ??
+        (new URL(url).origin === origin ? sha256Of(response.headers.get("etag")) : undefined);
       const next = response.headers.get("location");
       if (FOLLOW_BY_HAND && REDIRECTS.has(response.status) && next) {
         await response.body?.cancel();
-        if (hop >= MAX_REDIRECTS) throw new HubError("http", `${id}/${file}: more than ${MAX_REDIRECTS} redirects from ${urlOf(file)}`);
+        if (hop >= MAX_REDIRECTS)
+          throw new HubError("http", `${id}/${file}: more than ${MAX_REDIRECTS} redirects from ${urlOf(file)}`);
         url = new URL(next, url).href;
         continue;
       }
@@ -167,7 +184,10 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
       const wait = retryAfter(fetched.response) ?? 2 ** (attempt - 1);
       const host = new URL(fetched.url).host;
       if (attempt > retries || wait > maxRetryWait) {
-        throw new HubError("rate-limited", `${id}/${file}: rate-limited by ${host} (HTTP ${status}${attempt > 1 ? `, ${attempt} times` : ""}): try again in ${wait} s`);
+        throw new HubError(
+          "rate-limited",
+          `${id}/${file}: rate-limited by ${host} (HTTP ${status}${attempt > 1 ? `, ${attempt} times` : ""}): try again in ${wait} s`
+        );
       }
       notice(`${id}/${file}: rate-limited by ${host}, retrying in ${wait} s (${attempt} of ${retries})`);
       await sleep(wait * 1000, signal);
@@ -179,12 +199,25 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
     const where = `${id}/${file}: HTTP ${response.status} from ${url}`;
     const code = response.headers.get("x-error-code");
     if (response.status === 401 || response.status === 403) {
-      if (code === "RepoNotFound") return new HubError("not-found", `${where}: not found — no repository ${id}, or a private one (${tokenHint})`);
-      if (opts.token) return new HubError("gated", `${where}: the token was refused: check it, and accept ${id}'s conditions on its model page with the account it belongs to`);
-      return new HubError("gated", `${where}: ${id} is gated or private: ${tokenHint}, from an account that has accepted its conditions on the model page`);
+      if (code === "RepoNotFound")
+        return new HubError("not-found", `${where}: not found — no repository ${id}, or a private one (${tokenHint})`);
+      if (opts.token)
+        return new HubError(
+          "gated",
+          `${where}: the token was refused: check it, and accept ${id}'s conditions on its model page with the account it belongs to`
+        );
+      return new HubError(
+        "gated",
+        `${where}: ${id} is gated or private: ${tokenHint}, from an account that has accepted its conditions on the model page`
+      );
     }
     if (response.status === 404) {
-      const what = code === "RepoNotFound" ? `no repository ${id} (or no such revision)` : code === "EntryNotFound" ? `${id} has no file ${file}` : "no such file";
+      const what =
+        code === "RepoNotFound"
+          ? `no repository ${id} (or no such revision)`
+          : code === "EntryNotFound"
+            ? `${id} has no file ${file}`
+            : "no such file";
       return new HubError("not-found", `${where}: not found — ${what}; check the model id and revision`);
     }
     return new HubError("http", where);
@@ -207,7 +240,12 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
     const {signal, onProgress} = readOpts;
     const kept = await cache?.partial?.(file);
     let fetched = await request(file, "GET", kept ? `bytes=${kept.bytes.length}-` : undefined, signal);
-    const resumed = kept && fetched.response.status === 206 && rangeStart(fetched.response) === kept.bytes.length && fetched.sha256 === kept.sha256 && fetched.size === kept.size;
+    const resumed =
+      kept &&
+      fetched.response.status === 206 &&
+      rangeStart(fetched.response) === kept.bytes.length &&
+      fetched.sha256 === kept.sha256 &&
+      fetched.size === kept.size;
     if (kept && !resumed) {
       // Another version of the file by now, or a server that cannot resume: the kept beginning is no use.
       await cache?.keepPartial?.(file, undefined);
@@ -221,7 +259,9 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
     const body = new Body(size ?? plainLength(fetched.response));
     if (resumed) {
       body.prefill(kept.bytes);
-      notice(`${id}/${file}: resuming at ${mb(kept.bytes.length)} of ${mb(kept.size)}, where an earlier download stopped`);
+      notice(
+        `${id}/${file}: resuming at ${mb(kept.bytes.length)} of ${mb(kept.size)}, where an earlier download stopped`
+      );
     }
     for (let attempt = 1; ; attempt++) {
       let dropped: unknown;
@@ -234,14 +274,23 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
         }
         dropped = error;
       }
-      const short = size !== undefined ? body.loaded < size : body.hint !== undefined && body.loaded < body.hint && !dropped && isPlain(fetched.response);
+      const short =
+        size !== undefined
+          ? body.loaded < size
+          : body.hint !== undefined && body.loaded < body.hint && !dropped && isPlain(fetched.response);
       if (!dropped && !short) break;
       const why = dropped ? `the connection dropped (${errorText(dropped)})` : `the body ended early`;
       const at = `${mb(body.loaded)}${size !== undefined ? ` of ${mb(size)}` : ""}`;
       if (attempt > retries) {
         const saved = await keepBeginning(file, body, size, sha256);
-        const next = saved ? "the part that arrived is kept, and the next try resumes there" : "nothing was cached; try again";
-        throw new HubError(dropped ? "network" : "incomplete", `${id}/${file}: ${why} at ${at}, ${attempt} times: ${next}`, {cause: dropped});
+        const next = saved
+          ? "the part that arrived is kept, and the next try resumes there"
+          : "nothing was cached; try again";
+        throw new HubError(
+          dropped ? "network" : "incomplete",
+          `${id}/${file}: ${why} at ${at}, ${attempt} times: ${next}`,
+          {cause: dropped}
+        );
       }
       // Resume where it stopped when the server says it can; a server that answers the Range with 200 sends
       // the whole file again, and we start over.
@@ -254,16 +303,25 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
         continue;
       }
       if (!fetched.response.ok) throw failure(file, fetched);
-      throw new HubError("http", `${id}/${file}: asked to resume at byte ${body.loaded}, got ${fetched.response.headers.get("content-range") ?? "no Content-Range"}`);
+      throw new HubError(
+        "http",
+        `${id}/${file}: asked to resume at byte ${body.loaded}, got ${fetched.response.headers.get("content-range") ?? "no Content-Range"}`
+      );
     }
     if (resumed) await cache?.keepPartial?.(file, undefined);
     const bytes = body.bytes();
     if (size !== undefined && bytes.length !== size)
-      throw new HubError("corrupt", `${id}/${file}: received ${bytes.length} bytes, the Hub says the file has ${size}: nothing was cached; try again`);
+      throw new HubError(
+        "corrupt",
+        `${id}/${file}: received ${bytes.length} bytes, the Hub says the file has ${size}: nothing was cached; try again`
+      );
     if (sha256 && globalThis.crypto?.subtle) {
       const got = hex(await globalThis.crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
       if (got !== sha256)
-        throw new HubError("corrupt", `${id}/${file}: the download's sha256 is ${got}, the Hub's is ${sha256}: it was damaged on the way; nothing was cached; try again`);
+        throw new HubError(
+          "corrupt",
+          `${id}/${file}: the download's sha256 is ${got}, the Hub's is ${sha256}: it was damaged on the way; nothing was cached; try again`
+        );
     }
     checkContent(id, file, bytes);
     onProgress?.({file, loaded: bytes.length, total: bytes.length});
@@ -271,8 +329,14 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
   }
 
   /** Keeps what arrived of a file the Hub names by sha256, for the next run to resume; whether it did. */
-  async function keepBeginning(file: string, body: Body, size: number | undefined, sha256: string | undefined): Promise<boolean> {
-    if (!cache?.keepPartial || size === undefined || sha256 === undefined || body.loaded === 0 || body.loaded >= size) return false;
+  async function keepBeginning(
+    file: string,
+    body: Body,
+    size: number | undefined,
+    sha256: string | undefined
+  ): Promise<boolean> {
+    if (!cache?.keepPartial || size === undefined || sha256 === undefined || body.loaded === 0 || body.loaded >= size)
+      return false;
     try {
       await cache.keepPartial(file, {bytes: body.bytes(), size, sha256});
       return true;
@@ -313,7 +377,11 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
         try {
           await cache.put(file, bytes);
         } catch (error) {
-          throw new HubError("cache-write", `${id}/${file}: downloaded, but it could not be written to the cache (${errorText(error)}): free some space or make the cache folder writable`, {cause: error});
+          throw new HubError(
+            "cache-write",
+            `${id}/${file}: downloaded, but it could not be written to the cache (${errorText(error)}): free some space or make the cache folder writable`,
+            {cause: error}
+          );
         }
       }
       return bytes;
@@ -329,13 +397,23 @@ export function urlSource(id: string, baseUrl: string, opts: UrlSourceOptions = 
         if (response.status === 416) return new Uint8Array(0); // start is past the end of the file
         if (!response.ok) throw failure(file, fetched);
         if (response.status === 206 && rangeStart(response) !== start)
-          throw new HubError("http", `${id}/${file}: asked for bytes from ${start}, got ${response.headers.get("content-range")}`);
+          throw new HubError(
+            "http",
+            `${id}/${file}: asked for bytes from ${start}, got ${response.headers.get("content-range")}`
+          );
         const body = new Body(plainLength(response));
         try {
-          await body.pump(response, readOpts.signal, (loaded) => readOpts.onProgress?.({file, loaded, total: body.hint}));
+          await body.pump(response, readOpts.signal, (loaded) =>
+            readOpts.onProgress?.({file, loaded, total: body.hint})
+          );
         } catch (error) {
           if (readOpts.signal?.aborted) throw readOpts.signal.reason ?? error;
-          if (attempt > retries) throw new HubError("network", `${id}/${file}: the connection dropped reading bytes ${start}–${end} (${errorText(error)}), ${attempt} times; try again`, {cause: error});
+          if (attempt > retries)
+            throw new HubError(
+              "network",
+              `${id}/${file}: the connection dropped reading bytes ${start}–${end} (${errorText(error)}), ${attempt} times; try again`,
+              {cause: error}
+            );
           notice(`${id}/${file}: the connection dropped; trying again (${attempt} of ${retries})`);
           continue;
         }
@@ -391,7 +469,7 @@ class Body {
   private add(value: Uint8Array, progress: (loaded: number) => void): void {
     if (this.whole && this.loaded + value.length <= this.whole.length) this.whole.set(value, this.loaded);
     else {
-      if (this.whole) this.chunks.push(this.whole.subarray(0, this.loaded)), (this.whole = undefined);
+      if (this.whole) (this.chunks.push(this.whole.subarray(0, this.loaded)), (this.whole = undefined));
       this.chunks.push(value);
     }
     this.loaded += value.length;
@@ -414,20 +492,35 @@ function checkContent(id: string, file: string, bytes: Uint8Array): void {
     try {
       text = new TextDecoder("utf-8", {fatal: true}).decode(bytes);
     } catch (error) {
-      throw new HubError("corrupt", `${id}/${file}: the download is not UTF-8 text, so not the JSON file: nothing was cached`, {cause: error});
+      throw new HubError(
+        "corrupt",
+        `${id}/${file}: the download is not UTF-8 text, so not the JSON file: nothing was cached`,
+        {cause: error}
+      );
     }
     if (/^\s*</.test(text))
-      throw new HubError("corrupt", `${id}/${file}: the server sent an HTML page instead of the file (a captive portal or a proxy's error page?): nothing was cached; sign in to the network or try again`);
+      throw new HubError(
+        "corrupt",
+        `${id}/${file}: the server sent an HTML page instead of the file (a captive portal or a proxy's error page?): nothing was cached; sign in to the network or try again`
+      );
     try {
       JSON.parse(text);
     } catch (error) {
-      throw new HubError("corrupt", `${id}/${file}: invalid JSON (${(error as Error).message}) — truncated or not the model's file: nothing was cached; try again`, {cause: error});
+      throw new HubError(
+        "corrupt",
+        `${id}/${file}: invalid JSON (${(error as Error).message}) — truncated or not the model's file: nothing was cached; try again`,
+        {cause: error}
+      );
     }
   } else if (file.endsWith(".safetensors")) {
     try {
       parseHeader(bytes, file, bytes.length);
     } catch (error) {
-      throw new HubError("corrupt", `${id}/${file}: the download is not a whole safetensors file (${(error as Error).message}): nothing was cached; try again`, {cause: error});
+      throw new HubError(
+        "corrupt",
+        `${id}/${file}: the download is not a whole safetensors file (${(error as Error).message}): nothing was cached; try again`,
+        {cause: error}
+      );
     }
   }
 }

@@ -72,9 +72,14 @@ export function planEdits(edits: Edit[], canonical: (hook: string) => string): E
           let intervals = p.intervals[j];
           if (offset && axis === 1) {
             if (intervals.some(([from]) => from < 0)) {
-              throw new WorkbenchError(`edit at ${p.site.hook}: positions during generation must count from the start (no negative positions)`);
+              throw new WorkbenchError(
+                `edit at ${p.site.hook}: positions during generation must count from the start (no negative positions)`
+              );
             }
-            intervals = intervals.map(([from, to]) => [Math.max(from - offset, 0), Math.max(Math.min(to, END) - offset, 0)]);
+            intervals = intervals.map(([from, to]) => [
+              Math.max(from - offset, 0),
+              Math.max(Math.min(to, END) - offset, 0)
+            ]);
           }
           feeds[names.from(axis)] = int64(intervals.map((i) => i[0]));
           feeds[names.to(axis)] = int64(intervals.map((i) => i[1]));
@@ -86,21 +91,23 @@ export function planEdits(edits: Edit[], canonical: (hook: string) => string): E
 }
 
 function prepare(edit: Edit, canonical: (hook: string) => string): Prepared {
-  if (!["set", "add", "scale"].includes(edit.op)) throw new WorkbenchError(`edit at ${edit.hook}: the operation must be set, add or scale, not ${edit.op}`);
+  if (!["set", "add", "scale"].includes(edit.op))
+    throw new WorkbenchError(`edit at ${edit.hook}: the operation must be set, add or scale, not ${edit.op}`);
   const byAxis = new Map<number, [number, number][]>();
   const select = (axis: number, intervals: [number, number][], what: string) => {
     if (byAxis.has(axis)) throw new WorkbenchError(`edit at ${edit.hook}: axis ${axis} is selected twice (${what})`);
     // An empty selection still needs one interval for the graph: an empty one.
     byAxis.set(axis, intervals.length ? intervals : [[0, 0]]);
   };
-  const index = typeof edit.index === "string" ? parseIndex(edit.index, edit.hook) : edit.index ?? [];
+  const index = typeof edit.index === "string" ? parseIndex(edit.index, edit.hook) : (edit.index ?? []);
   index.forEach((entry, axis) => {
     if (entry !== null) select(axis, intervalsOf(entry, edit.hook), `index ${describe(entry)}`);
   });
   if (edit.positions) select(1, intervalsOf(edit.positions, edit.hook), "positions");
   if (edit.range) {
     const [start, stop] = edit.range;
-    if (!Number.isInteger(start) || !Number.isInteger(stop)) throw new WorkbenchError(`edit at ${edit.hook}: range [${edit.range}] must be two whole numbers`);
+    if (!Number.isInteger(start) || !Number.isInteger(stop))
+      throw new WorkbenchError(`edit at ${edit.hook}: range [${edit.range}] must be two whole numbers`);
     select(-1, [[start, stop]], "range");
   }
   const axes = [...byAxis.keys()].sort((a, b) => (a < 0 ? 1e9 + a : a) - (b < 0 ? 1e9 + b : b));
@@ -130,12 +137,16 @@ function describe(entry: Exclude<AxisIndex, null>): string {
 function valueFeed(edit: Edit): Feed {
   const {value} = edit;
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) throw new WorkbenchError(`edit at ${edit.hook}: the value ${value} is not a finite number`);
+    if (!Number.isFinite(value))
+      throw new WorkbenchError(`edit at ${edit.hook}: the value ${value} is not a finite number`);
     return {type: "float32", data: Float32Array.of(value), dims: []};
   }
   if (isTensor(value)) {
     const n = value.shape.reduce((a, b) => a * b, 1);
-    if (n !== value.data.length) throw new WorkbenchError(`edit at ${edit.hook}: a value of shape [${value.shape}] needs ${n} numbers, got ${value.data.length}`);
+    if (n !== value.data.length)
+      throw new WorkbenchError(
+        `edit at ${edit.hook}: a value of shape [${value.shape}] needs ${n} numbers, got ${value.data.length}`
+      );
     return {type: "float32", data: value.data, dims: value.shape};
   }
   return {type: "float32", data: Float32Array.from(value), dims: [value.length]};
@@ -155,10 +166,16 @@ function int64(values: number[]): Feed {
  */
 export function parseIndex(text: string, hook = "the hook"): AxisIndex[] {
   const body = /^\s*\[(.*)\]\s*$/.exec(text);
-  if (!body) throw new WorkbenchError(`edit at ${hook}: the slice ${JSON.stringify(text)} must look like [:, 2] or [:, :, 16:24]`);
+  if (!body)
+    throw new WorkbenchError(
+      `edit at ${hook}: the slice ${JSON.stringify(text)} must look like [:, 2] or [:, :, 16:24]`
+    );
   return body[1].split(",").map((part) => {
     const p = part.trim();
-    const bad = () => new WorkbenchError(`edit at ${hook}: cannot read ${JSON.stringify(p)} in the slice ${text} (use i, a:b, a: or :)`);
+    const bad = () =>
+      new WorkbenchError(
+        `edit at ${hook}: cannot read ${JSON.stringify(p)} in the slice ${text} (use i, a:b, a: or :)`
+      );
     if (p === ":" || p === "") {
       if (p === "") throw bad();
       return null;
@@ -176,10 +193,14 @@ export function parseIndex(text: string, hook = "the hook"): AxisIndex[] {
  */
 export function parseEdit(text: string): Edit {
   const m = /^\s*([A-Za-z_][\w.]*)\s*(\[[^\]]*\])?\s*(\+=|\*=|=)\s*(\S+)\s*$/.exec(text);
-  if (!m) throw new WorkbenchError(`cannot read the edit ${JSON.stringify(text)}: write HOOK[SLICE] OP VALUE, e.g. "model.layers.1.mlp.output[:, 2] = 0" (OP: = += *=)`);
+  if (!m)
+    throw new WorkbenchError(
+      `cannot read the edit ${JSON.stringify(text)}: write HOOK[SLICE] OP VALUE, e.g. "model.layers.1.mlp.output[:, 2] = 0" (OP: = += *=)`
+    );
   const [, hook, slice, op, valueText] = m;
   const value = Number(valueText);
-  if (!Number.isFinite(value)) throw new WorkbenchError(`edit ${JSON.stringify(text)}: the value ${valueText} is not a number`);
+  if (!Number.isFinite(value))
+    throw new WorkbenchError(`edit ${JSON.stringify(text)}: the value ${valueText} is not a number`);
   const edit: Edit = {hook, op: op === "=" ? "set" : op === "+=" ? "add" : "scale", value};
   if (slice) edit.index = parseIndex(slice, hook);
   return edit;

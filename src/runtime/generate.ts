@@ -47,9 +47,23 @@ export interface Generation {
   stopped: "max_new_tokens" | "eos" | "max_positions" | "aborted";
 }
 
-export async function generate(model: Model, prompt: string | number[], options: GenerateOptions = {}): Promise<Generation> {
-  const {maxNewTokens = 20, doSample = false, temperature = 1, topK = 0, topP = 1, seed = 0, useCache = true, stopAtEos = true} = options;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new WorkbenchError(`maxNewTokens must be a whole number ≥ 0, got ${maxNewTokens}`);
+export async function generate(
+  model: Model,
+  prompt: string | number[],
+  options: GenerateOptions = {}
+): Promise<Generation> {
+  const {
+    maxNewTokens = 20,
+    doSample = false,
+    temperature = 1,
+    topK = 0,
+    topP = 1,
+    seed = 0,
+    useCache = true,
+    stopAtEos = true
+  } = options;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+    throw new WorkbenchError(`maxNewTokens must be a whole number ≥ 0, got ${maxNewTokens}`);
   if (doSample && !(temperature > 0)) throw new WorkbenchError(`temperature must be above 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new WorkbenchError(`topP must be in (0, 1], got ${topP}`);
   const {ids} = await model.prepareInput(prompt);
@@ -82,7 +96,8 @@ export async function generate(model: Model, prompt: string | number[], options:
     sequence.push(next);
     newIds.push(next);
     if (options.onToken) {
-      const last = step === maxNewTokens - 1 || (stopAtEos && eos.has(next)) || sequence.length >= model.config.maxPositions;
+      const last =
+        step === maxNewTokens - 1 || (stopAtEos && eos.has(next)) || sequence.length >= model.config.maxPositions;
       options.onToken({id: next, text: stream(sequence, last), index: step});
     }
     if (stopAtEos && eos.has(next)) {

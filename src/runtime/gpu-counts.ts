@@ -33,7 +33,9 @@ type Proto = Record<string, unknown>;
 const MAP_READ = 0x0001;
 
 /** Start counting GPU work on the WebGPU interfaces of `scope` (default: globalThis). */
-export function countGPUWork(scope: Record<string, unknown> = globalThis as unknown as Record<string, unknown>): Counter {
+export function countGPUWork(
+  scope: Record<string, unknown> = globalThis as unknown as Record<string, unknown>
+): Counter {
   const proto = (name: string): Proto => {
     const ctor = scope[name] as {prototype?: Proto} | undefined;
     if (!ctor?.prototype) throw new Error(`countGPUWork: no ${name} here (WebGPU is not set up)`);
@@ -82,6 +84,7 @@ function zero(): GPUCounts {
 export function cpuNodesFromLog(log: string): number {
   const match = /Node\(s\) placed on \[CPUExecutionProvider\]\. Number of nodes: (\d+)/.exec(log);
   if (match) return Number(match[1]);
-  if (!/Node placements/.test(log)) throw new Error("the log has no node placements: was the session created with logSeverityLevel 0?");
+  if (!/Node placements/.test(log))
+    throw new Error("the log has no node placements: was the session created with logSeverityLevel 0?");
   return 0;
 }

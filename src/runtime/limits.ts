@@ -44,9 +44,17 @@ export function checkFits(arch: Architecture, id: string, budget: MemoryBudget |
 }
 
 function gigabytes(bytes: number): string {
-  return bytes >= 1e15 ? `${(bytes / 1e15).toPrecision(3)} PB` : bytes >= 1e12 ? `${(bytes / 1e12).toPrecision(3)} TB` : `${(bytes / 1e9).toPrecision(3)} GB`;
+  return bytes >= 1e15
+    ? `${(bytes / 1e15).toPrecision(3)} PB`
+    : bytes >= 1e12
+      ? `${(bytes / 1e12).toPrecision(3)} TB`
+      : `${(bytes / 1e9).toPrecision(3)} GB`;
 }
 
 function count(n: number): string {
-  return n >= 1e9 ? `${(n / 1e9).toPrecision(3)} billion` : n >= 1e6 ? `${(n / 1e6).toPrecision(3)} million` : String(n);
+  return n >= 1e9
+    ? `${(n / 1e9).toPrecision(3)} billion`
+    : n >= 1e6
+      ? `${(n / 1e6).toPrecision(3)} million`
+      : String(n);
 }

@@ -7,7 +7,14 @@
  * browser, or onnxruntime-web's WASM in Node), so this file runs anywhere.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
-import {type Architecture, architectureFor, eosIds, normalizeConfig, type ModelConfig, type Parameter} from "../arch/index.js";
+import {
+  type Architecture,
+  architectureFor,
+  eosIds,
+  normalizeConfig,
+  type ModelConfig,
+  type Parameter
+} from "../arch/index.js";
 import {LOGITS, cacheNames} from "../arch/types.js";
 import {cacheOutputs, type Cache} from "./cache.js";
 import {parameterCounts, type ParameterCounts} from "../analysis/index.js";
@@ -29,7 +36,11 @@ import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
 export interface OrtModule {
   InferenceSession: {create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>};
-  Tensor: new (type: "float32" | "int64" | "bool", data: Float32Array | BigInt64Array | Uint8Array, dims: readonly number[]) => OrtTensor;
+  Tensor: new (
+    type: "float32" | "int64" | "bool",
+    data: Float32Array | BigInt64Array | Uint8Array,
+    dims: readonly number[]
+  ) => OrtTensor;
 }
 
 export type LoadStage = "config" | "download" | "graph" | "session" | "ready";
@@ -79,7 +90,10 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     ? await readJson<Record<string, unknown>>(source, "tokenizer_config.json", {signal: options.signal})
     : {};
   if (!(await source.has("tokenizer.json"))) throw new WorkbenchError(`${source.location}: tokenizer.json is missing`);
-  const tokenizer = Tokenizer.fromJson(await readJson(source, "tokenizer.json", {signal: options.signal}), tokenizerConfig);
+  const tokenizer = Tokenizer.fromJson(
+    await readJson(source, "tokenizer.json", {signal: options.signal}),
+    tokenizerConfig
+  );
   const arch = architectureFor(config);
   checkFits(arch, source.id, options.memoryBudget);
 
@@ -93,7 +107,11 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   const weights = checkpoint ? checkpointWeights(arch, checkpoint) : randomWeights(arch, options.seed ?? 0);
 
   const onDownload = (p: Progress) =>
-    report({stage: "download", ...p, message: `downloading ${p.file}: ${mb(p.loaded)}${p.total ? ` of ${mb(p.total)}` : ""}`});
+    report({
+      stage: "download",
+      ...p,
+      message: `downloading ${p.file}: ${mb(p.loaded)}${p.total ? ` of ${mb(p.total)}` : ""}`
+    });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
   const encoded = arch.buildGraph(weight);
@@ -193,7 +211,8 @@ export class Model {
   /** A weight by its checkpoint name with the module prefix, e.g. `model.layers.10.mlp.gate_proj.weight`. */
   async weight(path: string): Promise<Tensor> {
     const p = this.arch.parameters().find((q) => q.name === path);
-    if (!p) throw new WorkbenchError(`unknown weight ${path}: weights are named like ${this.arch.roles.mlpIn(0)}.weight`);
+    if (!p)
+      throw new WorkbenchError(`unknown weight ${path}: weights are named like ${this.arch.roles.mlpIn(0)}.weight`);
     return {shape: p.shape, data: await this.weights.load(path)};
   }
 
@@ -206,11 +225,25 @@ export class Model {
    * `m => ({resid: m.model.layers[10].output})`, or a list of paths (the result is then keyed by path).
    * Weights may be picked too.
    */
-  async trace(input: string | number[], paths: string[], options?: TraceOptions): Promise<Record<string, Tensor> & TraceInput>;
-  async trace<T>(input: string | number[], pick: (m: any) => T, options?: TraceOptions): Promise<Picked<T> & TraceInput>;
-  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[], options: TraceOptions = {}): Promise<Picked<T> & TraceInput> {
+  async trace(
+    input: string | number[],
+    paths: string[],
+    options?: TraceOptions
+  ): Promise<Record<string, Tensor> & TraceInput>;
+  async trace<T>(
+    input: string | number[],
+    pick: (m: any) => T,
+    options?: TraceOptions
+  ): Promise<Picked<T> & TraceInput>;
+  async trace<T>(
+    input: string | number[],
+    pick: ((m: any) => T) | string[],
+    options: TraceOptions = {}
+  ): Promise<Picked<T> & TraceInput> {
     if (typeof pick !== "function" && !Array.isArray(pick))
-      throw new WorkbenchError(`trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got ${pick === null ? "null" : typeof pick}`);
+      throw new WorkbenchError(
+        `trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got ${pick === null ? "null" : typeof pick}`
+      );
     if (Array.isArray(pick)) checkPicked(pick, "hook path");
     const edits: Edit[] = Array.isArray(options.edits) ? [...options.edits] : [];
     const root = PICK_ROOT(edits);
@@ -223,9 +256,12 @@ export class Model {
     for (const path of paths) this.checkPath(path);
     const {ids, tokens} = await this.prepareInput(input);
     const hooks = paths.filter((p) => this.hooks.has(p));
-    const activations = edits.length ? (await this.run(ids, undefined, hooks, false, this.editExtras(edits))).outputs : await this.forward(ids, hooks);
+    const activations = edits.length
+      ? (await this.run(ids, undefined, hooks, false, this.editExtras(edits))).outputs
+      : await this.forward(ids, hooks);
     for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
-    return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> & TraceInput;
+    return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> &
+      TraceInput;
   }
 
   /**
@@ -235,7 +271,8 @@ export class Model {
   editExtras(edits: Edit[], offset = 0): RunExtras {
     for (const edit of edits) {
       if (!this.hooks.has(edit.hook)) {
-        if (this.parameterNames.has(edit.hook)) throw new WorkbenchError(`${edit.hook} is a weight: edits write into hook points (activations)`);
+        if (this.parameterNames.has(edit.hook))
+          throw new WorkbenchError(`${edit.hook} is a weight: edits write into hook points (activations)`);
         this.checkPath(edit.hook);
       }
     }
@@ -255,7 +292,13 @@ export class Model {
    * onnxruntime session runs one call at a time (onnxruntime-web refuses a second: "Session already
    * started"), and two cells of a page may ask at once.
    */
-  run(ids: number[], cache: Cache | undefined, fetch: string[], keepCache = false, extras?: RunExtras): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
+  run(
+    ids: number[],
+    cache: Cache | undefined,
+    fetch: string[],
+    keepCache = false,
+    extras?: RunExtras
+  ): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
     const result = this.queue.then(() => this.runNow(ids, cache, fetch, keepCache, extras));
     this.queue = result.catch(() => undefined);
     return result;
@@ -272,7 +315,11 @@ export class Model {
     const session = extras ? await this.sessionFor(extras.structure) : this.session;
     const {numLayers, numKeyValueHeads, headDim} = this.config;
     const feeds: Record<string, OrtTensor> = {
-      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (i) => BigInt(i)), [1, ids.length])
+      input_ids: new ort.Tensor(
+        "int64",
+        BigInt64Array.from(ids, (i) => BigInt(i)),
+        [1, ids.length]
+      )
     };
     const empty = new Float32Array(0);
     for (let i = 0; i < numLayers; i++) {
@@ -294,18 +341,29 @@ export class Model {
     } catch (error) {
       if (!extras?.structure.edits?.length) throw error;
       const at = [...new Set(extras.structure.edits.map((e) => e.hook))].join(", ");
-      throw new WorkbenchError(`the run with edits at ${at} failed: ${(error as Error).message} (an edit's value must broadcast against the hook's tensor)`);
+      throw new WorkbenchError(
+        `the run with edits at ${at} failed: ${(error as Error).message} (an edit's value must broadcast against the hook's tensor)`
+      );
     }
-    const downloaded = await download(this.options.ort, fetches.filter((n) => !presentNames.includes(n)).map((n) => [n, results[n]] as const));
+    const downloaded = await download(
+      this.options.ort,
+      fetches.filter((n) => !presentNames.includes(n)).map((n) => [n, results[n]] as const)
+    );
     const outputs = new Map<string, Tensor>();
     for (const name of fetch) {
       const t = results[graphName(name)];
       const data = downloaded.get(graphName(name)) ?? t.data;
       // int64 outputs (the lens's token ids) come back as numbers like every other tensor: ids are exact in float32.
-      outputs.set(name, {shape: t.dims.map(Number), data: data instanceof BigInt64Array ? Float32Array.from(data, Number) : (data as Float32Array)});
+      outputs.set(name, {
+        shape: t.dims.map(Number),
+        data: data instanceof BigInt64Array ? Float32Array.from(data, Number) : (data as Float32Array)
+      });
     }
     const next = keepCache
-      ? Array.from({length: numLayers}, (_, i) => ({key: results[cacheNames(i).presentKey], value: results[cacheNames(i).presentValue]}))
+      ? Array.from({length: numLayers}, (_, i) => ({
+          key: results[cacheNames(i).presentKey],
+          value: results[cacheNames(i).presentValue]
+        }))
       : undefined;
     return {outputs, cache: next};
   }
@@ -349,13 +407,19 @@ export class Model {
   }
 
   /** Tokenize a prompt (or take ids as they are) and check it fits the model. */
-  encodeInput(input: string | number[], encoded?: {ids: number[]; tokens: string[]}): {ids: number[]; tokens: string[]} {
+  encodeInput(
+    input: string | number[],
+    encoded?: {ids: number[]; tokens: string[]}
+  ): {ids: number[]; tokens: string[]} {
     let ids: number[], tokens: string[];
     if (typeof input !== "string" && !Array.isArray(input))
-      throw new WorkbenchError(`the input is a prompt (a string) or an array of token ids, got ${input === null ? "null" : typeof input}`);
+      throw new WorkbenchError(
+        `the input is a prompt (a string) or an array of token ids, got ${input === null ? "null" : typeof input}`
+      );
     if (typeof input === "string") {
       ({ids, tokens} = encoded ?? this.tokenizer.encode(input));
-      if (ids.length === 0) throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
+      if (ids.length === 0)
+        throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
       // tokenizer.json may know more tokens than the model has embeddings (config.json's vocab_size): such an id
       // would reach onnxruntime's Gather as an index out of range.
       const beyond = ids.findIndex((id) => id >= this.config.vocabSize);
@@ -373,7 +437,9 @@ export class Model {
       tokens = ids.map((id) => this.tokenizer.idToToken(id) ?? `<${id}>`);
     }
     if (ids.length > this.config.maxPositions)
-      throw new WorkbenchError(`the prompt is ${ids.length} tokens long; ${this.id} takes at most ${this.config.maxPositions} positions`);
+      throw new WorkbenchError(
+        `the prompt is ${ids.length} tokens long; ${this.id} takes at most ${this.config.maxPositions} positions`
+      );
     return {ids, tokens};
   }
 
@@ -398,7 +464,11 @@ export class Model {
   async dispose(): Promise<void> {
     await this.options.encodeText?.dispose?.();
     await this.session.release();
-    for (const variant of this.variants.values()) await variant.then((session) => session.release(), () => undefined);
+    for (const variant of this.variants.values())
+      await variant.then(
+        (session) => session.release(),
+        () => undefined
+      );
     this.variants.clear();
   }
 }
@@ -408,7 +478,6 @@ export interface TraceInput {
   input_ids: number[];
   tokens: string[];
 }
-
 
 /**
  * Bring outputs that stayed on the GPU (`location: "gpu-buffer"`) to the host in as few round trips as the
@@ -434,7 +503,7 @@ async function download(ort: OrtModule, tensors: (readonly [string, OrtTensor])[
       out.set(entry[0], (await entry[1].getData(true)) as Float32Array);
       continue;
     }
-    if (size + bytes > limit) batches.push(current), (current = []), (size = 0);
+    if (size + bytes > limit) (batches.push(current), (current = []), (size = 0));
     current.push(entry);
     size += bytes;
   }
@@ -442,7 +511,7 @@ async function download(ort: OrtModule, tensors: (readonly [string, OrtTensor])[
   for (const batch of batches) {
     const total = batch.reduce((sum, [, t]) => sum + bytesOf(t), 0);
     if (total === 0) {
-      for (const [name, t] of batch) out.set(name, new Float32Array(0)), t.dispose();
+      for (const [name, t] of batch) (out.set(name, new Float32Array(0)), t.dispose());
       continue;
     }
     const staging = device.createBuffer({size: total, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});

@@ -50,7 +50,9 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   const {preferWebGPU = true, allowSoftwareAdapter = false} = opts;
   const ort = opts.ort ?? defaultOrt;
   const isolated = globalThis.crossOriginIsolated === true;
-  const threads = isolated ? Math.max(1, Math.min(opts.maxThreads ?? Infinity, globalThis.navigator?.hardwareConcurrency ?? 1)) : 1;
+  const threads = isolated
+    ? Math.max(1, Math.min(opts.maxThreads ?? Infinity, globalThis.navigator?.hardwareConcurrency ?? 1))
+    : 1;
 
   // ort logs its warnings (e.g. "some nodes were not assigned to the preferred execution providers", which
   // is by design for shape ops) through console.error; keep the console for real errors.

@@ -54,8 +54,14 @@ export function checkPicked(picked: unknown, what = "pick returned"): void {
     if (pathOf(v) !== undefined || typeof v === "string" || RECORDED.has(v as object)) return;
     if (Array.isArray(v)) return v.forEach((x, i) => visit(x, `${where}[${i}]`));
     const proto = v && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
-    if (proto === Object.prototype || proto === null) return Object.entries(v as object).forEach(([k, x]) => visit(x, `${where}.${k}`));
-    const shown = v === undefined || v === null ? String(v) : typeof v === "object" ? `a ${(v as object).constructor?.name ?? "object"}` : `${JSON.stringify(v)} (a ${typeof v})`;
+    if (proto === Object.prototype || proto === null)
+      return Object.entries(v as object).forEach(([k, x]) => visit(x, `${where}.${k}`));
+    const shown =
+      v === undefined || v === null
+        ? String(v)
+        : typeof v === "object"
+          ? `a ${(v as object).constructor?.name ?? "object"}`
+          : `${JSON.stringify(v)} (a ${typeof v})`;
     throw new WorkbenchError(
       `trace: ${where} ${shown}, not a hook path: pick returns paths such as m.model.layers[0].output, or strings, or arrays and objects of them`
     );

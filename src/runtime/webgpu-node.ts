@@ -30,7 +30,11 @@ export type WebGPUBuild = "jsep" | "native";
 
 const BUILDS: Record<WebGPUBuild, {js: string; wasm: string; label: string}> = {
   jsep: {js: "ort.bundle.min.mjs", wasm: "ort-wasm-simd-threaded.jsep.wasm", label: "Dawn in Node"},
-  native: {js: "ort.webgpu.bundle.min.mjs", wasm: "ort-wasm-simd-threaded.asyncify.wasm", label: "Dawn in Node, native EP"}
+  native: {
+    js: "ort.webgpu.bundle.min.mjs",
+    wasm: "ort-wasm-simd-threaded.asyncify.wasm",
+    label: "Dawn in Node, native EP"
+  }
 };
 const pending = new Map<WebGPUBuild, Promise<WebRuntime>>();
 
@@ -48,7 +52,8 @@ async function setUp(build: WebGPUBuild): Promise<WebRuntime> {
   copySharedWrites((globals as Record<string, {prototype: GPUQueueLike}>).GPUQueue.prototype);
   const gpu = existing ?? create([]);
   // Node 21+ has a navigator (without gpu); Node 20 has none.
-  if (typeof g.navigator === "object" && g.navigator) Object.defineProperty(g.navigator, "gpu", {value: gpu, configurable: true});
+  if (typeof g.navigator === "object" && g.navigator)
+    Object.defineProperty(g.navigator, "gpu", {value: gpu, configurable: true});
   else g.navigator = {gpu};
 
   const files = BUILDS[build];
@@ -69,18 +74,33 @@ async function setUp(build: WebGPUBuild): Promise<WebRuntime> {
 }
 
 interface GPUQueueLike {
-  writeBuffer(buffer: unknown, offset: number, data: ArrayBufferLike | ArrayBufferView, dataOffset?: number, size?: number): void;
+  writeBuffer(
+    buffer: unknown,
+    offset: number,
+    data: ArrayBufferLike | ArrayBufferView,
+    dataOffset?: number,
+    size?: number
+  ): void;
 }
 
 /** `writeBuffer` with SharedArrayBuffer data copies the range (in elements of a typed array, else bytes). */
 function copySharedWrites(queue: GPUQueueLike) {
   const write = queue.writeBuffer;
   if ((write as {copiesShared?: boolean}).copiesShared) return;
-  const patched = function (this: unknown, buffer: unknown, offset: number, data: ArrayBufferLike | ArrayBufferView, dataOffset = 0, size?: number) {
+  const patched = function (
+    this: unknown,
+    buffer: unknown,
+    offset: number,
+    data: ArrayBufferLike | ArrayBufferView,
+    dataOffset = 0,
+    size?: number
+  ) {
     const view = ArrayBuffer.isView(data);
     const backing = view ? data.buffer : data;
     if (!(backing instanceof SharedArrayBuffer)) {
-      return size === undefined ? write.call(this, buffer, offset, data, dataOffset) : write.call(this, buffer, offset, data, dataOffset, size);
+      return size === undefined
+        ? write.call(this, buffer, offset, data, dataOffset)
+        : write.call(this, buffer, offset, data, dataOffset, size);
     }
     const unit = view ? ((data as unknown as {BYTES_PER_ELEMENT?: number}).BYTES_PER_ELEMENT ?? 1) : 1;
     const base = view ? data.byteOffset : 0;

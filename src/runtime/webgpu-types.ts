@@ -9,14 +9,23 @@ export interface GPULike {
 export interface GPUAdapterLike {
   readonly limits: Record<string, number> & {maxStorageBufferBindingSize: number; maxBufferSize: number};
   readonly features: ReadonlySet<string>;
-  readonly info?: {vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean};
+  readonly info?: {
+    vendor?: string;
+    architecture?: string;
+    device?: string;
+    description?: string;
+    isFallbackAdapter?: boolean;
+  };
   requestDevice(descriptor?: unknown): Promise<GPUDeviceLike>;
 }
 
 export interface GPUDeviceLike {
   readonly limits: {maxBufferSize: number};
   createBuffer(descriptor: {size: number; usage: number}): GPUBufferLike;
-  createCommandEncoder(): {copyBufferToBuffer(from: unknown, fromOffset: number, to: unknown, toOffset: number, size: number): void; finish(): unknown};
+  createCommandEncoder(): {
+    copyBufferToBuffer(from: unknown, fromOffset: number, to: unknown, toOffset: number, size: number): void;
+    finish(): unknown;
+  };
   readonly queue: {submit(commandBuffers: unknown[]): void; onSubmittedWorkDone(): Promise<void>};
 }
 

@@ -81,7 +81,9 @@ export function randomWeights(arch: Architecture, seed: number): Weights {
 function initializerRange(value: unknown): number {
   if (value === undefined || value === null) return 0.02;
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0)
-    throw new WorkbenchError(`config.json: field "initializer_range" must be a positive number for random weights, got ${JSON.stringify(value)}`);
+    throw new WorkbenchError(
+      `config.json: field "initializer_range" must be a positive number for random weights, got ${JSON.stringify(value)}`
+    );
   return value;
 }
 

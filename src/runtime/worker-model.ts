@@ -63,7 +63,8 @@ export interface StreamedToken {
 }
 
 /** The arguments of an "Inside the model" computation after its model. */
-export type InsideArgs<K extends keyof InsideViews> = Parameters<InsideViews[K]> extends [unknown, ...infer Rest] ? Rest : never;
+export type InsideArgs<K extends keyof InsideViews> =
+  Parameters<InsideViews[K]> extends [unknown, ...infer Rest] ? Rest : never;
 
 export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken"> & {onToken?: (token: StreamedToken) => void};
 
@@ -121,19 +122,24 @@ class Connection {
 
   /** A new worker, loading the model; calls wait for it. */
   private start(): void {
-    const worker = new Worker(this.options.workerUrl ?? defaultWorkerUrl(), {type: "module", name: `lm-workbench ${this.load.id}`});
+    const worker = new Worker(this.options.workerUrl ?? defaultWorkerUrl(), {
+      type: "module",
+      name: `lm-workbench ${this.load.id}`
+    });
     this.worker = worker;
     this.ready = new Promise<ModelInfo>((resolve, reject) => {
       worker.addEventListener("message", ({data}: MessageEvent<FromWorker>) => {
         if (worker !== this.worker) return; // a replaced worker's last words
         if (data.type === "progress") this.options.onProgress?.(data.progress);
-        else if (data.type === "loaded") resolve(data.info), this.pump();
-        else if (data.type === "load-error") reject(received(data.error)), worker.terminate();
+        else if (data.type === "loaded") (resolve(data.info), this.pump());
+        else if (data.type === "load-error") (reject(received(data.error)), worker.terminate());
         else this.receive(data);
       });
       worker.addEventListener("error", (event) => {
         // A module that fails to load or a crash: no stack to show, only what happened.
-        const error = new WorkbenchError(`the model's worker failed: ${event.message || "its module could not be loaded"}`);
+        const error = new WorkbenchError(
+          `the model's worker failed: ${event.message || "its module could not be loaded"}`
+        );
         reject(error);
         this.fail(error);
       });
@@ -146,22 +152,35 @@ class Connection {
     const ticket = (this.tickets.get(name) ?? 0) + 1;
     this.tickets.set(name, ticket);
     // Drop the lane's older calls still waiting: the newer view supersedes them.
-    for (const p of this.queue.filter((q) => q.lane?.name === name)) this.drop(p, abortError(`superseded by a newer ${name}`));
+    for (const p of this.queue.filter((q) => q.lane?.name === name))
+      this.drop(p, abortError(`superseded by a newer ${name}`));
     return {name, ticket};
   }
 
   call<T>(method: WorkerMethod, args: unknown[], extra: Partial<Pending> = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const p: Pending = {req: this.nextReq++, method, args, resolve: resolve as (v: unknown) => void, reject, ...extra};
-      if (p.lane && this.tickets.get(p.lane.name) !== p.lane.ticket) return reject(abortError(`superseded by a newer ${p.lane.name}`));
+      const p: Pending = {
+        req: this.nextReq++,
+        method,
+        args,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        ...extra
+      };
+      if (p.lane && this.tickets.get(p.lane.name) !== p.lane.ticket)
+        return reject(abortError(`superseded by a newer ${p.lane.name}`));
       if (p.signal?.aborted) return reject(p.signal.reason ?? abortError("stopped"));
-      p.signal?.addEventListener("abort", () => {
-        if (this.current === p) {
-          // The worker stops after its current step; the page need not wait for that step to end.
-          this.send({op: "abort", req: p.req});
-          if (p.abortedValue) p.resolve(p.abortedValue()), (p.onToken = undefined);
-        } else this.drop(p, p.signal!.reason ?? abortError("stopped"));
-      }, {once: true});
+      p.signal?.addEventListener(
+        "abort",
+        () => {
+          if (this.current === p) {
+            // The worker stops after its current step; the page need not wait for that step to end.
+            this.send({op: "abort", req: p.req});
+            if (p.abortedValue) (p.resolve(p.abortedValue()), (p.onToken = undefined));
+          } else this.drop(p, p.signal!.reason ?? abortError("stopped"));
+        },
+        {once: true}
+      );
       this.queue.push(p);
       this.pump();
     });
@@ -169,7 +188,7 @@ class Connection {
 
   private drop(p: Pending, error: unknown): void {
     const i = this.queue.indexOf(p);
-    if (i >= 0) this.queue.splice(i, 1), p.reject(error);
+    if (i >= 0) (this.queue.splice(i, 1), p.reject(error));
   }
 
   private send(message: ToWorker, transfer: Transferable[] = []): void {
@@ -180,14 +199,17 @@ class Connection {
   private pump(): void {
     if (this.current || this.queue.length === 0) return;
     const worker = this.worker;
-    void this.ready.then(() => {
-      if (this.current || worker !== this.worker) return;
-      const p = this.queue.shift();
-      if (!p) return;
-      this.current = p;
-      if (p.timeoutMs) this.timer = setTimeout(() => this.timeOut(p), p.timeoutMs);
-      this.send({op: "call", req: p.req, method: p.method, args: p.args});
-    }, (error) => this.fail(error));
+    void this.ready.then(
+      () => {
+        if (this.current || worker !== this.worker) return;
+        const p = this.queue.shift();
+        if (!p) return;
+        this.current = p;
+        if (p.timeoutMs) this.timer = setTimeout(() => this.timeOut(p), p.timeoutMs);
+        this.send({op: "call", req: p.req, method: p.method, args: p.args});
+      },
+      (error) => this.fail(error)
+    );
   }
 
   private receive(data: Extract<FromWorker, {req: number}>): void {
@@ -319,9 +341,21 @@ export class WorkerModel {
   }
 
   /** One forward pass; as `Model.trace`. A prompt is tokenized first, within the tokenizer's time limit. */
-  async trace(input: string | number[], paths: string[], options?: TraceOptions): Promise<Record<string, Tensor> & TraceInput>;
-  async trace<T>(input: string | number[], pick: (m: any) => T, options?: TraceOptions): Promise<Picked<T> & TraceInput>;
-  async trace<T>(input: string | number[], pick: ((m: any) => T) | string[], options: TraceOptions = {}): Promise<Picked<T> & TraceInput> {
+  async trace(
+    input: string | number[],
+    paths: string[],
+    options?: TraceOptions
+  ): Promise<Record<string, Tensor> & TraceInput>;
+  async trace<T>(
+    input: string | number[],
+    pick: (m: any) => T,
+    options?: TraceOptions
+  ): Promise<Picked<T> & TraceInput>;
+  async trace<T>(
+    input: string | number[],
+    pick: ((m: any) => T) | string[],
+    options: TraceOptions = {}
+  ): Promise<Picked<T> & TraceInput> {
     // Edits are recorded here, as Model.trace records them, and cross to the worker as data.
     const edits: Edit[] = Array.isArray(options.edits) ? [...options.edits] : [];
     const root = PICK_ROOT(edits);
@@ -332,12 +366,19 @@ export class WorkerModel {
     const paths = pathsOf(chosen);
     // Token ids go in line at once (no await before the call), so calls keep the order they were made in.
     const ids = typeof input === "string" ? await this.ids(input) : input;
-    const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>("trace", [ids, paths, edits], {
-      lane: this.laneTicket,
-      signal: options.signal
-    });
+    const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>(
+      "trace",
+      [ids, paths, edits],
+      {
+        lane: this.laneTicket,
+        signal: options.signal
+      }
+    );
     const tensors = new Map(Object.entries(result.tensors));
-    return Object.assign(resolvePicked(chosen, tensors) as object, {input_ids: result.input_ids, tokens: result.tokens}) as Picked<T> & TraceInput;
+    return Object.assign(resolvePicked(chosen, tensors) as object, {
+      input_ids: result.input_ids,
+      tokens: result.tokens
+    }) as Picked<T> & TraceInput;
   }
 
   /** Continue a prompt, as `Model.generate`; tokens stream through `onToken`, `signal` stops it. */
@@ -357,7 +398,12 @@ export class WorkerModel {
       streamed.push(token);
       onToken?.(token);
     };
-    return this.connection.call<Generation>("generate", [ids, rest], {lane: this.laneTicket, signal, onToken: relay, abortedValue});
+    return this.connection.call<Generation>("generate", [ids, rest], {
+      lane: this.laneTicket,
+      signal,
+      onToken: relay,
+      abortedValue
+    });
   }
 
   /**
@@ -380,7 +426,11 @@ export class WorkerModel {
       }
       sent = [...args.slice(0, -1), plain];
     }
-    return this.connection.call("inside", [name, Object.keys(callbacks), ...sent], {lane: this.laneTicket, signal, callbacks});
+    return this.connection.call("inside", [name, Object.keys(callbacks), ...sent], {
+      lane: this.laneTicket,
+      signal,
+      callbacks
+    });
   }
 
   /** Stop the worker; the model cannot be used after. */
@@ -390,7 +440,8 @@ export class WorkerModel {
 
   private async ids(input: string): Promise<number[]> {
     const {ids} = await this.tokenizer.encode(input);
-    if (ids.length === 0) throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
+    if (ids.length === 0)
+      throw new WorkbenchError(`the prompt ${JSON.stringify(input)} tokenizes to no tokens: type some text`);
     return ids;
   }
 }
@@ -400,7 +451,9 @@ export class WorkerModel {
  * through `onProgress`; `signal` stops the load (and the worker).
  */
 export async function loadWorkerModel(id: string, options: WorkerLoadOptions = {}): Promise<WorkerModel> {
-  const bundled = Object.fromEntries(Object.entries(options.bundled ?? {}).map(([name, url]) => [name, new URL(url, location.href).href]));
+  const bundled = Object.fromEntries(
+    Object.entries(options.bundled ?? {}).map(([name, url]) => [name, new URL(url, location.href).href])
+  );
   const load: WorkerLoad = {
     op: "load",
     id,
@@ -418,7 +471,11 @@ export async function loadWorkerModel(id: string, options: WorkerLoadOptions = {
   try {
     const info = await new Promise<ModelInfo>((resolve, reject) => {
       connection.ready.then(resolve, reject);
-      options.signal?.addEventListener("abort", () => reject(options.signal!.reason ?? abortError("the load was stopped")), {once: true});
+      options.signal?.addEventListener(
+        "abort",
+        () => reject(options.signal!.reason ?? abortError("the load was stopped")),
+        {once: true}
+      );
     });
     return new WorkerModel(connection, info, options.tokenizerTimeoutMs ?? 10_000);
   } finally {

@@ -30,8 +30,10 @@ const aborts = new Map<number, AbortController>();
 
 function sent(error: unknown): SentError {
   const code = (error as {code?: unknown} | undefined)?.code;
-  if (error instanceof Error) return {name: error.name, message: error.message, ...(typeof code === "string" ? {code} : {})};
-  if (error && typeof error === "object" && "message" in error) return {name: "Error", message: String((error as {message: unknown}).message)};
+  if (error instanceof Error)
+    return {name: error.name, message: error.message, ...(typeof code === "string" ? {code} : {})};
+  if (error && typeof error === "object" && "message" in error)
+    return {name: "Error", message: String((error as {message: unknown}).message)};
   return {name: "Error", message: String(error)};
 }
 
@@ -70,7 +72,11 @@ scope.addEventListener("message", ({data}) => {
  * runs on the browser's background threads while this one reads and builds. The model's own session then
  * finds the runtime initialized. A failure here is the model's failure to report, not this one's: ignored.
  */
-async function warmUp(preferWebGPU: boolean | undefined, allowSoftwareAdapter: boolean | undefined, maxThreads: number): Promise<void> {
+async function warmUp(
+  preferWebGPU: boolean | undefined,
+  allowSoftwareAdapter: boolean | undefined,
+  maxThreads: number
+): Promise<void> {
   try {
     const runtime = await createWebRuntime({preferWebGPU, allowSoftwareAdapter, maxThreads});
     const g = new GraphBuilder();
@@ -174,12 +180,16 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
       case "inside": {
         // [name, ...args, options?]: the options' callbacks crossed as their names; here they post events.
         const [name, callbacks, ...rest] = args as [keyof InsideViews, string[], ...unknown[]];
-        const view = INSIDE_VIEWS[name] as unknown as ((model: Model, ...args: unknown[]) => Promise<unknown>) | undefined;
-        if (typeof view !== "function" || !Object.hasOwn(INSIDE_VIEWS, name)) throw new Error(`unknown computation ${String(name)}`);
+        const view = INSIDE_VIEWS[name] as unknown as
+          ((model: Model, ...args: unknown[]) => Promise<unknown>) | undefined;
+        if (typeof view !== "function" || !Object.hasOwn(INSIDE_VIEWS, name))
+          throw new Error(`unknown computation ${String(name)}`);
         const last = rest.at(-1);
         if (last && typeof last === "object" && Object.getPrototypeOf(last) === Object.prototype) {
           const options = last as Record<string, unknown>;
-          for (const callback of callbacks) options[callback] = (...eventArgs: unknown[]) => post({type: "event", req, name: callback, args: eventArgs});
+          for (const callback of callbacks)
+            options[callback] = (...eventArgs: unknown[]) =>
+              post({type: "event", req, name: callback, args: eventArgs});
           options.signal = controller.signal;
         }
         value = await view(m, ...rest);

@@ -14,7 +14,10 @@ export interface VectorOptions {
 }
 
 /** One token's vector, dimension by dimension: a bar per dimension (red above zero, blue below). */
-export function vectorChart(vector: ArrayLike<number>, {title, width = 900, height = 220}: VectorOptions = {}): SVGSVGElement | HTMLElement {
+export function vectorChart(
+  vector: ArrayLike<number>,
+  {title, width = 900, height = 220}: VectorOptions = {}
+): SVGSVGElement | HTMLElement {
   const values = Array.from(vector, (value, dim) => ({dim, value}));
   return Plot.plot({
     title,
@@ -24,9 +27,22 @@ export function vectorChart(vector: ArrayLike<number>, {title, width = 900, heig
     y: {label: "value", grid: true},
     color: {type: "diverging", scheme: "rdbu", reverse: true, pivot: 0},
     marks: [
-      Plot.ruleX(values, {x: "dim", y1: 0, y2: "value", stroke: "value", strokeWidth: Math.max(1, Math.min(4, (width - 60) / values.length))}),
+      Plot.ruleX(values, {
+        x: "dim",
+        y1: 0,
+        y2: "value",
+        stroke: "value",
+        strokeWidth: Math.max(1, Math.min(4, (width - 60) / values.length))
+      }),
       Plot.ruleY([0]),
-      Plot.tip(values, Plot.pointerX({x: "dim", y: "value", title: (d: {dim: number; value: number}) => `dimension ${d.dim}: ${d.value.toFixed(4)}`}))
+      Plot.tip(
+        values,
+        Plot.pointerX({
+          x: "dim",
+          y: "value",
+          title: (d: {dim: number; value: number}) => `dimension ${d.dim}: ${d.value.toFixed(4)}`
+        })
+      )
     ]
   });
 }
@@ -41,7 +57,10 @@ export interface SimilarityOptions {
 }
 
 /** Cosine similarity across layers, one line per pair of contexts. */
-export function similarityChart(points: readonly SimilarityPoint[], {width = 900, layer, band, title}: SimilarityOptions = {}): SVGSVGElement | HTMLElement {
+export function similarityChart(
+  points: readonly SimilarityPoint[],
+  {width = 900, layer, band, title}: SimilarityOptions = {}
+): SVGSVGElement | HTMLElement {
   return Plot.plot({
     title,
     width,
@@ -51,17 +70,44 @@ export function similarityChart(points: readonly SimilarityPoint[], {width = 900
     y: {label: "cosine similarity", grid: true, nice: true},
     color: {legend: true, label: "pair of contexts"},
     marks: [
-      band === undefined ? null : Plot.rectY([band], {y1: (b: readonly number[]) => b[0], y2: (b: readonly number[]) => b[1], fill: "#2a7d2e", fillOpacity: 0.12}),
-      band === undefined ? null : Plot.text([band], {y: (b: readonly number[]) => b[1], text: () => `target ${band[0]}–${band[1]}`, frameAnchor: "left", dx: 4, dy: -6, fill: "#2a7d2e"}),
+      band === undefined
+        ? null
+        : Plot.rectY([band], {
+            y1: (b: readonly number[]) => b[0],
+            y2: (b: readonly number[]) => b[1],
+            fill: "#2a7d2e",
+            fillOpacity: 0.12
+          }),
+      band === undefined
+        ? null
+        : Plot.text([band], {
+            y: (b: readonly number[]) => b[1],
+            text: () => `target ${band[0]}–${band[1]}`,
+            frameAnchor: "left",
+            dx: 4,
+            dy: -6,
+            fill: "#2a7d2e"
+          }),
       layer === undefined ? null : Plot.ruleX([layer], {stroke: "orange", strokeWidth: 2, strokeDasharray: "4 3"}),
       Plot.lineY(points, {x: "layer", y: "similarity", stroke: "pair", strokeWidth: 2, marker: "circle-stroke"}),
-      Plot.tip(points, Plot.pointer({x: "layer", y: "similarity", stroke: "pair", title: (p: SimilarityPoint) => `${p.pair}\nlayer ${p.layer}: ${p.similarity.toFixed(4)}`}))
+      Plot.tip(
+        points,
+        Plot.pointer({
+          x: "layer",
+          y: "similarity",
+          stroke: "pair",
+          title: (p: SimilarityPoint) => `${p.pair}\nlayer ${p.layer}: ${p.similarity.toFixed(4)}`
+        })
+      )
     ]
   });
 }
 
 /** Attention and MLP parameters of each layer, stacked. */
-export function sharesChart(layers: readonly LayerShare[], {width = 900}: {width?: number} = {}): SVGSVGElement | HTMLElement {
+export function sharesChart(
+  layers: readonly LayerShare[],
+  {width = 900}: {width?: number} = {}
+): SVGSVGElement | HTMLElement {
   const rows = layers.flatMap((l) => [
     {layer: l.layer, part: "attention", parameters: l.attention},
     {layer: l.layer, part: "MLP", parameters: l.mlp}
@@ -73,10 +119,7 @@ export function sharesChart(layers: readonly LayerShare[], {width = 900}: {width
     x: {label: "layer", tickFormat: (d: number) => (layers.length > 16 && d % 2 ? "" : String(d))},
     y: {label: "parameters", grid: true, tickFormat: "s"},
     color: {domain: ["attention", "MLP"], range: ["#4e79a7", "#f28e2c"], legend: true},
-    marks: [
-      Plot.barY(rows, {x: "layer", y: "parameters", fill: "part", tip: true}),
-      Plot.ruleY([0])
-    ]
+    marks: [Plot.barY(rows, {x: "layer", y: "parameters", fill: "part", tip: true}), Plot.ruleY([0])]
   });
 }
 
@@ -84,7 +127,10 @@ export function sharesChart(layers: readonly LayerShare[], {width = 900}: {width
  * The autoregressive check position by position: the tokens of the two prompts one above the other, each
  * position colored by whether its activations came out bit-identical.
  */
-export function autoregressiveChart(positions: readonly PositionCheck[], {width = 900}: {width?: number} = {}): SVGSVGElement | HTMLElement {
+export function autoregressiveChart(
+  positions: readonly PositionCheck[],
+  {width = 900}: {width?: number} = {}
+): SVGSVGElement | HTMLElement {
   const rows = positions.flatMap((p) => [
     {...p, prompt: "prompt A", token: p.tokenA},
     {...p, prompt: "prompt B", token: p.tokenB}
@@ -101,7 +147,13 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
     y: {domain: ["prompt A", "prompt B"], label: null},
     color: {domain: ["bit-identical", "different"], range: ["#59a14f", "#e15759"], legend: true},
     marks: [
-      Plot.cell(rows, {x: "position", y: "prompt", fill: (d: PositionCheck) => (d.identical ? "bit-identical" : "different"), inset: 1.5, fillOpacity: 0.8}),
+      Plot.cell(rows, {
+        x: "position",
+        y: "prompt",
+        fill: (d: PositionCheck) => (d.identical ? "bit-identical" : "different"),
+        inset: 1.5,
+        fillOpacity: 0.8
+      }),
       Plot.text(rows, {
         x: "position",
         y: "prompt",
@@ -111,11 +163,15 @@ export function autoregressiveChart(positions: readonly PositionCheck[], {width 
         lineWidth: (cell - 6) / 11, // in ems
         textOverflow: "ellipsis"
       }),
-      Plot.tip(rows, Plot.pointer({
-        x: "position",
-        y: "prompt",
-        title: (d: PositionCheck & {token: string}) => `“${tokenLabel(d.token ?? "")}”, position ${d.position}: ${d.identical ? "bit-identical" : `differs by up to ${d.maxAbsDiff.toExponential(2)}`}`
-      }))
+      Plot.tip(
+        rows,
+        Plot.pointer({
+          x: "position",
+          y: "prompt",
+          title: (d: PositionCheck & {token: string}) =>
+            `“${tokenLabel(d.token ?? "")}”, position ${d.position}: ${d.identical ? "bit-identical" : `differs by up to ${d.maxAbsDiff.toExponential(2)}`}`
+        })
+      )
     ]
   });
 }
@@ -132,7 +188,10 @@ export interface NextTokenBar {
  * The most likely next tokens as horizontal bars, most likely on top, each labelled with its token and id.
  * The left margin is made for the longest label, so "·observational  (39011)" is not clipped.
  */
-export function nextTokenChart(top: readonly NextTokenBar[], {width = 640, format = (p: number) => `${(p * 100).toPrecision(2)}%`} = {}): SVGSVGElement | HTMLElement {
+export function nextTokenChart(
+  top: readonly NextTokenBar[],
+  {width = 640, format = (p: number) => `${(p * 100).toPrecision(2)}%`} = {}
+): SVGSVGElement | HTMLElement {
   const label = (d: NextTokenBar) => `${d.shown}  (${d.id})`;
   // About 7 px a character at the axis' 10 px font.
   const marginLeft = Math.max(80, 10 + 7 * Math.max(0, ...top.map((d) => label(d).length)));
@@ -145,7 +204,13 @@ export function nextTokenChart(top: readonly NextTokenBar[], {width = 640, forma
     y: {label: null, domain: top.map(label)},
     marks: [
       Plot.barX(top, {x: "probability", y: label, fill: "steelblue"}),
-      Plot.text(top, {x: "probability", y: label, text: (d: NextTokenBar) => format(d.probability), dx: 4, textAnchor: "start"}),
+      Plot.text(top, {
+        x: "probability",
+        y: label,
+        text: (d: NextTokenBar) => format(d.probability),
+        dx: 4,
+        textAnchor: "start"
+      }),
       Plot.ruleX([0])
     ]
   });

@@ -31,7 +31,10 @@ function legendCopy(): Node {
  * Plot.raster (a canvas image) with thin white rules between them; the weights ≥ .1 are printed on top (up to 24
  * tokens) and a pointer tip names the cell under the mouse.
  */
-export function attentionHeatmap(cells: readonly AttentionCell[], {pieces, title, width}: AttentionHeatmapOptions): SVGSVGElement | HTMLElement {
+export function attentionHeatmap(
+  cells: readonly AttentionCell[],
+  {pieces, title, width}: AttentionHeatmapOptions
+): SVGSVGElement | HTMLElement {
   const n = pieces.length;
   const labels = pieces.map((p) => tokenLabel(p));
   const label = (i: number) => labels[Math.floor(i)] ?? tokenLabel("");
@@ -49,11 +52,26 @@ export function attentionHeatmap(cells: readonly AttentionCell[], {pieces, title
     height: size - 20,
     marginLeft: 90,
     marginBottom: 80,
-    x: {type: "linear", domain: [0, n], ticks: centers, tickFormat: label, tickRotate: -90, label: "key (attended to) →"},
+    x: {
+      type: "linear",
+      domain: [0, n],
+      ticks: centers,
+      tickFormat: label,
+      tickRotate: -90,
+      label: "key (attended to) →"
+    },
     y: {type: "linear", domain: [0, n], reverse: true, ticks: centers, tickFormat: label, label: "↓ query (attending)"},
     color: ATTENTION_COLOR,
     marks: [
-      Plot.raster(grid, {width: n, height: n, x1: 0, y1: 0, x2: n, y2: n, imageRendering: "pixelated"} as Plot.RasterOptions),
+      Plot.raster(grid, {
+        width: n,
+        height: n,
+        x1: 0,
+        y1: 0,
+        x2: n,
+        y2: n,
+        imageRendering: "pixelated"
+      } as Plot.RasterOptions),
       n <= 48 ? Plot.ruleX(lines, {stroke: "white", strokeWidth: 1.5}) : null,
       n <= 48 ? Plot.ruleY(lines, {stroke: "white", strokeWidth: 1.5}) : null,
       Plot.text(printed, {
@@ -63,11 +81,15 @@ export function attentionHeatmap(cells: readonly AttentionCell[], {pieces, title
         fill: (d: AttentionCell) => (d.weight > 0.55 ? "white" : "black"),
         fontSize: 9
       }),
-      Plot.tip(cells, Plot.pointer({
-        x: (d: AttentionCell) => d.key + 0.5,
-        y: (d: AttentionCell) => d.query + 0.5,
-        title: (d: AttentionCell) => `${labels[d.query]} (position ${d.query}) → ${labels[d.key]} (position ${d.key})\nweight ${d.weight.toFixed(4)}`
-      }))
+      Plot.tip(
+        cells,
+        Plot.pointer({
+          x: (d: AttentionCell) => d.key + 0.5,
+          y: (d: AttentionCell) => d.query + 0.5,
+          title: (d: AttentionCell) =>
+            `${labels[d.query]} (position ${d.query}) → ${labels[d.key]} (position ${d.key})\nweight ${d.weight.toFixed(4)}`
+        })
+      )
     ]
   });
   // The legend where Plot puts it (after the title, before the plot), from the cache.
@@ -92,7 +114,10 @@ export const HEAD_GRID_CLASS = "lmw-heads";
  * outlines one by a CSS rule, so a head change redraws nothing here. Hovering a head names its strongest link
  * (a `<title>`); the numbers are on the single-head view.
  */
-export function attentionHeads(cells: readonly AttentionCell[], {pieces, columns = 5, width = 900}: HeadGridOptions): SVGSVGElement | HTMLElement {
+export function attentionHeads(
+  cells: readonly AttentionCell[],
+  {pieces, columns = 5, width = 900}: HeadGridOptions
+): SVGSVGElement | HTMLElement {
   const n = pieces.length;
   let heads = 0;
   for (const c of cells) if (c.head >= heads) heads = c.head + 1;
@@ -110,17 +135,28 @@ export function attentionHeads(cells: readonly AttentionCell[], {pieces, columns
   const left = (h: number) => (h % cols) * (n + gapX);
   const top = (h: number) => Math.floor(h / cols) * (n + gapY);
   // Per head: where it sits and its strongest query → key link (what a hover names).
-  const boxes = Array.from({length: heads}, (_, head) => ({head, x1: left(head), y1: top(head), x2: left(head) + n, y2: top(head) + n, query: 0, key: 0, weight: -1}));
+  const boxes = Array.from({length: heads}, (_, head) => ({
+    head,
+    x1: left(head),
+    y1: top(head),
+    x2: left(head) + n,
+    y2: top(head) + n,
+    query: 0,
+    key: 0,
+    weight: -1
+  }));
   for (const c of cells) {
     grid[(top(c.head) + c.query) * mosaicWidth + left(c.head) + c.key] = c.weight;
     const b = boxes[c.head];
-    if (c.weight > b.weight) (b.query = c.query), (b.key = c.key), (b.weight = c.weight);
+    if (c.weight > b.weight) ((b.query = c.query), (b.key = c.key), (b.weight = c.weight));
   }
   type Box = (typeof boxes)[number];
   /** Tags each rendered element (rect, text) with its head: they come in the order of the rendered index. */
   const tagged: Plot.RenderFunction = (index, scales, values, dimensions, context, next) => {
     const node = next!(index, scales, values, dimensions, context);
-    node?.querySelectorAll(":scope > rect, :scope > text").forEach((el, i) => el.setAttribute("data-head", String(boxes[index[i]].head)));
+    node
+      ?.querySelectorAll(":scope > rect, :scope > text")
+      .forEach((el, i) => el.setAttribute("data-head", String(boxes[index[i]].head)));
     return node;
   };
   const describe = (b: Box) =>
@@ -136,12 +172,50 @@ export function attentionHeads(cells: readonly AttentionCell[], {pieces, columns
     y: {type: "linear", domain: [0, mosaicHeight], reverse: true, axis: null},
     color: ATTENTION_COLOR,
     marks: [
-      Plot.raster(grid, {width: mosaicWidth, height: mosaicHeight, x1: 0, y1: 0, x2: mosaicWidth, y2: mosaicHeight, imageRendering: "pixelated"} as Plot.RasterOptions),
+      Plot.raster(grid, {
+        width: mosaicWidth,
+        height: mosaicHeight,
+        x1: 0,
+        y1: 0,
+        x2: mosaicWidth,
+        y2: mosaicHeight,
+        imageRendering: "pixelated"
+      } as Plot.RasterOptions),
       // Each head's frame; its (invisible) fill catches the hover for the title.
-      Plot.rect(boxes, {x1: "x1", y1: "y1", x2: "x2", y2: "y2", stroke: "#ccc", fill: "white", fillOpacity: 0, title: describe, render: tagged}),
+      Plot.rect(boxes, {
+        x1: "x1",
+        y1: "y1",
+        x2: "x2",
+        y2: "y2",
+        stroke: "#ccc",
+        fill: "white",
+        fillOpacity: 0,
+        title: describe,
+        render: tagged
+      }),
       // Every head's outline, hidden until `headOutline` shows the chosen one.
-      Plot.rect(boxes, {x1: "x1", y1: "y1", x2: "x2", y2: "y2", stroke: "orange", strokeWidth: 3, strokeOpacity: 0, fill: "none", inset: -3, className: "lmw-head-outline", render: tagged}),
-      Plot.text(boxes, {x: "x1", y: "y1", dy: -8, textAnchor: "start", text: (b: Box) => `head ${b.head}`, className: "lmw-head-label", render: tagged})
+      Plot.rect(boxes, {
+        x1: "x1",
+        y1: "y1",
+        x2: "x2",
+        y2: "y2",
+        stroke: "orange",
+        strokeWidth: 3,
+        strokeOpacity: 0,
+        fill: "none",
+        inset: -3,
+        className: "lmw-head-outline",
+        render: tagged
+      }),
+      Plot.text(boxes, {
+        x: "x1",
+        y: "y1",
+        dy: -8,
+        textAnchor: "start",
+        text: (b: Box) => `head ${b.head}`,
+        className: "lmw-head-label",
+        render: tagged
+      })
     ]
   });
   svg.classList.add(HEAD_GRID_CLASS);
@@ -155,7 +229,8 @@ export function attentionHeads(cells: readonly AttentionCell[], {pieces, columns
 export function headOutline(head: number | undefined): HTMLStyleElement {
   const style = document.createElement("style");
   if (head !== undefined && Number.isInteger(head)) {
-    style.textContent = `.${HEAD_GRID_CLASS} .lmw-head-outline > [data-head="${head}"] { stroke-opacity: 1; }\n` +
+    style.textContent =
+      `.${HEAD_GRID_CLASS} .lmw-head-outline > [data-head="${head}"] { stroke-opacity: 1; }\n` +
       `.${HEAD_GRID_CLASS} .lmw-head-label > [data-head="${head}"] { font-weight: bold; fill: darkorange; }\n`;
   }
   return style;
@@ -178,7 +253,10 @@ export interface MatrixHeatmapOptions {
 }
 
 /** A (downsampled) matrix as a raster, blue below zero and red above; axes count the source rows and columns. */
-export function matrixHeatmap(d: Downsampled, {xLabel, yLabel, width = 640, height, title}: MatrixHeatmapOptions = {}): SVGSVGElement | HTMLElement {
+export function matrixHeatmap(
+  d: Downsampled,
+  {xLabel, yLabel, width = 640, height, title}: MatrixHeatmapOptions = {}
+): SVGSVGElement | HTMLElement {
   const aspect = d.sourceRows / d.sourceCols;
   const h = height ?? Math.round(Math.max(160, Math.min(520, (width - 80) * aspect + 60)));
   return Plot.plot({
@@ -222,9 +300,13 @@ export interface ActivationHeatmapOptions {
 }
 
 /** An activation [tokens × features] (columns possibly block-averaged): one row per token. */
-export function activationHeatmap(d: Downsampled, {pieces, title, width = 460, domain}: ActivationHeatmapOptions): SVGSVGElement | HTMLElement {
+export function activationHeatmap(
+  d: Downsampled,
+  {pieces, title, width = 460, domain}: ActivationHeatmapOptions
+): SVGSVGElement | HTMLElement {
   const cells: {token: number; col: number; value: number}[] = [];
-  for (let r = 0; r < d.rows; r++) for (let c = 0; c < d.cols; c++) cells.push({token: r, col: c * d.blockCols, value: d.data[r * d.cols + c]});
+  for (let r = 0; r < d.rows; r++)
+    for (let c = 0; c < d.cols; c++) cells.push({token: r, col: c * d.blockCols, value: d.data[r * d.cols + c]});
   return Plot.plot({
     title,
     width,
@@ -232,7 +314,14 @@ export function activationHeatmap(d: Downsampled, {pieces, title, width = 460, d
     marginLeft: 90,
     x: {type: "linear", domain: [0, d.sourceCols], label: "feature →"},
     y: {domain: range(d.rows), tickFormat: (i: number) => tokenLabel(pieces[i] ?? ""), label: null},
-    color: {type: "linear", scheme: "rdbu", reverse: true, domain: domain ?? symmetricDomain(d.data), legend: true, label: "activation"},
+    color: {
+      type: "linear",
+      scheme: "rdbu",
+      reverse: true,
+      domain: domain ?? symmetricDomain(d.data),
+      legend: true,
+      label: "activation"
+    },
     marks: [
       Plot.barX(cells, {x1: "col", x2: (c: {col: number}) => c.col + d.blockCols, y: "token", fill: "value", inset: 0}),
       Plot.frame({stroke: "#999"})

@@ -18,7 +18,10 @@ export interface LensOptions {
 }
 
 /** The logit lens: rows are layers (the first at the bottom, as the residual stream rises), columns positions. */
-export function lensHeatmap(cells: readonly LensCell[], {pieces, layers, width = 900, title}: LensOptions): HTMLElement {
+export function lensHeatmap(
+  cells: readonly LensCell[],
+  {pieces, layers, width = 900, title}: LensOptions
+): HTMLElement {
   const T = pieces.length;
   const cellWidth = Math.max(36, Math.min(90, (width - 80) / T));
   const plot = Plot.plot({
@@ -27,13 +30,33 @@ export function lensHeatmap(cells: readonly LensCell[], {pieces, layers, width =
     height: 40 + 22 * layers + 60,
     marginLeft: 60,
     marginBottom: 60,
-    x: {domain: range(T), tickFormat: (i: number) => tokenLabel(pieces[i]), tickRotate: -35, label: "position (the token read) →"},
+    x: {
+      domain: range(T),
+      tickFormat: (i: number) => tokenLabel(pieces[i]),
+      tickRotate: -35,
+      label: "position (the token read) →"
+    },
     y: {domain: range(layers).reverse(), label: "↑ layer"},
     color: {type: "linear", scheme: "viridis", domain: [0, 1], label: "probability of the top token", legend: true},
     marks: [
       Plot.cell(cells, {x: "position", y: "layer", fill: "prob", inset: 0.5}),
-      Plot.text(cells, {x: "position", y: "layer", text: (d: LensCell) => clip(tokenLabel(d.token), cellWidth), fill: (d: LensCell) => (d.prob > 0.55 ? "black" : "white"), fontSize: 10}),
-      Plot.tip(cells, Plot.pointer({x: "position", y: "layer", title: (d: LensCell) => `layer ${d.layer}, after ${JSON.stringify(pieces[d.position])}\n` + d.top.map((t) => `${JSON.stringify(t.token)}  ${t.prob.toFixed(3)}`).join("\n")}))
+      Plot.text(cells, {
+        x: "position",
+        y: "layer",
+        text: (d: LensCell) => clip(tokenLabel(d.token), cellWidth),
+        fill: (d: LensCell) => (d.prob > 0.55 ? "black" : "white"),
+        fontSize: 10
+      }),
+      Plot.tip(
+        cells,
+        Plot.pointer({
+          x: "position",
+          y: "layer",
+          title: (d: LensCell) =>
+            `layer ${d.layer}, after ${JSON.stringify(pieces[d.position])}\n` +
+            d.top.map((t) => `${JSON.stringify(t.token)}  ${t.prob.toFixed(3)}`).join("\n")
+        })
+      )
     ]
   });
   return selectable(plot, cells);
@@ -52,7 +75,10 @@ export interface SweepOptions {
 }
 
 /** A sweep: layers × positions (patching) or layers × heads (ablation), the value on a diverging scale. */
-export function sweepHeatmap(cells: readonly SweepCell[], {columns, columnLabel, layers, label, extent, width = 900, title}: SweepOptions): HTMLElement {
+export function sweepHeatmap(
+  cells: readonly SweepCell[],
+  {columns, columnLabel, layers, label, extent, width = 900, title}: SweepOptions
+): HTMLElement {
   const N = columns.length;
   const max = extent ?? Math.max(1e-6, ...cells.map((c) => Math.abs(c.value)));
   const plot = Plot.plot({
@@ -61,12 +87,28 @@ export function sweepHeatmap(cells: readonly SweepCell[], {columns, columnLabel,
     height: 40 + Math.max(10, Math.min(22, 600 / layers)) * layers + 60,
     marginLeft: 60,
     marginBottom: 60,
-    x: {domain: range(N), tickFormat: (i: number) => columns[i], tickRotate: N > 8 ? -35 : 0, label: `${columnLabel} →`},
+    x: {
+      domain: range(N),
+      tickFormat: (i: number) => columns[i],
+      tickRotate: N > 8 ? -35 : 0,
+      label: `${columnLabel} →`
+    },
     y: {domain: range(layers).reverse(), label: "↑ layer"},
     color: {type: "linear", scheme: "rdbu", domain: [-max, max], label, legend: true},
     marks: [
       Plot.cell(cells, {x: "index", y: "layer", fill: "value", inset: 0.5}),
-      Plot.tip(cells, Plot.pointer({x: "index", y: "layer", title: (d: SweepCell) => `layer ${d.layer}, ${columnLabel} ${d.index} (${columns[d.index]})\n${label}: ${d.value.toFixed(3)}\nmetric ${d.metric.toFixed(3)}; top: ${d.top.slice(0, 3).map((t) => JSON.stringify(t.token)).join(", ")}`}))
+      Plot.tip(
+        cells,
+        Plot.pointer({
+          x: "index",
+          y: "layer",
+          title: (d: SweepCell) =>
+            `layer ${d.layer}, ${columnLabel} ${d.index} (${columns[d.index]})\n${label}: ${d.value.toFixed(3)}\nmetric ${d.metric.toFixed(3)}; top: ${d.top
+              .slice(0, 3)
+              .map((t) => JSON.stringify(t.token))
+              .join(", ")}`
+        })
+      )
     ]
   });
   return selectable(plot, cells);

@@ -25,7 +25,9 @@ export function moduleTree(root: ModuleNode, {open = 2, highlight}: ModuleTreeOp
     if (n.name) span.append(` ${n.type}`);
     const count = document.createElement("small");
     count.style.color = "var(--theme-foreground-muted, #777)";
-    count.textContent = n.parameters ? `  · ${formatCount(n.parameters)} parameters${n.paths.length > 1 ? ` (${n.paths.length} layers together)` : ""}` : "";
+    count.textContent = n.parameters
+      ? `  · ${formatCount(n.parameters)} parameters${n.paths.length > 1 ? ` (${n.paths.length} layers together)` : ""}`
+      : "";
     span.append(count);
     if (highlight && n.paths.includes(highlight)) span.style.background = "var(--theme-foreground-faintest, #ffe9a8)";
     return span;
@@ -39,7 +41,8 @@ export function moduleTree(root: ModuleNode, {open = 2, highlight}: ModuleTreeOp
       return leaf;
     }
     const details = document.createElement("details");
-    details.open = depth < open || (highlight !== undefined && n.paths.some((p) => p === "" || highlight.startsWith(`${p}.`)));
+    details.open =
+      depth < open || (highlight !== undefined && n.paths.some((p) => p === "" || highlight.startsWith(`${p}.`)));
     const summary = document.createElement("summary");
     summary.append(line(n));
     details.append(summary);

@@ -60,7 +60,10 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: [...CHROMIUM_ARGS.filter((a) => options.webgpu !== false || a !== "--enable-unsafe-webgpu"), ...(options.extraArgs ?? [])],
+    args: [
+      ...CHROMIUM_ARGS.filter((a) => options.webgpu !== false || a !== "--enable-unsafe-webgpu"),
+      ...(options.extraArgs ?? [])
+    ],
     viewport: options.viewport ?? {width: 1000, height: 800}
   });
   const watched = new WeakMap<Page, WatchedPage>();

@@ -11,7 +11,15 @@ export const FIXTURES_DIR = path.resolve("test/fixtures");
 export const RELATIVE = 1e-4;
 export const ABSOLUTE = 1e-5;
 /** One fixture per family (stories260K: a trained Llama); test/fixtures/README.md says what each one tests. */
-export const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"] as const;
+export const FIXTURES = [
+  "mini-gpt2",
+  "mini-llama",
+  "stories260K",
+  "mini-qwen2",
+  "mini-qwen3",
+  "mini-pythia",
+  "mini-gemma3"
+] as const;
 export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
 
 export interface ReferencePrompt {
@@ -25,14 +33,24 @@ export interface ReferencePrompt {
 
 export interface Reference {
   prompts: ReferencePrompt[];
-  generations: {text: string; input_ids: number[]; new_ids: number[]; min_top2_logit_margin: number; generated_text: string}[];
+  generations: {
+    text: string;
+    input_ids: number[];
+    new_ids: number[];
+    min_top2_logit_margin: number;
+    generated_text: string;
+  }[];
   parameters: {name: string; shape: number[]; numel: number}[];
   num_parameters: number;
   /** `print(model)` in transformers 4.57. */
   module_tree_4: string;
 }
 
-export function readReference(name: string): {json: Reference; tensor(key: string): {shape: number[]; data: Float32Array}; has(key: string): boolean} {
+export function readReference(name: string): {
+  json: Reference;
+  tensor(key: string): {shape: number[]; data: Float32Array};
+  has(key: string): boolean;
+} {
   const json = JSON.parse(readFileSync(path.join(fixtureDir(name), "reference.json"), "utf8")) as Reference;
   const bytes = new Uint8Array(readFileSync(path.join(fixtureDir(name), "reference.safetensors")));
   const header = parseHeader(bytes, "reference.safetensors", bytes.length);
@@ -50,7 +68,8 @@ export function readReference(name: string): {json: Reference; tensor(key: strin
 /** The largest absolute difference, relative to the reference's largest magnitude. */
 export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
   if (got.length !== want.length) return Infinity;
-  let scale = 0, err = 0;
+  let scale = 0,
+    err = 0;
   for (let i = 0; i < want.length; i++) {
     scale = Math.max(scale, Math.abs(want[i]));
     err = Math.max(err, Math.abs(got[i] - want[i]));
@@ -66,7 +85,11 @@ export function absoluteError(got: ArrayLike<number>, want: ArrayLike<number>): 
 }
 
 /** A traced hook point against its reference: PyTorch's shape with the batch dimension, and the tolerance for its kind. */
-export function expectHookMatches(hook: string, got: {shape: number[]; data: Float32Array}, want: {shape: number[]; data: Float32Array}): void {
+export function expectHookMatches(
+  hook: string,
+  got: {shape: number[]; data: Float32Array},
+  want: {shape: number[]; data: Float32Array}
+): void {
   expect(got.shape, hook).toEqual([1, ...want.shape]);
   if (hook.endsWith("attn_weights")) expect(absoluteError(got.data, want.data), hook).toBeLessThan(ABSOLUTE);
   else expect(relativeError(got.data, want.data), hook).toBeLessThan(RELATIVE);

@@ -73,7 +73,8 @@ const CORS_HEADERS = {
   "Access-Control-Allow-Origin": "*",
   "Access-Control-Allow-Headers": "Range, Authorization",
   "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-  "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag, X-Linked-Size, X-Linked-Etag, X-Error-Code, Retry-After",
+  "Access-Control-Expose-Headers":
+    "Content-Length, Content-Range, Accept-Ranges, ETag, X-Linked-Size, X-Linked-Etag, X-Error-Code, Retry-After",
   "Cross-Origin-Resource-Policy": "cross-origin"
 };
 
@@ -85,7 +86,10 @@ interface RepoFile {
 }
 
 /** Starts the Hub and its CDN on 127.0.0.1. */
-export async function startHubServer(roots: Record<string, string>, options: HubServerOptions = {}): Promise<HubServer> {
+export async function startHubServer(
+  roots: Record<string, string>,
+  options: HubServerOptions = {}
+): Promise<HubServer> {
   const requests: HubRequest[] = [];
   const cdnRequests: HubRequest[] = [];
   const faults: Fault[] = [];
@@ -108,7 +112,10 @@ export async function startHubServer(roots: Record<string, string>, options: Hub
     return fault;
   };
 
-  const handle = (origin: "hub" | "cdn", answer: (request: IncomingMessage, response: ServerResponse) => Promise<void>) =>
+  const handle = (
+    origin: "hub" | "cdn",
+    answer: (request: IncomingMessage, response: ServerResponse) => Promise<void>
+  ) =>
     createServer((request, response) => {
       const authorization = request.headers.authorization;
       (origin === "hub" ? requests : cdnRequests).push({
@@ -132,7 +139,9 @@ export async function startHubServer(roots: Record<string, string>, options: Hub
     const gate = gateOf(repo, gated);
     if (gate !== undefined && request.headers.authorization !== `Bearer ${gate}`) {
       const message = `Access to model ${repo} is restricted. You must have access to it and be authenticated to access it. Please log in.`;
-      return void response.writeHead(401, {...CORS_HEADERS, "Content-Type": "text/plain", "X-Error-Code": "GatedRepo"}).end(message);
+      return void response
+        .writeHead(401, {...CORS_HEADERS, "Content-Type": "text/plain", "X-Error-Code": "GatedRepo"})
+        .end(message);
     }
     const root = rootOf(roots, repo, revision);
     if (!root) return notFound(response, "RepoNotFound", "Repository not found");
@@ -142,11 +151,20 @@ export async function startHubServer(roots: Record<string, string>, options: Hub
 
     const fault = takeFault("hub", file);
     if (fault?.kind === "rate-limit") {
-      return void response.writeHead(429, {...CORS_HEADERS, "Retry-After": String(fault.retryAfter), "Content-Type": "text/plain"}).end("Too Many Requests");
+      return void response
+        .writeHead(429, {...CORS_HEADERS, "Retry-After": String(fault.retryAfter), "Content-Type": "text/plain"})
+        .end("Too Many Requests");
     }
     if (fault?.kind === "html") {
-      const page = "<!doctype html><html><head><title>Sign in to the network</title></head><body>Please sign in.</body></html>";
-      return void response.writeHead(200, {...CORS_HEADERS, "Content-Type": "text/html; charset=utf-8", "Content-Length": String(page.length)}).end(page);
+      const page =
+        "<!doctype html><html><head><title>Sign in to the network</title></head><body>Please sign in.</body></html>";
+      return void response
+        .writeHead(200, {
+          ...CORS_HEADERS,
+          "Content-Type": "text/html; charset=utf-8",
+          "Content-Length": String(page.length)
+        })
+        .end(page);
     }
     if (file.endsWith(".safetensors") || found.size >= lfsMinBytes) {
       const sha = sha256Of(found.path);
@@ -154,7 +172,14 @@ export async function startHubServer(roots: Record<string, string>, options: Hub
       const location = `${cdnOrigin}/repos/${sha.slice(0, 2)}/${sha}?file=${encodeURIComponent(file)}&expires=${Date.now() + 3600_000}`;
       // The Hub's own headers on the redirect: the size and hash of the file behind it.
       return void response
-        .writeHead(302, {...CORS_HEADERS, Location: location, "X-Linked-Size": String(found.size), "X-Linked-Etag": `"${sha}"`, ETag: `"${sha}"`, "Content-Length": "0"})
+        .writeHead(302, {
+          ...CORS_HEADERS,
+          Location: location,
+          "X-Linked-Size": String(found.size),
+          "X-Linked-Etag": `"${sha}"`,
+          ETag: `"${sha}"`,
+          "Content-Length": "0"
+        })
         .end();
     }
     // A small file is served from git: its ETag is the git blob id (sha1), not a sha256.
@@ -166,7 +191,10 @@ export async function startHubServer(roots: Record<string, string>, options: Hub
     const url = new URL(request.url ?? "/", "http://localhost");
     const sha = url.pathname.match(/^\/repos\/[0-9a-f]{2}\/([0-9a-f]{64})$/)?.[1];
     const found = sha === undefined ? undefined : byHash.get(sha);
-    if (!found) return void response.writeHead(403, {...CORS_HEADERS, "Content-Type": "application/xml"}).end("<Error><Code>AccessDenied</Code></Error>");
+    if (!found)
+      return void response
+        .writeHead(403, {...CORS_HEADERS, "Content-Type": "application/xml"})
+        .end("<Error><Code>AccessDenied</Code></Error>");
     const fault = takeFault("cdn", found.file);
     if (fault?.kind === "rate-limit") {
       return void response.writeHead(429, {...CORS_HEADERS, "Retry-After": String(fault.retryAfter)}).end();
@@ -204,7 +232,14 @@ function notFound(response: ServerResponse, code: "RepoNotFound" | "EntryNotFoun
 }
 
 /** The file's bytes (or the part asked for), with whatever fault was drawn. */
-function sendFile(request: IncomingMessage, response: ServerResponse, found: RepoFile, extra: Record<string, string>, options: HubServerOptions, fault?: Fault) {
+function sendFile(
+  request: IncomingMessage,
+  response: ServerResponse,
+  found: RepoFile,
+  extra: Record<string, string>,
+  options: HubServerOptions,
+  fault?: Fault
+) {
   const range = options.ignoreRange ? undefined : parseRange(request.headers.range, found.size);
   if (range === "unsatisfiable") {
     response.writeHead(416, {...CORS_HEADERS, "Content-Range": `bytes */${found.size}`}).end();
@@ -236,7 +271,11 @@ function parseResolve(url: string): {repo: string; revision: string; file: strin
   const match = new URL(url, "http://localhost").pathname.match(/^\/(.+?)\/resolve\/([^/]+)\/(.+)$/);
   if (!match) return undefined;
   try {
-    return {repo: decodeURIComponent(match[1]), revision: decodeURIComponent(match[2]), file: decodeURIComponent(match[3])};
+    return {
+      repo: decodeURIComponent(match[1]),
+      revision: decodeURIComponent(match[2]),
+      file: decodeURIComponent(match[3])
+    };
   } catch {
     return undefined;
   }
@@ -250,7 +289,11 @@ function gateOf(repo: string, gated: Record<string, string>): string | undefined
 }
 
 function rootOf(roots: Record<string, string>, repo: string, revision: string): string | undefined {
-  const key = Object.hasOwn(roots, `${repo}@${revision}`) ? `${repo}@${revision}` : Object.hasOwn(roots, repo) ? repo : undefined;
+  const key = Object.hasOwn(roots, `${repo}@${revision}`)
+    ? `${repo}@${revision}`
+    : Object.hasOwn(roots, repo)
+      ? repo
+      : undefined;
   return key === undefined ? undefined : path.resolve(roots[key]);
 }
 
@@ -292,7 +335,10 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
     header[name] = {dtype, shape, data_offsets: [offset, offset + bytes.length]};
     offset += bytes.length;
   }
-  return encodeRaw(JSON.stringify(header), tensors.map((t) => t.bytes));
+  return encodeRaw(
+    JSON.stringify(header),
+    tensors.map((t) => t.bytes)
+  );
 }
 
 /** A file made of an 8-byte length, the header text (padded with spaces to 8 bytes) and the data, as given. */

@@ -12,7 +12,12 @@ export interface Case {
 
 export function readInterventions(name: string) {
   const dir = fixtureDir(name);
-  const json = JSON.parse(readFileSync(path.join(dir, "interventions.json"), "utf8")) as {layers: number; heads: number; head_dim: number; cases: Case[]};
+  const json = JSON.parse(readFileSync(path.join(dir, "interventions.json"), "utf8")) as {
+    layers: number;
+    heads: number;
+    head_dim: number;
+    cases: Case[];
+  };
   const bytes = new Uint8Array(readFileSync(path.join(dir, "interventions.safetensors")));
   const header = parseHeader(bytes, "interventions.safetensors", bytes.length);
   return {

@@ -29,13 +29,16 @@ export async function oneBuildAtATime<T>(build: () => Promise<T>): Promise<T> {
   const cache = join(ROOT, "docs", ".observablehq", "cache");
   const lock = join(cache, ".lmw-build.lock");
   await mkdir(cache, {recursive: true});
-  for (const started = Date.now(); ; ) {
+  for (const started = Date.now(); ;) {
     try {
       await mkdir(lock);
       break;
     } catch {
       // A lock left by a killed run is older than any build takes.
-      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+      const age = await stat(lock).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0
+      );
       if (age > 15 * 60_000) await rm(lock, {recursive: true, force: true});
       if (Date.now() - started > 30 * 60_000) throw new Error(`waited 30 minutes for ${lock}`);
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -58,7 +61,10 @@ export async function buildSiteCopy(): Promise<BuiltSite> {
       `const {default: config} = await tsImport(${JSON.stringify(join(ROOT, "observablehq.config.ts"))}, import.meta.url);\n` +
       `export default {...config, output: ${JSON.stringify(output)}};\n`
   );
-  const offline = await run("unshare", ["-rn", "true"]).then(() => true, () => false);
+  const offline = await run("unshare", ["-rn", "true"]).then(
+    () => true,
+    () => false
+  );
   const build = [join(ROOT, "node_modules", ".bin", "observable"), "build", "--config", config];
   const [cmd, ...args] = offline ? ["unshare", "-rn", ...build] : build;
   const {stdout, stderr} = await oneBuildAtATime(() => run(cmd, args, {cwd: ROOT, maxBuffer: 64 << 20}));

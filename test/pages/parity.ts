@@ -20,13 +20,21 @@ const parity = {
   async load(id: string, endpoint: string, preferWebGPU: boolean): Promise<string> {
     await model?.dispose();
     model = undefined;
-    model = await loadModel(id, {endpoint, preferWebGPU, allowSoftwareAdapter: preferWebGPU, wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href}});
+    model = await loadModel(id, {
+      endpoint,
+      preferWebGPU,
+      allowSoftwareAdapter: preferWebGPU,
+      wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href}
+    });
     document.querySelector("#status")!.textContent = model.backend;
     return model.backend;
   },
   /** One forward pass over `text`: the ids and the named tensors (shape, data). */
   async trace(text: string, hooks: string[]) {
-    const traced = (await model!.trace(text, hooks)) as unknown as Record<string, {shape: number[]; data: Float32Array}> & {input_ids: number[]};
+    const traced = (await model!.trace(text, hooks)) as unknown as Record<
+      string,
+      {shape: number[]; data: Float32Array}
+    > & {input_ids: number[]};
     const tensors: Record<string, {shape: number[]; base64: string}> = {};
     for (const hook of hooks) tensors[hook] = {shape: traced[hook].shape, base64: base64(traced[hook].data)};
     return {ids: traced.input_ids, tensors, runs: model!.runs};
