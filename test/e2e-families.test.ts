@@ -8,7 +8,14 @@
 import {mkdir} from "node:fs/promises";
 import {join} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
-import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {
+  launchBrowser,
+  skipBrowserTests,
+  type TestBrowser,
+  type WatchedPage,
+  settle,
+  cellErrors
+} from "./helpers/browser.js";
 import {buildSiteCopy, ROOT, type BuiltSite} from "./helpers/site.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
@@ -22,18 +29,6 @@ declare global {
     lmw?: {model: {id: string} | undefined; runs: () => number};
   }
 }
-
-/** No cell still loading, the network quiet. */
-async function settle(w: WatchedPage): Promise<void> {
-  await w.page.waitForLoadState("networkidle");
-  await w.page.waitForFunction(
-    () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0,
-    null,
-    {timeout: 60_000}
-  );
-}
-
-const cellErrors = (w: WatchedPage) => w.page.locator(".observablehq--error").allTextContents();
 
 describe.skipIf(skipBrowserTests())("the lecture pages on every family", () => {
   let site: BuiltSite;

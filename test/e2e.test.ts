@@ -12,7 +12,7 @@ import {readdirSync} from "node:fs";
 import {tmpdir} from "node:os";
 import {join, relative, sep} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
-import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage, settle} from "./helpers/browser.js";
 import {fixtureDir} from "./helpers/fixtures.js";
 import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 import {buildSiteCopy, ROOT, type BuiltSite} from "./helpers/site.js";
@@ -59,16 +59,6 @@ function sitePages(dir: string): string[] {
   };
   visit(dir);
   return pages.sort();
-}
-
-/** No cell still loading, the network quiet. */
-async function settle(w: WatchedPage): Promise<void> {
-  await w.page.waitForLoadState("networkidle");
-  await w.page.waitForFunction(
-    () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0,
-    null,
-    {timeout: 60_000}
-  );
 }
 
 /** Types a model id into the page's model control and loads it ("Load"). */

@@ -7,7 +7,14 @@
 import {mkdir} from "node:fs/promises";
 import {join} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
-import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {
+  launchBrowser,
+  skipBrowserTests,
+  type TestBrowser,
+  type WatchedPage,
+  settle,
+  cellErrors
+} from "./helpers/browser.js";
 import {buildSiteCopy, ROOT, type BuiltSite} from "./helpers/site.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
@@ -18,18 +25,6 @@ declare global {
     lmw?: {model: {id: string} | undefined; runs: () => number};
   }
 }
-
-/** No cell still loading, the network quiet. */
-async function settle(w: WatchedPage): Promise<void> {
-  await w.page.waitForLoadState("networkidle");
-  await w.page.waitForFunction(
-    () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0,
-    null,
-    {timeout: 120_000}
-  );
-}
-
-const cellErrors = (w: WatchedPage) => w.page.locator(".observablehq--error").allTextContents();
 
 /** Each page, and what its live result shows once the worker has answered. */
 const PAGES: [string, (w: WatchedPage) => Promise<void>][] = [

@@ -24,7 +24,7 @@ import {type ModelSource, type Progress, readJson} from "../hub/source.js";
 import {Tokenizer, type Encoding} from "../tokenizer.js";
 import {generate, type GenerateOptions, type Generation} from "./generate.js";
 import type {Tensor} from "./tensor.js";
-import {checkPicked, pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
+import {recordTrace, resolvePicked, type Picked} from "./trace.js";
 import {planEdits, type Edit, type Feed} from "./edits.js";
 import type {GraphOptions} from "../graph/hooks.js";
 import type {EncodedModel} from "../graph/onnx.js";
@@ -240,19 +240,7 @@ export class Model {
     pick: ((m: any) => T) | string[],
     options: TraceOptions = {}
   ): Promise<Picked<T> & TraceInput> {
-    if (typeof pick !== "function" && !Array.isArray(pick))
-      throw new WorkbenchError(
-        `trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got ${pick === null ? "null" : typeof pick}`
-      );
-    if (Array.isArray(pick)) checkPicked(pick, "hook path");
-    const edits: Edit[] = Array.isArray(options.edits) ? [...options.edits] : [];
-    const root = PICK_ROOT(edits);
-    if (typeof options.edits === "function") {
-      for (const edit of options.edits(root) ?? []) if (!edits.includes(edit)) edits.push(edit);
-    }
-    const chosen = typeof pick === "function" ? pick(root) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
-    checkPicked(chosen);
-    const paths = pathsOf(chosen);
+    const {chosen, paths, edits} = recordTrace(pick, options.edits);
     for (const path of paths) this.checkPath(path);
     const {ids, tokens} = await this.prepareInput(input);
     const hooks = paths.filter((p) => this.hooks.has(p));

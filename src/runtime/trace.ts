@@ -101,3 +101,28 @@ export function resolvePicked(picked: unknown, tensors: Map<string, Tensor>): un
   }
   return picked;
 }
+
+/**
+ * What a trace asks for and what it writes, as `Model.trace` and the page's `WorkerModel.trace` both read
+ * them: `pick` (a function of the module root, or a list of paths) run on a root that records the edits made
+ * through it, after the edits of `edits` (a list, or a function of the same root). Whatever is not a path is
+ * refused by name.
+ */
+export function recordTrace<T>(
+  pick: ((m: any) => T) | string[],
+  edits: Edit[] | ((m: any) => Edit[] | void) = []
+): {chosen: T; paths: string[]; edits: Edit[]} {
+  if (typeof pick !== "function" && !Array.isArray(pick))
+    throw new WorkbenchError(
+      `trace: the second argument is a function (m => m.model.layers[0].output) or a list of hook paths, got ${pick === null ? "null" : typeof pick}`
+    );
+  if (Array.isArray(pick)) checkPicked(pick, "hook path");
+  const recorded: Edit[] = Array.isArray(edits) ? [...edits] : [];
+  const root = PICK_ROOT(recorded);
+  if (typeof edits === "function") {
+    for (const edit of edits(root) ?? []) if (!recorded.includes(edit)) recorded.push(edit);
+  }
+  const chosen = typeof pick === "function" ? pick(root) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
+  checkPicked(chosen);
+  return {chosen, paths: pathsOf(chosen), edits: recorded};
+}

@@ -21,10 +21,9 @@ import {WorkbenchError} from "../errors.js";
 import type {Encoding} from "../tokenizer.js";
 import type {GenerateOptions, Generation} from "./generate.js";
 import type {LoadProgress, TraceInput, TraceOptions} from "./model.js";
-import type {Edit} from "./edits.js";
 import type {Tensor} from "./tensor.js";
 import type {InsideViews} from "../analysis/inside-model.js";
-import {pathsOf, PICK_ROOT, resolvePicked, type Picked} from "./trace.js";
+import {recordTrace, resolvePicked, type Picked} from "./trace.js";
 import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerLoad, WorkerMethod} from "./worker-protocol.js";
 
 /** A tokenizer call ran past its time limit; the model's worker was replaced. */
@@ -35,17 +34,8 @@ export class TokenizerTimeoutError extends WorkbenchError {
   }
 }
 
-export interface WorkerLoadOptions {
-  /** Models the site ships, by name → base URL of their files (made absolute here). */
-  bundled?: Record<string, string>;
-  endpoint?: string;
-  /** A Hugging Face token for gated models: handed to the worker, sent to the Hub endpoint only. */
-  token?: string;
-  preferWebGPU?: boolean;
-  /** Take a software WebGPU adapter too (default false: WASM is faster there). */
-  allowSoftwareAdapter?: boolean;
-  init?: "checkpoint" | "random";
-  seed?: number;
+/** What the worker loads (worker-protocol.ts's WorkerLoad, less what this side fills in), and the page's side. */
+export interface WorkerLoadOptions extends Partial<Omit<WorkerLoad, "op" | "id">> {
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
   /** How long one tokenizer call may take before the worker is replaced (default 10 000 ms). */
@@ -357,13 +347,7 @@ export class WorkerModel {
     options: TraceOptions = {}
   ): Promise<Picked<T> & TraceInput> {
     // Edits are recorded here, as Model.trace records them, and cross to the worker as data.
-    const edits: Edit[] = Array.isArray(options.edits) ? [...options.edits] : [];
-    const root = PICK_ROOT(edits);
-    if (typeof options.edits === "function") {
-      for (const edit of options.edits(root) ?? []) if (!edits.includes(edit)) edits.push(edit);
-    }
-    const chosen = typeof pick === "function" ? pick(root) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
-    const paths = pathsOf(chosen);
+    const {chosen, paths, edits} = recordTrace(pick, options.edits);
     // Token ids go in line at once (no await before the call), so calls keep the order they were made in.
     const ids = typeof input === "string" ? await this.ids(input) : input;
     const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>(
@@ -454,17 +438,9 @@ export async function loadWorkerModel(id: string, options: WorkerLoadOptions = {
   const bundled = Object.fromEntries(
     Object.entries(options.bundled ?? {}).map(([name, url]) => [name, new URL(url, location.href).href])
   );
-  const load: WorkerLoad = {
-    op: "load",
-    id,
-    bundled,
-    endpoint: options.endpoint,
-    token: options.token,
-    preferWebGPU: options.preferWebGPU,
-    allowSoftwareAdapter: options.allowSoftwareAdapter,
-    init: options.init,
-    seed: options.seed
-  };
+  // What crosses to the worker: the load's own fields (functions and signals stay on this side).
+  const {onProgress: _progress, signal: _signal, tokenizerTimeoutMs: _timeout, workerUrl: _url, ...fields} = options;
+  const load: WorkerLoad = {...fields, op: "load", id, bundled};
   const connection = new Connection(load, options);
   const stop = () => connection.terminate();
   options.signal?.addEventListener("abort", stop, {once: true});

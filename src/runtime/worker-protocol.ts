@@ -12,7 +12,7 @@ import type {LoadProgress} from "./model.js";
 export interface WorkerLoad {
   op: "load";
   id: string;
-  /** Models the site ships, by name → absolute base URL of their files. */
+  /** Models the site ships, by name → base URL of their files (made absolute before it is sent). */
   bundled: Record<string, string>;
   endpoint?: string;
   /** A Hugging Face token for gated models (sent to the Hub endpoint only; see src/browser.ts). */

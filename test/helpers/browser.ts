@@ -120,3 +120,17 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
 export function skipBrowserTests(): boolean {
   return !hasChromium() && !process.env.CI;
 }
+
+/** A built page at rest: the network quiet and no Observable cell still loading or running. */
+export async function settle(w: WatchedPage, timeout = 120_000): Promise<void> {
+  await w.page.waitForLoadState("networkidle");
+  await w.page.waitForFunction(
+    () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0,
+    null,
+    {timeout}
+  );
+}
+
+/** The text of every cell that shows an error. */
+export const cellErrors = (w: WatchedPage): Promise<string[]> =>
+  w.page.locator(".observablehq--error").allTextContents();
