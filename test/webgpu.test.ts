@@ -10,6 +10,7 @@ import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {buildTestPages, type TestPages} from "./helpers/bundle.js";
 import {FIXTURES, RELATIVE, expectHookMatches, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
+import {readInterventions} from "./helpers/interventions.js";
 import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
@@ -131,6 +132,49 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
           expect(result.new_ids, gen.text).toEqual(gen.new_ids);
           expect(result.text).toBe(gen.generated_text);
         }
+        expect(w.errors, w.console.join("\n")).toEqual([]);
+      } finally {
+        await w.page.close();
+      }
+    }
+  );
+
+  test.for([
+    ["wasm", "stories260K"],
+    ["wasm", "mini-gemma3"],
+    ["webgpu", "stories260K"]
+  ] as [Backend, string][])(
+    "%s, %s: the interventions' references — logit lens, patching sweeps, head ablation, steering",
+    {timeout: 300_000},
+    async ([backend, name], context) => {
+      if (backend === "webgpu" && !hasAdapter) {
+        if (process.env.CI)
+          throw new Error("this chromium offers no WebGPU adapter (expected SwiftShader with --enable-unsafe-webgpu)");
+        context.skip();
+      }
+      const ref = readInterventions(name);
+      const w = await open();
+      try {
+        const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
+        expect(sentence).toMatch(backend === "webgpu" ? /^WebGPU: adapter / : /^WASM/);
+        const cases = Object.fromEntries(ref.json.cases.map((c) => [c.case, c]));
+        const got = await w.page.evaluate((c) => (window as any).parity.interventions(c), cases);
+        const floats = (b64: string) => {
+          const bytes = Buffer.from(b64, "base64");
+          return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+        };
+        expect(got.lensIds).toEqual(Array.from(ref.tensor("lens.top10_ids").data));
+        expect(relativeError(floats(got.lensLogprobs), ref.tensor("lens.top10_logprobs").data)).toBeLessThan(RELATIVE);
+        for (const kind of ["resid", "attn", "mlp"]) {
+          expect(
+            relativeError(floats(got.patches[kind]), ref.tensor(`patch.${kind}.tracked_logits`).data),
+            kind
+          ).toBeLessThan(RELATIVE);
+        }
+        expect(relativeError(floats(got.ablation), ref.tensor("ablate_head.tracked_logits").data)).toBeLessThan(
+          RELATIVE
+        );
+        expect(got.steered).toEqual(cases.steer.generations[0].new_ids);
         expect(w.errors, w.console.join("\n")).toEqual([]);
       } finally {
         await w.page.close();

@@ -3,6 +3,9 @@
  * onnxruntime-web left to the page's import map. The test calls `window.parity.*` and compares in Node.
  */
 import {loadModel} from "../../src/browser.js";
+import {logitLens} from "../../src/analysis/lens.js";
+import {ablateHeads, patchSweep, type PatchKind} from "../../src/analysis/patching.js";
+import {steer} from "../../src/analysis/steering.js";
 import type {Model} from "../../src/runtime/model.js";
 
 let model: Model | undefined;
@@ -43,7 +46,40 @@ const parity = {
     const result = await model!.generate(text, {maxNewTokens, stopAtEos: false});
     return {input_ids: result.input_ids, new_ids: result.new_ids, text: result.text};
   },
-  vocabSize: () => model!.config.vocabSize
+  vocabSize: () => model!.config.vocabSize,
+  /**
+   * The interventions' reference cases (interventions.json), run in the page: the logit lens, the three
+   * patching sweeps, head ablation and one steered generation. Tensors as base64, ids as they are.
+   */
+  async interventions(cases: Record<string, any>) {
+    const m = model!;
+    const lens = await logitLens(m, cases.logit_lens.text, {k: 10, logits: true});
+    const patches: Record<string, string> = {};
+    for (const kind of ["resid", "attn", "mlp"] as PatchKind[]) {
+      const c = cases[`patch_${kind}`];
+      patches[kind] = base64(
+        (await patchSweep(m, c.clean, c.corrupt, kind, {ids: c.tracked_ids, maxTokens: 64})).logits.data
+      );
+    }
+    const a = cases.ablate_head;
+    const ablation = await ablateHeads(m, a.text, {ids: a.tracked_ids, maxTokens: 40});
+    const s = cases.steer;
+    const steered = await steer(m, s.prompt, {
+      hook: s.hook,
+      from: s.from,
+      to: s.to,
+      alpha: s.generations[0].alpha,
+      maxNewTokens: 20,
+      stopAtEos: false
+    });
+    return {
+      lensIds: Array.from(lens.topIds.data),
+      lensLogprobs: base64(lens.topLogprobs.data),
+      patches,
+      ablation: base64(ablation.logits.data),
+      steered: steered.new_ids
+    };
+  }
 };
 
 Object.assign(window, {parity});
