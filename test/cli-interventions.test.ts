@@ -3,42 +3,10 @@
  * (LMW_MODELS=test/fixtures), against the intervention references: `lens`, `patch`, `trace --edit`,
  * `generate --steer`.
  */
-import {execFile} from "node:child_process";
-import path from "node:path";
 import {describe, expect, it} from "vitest";
 import {readInterventions} from "./helpers/interventions.js";
 import {RELATIVE, relativeError} from "./helpers/fixtures.js";
-
-const BIN = path.resolve("bin/lm-workbench.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {env: {...process.env, LMW_MODELS: "test/fixtures", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"}, maxBuffer: 64 << 20},
-      (error, stdout, stderr) => resolve({code: error ? Number(error.code ?? 1) : 0, stdout, stderr})
-    );
-  });
-}
-
-function json(result: Result): any {
-  expect(result.stderr, "stderr in --json mode").toBe("");
-  expect(result.code).toBe(0);
-  return JSON.parse(result.stdout);
-}
-
-function expectCleanError(result: Result, message: RegExp) {
-  expect(result.code).toBe(1);
-  expect(result.stderr).toMatch(message);
-  expect(result.stderr).not.toMatch(/\n\s+at /);
-}
+import {cli, expectCleanError, json} from "./helpers/cli.js";
 
 describe.concurrent("lm-workbench interventions", () => {
   it("lens --top-k 10 --json: each layer's top tokens and probabilities at every position", async () => {

@@ -2,49 +2,13 @@
  * The CLI, run as users run it: `node bin/lm-workbench.js …` in a child process (tsx startup costs about a
  * second per spawn, so the spawns run concurrently and each checks as much as it can).
  */
-import {execFile} from "node:child_process";
 import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {afterAll, describe, expect, it} from "vitest";
 import {fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
 import {encodeSafetensors} from "./helpers/hub-server.js";
-
-const BIN = path.resolve("bin/lm-workbench.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        env: {...process.env, LMW_MODELS: "test/fixtures", LMW_HUB_ENDPOINT: "http://127.0.0.1:9"},
-        maxBuffer: 256 << 20
-      },
-      (error, stdout, stderr) => resolve({code: error ? Number(error.code ?? 1) : 0, stdout, stderr})
-    );
-  });
-}
-
-function json(result: Result): any {
-  expect(result.stderr, "stderr in --json mode").toBe("");
-  expect(result.code).toBe(0);
-  return JSON.parse(result.stdout);
-}
-
-/** A WorkbenchError: exit 1, the message on stderr, no stack trace. */
-function expectCleanError(result: Result, message: RegExp) {
-  expect(result.code).toBe(1);
-  expect(result.stderr).toMatch(message);
-  expect(result.stderr).not.toMatch(/\n\s+at /);
-  expect(result.stderr).not.toMatch(/unexpected error/);
-}
+import {cli, expectCleanError, json} from "./helpers/cli.js";
 
 const tempDirs: string[] = [];
 afterAll(() => tempDirs.forEach((dir) => rmSync(dir, {recursive: true, force: true})));
