@@ -45,7 +45,15 @@ import {
   printModule
 } from "./module-tree.js";
 import {gptNeoxRoles} from "./roles.js";
-import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
+import {
+  type Architecture,
+  type Family,
+  type GraphOptions,
+  type Parameter,
+  LOGITS,
+  blockOutputAliases,
+  parameter
+} from "./types.js";
 
 export interface GptNeoxConfig extends ModelConfig {
   ropeTheta: number;
@@ -178,12 +186,8 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
   }
 
   /** attention's output is dense's, mlp's is dense_4h_to_h's, embed_out's the logits: one tensor, two names. */
-  function aliasOf(path: string): string | undefined {
-    if (path.endsWith(".attention.output")) return path.replace(/output$/, "dense.output");
-    if (path.endsWith(".mlp.output")) return path.replace(/output$/, "dense_4h_to_h.output");
-    if (path === UNEMBED_OUTPUT) return LOGITS;
-    return undefined;
-  }
+  const blockAlias = blockOutputAliases({attention: "dense", mlp: "dense_4h_to_h"});
+  const aliasOf = (path: string) => (path === UNEMBED_OUTPUT ? LOGITS : blockAlias(path));
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();

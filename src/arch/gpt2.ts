@@ -34,7 +34,15 @@ import {
   printModule
 } from "./module-tree.js";
 import {gpt2Roles} from "./roles.js";
-import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
+import {
+  type Architecture,
+  type Family,
+  type GraphOptions,
+  type Parameter,
+  LOGITS,
+  blockOutputAliases,
+  parameter
+} from "./types.js";
 
 const block = gpt2Roles.layer;
 const roles = gpt2Roles;
@@ -132,9 +140,7 @@ function gpt2Architecture(config: ModelConfig): Architecture {
   }
 
   /** A block's attn and mlp output are their c_proj's output: one tensor, fetched once, under both names. */
-  function aliasOf(path: string): string | undefined {
-    return /\.(attn|mlp)\.output$/.test(path) ? path.replace(/\.output$/, ".c_proj.output") : undefined;
-  }
+  const aliasOf = blockOutputAliases({attn: "c_proj", mlp: "c_proj"});
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();

@@ -39,7 +39,15 @@ import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {type Module, embeddingModule, linearModule, printModule, pyFloat} from "./module-tree.js";
 import {llamaRoles} from "./roles.js";
-import {type Architecture, type Family, type GraphOptions, type Parameter, LOGITS, parameter} from "./types.js";
+import {
+  type Architecture,
+  type Family,
+  type GraphOptions,
+  type Parameter,
+  LOGITS,
+  blockOutputAliases,
+  parameter
+} from "./types.js";
 
 /** A Llama-shaped config: the shared fields, and the switches its family sets. */
 export interface LlamaConfig extends ModelConfig {
@@ -199,11 +207,7 @@ export function llamaShaped(config: LlamaConfig): Architecture {
   }
 
   /** self_attn's output is o_proj's, mlp's is down_proj's: one tensor, fetched once, under both names. */
-  function aliasOf(path: string): string | undefined {
-    if (path.endsWith(".self_attn.output")) return path.replace(/output$/, "o_proj.output");
-    if (path.endsWith(".mlp.output")) return path.replace(/output$/, "down_proj.output");
-    return undefined;
-  }
+  const aliasOf = blockOutputAliases({self_attn: "o_proj", mlp: "down_proj"});
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();

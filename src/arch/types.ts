@@ -92,3 +92,17 @@ export interface Family<C extends ModelConfig = ModelConfig> {
   roles: Roles;
   architecture(config: C): Architecture;
 }
+
+/**
+ * The `aliasOf` of a family whose blocks return their last sublayer's output: `{self_attn: "o_proj", mlp:
+ * "down_proj"}` makes `….self_attn.output` the very tensor of `….self_attn.o_proj.output` (fetched once, under
+ * both names).
+ */
+export function blockOutputAliases(lastSublayer: Record<string, string>): (path: string) => string | undefined {
+  return (path) => {
+    const block = /\.([A-Za-z_]+)\.output$/.exec(path)?.[1];
+    return block !== undefined && Object.hasOwn(lastSublayer, block)
+      ? path.replace(/output$/, `${lastSublayer[block]}.output`)
+      : undefined;
+  };
+}
