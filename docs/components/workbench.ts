@@ -275,7 +275,7 @@ async function load(
   const bundled: Record<string, string> = {};
   for (const m of shipped) {
     if (!m.weights && !(random && m === entry)) continue;
-    bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, MODELS_BASE).href;
+    bundled[m.id] = bundled[m.name] = m.url;
   }
   const where = bundled[id] ? "from this site" : /^https?:\/\//.test(id) ? `from ${id}` : `from ${page.endpoint}`;
   update({id, status: "loading", message: `loading ${id} ${where}…`, model: ready});

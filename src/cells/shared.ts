@@ -94,17 +94,30 @@ export interface SiteModel {
   files: string[];
   /** Whether its checkpoint ships too (else config and tokenizer only). */
   weights: boolean;
+  /** The folder its files are in (absolute URL, ending in "/"). */
+  url: string;
 }
 
 const siteJson = new Map<string, Promise<SiteModel[]>>();
 
-/** The models a site ships, from `<models>/site.json`, read once per folder; none where it cannot be read. */
+/**
+ * The site's model list, `site.json` in the models folder `models` (a built site's `/models/`). `npm start`'s
+ * preview server serves a data loader's files only under `/_file/`, so where `/models/site.json` is not found
+ * the same folder is read there; each model's `url` says where its files were found.
+ */
 export function readSiteModels(models: string): Promise<SiteModel[]> {
   let list = siteJson.get(models);
   if (!list) {
-    list = fetch(new URL("site.json", models))
-      .then((r) => (r.ok ? (r.json() as Promise<{models: SiteModel[]}>) : {models: []}))
-      .then((j) => j.models)
+    const read = async (base: string) => {
+      const response = await fetch(new URL("site.json", base));
+      if (!response.ok) return undefined;
+      const {models: entries} = (await response.json()) as {models: Omit<SiteModel, "url">[]};
+      return entries.map((m) => ({...m, url: new URL(`${m.name}/`, base).href}));
+    };
+    const preview = new URL(`/_file${new URL(models).pathname}`, models).href;
+    list = read(models)
+      .then((found) => found ?? read(preview))
+      .then((found) => found ?? [])
       .catch(() => []);
     siteJson.set(models, list);
   }
@@ -114,8 +127,7 @@ export function readSiteModels(models: string): Promise<SiteModel[]> {
 /** name → folder URL of each model the site ships with its weights. */
 async function shippedModels(models: string): Promise<Record<string, string>> {
   const bundled: Record<string, string> = {};
-  for (const m of await readSiteModels(models))
-    if (m.weights) bundled[m.id] = bundled[m.name] = new URL(`${m.name}/`, models).href;
+  for (const m of await readSiteModels(models)) if (m.weights) bundled[m.id] = bundled[m.name] = m.url;
   return bundled;
 }
 
