@@ -10,6 +10,8 @@ import {countGPUWork, cpuNodesFromLog, type GPUCounts} from "../src/runtime/gpu-
 export interface WebGPUCounts {
   model: string;
   layers: number;
+  /** Which graph generation ran on: the lean decode graph (runtime/decode.ts) or the traced one. */
+  decodePath: "lean" | "traced";
   decodeKernelsPerStep: number;
   decodeCpuNodes: number;
   decodeReadbacksPerStep: number;
@@ -29,7 +31,10 @@ export async function measureWebGPUCounts(
   // The session logs verbosely from its creation on: keep all of it off the terminal while counting.
   return capturingLog(async (log) => {
     const model = await load({logSeverityLevel: 0, logVerbosityLevel: 0});
-    const cpuNodes = cpuNodesFromLog(log());
+    // Generation runs on the lean decode graph where the model has one: its own session, with its own placements.
+    const before = log().length;
+    const lean = await model.leanDecoder();
+    const cpuNodes = cpuNodesFromLog(lean ? log().slice(before) : log());
     const counter = countGPUWork();
     try {
       // One generation, counted token by token: the first token costs the prompt's pass, each later one a
@@ -47,6 +52,7 @@ export async function measureWebGPUCounts(
       return {
         model: model.id,
         layers: model.config.numLayers,
+        decodePath: lean ? "lean" : "traced",
         decodeKernelsPerStep: step.kernels,
         decodeCpuNodes: cpuNodes,
         decodeReadbacksPerStep: step.readbacks,

@@ -47,6 +47,8 @@ export async function loadModel(id: string, options: LoadOptions = {}): Promise<
   const encodeText = encodeTimeoutMs > 0 ? sourceEncoder(source, encodeTimeoutMs) : undefined;
   return createModel(source, {
     ...(await ortRuntime(runtime)),
+    // The native WebGPU provider generates on the lean decode graph (runtime/decode.ts).
+    leanDecode: runtime === "webgpu-native" ? {} : false,
     memoryBudget: {bytes: totalmem(), where: "this machine"},
     encodeText,
     ...rest

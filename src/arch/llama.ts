@@ -21,6 +21,16 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
+  concatColumns,
+  decodeInputs,
+  fusedRmsNorm,
+  groupQueryAttention,
+  lastPosition,
+  nextToken,
+  rotaryTables,
+  skipNorm
+} from "../graph/decode.js";
+import {
   appendCache,
   attention,
   bindWeights,
@@ -33,6 +43,7 @@ import {
   splitHeads,
   swapHeadsAndTokens,
   tiedHead,
+  transpose,
   viewHeads
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
@@ -42,6 +53,7 @@ import {llamaRoles} from "./roles.js";
 import {
   type Architecture,
   type Family,
+  type DecodeGraphOptions,
   type GraphOptions,
   type Parameter,
   LOGITS,
@@ -292,6 +304,62 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     return g.build(config.architecture);
   }
 
+  /**
+   * The lean decode graph (graph/decode.ts): fused norms, q/k/v in one MatMul, GroupQueryAttention with the
+   * rotary inside and the cache written in place, SiLU as QuickGelu(α = 1), the next token chosen on the GPU.
+   * Not for Qwen3 (its per-head q/k norms sit between the projections and the rotary) nor sliding windows.
+   */
+  function buildDecodeGraph(weight: (name: string) => Float32Array, {capacity}: DecodeGraphOptions) {
+    const g = new GraphBuilder();
+    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
+    const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
+    const eps = config.normEps;
+    const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D, capacity});
+    const rotary = rotaryTables(g, {positions: capacity, rotaryDim: D, base: config.ropeTheta});
+    const columns = (name: string) => {
+      const [rows, cols] = shapeOf.get(name)!;
+      return {data: transpose(weight(name), rows, cols), rows: cols, cols: rows};
+    };
+    const embed = w("model.embed_tokens.weight");
+    let h = g.op("Gather", [embed, ids], {axis: 0});
+    /** A sublayer's output not yet added to the residual stream: the next norm adds it in the same kernel. */
+    let pending: string | undefined;
+    const norm = (name: string) => {
+      if (pending === undefined) return fusedRmsNorm(g, h, w(name), eps);
+      const {normed, sum} = skipNorm(g, h, pending, w(name), eps);
+      h = sum;
+      pending = undefined;
+      return normed;
+    };
+    for (let i = 0; i < L; i++) {
+      const a = `${layer(i)}.self_attn`;
+      const m = `${layer(i)}.mlp`;
+      const x = norm(`${layer(i)}.input_layernorm.weight`);
+      const projections = ["q_proj", "k_proj", "v_proj"].map((p) => `${a}.${p}`);
+      const qkvWeight = concatColumns(projections.map((p) => columns(`${p}.weight`)));
+      let qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * D])]);
+      if (qkvBias) {
+        const bias = Float32Array.from(projections.flatMap((p) => Array.from(weight(`${p}.bias`))));
+        qkv = g.op("Add", [qkv, g.weight(`${a}.qkv_proj.bias`, bias, [bias.length])]);
+      }
+      const context = groupQueryAttention(
+        g,
+        qkv,
+        i,
+        {seqlensK, totalLength},
+        {heads: H, kvHeads: KV, headDim: D, rotary}
+      );
+      pending = linear(g, context, wT(`${a}.o_proj.weight`), oBias ? w(`${a}.o_proj.bias`) : undefined);
+      const y = norm(`${layer(i)}.post_attention_layernorm.weight`);
+      const gate = g.op("com.microsoft.QuickGelu", [linear(g, y, wT(`${m}.gate_proj.weight`))], {alpha: 1.0});
+      const up = linear(g, y, wT(`${m}.up_proj.weight`));
+      pending = linear(g, g.op("Mul", [gate, up]), wT(`${m}.down_proj.weight`));
+    }
+    const final = lastPosition(g, norm("model.norm.weight"));
+    nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d, V));
+    return g.build(`${config.architecture} (decode)`);
+  }
+
   /** What transformers 4.57 prints: the class names carry the family's prefix; act_fn is `SiLUActivation()`. */
   function moduleTree(): string {
     const rms = (n: number): Module => ({type: `${prefix}RMSNorm`, extra: `(${n},), eps=${pyFloat(config.normEps)}`});
@@ -362,6 +430,7 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
+    buildDecodeGraph: qkNorm || config.slidingWindows.some((w) => w !== null) ? undefined : buildDecodeGraph,
     aliasOf,
     checkpointNames: (name) => [name],
     isBuffer: (name) => name.endsWith("rotary_emb.inv_freq")

@@ -11,10 +11,13 @@ import onnxProto from "onnx-proto";
 const {onnx} = onnxProto;
 
 export const OPSET = 17;
+/** onnxruntime's contrib ops (fused norms, attention with rotary and a key/value cache): `com.microsoft.<Op>`. */
+export const MS_DOMAIN = "com.microsoft";
 
 export const FLOAT = onnx.TensorProto.DataType.FLOAT;
 export const INT64 = onnx.TensorProto.DataType.INT64;
 export const BOOL = onnx.TensorProto.DataType.BOOL;
+export const INT32 = onnx.TensorProto.DataType.INT32;
 
 export type Attribute = number | number[] | string;
 export type Dim = number | string;
@@ -40,6 +43,7 @@ export class GraphBuilder {
   private readonly weights: PendingWeight[] = [];
   private readonly outputNames = new Set<string>();
   private counter = 0;
+  private usesContribOps = false;
 
   /** A fresh tensor name, readable in a graph viewer: `prefix/3`. */
   name(prefix: string): string {
@@ -85,7 +89,7 @@ export class GraphBuilder {
 
   /** A small constant, stored in the protobuf. */
   constant(
-    values: number[] | Float32Array,
+    values: number[] | Float32Array | Int32Array,
     dims: number[] = [values.length],
     elemType: number = FLOAT,
     prefix = "const"
@@ -94,7 +98,9 @@ export class GraphBuilder {
     const rawData =
       elemType === INT64
         ? new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(v))).buffer)
-        : new Uint8Array(Float32Array.from(values).buffer);
+        : elemType === INT32
+          ? new Uint8Array(Int32Array.from(values).buffer)
+          : new Uint8Array(Float32Array.from(values).buffer);
     this.constants.push(onnx.TensorProto.create({name, dims, dataType: elemType, rawData}));
     return name;
   }
@@ -119,9 +125,12 @@ export class GraphBuilder {
     attributes: Record<string, Attribute> = {},
     outs?: string[]
   ): string[] {
+    // "com.microsoft.GroupQueryAttention": an onnxruntime contrib op, in its own domain.
+    const domain = opType.startsWith(`${MS_DOMAIN}.`) ? MS_DOMAIN : "";
+    if (domain) ((opType = opType.slice(MS_DOMAIN.length + 1)), (this.usesContribOps = true));
     const output = outs ?? Array.from({length: count}, () => this.name(opType));
     const attribute = Object.entries(attributes).map(([name, value]) => attributeProto(name, value));
-    this.nodes.push(onnx.NodeProto.create({opType, input: inputs, output, attribute, name: this.name(opType)}));
+    this.nodes.push(onnx.NodeProto.create({opType, domain, input: inputs, output, attribute, name: this.name(opType)}));
     return output;
   }
 
@@ -158,7 +167,7 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: "lm-workbench",
-      opsetImport: [{domain: "", version: OPSET}],
+      opsetImport: [{domain: "", version: OPSET}, ...(this.usesContribOps ? [{domain: MS_DOMAIN, version: 1}] : [])],
       graph
     });
     return {model: onnx.ModelProto.encode(model).finish(), externalData};
@@ -171,7 +180,7 @@ function valueInfo(name: string, elemType: number, dims?: Dim[]) {
 }
 
 /** Attributes that ONNX types as floats even when their value is a whole number. */
-const FLOAT_ATTRIBUTES = new Set(["epsilon", "alpha", "beta", "gamma"]);
+const FLOAT_ATTRIBUTES = new Set(["epsilon", "alpha", "beta", "gamma", "scale", "softcap"]);
 
 function attributeProto(name: string, value: Attribute) {
   const {AttributeType} = onnx.AttributeProto;

@@ -74,6 +74,44 @@ export async function generate(
   let cache: Cache | undefined;
   let stopped: Generation["stopped"] = "max_new_tokens";
   const stream = textStream(model, ids);
+  // On WebGPU, plain generation runs on the lean decode graph (runtime/decode.ts) where the model has one and the
+  // cache holds the whole sequence; edits, and generation without the cache, need the traced graph.
+  const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
+  if (lean && lean.fits(Math.min(ids.length + maxNewTokens, model.config.maxPositions))) {
+    return lean.exclusive(async () => {
+      let input = ids;
+      for (let step = 0; step < maxNewTokens; step++) {
+        if (options.signal?.aborted) return finish("aborted");
+        if (sequence.length >= model.config.maxPositions) return finish("max_positions");
+        const result = await lean.step(input, {logits: doSample});
+        const next = doSample ? sample(result.logits!, {temperature, topK, topP}, random) : result.next;
+        if (accept(next, step)) return finish("eos");
+        input = [next];
+      }
+      return finish("max_new_tokens");
+    });
+  }
+
+  /** Take the chosen token; true where it ends the generation (end of sequence). */
+  function accept(next: number, step: number): boolean {
+    sequence.push(next);
+    newIds.push(next);
+    const ends = stopAtEos && eos.has(next);
+    if (options.onToken) {
+      const last = step === maxNewTokens - 1 || ends || sequence.length >= model.config.maxPositions;
+      options.onToken({id: next, text: stream(sequence, last), index: step});
+    }
+    return ends;
+  }
+
+  function finish(why: Generation["stopped"]): Generation {
+    return {
+      input_ids: ids,
+      new_ids: newIds,
+      text: model.tokenizer.decode(sequence, {skipSpecialTokens: true}),
+      stopped: why
+    };
+  }
 
   for (let step = 0; step < maxNewTokens; step++) {
     if (options.signal?.aborted) {
@@ -93,20 +131,13 @@ export async function generate(
     const vocab = logits.shape[2];
     const last = logits.data.subarray(logits.data.length - vocab);
     const next = doSample ? sample(last, {temperature, topK, topP}, random) : argmax(last);
-    sequence.push(next);
-    newIds.push(next);
-    if (options.onToken) {
-      const last =
-        step === maxNewTokens - 1 || (stopAtEos && eos.has(next)) || sequence.length >= model.config.maxPositions;
-      options.onToken({id: next, text: stream(sequence, last), index: step});
-    }
-    if (stopAtEos && eos.has(next)) {
+    if (accept(next, step)) {
       stopped = "eos";
       break;
     }
   }
   releaseCache(cache);
-  return {input_ids: ids, new_ids: newIds, text: model.tokenizer.decode(sequence, {skipSpecialTokens: true}), stopped};
+  return finish(stopped);
 }
 
 /**

@@ -1,0 +1,174 @@
+/**
+ * The lean decode graph: what generation needs and nothing else. No hook points, so onnxruntime's fused contrib
+ * ops can take whole sublayers in one kernel each (on WebGPU a kernel is a dispatch, and at one token a step
+ * the dispatches, not the arithmetic, are the time):
+ *
+ *   RMSNorm + residual add      SimplifiedLayerNormalization / com.microsoft.SkipSimplifiedLayerNormalization
+ *   LayerNorm + residual add    LayerNormalization / com.microsoft.SkipLayerNormalization
+ *   q, k, v projections         one MatMul over the three weights side by side
+ *   rotary, cache, attention    com.microsoft.GroupQueryAttention (rotary inside; past and present keys and
+ *                               values in one buffer of fixed capacity, written in place)
+ *   gelu_new / gelu_pytorch_tanh  com.microsoft.FastGelu (with the projection's bias)
+ *   SiLU                        com.microsoft.QuickGelu with alpha 1 (x · sigmoid(x))
+ *   the next token              ArgMax on the GPU: one id (8 bytes) comes back per step, not the logits
+ *
+ * Inputs: `input_ids` int64 `[1, T]`; per layer the cache `[1, kvHeads, capacity, headDim]` (the same buffer
+ * comes back as `present.*`: GroupQueryAttention writes the new keys in place when past and present share it);
+ * `seqlens_k` int32 `[1]` = total length − 1 and `total_sequence_length` int32 scalar, which is how
+ * GroupQueryAttention learns the positions — nothing is read off shapes, so no node runs on the CPU.
+ * Outputs: `next_token` int64 `[1]` (greedy), `lm_head.output` `[1, 1, V]` (the last position's logits, for
+ * sampling: fetched only when asked) and the caches.
+ *
+ * The traced graph (`buildGraph`) stays as it is: every hook point, eager attention whose weights can be looked
+ * at. Both must give the same tokens; test/lean-decode.test.ts holds them to the references.
+ */
+import {type GraphBuilder, FLOAT, INT32, INT64} from "./onnx.js";
+import {cacheNames, LOGITS} from "./names.js";
+
+/** The lean graph's own input and output names. */
+export const DECODE = {
+  seqlensK: "seqlens_k",
+  totalLength: "total_sequence_length",
+  positions: "position_ids",
+  nextToken: "next_token"
+} as const;
+
+export interface DecodeShape {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** Positions the cache holds: its fixed third dimension. */
+  capacity: number;
+}
+
+/** `input_ids` and the fixed-capacity caches, with the two lengths GroupQueryAttention takes. */
+export function decodeInputs(g: GraphBuilder, {layers, kvHeads, headDim, capacity}: DecodeShape) {
+  const ids = g.input("input_ids", INT64, [1, "T"]);
+  const caches = Array.from({length: layers}, (_, i) => {
+    const names = cacheNames(i);
+    g.input(names.pastKey, FLOAT, [1, kvHeads, capacity, headDim]);
+    g.input(names.pastValue, FLOAT, [1, kvHeads, capacity, headDim]);
+    return names;
+  });
+  const seqlensK = g.input(DECODE.seqlensK, INT32, [1]);
+  const totalLength = g.input(DECODE.totalLength, INT32, []);
+  return {ids, caches, seqlensK, totalLength};
+}
+
+/** RMSNorm in one kernel (onnxruntime's SimplifiedLayerNormalization, in the ONNX domain). */
+export function fusedRmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  return g.op("SimplifiedLayerNormalization", [x, weight], {axis: -1, epsilon: eps});
+}
+
+/**
+ * `h + x` and its norm in one kernel: returns the norm and the sum (the residual stream that goes on). RMSNorm
+ * (`bias` undefined: SkipSimplifiedLayerNormalization) or LayerNorm (SkipLayerNormalization).
+ */
+export function skipNorm(
+  g: GraphBuilder,
+  h: string,
+  x: string,
+  weight: string,
+  eps: number,
+  bias?: string
+): {normed: string; sum: string} {
+  const op = bias === undefined ? "SkipSimplifiedLayerNormalization" : "SkipLayerNormalization";
+  const inputs = bias === undefined ? [h, x, weight] : [h, x, weight, bias];
+  // Outputs: the norm, mean and inverse std (unused: left unnamed), and the sum.
+  const [normed, , , sum] = g.opN(`com.microsoft.${op}`, inputs, 4, {epsilon: eps}, [
+    g.name(op),
+    "",
+    "",
+    g.name(`${op}.sum`)
+  ]);
+  return {normed, sum};
+}
+
+/**
+ * cos and sin of `t·θ_j` for every position t < `positions` and j < rotaryDim/2, `[positions, rotaryDim/2]`:
+ * GroupQueryAttention's rotary tables. Computed in float64 and rounded once, as the references compute them.
+ */
+export function rotaryTables(
+  g: GraphBuilder,
+  {positions, rotaryDim, base, name = "rotary_emb"}: {positions: number; rotaryDim: number; base: number; name?: string}
+): {cos: string; sin: string} {
+  const half = rotaryDim / 2;
+  const cos = new Float32Array(positions * half);
+  const sin = new Float32Array(positions * half);
+  for (let t = 0; t < positions; t++) {
+    for (let j = 0; j < half; j++) {
+      const angle = t / Math.pow(base, (2 * j) / rotaryDim);
+      cos[t * half + j] = Math.cos(angle);
+      sin[t * half + j] = Math.sin(angle);
+    }
+  }
+  return {
+    cos: g.weight(`${name}.cos_cache`, cos, [positions, half]),
+    sin: g.weight(`${name}.sin_cache`, sin, [positions, half])
+  };
+}
+
+/**
+ * Attention with the key/value cache in one contrib op: `qkv` is `[1, T, (H + 2·KV)·D]` (queries, keys, values
+ * side by side, as one MatMul makes them), rotated inside when `rotary` is given. The cache inputs and outputs
+ * of layer `i` are the graph's. Returns the per-token context `[1, T, H·D]`, ready for o_proj.
+ */
+export function groupQueryAttention(
+  g: GraphBuilder,
+  qkv: string,
+  layer: number,
+  lengths: {seqlensK: string; totalLength: string},
+  {
+    heads,
+    kvHeads,
+    headDim,
+    scale = 1 / Math.sqrt(headDim),
+    rotary
+  }: {heads: number; kvHeads: number; headDim: number; scale?: number; rotary?: {cos: string; sin: string}}
+): string {
+  const names = cacheNames(layer);
+  const inputs = [qkv, "", "", names.pastKey, names.pastValue, lengths.seqlensK, lengths.totalLength];
+  if (rotary) inputs.push(rotary.cos, rotary.sin);
+  const [context] = g.opN(
+    "com.microsoft.GroupQueryAttention",
+    inputs,
+    3,
+    {num_heads: heads, kv_num_heads: kvHeads, scale, do_rotary: rotary ? 1 : 0},
+    [g.name("GroupQueryAttention"), names.presentKey, names.presentValue]
+  );
+  return context;
+}
+
+/**
+ * The three projections' weights side by side, `[in, q + k + v]` from PyTorch's `[out, in]` each: one MatMul
+ * instead of three. Likewise their biases.
+ */
+export function concatColumns(mats: {data: Float32Array; rows: number; cols: number}[]): Float32Array {
+  const rows = mats[0].rows;
+  const width = mats.reduce((s, m) => s + m.cols, 0);
+  const out = new Float32Array(rows * width);
+  let offset = 0;
+  for (const m of mats) {
+    for (let r = 0; r < rows; r++) out.set(m.data.subarray(r * m.cols, (r + 1) * m.cols), r * width + offset);
+    offset += m.cols;
+  }
+  return out;
+}
+
+/**
+ * The last position's hidden state `[1, T, d]` → `[1, 1, d]`: the only one whose logits generation needs (the
+ * prompt's step would otherwise unembed every position).
+ */
+export function lastPosition(g: GraphBuilder, x: string): string {
+  return g.op("Slice", [x, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([1])]);
+}
+
+/**
+ * Logits of the last position (`lm_head.output`, `[1, 1, V]`) and the greedy choice (`next_token`, int64 `[1]`)
+ * as graph outputs.
+ */
+export function nextToken(g: GraphBuilder, logits: string): void {
+  const exposed = g.output(LOGITS, logits);
+  const id = g.op("ArgMax", [g.op("Reshape", [exposed, g.ints([-1])])], {axis: 0, keepdims: 1});
+  g.output(DECODE.nextToken, id, INT64, [1]);
+}
