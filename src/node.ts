@@ -48,7 +48,7 @@ export async function loadModel(id: string, options: LoadOptions = {}): Promise<
   return createModel(source, {
     ...(await ortRuntime(runtime)),
     // The native WebGPU provider generates on the lean decode graph (runtime/decode.ts).
-    leanDecode: runtime === "webgpu-native" ? {} : false,
+    leanDecode: runtime === "webgpu-native",
     memoryBudget: {bytes: totalmem(), where: "this machine"},
     encodeText,
     ...rest

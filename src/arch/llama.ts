@@ -27,6 +27,9 @@ import {
   groupQueryAttention,
   lastPosition,
   nextToken,
+  padHeadColumns,
+  padHeadRows,
+  paddedHead,
   rotaryTables,
   skipNorm
 } from "../graph/decode.js";
@@ -53,7 +56,6 @@ import {llamaRoles} from "./roles.js";
 import {
   type Architecture,
   type Family,
-  type DecodeGraphOptions,
   type GraphOptions,
   type Parameter,
   LOGITS,
@@ -306,19 +308,21 @@ export function llamaShaped(config: LlamaConfig): Architecture {
 
   /**
    * The lean decode graph (graph/decode.ts): fused norms, q/k/v in one MatMul, GroupQueryAttention with the
-   * rotary inside and the cache written in place, SiLU as QuickGelu(α = 1), the next token chosen on the GPU.
+   * rotary and the cache's append inside, SiLU as QuickGelu(α = 1), the next token chosen on the GPU.
    * Not for Qwen3 (its per-head q/k norms sit between the projections and the rotary) nor sliding windows.
    */
-  function buildDecodeGraph(weight: (name: string) => Float32Array, {capacity}: DecodeGraphOptions) {
+  function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
     const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     const eps = config.normEps;
-    const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D, capacity});
-    const rotary = rotaryTables(g, {positions: capacity, rotaryDim: D, base: config.ropeTheta});
-    const columns = (name: string) => {
+    const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D});
+    const rotary = rotaryTables(g, {positions: config.maxPositions, headDim: D, base: config.ropeTheta});
+    const P = paddedHead(D).P;
+    /** A projection's weight as `[in, out]`, each head's columns in its padded slots. */
+    const headColumns = (name: string, heads: number) => {
       const [rows, cols] = shapeOf.get(name)!;
-      return {data: transpose(weight(name), rows, cols), rows: cols, cols: rows};
+      return {data: padHeadColumns(transpose(weight(name), rows, cols), cols, heads, D), rows: cols, cols: heads * P};
     };
     const embed = w("model.embed_tokens.weight");
     let h = g.op("Gather", [embed, ids], {axis: 0});
@@ -335,21 +339,25 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       const a = `${layer(i)}.self_attn`;
       const m = `${layer(i)}.mlp`;
       const x = norm(`${layer(i)}.input_layernorm.weight`);
-      const projections = ["q_proj", "k_proj", "v_proj"].map((p) => `${a}.${p}`);
-      const qkvWeight = concatColumns(projections.map((p) => columns(`${p}.weight`)));
-      let qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * D])]);
+      const projections = [`${a}.q_proj`, `${a}.k_proj`, `${a}.v_proj`];
+      const heads = [H, KV, KV];
+      const qkvWeight = concatColumns(projections.map((p, k) => headColumns(`${p}.weight`, heads[k])));
+      let qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * P])]);
       if (qkvBias) {
-        const bias = Float32Array.from(projections.flatMap((p) => Array.from(weight(`${p}.bias`))));
+        const bias = concatColumns(
+          projections.map((p, k) => ({
+            data: padHeadColumns(weight(`${p}.bias`), 1, heads[k], D),
+            rows: 1,
+            cols: heads[k] * P
+          }))
+        );
         qkv = g.op("Add", [qkv, g.weight(`${a}.qkv_proj.bias`, bias, [bias.length])]);
       }
-      const context = groupQueryAttention(
-        g,
-        qkv,
-        i,
-        {seqlensK, totalLength},
-        {heads: H, kvHeads: KV, headDim: D, rotary}
-      );
-      pending = linear(g, context, wT(`${a}.o_proj.weight`), oBias ? w(`${a}.o_proj.bias`) : undefined);
+      const lengths = {seqlensK, totalLength};
+      const context = groupQueryAttention(g, qkv, i, lengths, {heads: H, kvHeads: KV, headDim: D, rotary});
+      const oWeight = padHeadRows(transpose(weight(`${a}.o_proj.weight`), d, H * D), H, D, d);
+      const o = g.weight(`${a}.o_proj.weight`, oWeight, [H * P, d]);
+      pending = linear(g, context, o, oBias ? w(`${a}.o_proj.bias`) : undefined);
       const y = norm(`${layer(i)}.post_attention_layernorm.weight`);
       const gate = g.op("com.microsoft.QuickGelu", [linear(g, y, wT(`${m}.gate_proj.weight`))], {alpha: 1.0});
       const up = linear(g, y, wT(`${m}.up_proj.weight`));

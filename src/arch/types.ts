@@ -67,15 +67,10 @@ export interface Architecture {
   /** The forward pass as an ONNX graph; `weight(name)` gives a parameter in its checkpoint layout. */
   buildGraph(weight: (parameter: string) => Float32Array, options?: GraphOptions): EncodedModel;
   /**
-   * The lean decode graph (graph/decode.ts): generation only, no hook points, fused contrib ops, a key/value
-   * cache of fixed capacity. Absent where a family has none (generation then runs on `buildGraph`'s graph).
+   * The lean decode graph (graph/decode.ts): generation only, no hook points, fused contrib ops. Absent where a
+   * family has none (generation then runs on `buildGraph`'s graph).
    */
-  buildDecodeGraph?(weight: (parameter: string) => Float32Array, options: DecodeGraphOptions): EncodedModel;
-}
-
-export interface DecodeGraphOptions {
-  /** Positions the key/value cache holds (and the rotary tables cover). */
-  capacity: number;
+  buildDecodeGraph?(weight: (parameter: string) => Float32Array): EncodedModel;
 }
 
 export function parameter(

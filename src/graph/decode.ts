@@ -6,16 +6,16 @@
  *   RMSNorm + residual add      SimplifiedLayerNormalization / com.microsoft.SkipSimplifiedLayerNormalization
  *   LayerNorm + residual add    LayerNormalization / com.microsoft.SkipLayerNormalization
  *   q, k, v projections         one MatMul over the three weights side by side
- *   rotary, cache, attention    com.microsoft.GroupQueryAttention (rotary inside; past and present keys and
- *                               values in one buffer of fixed capacity, written in place)
+ *   rotary, cache, attention    com.microsoft.GroupQueryAttention (split, rotary, the cache's append and
+ *                               attention: four kernels at one token)
  *   gelu_new / gelu_pytorch_tanh  com.microsoft.FastGelu (with the projection's bias)
  *   SiLU                        com.microsoft.QuickGelu with alpha 1 (x · sigmoid(x))
  *   the next token              ArgMax on the GPU: one id (8 bytes) comes back per step, not the logits
  *
- * Inputs: `input_ids` int64 `[1, T]`; per layer the cache `[1, kvHeads, capacity, headDim]` (the same buffer
- * comes back as `present.*`: GroupQueryAttention writes the new keys in place when past and present share it);
- * `seqlens_k` int32 `[1]` = total length − 1 and `total_sequence_length` int32 scalar, which is how
- * GroupQueryAttention learns the positions — nothing is read off shapes, so no node runs on the CPU.
+ * Inputs: `input_ids` int64 `[1, T]`; per layer the past keys and values `[1, kvHeads, P, headDim]` (heads
+ * padded to 16k dimensions: `paddedHead`), which come back one position longer as `present.*`; `seqlens_k`
+ * int32 `[1]` = total length − 1 and `total_sequence_length` int32 scalar, which is how GroupQueryAttention
+ * learns the positions — nothing is read off shapes, so no node runs on the CPU.
  * Outputs: `next_token` int64 `[1]` (greedy), `lm_head.output` `[1, 1, V]` (the last position's logits, for
  * sampling: fetched only when asked) and the caches.
  *
@@ -37,17 +37,16 @@ export interface DecodeShape {
   layers: number;
   kvHeads: number;
   headDim: number;
-  /** Positions the cache holds: its fixed third dimension. */
-  capacity: number;
 }
 
-/** `input_ids` and the fixed-capacity caches, with the two lengths GroupQueryAttention takes. */
-export function decodeInputs(g: GraphBuilder, {layers, kvHeads, headDim, capacity}: DecodeShape) {
+/** `input_ids` and the caches (heads padded: `paddedHead`), with the two lengths GroupQueryAttention takes. */
+export function decodeInputs(g: GraphBuilder, {layers, kvHeads, headDim}: DecodeShape) {
   const ids = g.input("input_ids", INT64, [1, "T"]);
+  const P = paddedHead(headDim).P;
   const caches = Array.from({length: layers}, (_, i) => {
     const names = cacheNames(i);
-    g.input(names.pastKey, FLOAT, [1, kvHeads, capacity, headDim]);
-    g.input(names.pastValue, FLOAT, [1, kvHeads, capacity, headDim]);
+    g.input(names.pastKey, FLOAT, [1, kvHeads, "P", P]);
+    g.input(names.pastValue, FLOAT, [1, kvHeads, "P", P]);
     return names;
   });
   const seqlensK = g.input(DECODE.seqlensK, INT32, [1]);
@@ -85,19 +84,54 @@ export function skipNorm(
 }
 
 /**
- * cos and sin of `t·θ_j` for every position t < `positions` and j < rotaryDim/2, `[positions, rotaryDim/2]`:
- * GroupQueryAttention's rotary tables. Computed in float64 and rounded once, as the references compute them.
+ * GroupQueryAttention's WebGPU kernels take heads of a multiple of 16 dimensions. A smaller head (stories260K's 8)
+ * is padded with zero dimensions, which change nothing: zeros add nothing to q·k, the scale stays 1/√D (an
+ * attribute), and the padded columns of the context meet zero rows of o_proj. The rotary pairs dimension j with
+ * j + D/2; padded, the pair is j and j + P/2, so the second half of each head moves up: `slot(j)` says where
+ * dimension j of a head goes.
+ */
+export function paddedHead(D: number): {P: number; slot: (j: number) => number} {
+  const P = Math.ceil(D / 16) * 16;
+  return {P, slot: (j) => (j < D / 2 ? j : j - D / 2 + P / 2)};
+}
+
+/** `[rows, heads·D]` → `[rows, heads·P]`: each head's columns in their padded slots, zeros elsewhere. */
+export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: number): Float32Array {
+  const {P, slot} = paddedHead(D);
+  if (P === D) return m;
+  const out = new Float32Array(rows * heads * P);
+  for (let r = 0; r < rows; r++)
+    for (let h = 0; h < heads; h++)
+      for (let j = 0; j < D; j++) out[r * heads * P + h * P + slot(j)] = m[r * heads * D + h * D + j];
+  return out;
+}
+
+/** `[heads·D, cols]` → `[heads·P, cols]`: the rows that meet the padded context (o_proj's weight, transposed). */
+export function padHeadRows(m: Float32Array, heads: number, D: number, cols: number): Float32Array {
+  const {P, slot} = paddedHead(D);
+  if (P === D) return m;
+  const out = new Float32Array(heads * P * cols);
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < D; j++)
+      out.set(m.subarray((h * D + j) * cols, (h * D + j + 1) * cols), (h * P + slot(j)) * cols);
+  return out;
+}
+
+/**
+ * cos and sin of `t·θ_j` for every position t < `positions` and j < headDim/2, `[positions, P/2]` (P the padded
+ * head): GroupQueryAttention's rotary tables. Computed in float64 and rounded once, as the references compute
+ * them. The padding's entries are cos 1, sin 0 (they rotate zeros).
  */
 export function rotaryTables(
   g: GraphBuilder,
-  {positions, rotaryDim, base, name = "rotary_emb"}: {positions: number; rotaryDim: number; base: number; name?: string}
+  {positions, headDim, base, name = "rotary_emb"}: {positions: number; headDim: number; base: number; name?: string}
 ): {cos: string; sin: string} {
-  const half = rotaryDim / 2;
-  const cos = new Float32Array(positions * half);
+  const half = paddedHead(headDim).P / 2;
+  const cos = new Float32Array(positions * half).fill(1);
   const sin = new Float32Array(positions * half);
   for (let t = 0; t < positions; t++) {
-    for (let j = 0; j < half; j++) {
-      const angle = t / Math.pow(base, (2 * j) / rotaryDim);
+    for (let j = 0; j < headDim / 2; j++) {
+      const angle = t / Math.pow(base, (2 * j) / headDim);
       cos[t * half + j] = Math.cos(angle);
       sin[t * half + j] = Math.sin(angle);
     }
@@ -136,6 +170,8 @@ export function groupQueryAttention(
     {num_heads: heads, kv_num_heads: kvHeads, scale, do_rotary: rotary ? 1 : 0},
     [g.name("GroupQueryAttention"), names.presentKey, names.presentValue]
   );
+  g.output(names.presentKey, names.presentKey);
+  g.output(names.presentValue, names.presentValue);
   return context;
 }
 

@@ -74,10 +74,10 @@ export async function generate(
   let cache: Cache | undefined;
   let stopped: Generation["stopped"] = "max_new_tokens";
   const stream = textStream(model, ids);
-  // On WebGPU, plain generation runs on the lean decode graph (runtime/decode.ts) where the model has one and the
-  // cache holds the whole sequence; edits, and generation without the cache, need the traced graph.
+  // On WebGPU, plain generation runs on the lean decode graph (runtime/decode.ts) where the model has one; edits,
+  // and generation without the cache, need the traced graph.
   const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
-  if (lean && lean.fits(Math.min(ids.length + maxNewTokens, model.config.maxPositions))) {
+  if (lean) {
     return lean.exclusive(async () => {
       let input = ids;
       for (let step = 0; step < maxNewTokens; step++) {

@@ -32,10 +32,7 @@ import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
 import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js";
-import {LeanDecoder, type LeanDecoderOptions} from "./decode.js";
-
-/** The lean decode path's cache, in positions, unless asked otherwise: a generation that outgrows it goes the traced way. */
-const LEAN_CAPACITY = 1024;
+import {LeanDecoder} from "./decode.js";
 
 /** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
 export interface OrtModule {
@@ -85,9 +82,9 @@ export interface CreateOptions {
   /**
    * Run generation on the lean decode graph (runtime/decode.ts), where the family has one: for onnxruntime-web's
    * native WebGPU provider (its GroupQueryAttention writes a fixed-capacity cache in place; the JSEP build's
-   * cannot). An object sets the cache's capacity.
+   * cannot).
    */
-  leanDecode?: false | Partial<Omit<LeanDecoderOptions, "sessionOptions">>;
+  leanDecode?: boolean;
   /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
   memoryBudget?: MemoryBudget;
 }
@@ -397,19 +394,13 @@ export class Model {
    * The lean decode path (runtime/decode.ts) for this model, made on first use and kept: on WebGPU, for a family
    * with a lean decode graph; undefined elsewhere (generation then runs on the traced graph).
    */
-  leanDecoder(options: Partial<LeanDecoderOptions> = {}): Promise<LeanDecoder> | undefined {
+  leanDecoder(): Promise<LeanDecoder> | undefined {
     const onGpu = JSON.stringify(this.options.executionProviders ?? []).includes("webgpu");
-    // GroupQueryAttention's WebGPU kernels (onnxruntime's native WebGPU provider) take heads of 16k dimensions.
-    if (!onGpu || !this.arch.buildDecodeGraph || !this.options.leanDecode || this.config.headDim % 16 !== 0)
-      return undefined;
+    if (!onGpu || !this.arch.buildDecodeGraph || !this.options.leanDecode) return undefined;
     if (!this.lean) {
-      const capacity = options.capacity ?? this.options.leanDecode?.capacity ?? LEAN_CAPACITY;
       this.lean = (async () => {
         const weight = await this.weights.loadAll({signal: this.options.signal});
-        return LeanDecoder.create(this.options.ort as never, this.arch, weight, {
-          capacity,
-          sessionOptions: this.options.sessionOptions
-        });
+        return LeanDecoder.create(this.options.ort as never, this.arch, weight, this.options.sessionOptions);
       })();
       this.lean.catch(() => (this.lean = undefined));
     }
