@@ -115,11 +115,12 @@ export async function runWebGPUCounts(root: string): Promise<void> {
   const {join} = await import("node:path");
   const {loadModel} = await import("../src/node.js");
   const {RUNTIME_NAMES} = await import("./report.js");
-  const runtime = RUNTIME_NAMES.webgpu;
+  // The native WebGPU provider: the one that generates on the lean decode graph (src/runtime/decode.ts).
+  const runtime = RUNTIME_NAMES["webgpu-native"];
   // Verbose from onnxruntime's first session on: it sets its logger up once, and only a verbose one reports
   // where each session's nodes were placed.
   const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
-  (await nodeWebGPU("jsep")).ort.env.logLevel = "verbose";
+  (await nodeWebGPU("native")).ort.env.logLevel = "verbose";
   const rows: {
     model: string;
     runtime: string;
@@ -132,7 +133,7 @@ export async function runWebGPUCounts(root: string): Promise<void> {
   for (const [name, id] of COUNTED) {
     const started = performance.now();
     const c = await measureWebGPUCounts((sessionOptions) =>
-      loadModel(id, {runtime: "webgpu", init: "random", sessionOptions})
+      loadModel(id, {runtime: "webgpu-native", init: "random", sessionOptions})
     );
     const row = (metric: string, value: number, unit: string) =>
       rows.push({model: name, runtime, metric, tokens: null, value, unit, floor_ratio: null});
@@ -144,7 +145,7 @@ export async function runWebGPUCounts(root: string): Promise<void> {
     row("trace_readbacks_per_run", c.traceReadbacksPerRun, "readbacks");
     row("trace_kernels_per_run", c.traceKernelsPerRun, "kernels");
     console.log(
-      `${name} on ${runtime}: decode ${c.decodeKernelsPerStep} kernels a step (${(c.decodeKernelsPerStep / c.layers).toFixed(1)} a layer; target ≤ 12), ` +
+      `${name} on ${runtime}: decode (${c.decodePath} graph) ${c.decodeKernelsPerStep} kernels a step (${(c.decodeKernelsPerStep / c.layers).toFixed(1)} a layer; target ≤ 12), ` +
         `${c.decodeCpuNodes} CPU-provider nodes (target 0), ${c.decodeReadbacksPerStep} readback of ${c.decodeReadbackBytesPerStep} B a step ` +
         `(target one of ≤ 64 B); every hook point: ${c.traceReadbacksPerRun} readback a run (${((performance.now() - started) / 1000).toFixed(0)} s)`
     );

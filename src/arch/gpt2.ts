@@ -11,7 +11,19 @@
  * `lm_head.weight`, and carries `h.{i}.attn.bias` / `attn.masked_bias` mask buffers that are not parameters.
  * Conv1D weights are stored `[in, out]`, so `x · W` needs no transpose.
  */
-import {GraphBuilder} from "../graph/onnx.js";
+import {GraphBuilder, INT64} from "../graph/onnx.js";
+import {
+  DECODE,
+  concatColumns,
+  decodeInputs,
+  groupQueryAttention,
+  lastPosition,
+  nextToken,
+  padHeadColumns,
+  padHeadRows,
+  paddedHead,
+  skipNorm
+} from "../graph/decode.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
   appendCache,
@@ -217,6 +229,68 @@ function gpt2Architecture(config: ModelConfig): Architecture {
     return g.build(config.architecture);
   }
 
+  /**
+   * The lean decode graph (graph/decode.ts): the residual adds, c_proj's bias and the norms in one
+   * SkipLayerNormalization each, GroupQueryAttention (no rotary) over c_attn's side-by-side q, k, v, c_fc's bias
+   * and gelu_new in one FastGelu, the next token chosen on the GPU. Positions come in as `position_ids`.
+   */
+  function buildDecodeGraph(weight: (name: string) => Float32Array) {
+    const g = new GraphBuilder();
+    const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
+    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
+    const eps = config.normEps;
+    const {P} = paddedHead(D);
+    const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: H, headDim: D});
+    const positions = g.input(DECODE.positions, INT64, [1, "T"]);
+    const wte = w("transformer.wte.weight");
+    let h = g.op("Add", [
+      g.op("Gather", [wte, ids], {axis: 0}),
+      g.op("Gather", [w("transformer.wpe.weight"), positions], {axis: 0})
+    ]);
+    /** A projection's output and bias not yet added to the residual stream: the next norm adds both. */
+    let pending: {x: string; bias: string} | undefined;
+    const norm = (ln: string) => {
+      const [gamma, beta] = [w(`${ln}.weight`), w(`${ln}.bias`)];
+      if (pending === undefined) return layerNorm(g, h, gamma, beta, eps);
+      const {normed, sum} = skipNorm(g, h, pending.x, gamma, eps, {beta, bias: pending.bias});
+      h = sum;
+      pending = undefined;
+      return normed;
+    };
+    /** c_attn's `[d, 3d]` (q, k, v side by side), each third's heads in their padded slots. */
+    const qkvColumns = (m: Float32Array, rows: number) =>
+      concatColumns(
+        [0, 1, 2].map((k) => {
+          const third = new Float32Array(rows * d);
+          for (let r = 0; r < rows; r++) third.set(m.subarray(r * 3 * d + k * d, r * 3 * d + (k + 1) * d), r * d);
+          return {data: padHeadColumns(third, rows, H, D), rows, cols: H * P};
+        })
+      );
+    for (let i = 0; i < L; i++) {
+      const b = block(i);
+      const x = norm(`${b}.ln_1`);
+      const qkvWeight = g.weight(`${b}.attn.c_attn.weight`, qkvColumns(weight(`${b}.attn.c_attn.weight`), d), [
+        d,
+        3 * H * P
+      ]);
+      const qkvBias = g.weight(`${b}.attn.c_attn.bias`, qkvColumns(weight(`${b}.attn.c_attn.bias`), 1), [3 * H * P]);
+      const qkv = g.op("Add", [g.op("MatMul", [x, qkvWeight]), qkvBias]);
+      const context = groupQueryAttention(g, qkv, i, {seqlensK, totalLength}, {heads: H, kvHeads: H, headDim: D});
+      const cProj = padHeadRows(weight(`${b}.attn.c_proj.weight`), H, D, d);
+      pending = {
+        x: g.op("MatMul", [context, g.weight(`${b}.attn.c_proj.weight`, cProj, [H * P, d])]),
+        bias: w(`${b}.attn.c_proj.bias`)
+      };
+      const y = norm(`${b}.ln_2`);
+      const up = g.op("MatMul", [y, w(`${b}.mlp.c_fc.weight`)]);
+      const act = g.op("com.microsoft.FastGelu", [up, w(`${b}.mlp.c_fc.bias`)]);
+      pending = {x: g.op("MatMul", [act, w(`${b}.mlp.c_proj.weight`)]), bias: w(`${b}.mlp.c_proj.bias`)};
+    }
+    const final = lastPosition(g, norm("transformer.ln_f"));
+    nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? wte : w("lm_head.weight"), d, V));
+    return g.build(`${config.architecture} (decode)`);
+  }
+
   function moduleTree(): string {
     const dropout = dropoutModule;
     const norm = layerNormModule(d, config.normEps);
@@ -284,6 +358,7 @@ function gpt2Architecture(config: ModelConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
+    buildDecodeGraph,
     aliasOf,
     checkpointNames: (name) => (name.startsWith("transformer.") ? [name.slice("transformer.".length), name] : [name]),
     isBuffer: (name) => /(^|\.)attn\.(bias|masked_bias)$/.test(name)

@@ -29,6 +29,7 @@ import {cacheNames, LOGITS} from "./names.js";
 export const DECODE = {
   seqlensK: "seqlens_k",
   totalLength: "total_sequence_length",
+  /** Learned position embeddings (GPT-2) need the new tokens' positions: int64 `[1, T]`. */
   positions: "position_ids",
   nextToken: "next_token"
 } as const;
@@ -60,8 +61,9 @@ export function fusedRmsNorm(g: GraphBuilder, x: string, weight: string, eps: nu
 }
 
 /**
- * `h + x` and its norm in one kernel: returns the norm and the sum (the residual stream that goes on). RMSNorm
- * (`bias` undefined: SkipSimplifiedLayerNormalization) or LayerNorm (SkipLayerNormalization).
+ * `h + x (+ bias)` and its norm in one kernel: returns the norm and the sum (the residual stream that goes on).
+ * RMSNorm (no `beta`: SkipSimplifiedLayerNormalization) or LayerNorm (SkipLayerNormalization, which also adds
+ * `bias`, the projection's that made `x`, saving its own kernel).
  */
 export function skipNorm(
   g: GraphBuilder,
@@ -69,10 +71,10 @@ export function skipNorm(
   x: string,
   weight: string,
   eps: number,
-  bias?: string
+  {beta, bias}: {beta?: string; bias?: string} = {}
 ): {normed: string; sum: string} {
-  const op = bias === undefined ? "SkipSimplifiedLayerNormalization" : "SkipLayerNormalization";
-  const inputs = bias === undefined ? [h, x, weight] : [h, x, weight, bias];
+  const op = beta === undefined ? "SkipSimplifiedLayerNormalization" : "SkipLayerNormalization";
+  const inputs = beta === undefined ? [h, x, weight] : [h, x, weight, beta, ...(bias ? [bias] : [])];
   // Outputs: the norm, mean and inverse std (unused: left unnamed), and the sum.
   const [normed, , , sum] = g.opN(`com.microsoft.${op}`, inputs, 4, {epsilon: eps}, [
     g.name(op),

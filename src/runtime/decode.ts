@@ -106,6 +106,10 @@ export class LeanDecoder {
       [DECODE.seqlensK]: new Tensor("int32", Int32Array.of(total - 1), [1]),
       [DECODE.totalLength]: new Tensor("int32", Int32Array.of(total), [])
     };
+    if (this.session.inputNames.includes(DECODE.positions)) {
+      const positions = BigInt64Array.from(ids, (_, k) => BigInt(this.length + k));
+      feeds[DECODE.positions] = new Tensor("int64", positions, [1, ids.length]);
+    }
     const empty = new Float32Array(0);
     const padded = paddedHead(headDim).P;
     const fetches: Record<string, OrtTensor | null> = {[DECODE.nextToken]: this.next.tensor};
