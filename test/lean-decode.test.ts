@@ -1,0 +1,99 @@
+/**
+ * The lean decode graph (src/graph/decode.ts, src/runtime/decode.ts) on onnxruntime-web's native WebGPU provider,
+ * on Dawn over SwiftShader: the greedy continuations of the references, token for token, for every family that
+ * has one (Llama with padded 8-dimension heads, Qwen2 with q/k/v biases, GPT-2 with learned positions); the last
+ * position's logits against the traced graph's; sampling the same tokens as the traced path from the same seed.
+ */
+import {existsSync} from "node:fs";
+import {describe, expect, it} from "vitest";
+import {readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
+
+const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
+process.env.VK_ICD_FILENAMES ??= SWIFTSHADER;
+process.env.XDG_RUNTIME_DIR ??= "/tmp";
+const available = existsSync(process.env.VK_ICD_FILENAMES!);
+if (!available && process.env.CI)
+  throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
+
+const {loadModel} = await import("../src/node.js");
+
+describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader)", () => {
+  it.each(["stories260K", "mini-llama", "mini-qwen2", "mini-gpt2"])(
+    "%s: the reference's greedy continuation, on the lean graph",
+    async (name) => {
+      const ref = readReference(name);
+      const model = await loadModel(name, {runtime: "webgpu-native"});
+      try {
+        expect(await model.leanDecoder()).toBeDefined();
+        const runsBefore = model.runs;
+        for (const gen of ref.json.generations) {
+          const out = await model.generate(gen.text, {maxNewTokens: gen.new_ids.length, stopAtEos: false});
+          expect(out.new_ids).toEqual(gen.new_ids);
+        }
+        // Not one run of the traced session: every step went through the lean one.
+        expect(model.runs).toBe(runsBefore);
+      } finally {
+        await model.dispose();
+      }
+    },
+    180_000
+  );
+
+  it("stories260K: the lean step's logits are the traced graph's, whether the prompt comes whole or in parts", async () => {
+    const model = await loadModel("stories260K", {runtime: "webgpu-native"});
+    try {
+      const lean = (await model.leanDecoder())!;
+      const {ids} = await model.prepareInput("Once upon a time there was");
+      const traced = (await model.forward(ids, ["lm_head.output"])).get("lm_head.output")!;
+      const V = model.config.vocabSize;
+      const expected = traced.data.subarray(traced.data.length - V);
+      for (const split of [ids.length, 1, ids.length - 1]) {
+        const logits = await lean.exclusive(async () => {
+          let last = await lean.step(ids.slice(0, split), {logits: true});
+          for (const id of ids.slice(split)) last = await lean.step([id], {logits: true});
+          return last.logits!;
+        });
+        expect(logits.length).toBe(V);
+        expect(relativeError(logits, expected)).toBeLessThan(RELATIVE);
+      }
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
+
+  it("stories260K: sampling draws the same tokens as on the traced graph, from the same seed", async () => {
+    const options = {maxNewTokens: 12, doSample: true, temperature: 0.9, topK: 40, topP: 0.95, seed: 7};
+    const lean = await loadModel("stories260K", {runtime: "webgpu-native"});
+    const traced = await loadModel("stories260K", {runtime: "webgpu-native", leanDecode: false});
+    try {
+      expect(await traced.leanDecoder()).toBeUndefined();
+      const a = await lean.generate("Once upon a time", options);
+      const b = await traced.generate("Once upon a time", options);
+      expect(a.new_ids).toEqual(b.new_ids);
+      expect(a.text).toBe(b.text);
+    } finally {
+      await lean.dispose();
+      await traced.dispose();
+    }
+  }, 120_000);
+
+  it("generations wait for one another on the one cache; useCache: false takes the traced graph", async () => {
+    const ref = readReference("stories260K");
+    const gen = ref.json.generations[0];
+    const model = await loadModel("stories260K", {runtime: "webgpu-native"});
+    try {
+      const n = gen.new_ids.length;
+      const both = await Promise.all([
+        model.generate(gen.text, {maxNewTokens: n, stopAtEos: false}),
+        model.generate(gen.text, {maxNewTokens: n, stopAtEos: false})
+      ]);
+      for (const out of both) expect(out.new_ids).toEqual(gen.new_ids);
+      const runs = model.runs;
+      const uncached = await model.generate(gen.text, {maxNewTokens: 3, stopAtEos: false, useCache: false});
+      expect(uncached.new_ids).toEqual(gen.new_ids.slice(0, 3));
+      expect(model.runs).toBe(runs + 3);
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
+});
