@@ -9,12 +9,11 @@
  * - The greedy choice is the graph's ArgMax; sampling fetches the last position's logits instead.
  * - The prompt is one run; each new token one more.
  *
- * Not done, and why: a cache of fixed capacity written in place, and graph capture (`enableGraphCapture`,
- * replaying a step's recorded dispatches), which needs it. onnxruntime-web 1.30's native WebGPU provider takes
- * GroupQueryAttention's in-place mode only under graph capture (bound as both past and present, the buffer is
- * otherwise read as `capacity` past positions and the new one is lost), and under graph capture its fused
- * split/rotary/copy kernel fails on the first step (a bind group with a missing buffer). With the cache growing
- * a position a step, the step's shapes change, which capture does not allow.
+ * Not done, and why: a cache of fixed capacity written in place (GroupQueryAttention's fused split/rotary/copy
+ * kernel, one kernel a layer less), and graph capture (`enableGraphCapture`), which needs fixed shapes. Under
+ * capture, onnxruntime-web 1.30's native WebGPU provider fails on this graph's first step (a bind group with a
+ * missing buffer in that fused kernel). In-place mode without capture is untried: the one attempt predates the
+ * graph's declaring its `present.*` outputs, so it showed nothing.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import type {Architecture} from "../arch/types.js";
