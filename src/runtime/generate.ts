@@ -71,73 +71,71 @@ export async function generate(
   const eos = new Set(model.eosIds());
   const sequence = [...ids];
   const newIds: number[] = [];
-  let cache: Cache | undefined;
-  let stopped: Generation["stopped"] = "max_new_tokens";
   const stream = textStream(model, ids);
-  // On WebGPU, plain generation runs on the lean decode graph (runtime/decode.ts) where the model has one; edits,
-  // and generation without the cache, need the traced graph.
-  const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
-  if (lean) {
-    return lean.exclusive(async () => {
-      let input = ids;
-      for (let step = 0; step < maxNewTokens; step++) {
-        if (options.signal?.aborted) return finish("aborted");
-        if (sequence.length >= model.config.maxPositions) return finish("max_positions");
-        const result = await lean.step(input, {logits: doSample});
-        const next = doSample ? sample(result.logits!, {temperature, topK, topP}, random) : result.next;
-        if (accept(next, step)) return finish("eos");
-        input = [next];
+  const choose = (logits: Float32Array) =>
+    doSample ? sample(logits, {temperature, topK, topP}, random) : argmax(logits);
+
+  /** The steps, whichever graph runs them: `nextToken(step)` runs the model on what is new and returns its choice. */
+  async function loop(nextToken: (step: number) => Promise<number>): Promise<Generation> {
+    let stopped: Generation["stopped"] = "max_new_tokens";
+    for (let step = 0; step < maxNewTokens; step++) {
+      if (options.signal?.aborted) {
+        stopped = "aborted";
+        break;
       }
-      return finish("max_new_tokens");
-    });
-  }
-
-  /** Take the chosen token; true where it ends the generation (end of sequence). */
-  function accept(next: number, step: number): boolean {
-    sequence.push(next);
-    newIds.push(next);
-    const ends = stopAtEos && eos.has(next);
-    if (options.onToken) {
-      const last = step === maxNewTokens - 1 || ends || sequence.length >= model.config.maxPositions;
-      options.onToken({id: next, text: stream(sequence, last), index: step});
+      if (sequence.length >= model.config.maxPositions) {
+        stopped = "max_positions";
+        break;
+      }
+      const next = await nextToken(step);
+      sequence.push(next);
+      newIds.push(next);
+      const ends = stopAtEos && eos.has(next);
+      if (options.onToken) {
+        const last = step === maxNewTokens - 1 || ends || sequence.length >= model.config.maxPositions;
+        options.onToken({id: next, text: stream(sequence, last), index: step});
+      }
+      if (ends) {
+        stopped = "eos";
+        break;
+      }
     }
-    return ends;
-  }
-
-  function finish(why: Generation["stopped"]): Generation {
     return {
       input_ids: ids,
       new_ids: newIds,
       text: model.tokenizer.decode(sequence, {skipSpecialTokens: true}),
-      stopped: why
+      stopped
     };
   }
 
-  for (let step = 0; step < maxNewTokens; step++) {
-    if (options.signal?.aborted) {
-      stopped = "aborted";
-      break;
-    }
-    if (sequence.length >= model.config.maxPositions) {
-      stopped = "max_positions";
-      break;
-    }
-    const input = useCache && cache ? sequence.slice(-1) : sequence;
-    const extras = options.edits?.length ? model.editExtras(options.edits, sequence.length - input.length) : undefined;
-    const result = await model.run(input, useCache ? cache : undefined, [LOGITS], useCache, extras);
-    releaseCache(cache);
-    cache = result.cache;
-    const logits = result.outputs.get(LOGITS)!;
-    const vocab = logits.shape[2];
-    const last = logits.data.subarray(logits.data.length - vocab);
-    const next = doSample ? sample(last, {temperature, topK, topP}, random) : argmax(last);
-    if (accept(next, step)) {
-      stopped = "eos";
-      break;
-    }
+  // On WebGPU, plain generation runs on the lean decode graph (runtime/decode.ts) where the model has one; edits,
+  // and generation without the cache, need the traced graph.
+  const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
+  if (lean) {
+    return lean.exclusive(() =>
+      loop(async (step) => {
+        const result = await lean.step(step === 0 ? ids : sequence.slice(-1), {logits: doSample});
+        return doSample ? choose(result.logits!) : result.next;
+      })
+    );
   }
-  releaseCache(cache);
-  return finish(stopped);
+
+  let cache: Cache | undefined;
+  try {
+    return await loop(async () => {
+      const input = useCache && cache ? sequence.slice(-1) : sequence;
+      const extras = options.edits?.length
+        ? model.editExtras(options.edits, sequence.length - input.length)
+        : undefined;
+      const result = await model.run(input, useCache ? cache : undefined, [LOGITS], useCache, extras);
+      releaseCache(cache);
+      cache = result.cache;
+      const logits = result.outputs.get(LOGITS)!;
+      return choose(logits.data.subarray(logits.data.length - logits.shape[2]));
+    });
+  } finally {
+    releaseCache(cache);
+  }
 }
 
 /**
