@@ -25,7 +25,6 @@ import {BUFFER_USAGE, MAP_MODE_READ, type GPUBufferLike, type GPUDeviceLike} fro
 
 /** onnxruntime-web's module, as far as the lean decoder goes. */
 interface OrtWeb {
-  InferenceSession: {create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>};
   Tensor: {
     new (type: string, data: unknown, dims: readonly number[]): OrtTensor;
     fromGpuBuffer(buffer: unknown, options: {dataType: string; dims: readonly number[]}): OrtTensor;
@@ -48,22 +47,8 @@ export class LeanDecoder {
     private readonly next: {tensor: OrtTensor; buffer: GPUBufferLike; staging: GPUBufferLike}
   ) {}
 
-  static async create(
-    ort: OrtWeb,
-    arch: Architecture,
-    weight: (name: string) => Float32Array,
-    sessionOptions: InferenceSession.SessionOptions = {}
-  ): Promise<LeanDecoder> {
-    if (!arch.buildDecodeGraph) throw new Error(`${arch.config.architecture} has no lean decode graph`);
-    const encoded = arch.buildDecodeGraph(weight);
-    const session = await ort.InferenceSession.create(encoded.model, {
-      externalData: encoded.externalData,
-      executionProviders: ["webgpu"],
-      preferredOutputLocation: "gpu-buffer",
-      graphOptimizationLevel: "all",
-      logSeverityLevel: 3,
-      ...sessionOptions
-    });
+  /** The decoder over a session of the architecture's lean decode graph (`buildDecodeGraph`), outputs on the GPU. */
+  static async create(ort: OrtWeb, session: InferenceSession, arch: Architecture): Promise<LeanDecoder> {
     const device = (await ort.env.webgpu.device) as GPUDeviceLike;
     const buffer = device.createBuffer({
       size: 16,

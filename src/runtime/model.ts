@@ -372,22 +372,28 @@ export class Model {
     const key = JSON.stringify(structure);
     let session = this.variants.get(key);
     if (!session) {
-      session = (async () => {
-        const weight = await this.weights.loadAll({signal: this.options.signal});
-        let encoded: EncodedModel;
+      session = this.openGraph((weight) => {
         try {
-          encoded = this.arch.buildGraph(weight, structure);
+          return this.arch.buildGraph(weight, structure);
         } catch (error) {
           throw new WorkbenchError((error as Error).message);
         }
-        const opened = await openSession(encoded, this.options);
-        if (this.options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
-        return opened;
-      })();
+      });
       this.variants.set(key, session);
       session.catch(() => this.variants.delete(key));
     }
     return session;
+  }
+
+  /**
+   * A session over another graph of the same weights (read again from the source: the first graph took its
+   * copies), which are freed once the session holds its own where the runtime copies them.
+   */
+  private async openGraph(build: (weight: (name: string) => Float32Array) => EncodedModel): Promise<InferenceSession> {
+    const encoded = build(await this.weights.loadAll({signal: this.options.signal}));
+    const opened = await openSession(encoded, this.options);
+    if (this.options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
+    return opened;
   }
 
   /**
@@ -398,10 +404,10 @@ export class Model {
     const onGpu = JSON.stringify(this.options.executionProviders ?? []).includes("webgpu");
     if (!onGpu || !this.arch.buildDecodeGraph || !this.options.leanDecode) return undefined;
     if (!this.lean) {
-      this.lean = (async () => {
-        const weight = await this.weights.loadAll({signal: this.options.signal});
-        return LeanDecoder.create(this.options.ort as never, this.arch, weight, this.options.sessionOptions);
-      })();
+      const build = this.arch.buildDecodeGraph.bind(this.arch);
+      this.lean = this.openGraph(build).then((session) =>
+        LeanDecoder.create(this.options.ort as never, session, this.arch)
+      );
       this.lean.catch(() => (this.lean = undefined));
     }
     return this.lean;
