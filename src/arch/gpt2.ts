@@ -153,12 +153,13 @@ function gpt2Architecture(config: ModelConfig): Architecture {
 
   /** A block's attn and mlp output are their c_proj's output: one tensor, fetched once, under both names. */
   const aliasOf = blockOutputAliases({attn: "c_proj", mlp: "c_proj"});
+  /** Each parameter's shape, for the graphs: both the traced and the lean one read it. */
+  const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
-    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
 
     const {ids, caches, pos, mask} = decoderInputs(g, {layers: L, kvHeads: H, headDim: D});
 
@@ -237,7 +238,6 @@ function gpt2Architecture(config: ModelConfig): Architecture {
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
-    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const eps = config.normEps;
     const {P} = paddedHead(D);
     const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: H, headDim: D});

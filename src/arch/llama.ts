@@ -222,11 +222,12 @@ export function llamaShaped(config: LlamaConfig): Architecture {
 
   /** self_attn's output is o_proj's, mlp's is down_proj's: one tensor, fetched once, under both names. */
   const aliasOf = blockOutputAliases({self_attn: "o_proj", mlp: "down_proj"});
+  /** Each parameter's shape, for the graphs: both the traced and the lean one read it. */
+  const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
-    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     /** A Linear module: `x · Wᵀ (+ b)`, the bias where the family has one. */
     const project = (x: string, name: string) =>
@@ -313,7 +314,6 @@ export function llamaShaped(config: LlamaConfig): Architecture {
    */
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
-    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     const eps = config.normEps;
     const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D});
