@@ -3,21 +3,17 @@
  * answers, no timings), stories260K against its references: the logit lens, a packed patching sweep over the
  * corrupt run's cache (which stays on the GPU between runs), head ablation and the steered generations.
  */
-import {existsSync} from "node:fs";
+// First: points Dawn at a Vulkan driver before anything starts it.
+import {available} from "./helpers/swiftshader.js";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {RELATIVE, fixtureDir, relativeError} from "./helpers/fixtures.js";
 import {readInterventions} from "./helpers/interventions.js";
 
-// Before Dawn starts: a software Vulkan driver where the machine has no GPU of its own.
-process.env.VK_ICD_FILENAMES ??= "/usr/lib/chromium/vk_swiftshader_icd.json";
-process.env.XDG_RUNTIME_DIR ??= "/tmp";
 const {loadModel} = await import("../src/node.js");
 const {logitLens} = await import("../src/analysis/lens.js");
 const {ablateHeads, patchSweep} = await import("../src/analysis/patching.js");
 const {steer} = await import("../src/analysis/steering.js");
 type Model = Awaited<ReturnType<typeof loadModel>>;
-
-const available = existsSync(process.env.VK_ICD_FILENAMES!);
 
 describe.skipIf(!available)("interventions on WebGPU in Node (Dawn)", () => {
   const ref = readInterventions("stories260K");

@@ -4,16 +4,10 @@
  * has one (Llama with padded 8-dimension heads, Qwen2 with q/k/v biases, GPT-2 with learned positions); the last
  * position's logits against the traced graph's; sampling the same tokens as the traced path from the same seed.
  */
-import {existsSync} from "node:fs";
+// First: points Dawn at a Vulkan driver before anything starts it.
+import {available} from "./helpers/swiftshader.js";
 import {describe, expect, it} from "vitest";
 import {readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
-
-const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
-process.env.VK_ICD_FILENAMES ??= SWIFTSHADER;
-process.env.XDG_RUNTIME_DIR ??= "/tmp";
-const available = existsSync(process.env.VK_ICD_FILENAMES!);
-if (!available && process.env.CI)
-  throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
 
 const {loadModel} = await import("../src/node.js");
 

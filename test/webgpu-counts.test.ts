@@ -3,16 +3,10 @@
  * same on a real GPU. They keep the WebGPU path from creeping back: one readback per traced forward pass however
  * many hook points it fetches, one readback per decode step, and no more kernels per layer than today.
  */
-import {existsSync} from "node:fs";
+// First: points Dawn at a Vulkan driver before anything starts it.
+import {available} from "./helpers/swiftshader.js";
 import {describe, expect, it} from "vitest";
 import {cpuNodesFromLog} from "../src/runtime/gpu-counts.js";
-
-const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
-process.env.VK_ICD_FILENAMES ??= SWIFTSHADER;
-process.env.XDG_RUNTIME_DIR ??= "/tmp";
-const available = existsSync(process.env.VK_ICD_FILENAMES!);
-if (!available && process.env.CI)
-  throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
 
 describe("reading onnxruntime's node placements", () => {
   it("counts the CPU provider's nodes, or none where every node went elsewhere", () => {

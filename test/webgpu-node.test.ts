@@ -5,21 +5,14 @@
  * without the key/value cache and one cached generation of each mini fixture must match the float64
  * references as the CPU runtimes do (test/parity.test.ts).
  */
-import {existsSync} from "node:fs";
+// First: points Dawn at a Vulkan driver before anything starts it.
+import {available} from "./helpers/swiftshader.js";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {FIXTURES, RELATIVE, expectHookMatches, readReference, relativeError} from "./helpers/fixtures.js";
 
-// Before Dawn starts: a software Vulkan driver where the machine has no GPU of its own.
-const SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json";
-process.env.VK_ICD_FILENAMES ??= SWIFTSHADER;
-process.env.XDG_RUNTIME_DIR ??= "/tmp";
 const {loadModel} = await import("../src/node.js");
 const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
 type Model = Awaited<ReturnType<typeof loadModel>>;
-
-const available = existsSync(process.env.VK_ICD_FILENAMES!);
-if (!available && process.env.CI)
-  throw new Error(`no Vulkan driver at ${process.env.VK_ICD_FILENAMES} (Debian's chromium ships SwiftShader's)`);
 
 const PROMPTS: Record<string, number[]> = {stories260K: [0, 1, 2, 3], "mini-gpt2": [0, 2], "mini-llama": [0, 2]};
 
