@@ -22,7 +22,7 @@ import {
   padHeadColumns,
   padHeadRows,
   paddedHead,
-  skipNorm
+  residualStream
 } from "../graph/decode.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
@@ -238,25 +238,16 @@ function gpt2Architecture(config: ModelConfig): Architecture {
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
     const w = (name: string) => g.weight(name, weight(name), shapeOf.get(name)!);
-    const eps = config.normEps;
     const {P} = paddedHead(D);
     const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: H, headDim: D});
     const positions = g.input(DECODE.positions, INT64, [1, "T"]);
     const wte = w("transformer.wte.weight");
-    let h = g.op("Add", [
+    const embeddings = g.op("Add", [
       g.op("Gather", [wte, ids], {axis: 0}),
       g.op("Gather", [w("transformer.wpe.weight"), positions], {axis: 0})
     ]);
-    /** A projection's output and bias not yet added to the residual stream: the next norm adds both. */
-    let pending: {x: string; bias: string} | undefined;
-    const norm = (ln: string) => {
-      const [gamma, beta] = [w(`${ln}.weight`), w(`${ln}.bias`)];
-      if (pending === undefined) return layerNorm(g, h, gamma, beta, eps);
-      const {normed, sum} = skipNorm(g, h, pending.x, gamma, eps, {beta, bias: pending.bias});
-      h = sum;
-      pending = undefined;
-      return normed;
-    };
+    const stream = residualStream(g, embeddings, config.normEps);
+    const norm = (ln: string) => stream.norm(w(`${ln}.weight`), w(`${ln}.bias`));
     /** c_attn's `[d, 3d]` (q, k, v side by side), each third's heads in their padded slots. */
     const qkvColumns = (m: Float32Array, rows: number) =>
       concatColumns(
@@ -277,14 +268,15 @@ function gpt2Architecture(config: ModelConfig): Architecture {
       const qkv = g.op("Add", [g.op("MatMul", [x, qkvWeight]), qkvBias]);
       const context = groupQueryAttention(g, qkv, i, {seqlensK, totalLength}, {heads: H, kvHeads: H, headDim: D});
       const cProj = padHeadRows(weight(`${b}.attn.c_proj.weight`), H, D, d);
-      pending = {
-        x: g.op("MatMul", [context, g.weight(`${b}.attn.c_proj.weight`, cProj, [H * P, d])]),
-        bias: w(`${b}.attn.c_proj.bias`)
-      };
+      // c_proj's bias is added by the next SkipLayerNormalization, with the residual.
+      stream.add(
+        g.op("MatMul", [context, g.weight(`${b}.attn.c_proj.weight`, cProj, [H * P, d])]),
+        w(`${b}.attn.c_proj.bias`)
+      );
       const y = norm(`${b}.ln_2`);
       const up = g.op("MatMul", [y, w(`${b}.mlp.c_fc.weight`)]);
       const act = g.op("com.microsoft.FastGelu", [up, w(`${b}.mlp.c_fc.bias`)]);
-      pending = {x: g.op("MatMul", [act, w(`${b}.mlp.c_proj.weight`)]), bias: w(`${b}.mlp.c_proj.bias`)};
+      stream.add(g.op("MatMul", [act, w(`${b}.mlp.c_proj.weight`)]), w(`${b}.mlp.c_proj.bias`));
     }
     const final = lastPosition(g, norm("transformer.ln_f"));
     nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? wte : w("lm_head.weight"), d, V));

@@ -23,15 +23,14 @@ import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
   concatColumns,
   decodeInputs,
-  fusedRmsNorm,
   groupQueryAttention,
   lastPosition,
   nextToken,
   padHeadColumns,
   padHeadRows,
   paddedHead,
-  rotaryTables,
-  skipNorm
+  residualStream,
+  rotaryTables
 } from "../graph/decode.js";
 import {
   appendCache,
@@ -315,7 +314,6 @@ export function llamaShaped(config: LlamaConfig): Architecture {
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
-    const eps = config.normEps;
     const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D});
     const rotary = rotaryTables(g, {positions: config.maxPositions, headDim: D, base: config.ropeTheta});
     const P = paddedHead(D).P;
@@ -325,16 +323,8 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       return {data: padHeadColumns(transpose(weight(name), rows, cols), cols, heads, D), rows: cols, cols: heads * P};
     };
     const embed = w("model.embed_tokens.weight");
-    let h = g.op("Gather", [embed, ids], {axis: 0});
-    /** A sublayer's output not yet added to the residual stream: the next norm adds it in the same kernel. */
-    let pending: string | undefined;
-    const norm = (name: string) => {
-      if (pending === undefined) return fusedRmsNorm(g, h, w(name), eps);
-      const {normed, sum} = skipNorm(g, h, pending, w(name), eps);
-      h = sum;
-      pending = undefined;
-      return normed;
-    };
+    const stream = residualStream(g, g.op("Gather", [embed, ids], {axis: 0}), config.normEps);
+    const norm = (name: string) => stream.norm(w(name));
     for (let i = 0; i < L; i++) {
       const a = `${layer(i)}.self_attn`;
       const m = `${layer(i)}.mlp`;
@@ -357,11 +347,11 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       const context = groupQueryAttention(g, qkv, i, lengths, {heads: H, kvHeads: KV, headDim: D, rotary});
       const oWeight = padHeadRows(transpose(weight(`${a}.o_proj.weight`), d, H * D), H, D, d);
       const o = g.weight(`${a}.o_proj.weight`, oWeight, [H * P, d]);
-      pending = linear(g, context, o, oBias ? w(`${a}.o_proj.bias`) : undefined);
+      stream.add(linear(g, context, o, oBias ? w(`${a}.o_proj.bias`) : undefined));
       const y = norm(`${layer(i)}.post_attention_layernorm.weight`);
       const gate = g.op("com.microsoft.QuickGelu", [linear(g, y, wT(`${m}.gate_proj.weight`))], {alpha: 1.0});
       const up = linear(g, y, wT(`${m}.up_proj.weight`));
-      pending = linear(g, g.op("Mul", [gate, up]), wT(`${m}.down_proj.weight`));
+      stream.add(linear(g, g.op("Mul", [gate, up]), wT(`${m}.down_proj.weight`)));
     }
     const final = lastPosition(g, norm("model.norm.weight"));
     nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d, V));

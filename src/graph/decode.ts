@@ -23,6 +23,7 @@
  * at. Both must give the same tokens; test/lean-decode.test.ts holds them to the references.
  */
 import {type GraphBuilder, FLOAT, INT32, INT64} from "./onnx.js";
+import {layerNorm} from "./layers.js";
 import {cacheNames, LOGITS} from "./names.js";
 
 /** The lean graph's own input and output names. */
@@ -44,15 +45,13 @@ export interface DecodeShape {
 export function decodeInputs(g: GraphBuilder, {layers, kvHeads, headDim}: DecodeShape) {
   const ids = g.input("input_ids", INT64, [1, "T"]);
   const P = paddedHead(headDim).P;
-  const caches = Array.from({length: layers}, (_, i) => {
-    const names = cacheNames(i);
-    g.input(names.pastKey, FLOAT, [1, kvHeads, "P", P]);
-    g.input(names.pastValue, FLOAT, [1, kvHeads, "P", P]);
-    return names;
-  });
+  for (let i = 0; i < layers; i++) {
+    g.input(cacheNames(i).pastKey, FLOAT, [1, kvHeads, "P", P]);
+    g.input(cacheNames(i).pastValue, FLOAT, [1, kvHeads, "P", P]);
+  }
   const seqlensK = g.input(DECODE.seqlensK, INT32, [1]);
   const totalLength = g.input(DECODE.totalLength, INT32, []);
-  return {ids, caches, seqlensK, totalLength};
+  return {ids, seqlensK, totalLength};
 }
 
 /** RMSNorm in one kernel (onnxruntime's SimplifiedLayerNormalization, in the ONNX domain). */
@@ -73,6 +72,8 @@ export function skipNorm(
   eps: number,
   {beta, bias}: {beta?: string; bias?: string} = {}
 ): {normed: string; sum: string} {
+  if (beta === undefined && bias !== undefined)
+    throw new Error("skipNorm: a projection bias is added only with LayerNorm");
   const op = beta === undefined ? "SkipSimplifiedLayerNormalization" : "SkipLayerNormalization";
   const inputs = beta === undefined ? [h, x, weight] : [h, x, weight, beta, ...(bias ? [bias] : [])];
   // Outputs: the norm, mean and inverse std (unused: left unnamed), and the sum.
@@ -83,6 +84,28 @@ export function skipNorm(
     g.name(`${op}.sum`)
   ]);
   return {normed, sum};
+}
+
+/**
+ * The residual stream `h` of a lean graph: a sublayer's output (and, with LayerNorm, its projection's bias) waits
+ * in `add` until the next norm, which adds it in its own kernel and carries the sum on.
+ */
+export function residualStream(g: GraphBuilder, h: string, eps: number) {
+  let pending: {x: string; bias?: string} | undefined;
+  return {
+    add(x: string, bias?: string): void {
+      pending = {x, bias};
+    },
+    /** The stream's norm (RMSNorm; LayerNorm given `beta`), after adding what waits. */
+    norm(weight: string, beta?: string): string {
+      if (pending === undefined)
+        return beta === undefined ? fusedRmsNorm(g, h, weight, eps) : layerNorm(g, h, weight, beta, eps);
+      const {normed, sum} = skipNorm(g, h, pending.x, weight, eps, {beta, bias: pending.bias});
+      h = sum;
+      pending = undefined;
+      return normed;
+    }
+  };
 }
 
 /**
@@ -131,12 +154,13 @@ export function rotaryTables(
   const half = paddedHead(headDim).P / 2;
   const cos = new Float32Array(positions * half).fill(1);
   const sin = new Float32Array(positions * half);
+  // θ_j = base^(-2j/D), kept as its inverse so that each angle is the one division t / base^(2j/D).
+  const wavelengths = Array.from({length: headDim / 2}, (_, j) => Math.pow(base, (2 * j) / headDim));
   for (let t = 0; t < positions; t++) {
-    for (let j = 0; j < headDim / 2; j++) {
-      const angle = t / Math.pow(base, (2 * j) / headDim);
-      cos[t * half + j] = Math.cos(angle);
-      sin[t * half + j] = Math.sin(angle);
-    }
+    wavelengths.forEach((wavelength, j) => {
+      cos[t * half + j] = Math.cos(t / wavelength);
+      sin[t * half + j] = Math.sin(t / wavelength);
+    });
   }
   return {
     cos: g.weight(`${name}.cos_cache`, cos, [positions, half]),
@@ -145,9 +169,10 @@ export function rotaryTables(
 }
 
 /**
- * Attention with the key/value cache in one contrib op: `qkv` is `[1, T, (H + 2·KV)·D]` (queries, keys, values
- * side by side, as one MatMul makes them), rotated inside when `rotary` is given. The cache inputs and outputs
- * of layer `i` are the graph's. Returns the per-token context `[1, T, H·D]`, ready for o_proj.
+ * Attention with the key/value cache in one contrib op: `qkv` is `[1, T, (H + 2·KV)·P]` (queries, keys, values
+ * side by side, as one MatMul makes them; heads padded to P: `paddedHead`), rotated inside when `rotary` is
+ * given. The cache inputs and outputs of layer `i` are the graph's. Returns the per-token context `[1, T, H·P]`,
+ * ready for o_proj (its rows padded likewise).
  */
 export function groupQueryAttention(
   g: GraphBuilder,
@@ -178,8 +203,8 @@ export function groupQueryAttention(
 }
 
 /**
- * The three projections' weights side by side, `[in, q + k + v]` from PyTorch's `[out, in]` each: one MatMul
- * instead of three. Likewise their biases.
+ * Matrices of the same rows side by side, `[rows, Σ cols]`: the q, k and v projections' `[in, out]` weights as one,
+ * for one MatMul instead of three (and their biases, as one-row matrices).
  */
 export function concatColumns(mats: {data: Float32Array; rows: number; cols: number}[]): Float32Array {
   const rows = mats[0].rows;
