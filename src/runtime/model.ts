@@ -129,9 +129,14 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   return new Model(source, config, arch, tokenizer, weights, session, options);
 }
 
+/** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
+function onWebGPU(options: CreateOptions): boolean {
+  return JSON.stringify(options.executionProviders ?? []).includes("webgpu");
+}
+
 /** An onnxruntime session over an encoded graph, with the engine's options for that backend. */
 async function openSession(encoded: EncodedModel, options: CreateOptions): Promise<InferenceSession> {
-  const onGpu = JSON.stringify(options.executionProviders ?? []).includes("webgpu");
+  const onGpu = onWebGPU(options);
   return options.ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,
     executionProviders: options.executionProviders,
@@ -401,8 +406,7 @@ export class Model {
    * with a lean decode graph; undefined elsewhere (generation then runs on the traced graph).
    */
   leanDecoder(): Promise<LeanDecoder> | undefined {
-    const onGpu = JSON.stringify(this.options.executionProviders ?? []).includes("webgpu");
-    if (!onGpu || !this.arch.buildDecodeGraph || !this.options.leanDecode) return undefined;
+    if (!onWebGPU(this.options) || !this.arch.buildDecodeGraph || !this.options.leanDecode) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
       this.lean = this.openGraph(build).then((session) =>
