@@ -42,7 +42,7 @@ describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader
       const V = model.config.vocabSize;
       const expected = traced.data.subarray(traced.data.length - V);
       for (const split of [ids.length, 1, ids.length - 1]) {
-        const logits = await lean.exclusive(async () => {
+        const logits = await lean.exclusive(ids.length, async () => {
           let last = await lean.step(ids.slice(0, split), {logits: true});
           for (const id of ids.slice(split)) last = await lean.step([id], {logits: true});
           return last.logits!;
@@ -71,7 +71,7 @@ describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader
     }
   }, 120_000);
 
-  it("generations wait for one another on the one cache; useCache: false takes the traced graph", async () => {
+  it("generations wait for one another on the one cache, which grows for a longer one; useCache: false takes the traced graph", async () => {
     const ref = readReference("stories260K");
     const gen = ref.json.generations[0];
     const model = await loadModel("stories260K", {runtime: "webgpu-native"});
@@ -82,6 +82,12 @@ describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader
         model.generate(gen.text, {maxNewTokens: n, stopAtEos: false})
       ]);
       for (const out of both) expect(out.new_ids).toEqual(gen.new_ids);
+      // A generation longer than the cache made so far (256 positions) gets a larger one; its first tokens are the
+      // reference's, and a short generation after it still is.
+      const long = await model.generate(gen.text, {maxNewTokens: 256, stopAtEos: false});
+      expect(long.new_ids.slice(0, n)).toEqual(gen.new_ids);
+      expect(long.new_ids).toHaveLength(256);
+      expect((await model.generate(gen.text, {maxNewTokens: n, stopAtEos: false})).new_ids).toEqual(gen.new_ids);
       const runs = model.runs;
       const uncached = await model.generate(gen.text, {maxNewTokens: 3, stopAtEos: false, useCache: false});
       expect(uncached.new_ids).toEqual(gen.new_ids.slice(0, 3));

@@ -6,14 +6,15 @@
  *   RMSNorm + residual add      SimplifiedLayerNormalization / com.microsoft.SkipSimplifiedLayerNormalization
  *   LayerNorm + residual add    LayerNormalization / com.microsoft.SkipLayerNormalization
  *   q, k, v projections         one MatMul over the three weights side by side
- *   rotary, cache, attention    com.microsoft.GroupQueryAttention (split, rotary, the cache's append and
- *                               attention: four kernels at one token)
+ *   rotary, cache, attention    com.microsoft.GroupQueryAttention (split, rotary and the cache's append in one
+ *                               kernel when the cache is written in place, then attention: three at one token)
  *   gelu_new / gelu_pytorch_tanh  com.microsoft.FastGelu (with the projection's bias)
  *   SiLU                        com.microsoft.QuickGelu with alpha 1 (x · sigmoid(x))
  *   the next token              ArgMax on the GPU: one id (8 bytes) comes back per step, not the logits
  *
  * Inputs: `input_ids` int64 `[1, T]`; per layer the past keys and values `[1, kvHeads, P, headDim]` (heads
- * padded to 16k dimensions: `paddedHead`), which come back one position longer as `present.*`; `seqlens_k`
+ * padded to 16k dimensions: `paddedHead`), which come back as `present.*` — the same buffer, written in place,
+ * when the caller binds it as both and it has room (runtime/decode.ts); `seqlens_k`
  * int32 `[1]` = total length − 1 and `total_sequence_length` int32 scalar, which is how GroupQueryAttention
  * learns the positions — nothing is read off shapes, so no node runs on the CPU.
  * Outputs: `next_token` int64 `[1]` (greedy), `lm_head.output` `[1, 1, V]` (the last position's logits, for

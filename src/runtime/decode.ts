@@ -2,25 +2,21 @@
  * Generation on the lean decode graph (graph/decode.ts), on WebGPU: per step one token id goes up and one comes
  * back (8 bytes); everything else stays on the GPU.
  *
- * - The key/value cache stays in GPU buffers between steps: each step's `present.*` outputs are the next step's
- *   past inputs, as on the traced path; GroupQueryAttention appends the new position inside the step.
+ * - The key/value cache is one GPU buffer per layer for keys and one for values, of a fixed capacity, bound as
+ *   both the step's past input and its present output. GroupQueryAttention sees one buffer and writes the new
+ *   positions in place, in the same kernel that splits q/k/v and applies the rotary: nothing is copied or
+ *   allocated per step. The buffers are made for the first generation and made again, larger, only for a
+ *   generation that needs more positions (`reserve`).
  * - The token ids and the two lengths GroupQueryAttention takes go up as small host tensors (an upload, not a
  *   round trip).
  * - The greedy choice is the graph's ArgMax; sampling fetches the last position's logits instead.
  * - The prompt is one run; each new token one more.
- *
- * Not done, and why: a cache of fixed capacity written in place (GroupQueryAttention's fused split/rotary/copy
- * kernel, one kernel a layer less), and graph capture (`enableGraphCapture`), which needs fixed shapes. Under
- * capture, onnxruntime-web 1.30's native WebGPU provider fails on this graph's first step (a bind group with a
- * missing buffer in that fused kernel). In-place mode without capture is untried: the one attempt predates the
- * graph's declaring its `present.*` outputs, so it showed nothing.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import type {Architecture} from "../arch/types.js";
 import {cacheNames} from "../arch/types.js";
 import {DECODE, paddedHead} from "../graph/decode.js";
 import {LOGITS} from "../graph/names.js";
-import {releaseCache, type Cache} from "./cache.js";
 import {BUFFER_USAGE, MAP_MODE_READ, type GPUBufferLike, type GPUDeviceLike} from "./webgpu-types.js";
 
 /** onnxruntime-web's module, as far as the lean decoder goes. */
@@ -32,10 +28,15 @@ interface OrtWeb {
   env: {webgpu: {device: unknown}};
 }
 
+/** Positions of cache made at the least, so that short generations after one another reuse one set of buffers. */
+const MIN_CAPACITY = 256;
+
 export class LeanDecoder {
   /** How many positions the cache holds now. */
   private length = 0;
-  private cache?: Cache;
+  /** Per layer, the keys' and the values' buffers, `[1, kvHeads, capacity, paddedHeadDim]`. */
+  private cache: {key: OrtTensor; value: OrtTensor}[] = [];
+  private capacity = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -60,21 +61,40 @@ export class LeanDecoder {
   }
 
   /**
-   * Run `use` alone on this decoder, from an empty cache (a whole generation: the cache is one): a second
-   * generation waits for the first, as the traced path's runs wait for one another.
+   * Run `use` alone on this decoder, from an empty cache that holds `positions` (a whole generation: the cache is
+   * one): a second generation waits for the first, as the traced path's runs wait for one another. Positions
+   * left from an earlier generation are never read: attention reads the first `total_sequence_length`.
    */
-  exclusive<T>(use: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(async () => {
+  exclusive<T>(positions: number, use: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(() => {
+      this.reserve(positions);
       this.length = 0;
-      try {
-        return await use();
-      } finally {
-        releaseCache(this.cache);
-        this.cache = undefined;
-      }
+      return use();
     });
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** Make the cache hold at least `positions` (buffers are zero-filled when made). */
+  private reserve(positions: number): void {
+    if (positions <= this.capacity) return;
+    this.releaseCache();
+    const {numLayers, numKeyValueHeads: KV, headDim} = this.arch.config;
+    const capacity = Math.min(Math.max(positions, MIN_CAPACITY), this.arch.config.maxPositions);
+    const dims = [1, KV, capacity, paddedHead(headDim).P];
+    const size = dims.reduce((a, b) => a * b, 1) * 4;
+    const usage = BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST;
+    const tensor = () =>
+      this.ort.Tensor.fromGpuBuffer(this.device.createBuffer({size, usage}), {dataType: "float32", dims});
+    this.cache = Array.from({length: numLayers}, () => ({key: tensor(), value: tensor()}));
+    this.capacity = capacity;
+  }
+
+  private releaseCache(): void {
+    for (const {key, value} of this.cache)
+      ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
+    this.cache = [];
+    this.capacity = 0;
   }
 
   /**
@@ -83,7 +103,6 @@ export class LeanDecoder {
    */
   async step(ids: number[], {logits = false} = {}): Promise<{next: number; logits?: Float32Array}> {
     const {Tensor} = this.ort;
-    const {numLayers, numKeyValueHeads: KV, headDim} = this.arch.config;
     const total = this.length + ids.length;
     const feeds: Record<string, OrtTensor> = {
       input_ids: new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
@@ -94,22 +113,17 @@ export class LeanDecoder {
       const positions = BigInt64Array.from(ids, (_, k) => BigInt(this.length + k));
       feeds[DECODE.positions] = new Tensor("int64", positions, [1, ids.length]);
     }
-    const empty = new Float32Array(0);
-    const padded = paddedHead(headDim).P;
+    if (total > this.capacity)
+      throw new Error(`the lean decoder's cache holds ${this.capacity} positions, not ${total}`);
     const fetches: Record<string, OrtTensor | null> = {[DECODE.nextToken]: this.next.tensor};
-    for (let i = 0; i < numLayers; i++) {
+    // One buffer as both past and present: GroupQueryAttention writes the new positions in place.
+    this.cache.forEach(({key, value}, i) => {
       const names = cacheNames(i);
-      feeds[names.pastKey] = this.cache?.[i].key ?? new Tensor("float32", empty, [1, KV, 0, padded]);
-      feeds[names.pastValue] = this.cache?.[i].value ?? new Tensor("float32", empty, [1, KV, 0, padded]);
-      fetches[names.presentKey] = fetches[names.presentValue] = null;
-    }
+      feeds[names.pastKey] = fetches[names.presentKey] = key;
+      feeds[names.pastValue] = fetches[names.presentValue] = value;
+    });
     if (logits) fetches[LOGITS] = null;
     const results = await this.session.run(feeds, fetches as Record<string, OrtTensor>);
-    releaseCache(this.cache);
-    this.cache = Array.from({length: numLayers}, (_, i) => ({
-      key: results[cacheNames(i).presentKey],
-      value: results[cacheNames(i).presentValue]
-    }));
     this.length = total;
     if (!logits) return {next: await this.readNext()};
     const out = results[LOGITS];
@@ -131,6 +145,7 @@ export class LeanDecoder {
 
   async dispose(): Promise<void> {
     await this.session.release();
+    this.releaseCache();
     this.next.buffer.destroy();
     this.next.staging.destroy();
   }

@@ -112,7 +112,8 @@ export async function generate(
   // and generation without the cache, need the traced graph.
   const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
   if (lean) {
-    return lean.exclusive(() =>
+    const positions = Math.min(ids.length + maxNewTokens, model.config.maxPositions);
+    return lean.exclusive(positions, () =>
       loop(async (step) => {
         const result = await lean.step(step === 0 ? ids : sequence.slice(-1), {logits: doSample});
         return doSample ? choose(result.logits!) : result.next;
