@@ -11,6 +11,11 @@
  *   round trip).
  * - The greedy choice is the graph's ArgMax; sampling fetches the last position's logits instead.
  * - The prompt is one run; each new token one more.
+ *
+ * Graph capture (`enableGraphCapture`, replaying a step's recorded dispatches; the steps here have fixed shapes)
+ * is not used: onnxruntime-web 1.30's native WebGPU provider records the fused split/rotary/cache kernel with its
+ * present_key and present_value bindings empty when they are the caller's buffers, and Dawn refuses that bind
+ * group on the first captured step.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import type {Architecture} from "../arch/types.js";
