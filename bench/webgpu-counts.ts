@@ -18,6 +18,10 @@ export interface WebGPUCounts {
   decodeReadbackBytesPerStep: number;
   traceReadbacksPerRun: number;
   traceKernelsPerRun: number;
+  /** A sampling step (top-k 50): its candidates come from the GPU (runtime/decode.ts). */
+  sampleKernelsPerStep: number;
+  sampleReadbacksPerStep: number;
+  sampleReadbackBytesPerStep: number;
 }
 
 /**
@@ -47,6 +51,17 @@ export async function measureWebGPUCounts(
         onToken: () => void steps.push(counter.take())
       });
       const step = steps.at(-1)!;
+      const sampled: GPUCounts[] = [];
+      counter.take();
+      await model.generate(prompt, {
+        maxNewTokens: 1 + decodeSteps,
+        doSample: true,
+        topK: 50,
+        stopAtEos: false,
+        onToken: () => void sampled.push(counter.take())
+      });
+      const sample = sampled.at(-1)!;
+      counter.take();
       await model.trace(prompt, model.hookPoints());
       const trace = counter.take();
       return {
@@ -58,7 +73,10 @@ export async function measureWebGPUCounts(
         decodeReadbacksPerStep: step.readbacks,
         decodeReadbackBytesPerStep: step.readbackBytes,
         traceReadbacksPerRun: trace.readbacks,
-        traceKernelsPerRun: trace.kernels
+        traceKernelsPerRun: trace.kernels,
+        sampleKernelsPerStep: sample.kernels,
+        sampleReadbacksPerStep: sample.readbacks,
+        sampleReadbackBytesPerStep: sample.readbackBytes
       };
     } finally {
       counter.stop();
@@ -144,10 +162,14 @@ export async function runWebGPUCounts(root: string): Promise<void> {
     row("decode_readback_bytes_per_step", c.decodeReadbackBytesPerStep, "B");
     row("trace_readbacks_per_run", c.traceReadbacksPerRun, "readbacks");
     row("trace_kernels_per_run", c.traceKernelsPerRun, "kernels");
+    row("sample_kernels_per_step", c.sampleKernelsPerStep, "kernels");
+    row("sample_readbacks_per_step", c.sampleReadbacksPerStep, "readbacks");
+    row("sample_readback_bytes_per_step", c.sampleReadbackBytesPerStep, "B");
     console.log(
       `${name} on ${runtime}: decode (${c.decodePath} graph) ${c.decodeKernelsPerStep} kernels a step (${(c.decodeKernelsPerStep / c.layers).toFixed(1)} a layer; target ≤ 12), ` +
         `${c.decodeCpuNodes} CPU-provider nodes (target 0), ${c.decodeReadbacksPerStep} readback of ${c.decodeReadbackBytesPerStep} B a step ` +
-        `(target one of ≤ 64 B); every hook point: ${c.traceReadbacksPerRun} readback a run (${((performance.now() - started) / 1000).toFixed(0)} s)`
+        `(target one of ≤ 64 B); sampling (top-k 50) ${c.sampleKernelsPerStep} kernels and ${c.sampleReadbacksPerStep} readback of ${c.sampleReadbackBytesPerStep} B a step; ` +
+        `every hook point: ${c.traceReadbacksPerRun} readback a run (${((performance.now() - started) / 1000).toFixed(0)} s)`
     );
   }
   const path = join(root, "bench", "results.json");

@@ -8,6 +8,7 @@
 import {available} from "./helpers/swiftshader.js";
 import {describe, expect, it} from "vitest";
 import {readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
+import {countGPUWork, type GPUCounts} from "../src/runtime/gpu-counts.js";
 
 const {loadModel} = await import("../src/node.js");
 
@@ -55,21 +56,54 @@ describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader
     }
   }, 120_000);
 
-  it("stories260K: sampling draws the same tokens as on the traced graph, from the same seed", async () => {
-    const options = {maxNewTokens: 12, doSample: true, temperature: 0.9, topK: 40, topP: 0.95, seed: 7};
+  it("stories260K: sampling draws the same tokens as on the traced graph, from the same seed, from candidates the GPU picks", async () => {
     const lean = await loadModel("stories260K", {runtime: "webgpu-native"});
     const traced = await loadModel("stories260K", {runtime: "webgpu-native", leanDecode: false});
     try {
       expect(await traced.leanDecoder()).toBeUndefined();
-      const a = await lean.generate("Once upon a time", options);
-      const b = await traced.generate("Once upon a time", options);
-      expect(a.new_ids).toEqual(b.new_ids);
-      expect(a.text).toBe(b.text);
+      const cases = [
+        // top-k: its k candidates come back; with top-p on top, the same.
+        {temperature: 0.9, topK: 40, topP: 0.95},
+        {temperature: 1.2, topK: 10, topP: 1},
+        // top-p alone: 256 candidates, which hold its set here…
+        {temperature: 0.7, topK: 0, topP: 0.5},
+        // …and may not here (the whole logits then come back for that step); no truncation at all: the logits.
+        {temperature: 1.5, topK: 0, topP: 0.999},
+        {temperature: 1, topK: 0, topP: 1}
+      ];
+      for (const options of cases) {
+        const generate = (model: typeof lean) =>
+          model.generate("Once upon a time", {maxNewTokens: 12, doSample: true, seed: 7, stopAtEos: false, ...options});
+        const a = await generate(lean);
+        const b = await generate(traced);
+        expect(a.new_ids, JSON.stringify(options)).toEqual(b.new_ids);
+        expect(a.text).toBe(b.text);
+      }
+      // A top-k step reads back its candidates only: one readback of 4 (1 + 2k) bytes, not the 512 logits (and
+      // nothing of the candidates graph runs on the CPU, which would be a readback of its own).
+      const counter = countGPUWork();
+      try {
+        const steps: GPUCounts[] = [];
+        counter.take();
+        await lean.generate("Once upon a time", {
+          maxNewTokens: 3,
+          doSample: true,
+          topK: 20,
+          seed: 1,
+          stopAtEos: false,
+          onToken: () => void steps.push(counter.take())
+        });
+        expect(steps.at(-1)!.readbacks).toBe(1);
+        // (onnxruntime rounds a download up to 16 bytes)
+        expect(steps.at(-1)!.readbackBytes).toBeLessThanOrEqual(4 * (1 + 2 * 20) + 15);
+      } finally {
+        counter.stop();
+      }
     } finally {
       await lean.dispose();
       await traced.dispose();
     }
-  }, 120_000);
+  }, 180_000);
 
   it("generations wait for one another on the one cache, which grows for a longer one; useCache: false takes the traced graph", async () => {
     const ref = readReference("stories260K");

@@ -23,7 +23,7 @@
  * The traced graph (`buildGraph`) stays as it is: every hook point, eager attention whose weights can be looked
  * at. Both must give the same tokens; test/lean-decode.test.ts holds them to the references.
  */
-import {type GraphBuilder, FLOAT, INT32, INT64} from "./onnx.js";
+import {type EncodedModel, GraphBuilder, FLOAT, INT32, INT64} from "./onnx.js";
 import {layerNorm} from "./layers.js";
 import {cacheNames, LOGITS} from "./names.js";
 
@@ -235,4 +235,39 @@ export function nextToken(g: GraphBuilder, logits: string): void {
   const exposed = g.output(LOGITS, logits);
   const id = g.op("ArgMax", [g.op("Reshape", [exposed, g.ints([-1])])], {axis: 0, keepdims: 1});
   g.output(DECODE.nextToken, id, INT64, [1]);
+}
+
+/** The candidates graph's names (`buildCandidatesGraph`). */
+export const CANDIDATES = {
+  /** How many candidates: int64 `[1]`. */
+  k: "k",
+  temperature: "temperature",
+  /** `[1 + 2k]`: log Σ exp(logits / temperature), then the k largest logits, then their token ids (as floats). */
+  output: "candidates"
+} as const;
+
+/**
+ * What sampling needs from a step's logits, computed where they are (on the GPU), so that `4 (1 + 2k)` bytes come
+ * back instead of the whole vocabulary's: the `k` most likely tokens (TopK on the raw logits: largest first, ties
+ * lower id first, the order sampling sorts by) and the log of softmax's denominator at the temperature, which
+ * turns each candidate's logit into its probability under the whole distribution (what top-p adds up). A graph of
+ * its own, without weights, run on the lean step's logits where they lie: the greedy step keeps its one ArgMax.
+ * The ids go as floats, exact below 2^24 (vocabularies are far smaller), so that all of it is one tensor and one
+ * readback; nothing of it runs on the CPU.
+ */
+export function buildCandidatesGraph(vocabSize: number): EncodedModel {
+  const g = new GraphBuilder();
+  const logits = g.op("Reshape", [g.input(LOGITS, FLOAT, [1, 1, vocabSize]), g.ints([vocabSize])]);
+  const [values, ids] = g.opN("TopK", [logits, g.input(CANDIDATES.k, INT64, [1])], 2, {
+    axis: 0,
+    largest: 1,
+    sorted: 1
+  });
+  const scaled = g.op("Div", [logits, g.input(CANDIDATES.temperature, FLOAT, [])]);
+  const logSumExp = g.op("ReduceLogSumExp", [scaled], {axes: [0], keepdims: 1});
+  // The ids as floats by looking them up in 0, 1, …, V − 1: a Cast from int64 would run on the CPU provider.
+  const iota = g.constant(Float32Array.from({length: vocabSize}, (_, i) => i), [vocabSize], FLOAT, "token_ids");
+  const joined = g.op("Concat", [logSumExp, values, g.op("Gather", [iota, ids], {axis: 0})], {axis: 0});
+  g.output(CANDIDATES.output, joined, FLOAT, ["C"]);
+  return g.build("candidates");
 }

@@ -9,7 +9,9 @@
  *   generation that needs more positions (`reserve`).
  * - The token ids and the two lengths GroupQueryAttention takes go up as small host tensors (an upload, not a
  *   round trip).
- * - The greedy choice is the graph's ArgMax; sampling fetches the last position's logits instead.
+ * - The greedy choice is the graph's ArgMax. Sampling runs a second, weightless graph on the step's logits where
+ *   they lie (graph/decode.ts `buildCandidatesGraph`): the k most likely tokens and softmax's denominator come back,
+ *   `4 (1 + 2k)` bytes, and the whole vocabulary's logits only when those candidates cannot cover what top-p keeps.
  * - The prompt is one run; each new token one more.
  *
  * Graph capture (`enableGraphCapture`, replaying a step's recorded dispatches; the steps here have fixed shapes)
@@ -20,7 +22,8 @@
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import type {Architecture} from "../arch/types.js";
 import {cacheNames} from "../arch/types.js";
-import {DECODE, paddedHead} from "../graph/decode.js";
+import {buildCandidatesGraph, CANDIDATES, DECODE, paddedHead} from "../graph/decode.js";
+import type {EncodedModel} from "../graph/onnx.js";
 import {LOGITS} from "../graph/names.js";
 import {BUFFER_USAGE, MAP_MODE_READ, type GPUBufferLike, type GPUDeviceLike} from "./webgpu-types.js";
 
@@ -33,6 +36,25 @@ interface OrtWeb {
   env: {webgpu: {device: unknown}};
 }
 
+/** What sampling needs of a step, from the GPU: the k most likely tokens, largest logit first. */
+export interface Candidates {
+  ids: number[];
+  /** Their logits, as the model gave them (before the temperature). */
+  logits: number[];
+  /** log Σ exp(logit / temperature) over the whole vocabulary: a candidate's probability is exp(logit / T − this). */
+  logSumExp: number;
+}
+
+export interface StepResult {
+  /** The greedy choice (the graph's ArgMax); −1 when the step was asked for logits or candidates instead. */
+  next: number;
+  /** The last position's logits, when asked for (`logits: true`). */
+  logits?: Float32Array;
+  /** The candidates, when asked for, with the logits still on the GPU: `readLogits` brings them back if needed. */
+  candidates?: Candidates;
+  readLogits?: () => Promise<Float32Array>;
+}
+
 /** Positions of cache made at the least, so that short generations after one another reuse one set of buffers. */
 const MIN_CAPACITY = 256;
 
@@ -43,10 +65,16 @@ export class LeanDecoder {
   private cache: {key: OrtTensor; value: OrtTensor}[] = [];
   private capacity = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The candidates graph's session, opened the first time a generation samples. */
+  private candidateSession?: Promise<InferenceSession>;
+  /** The last sampling step's logits, on the GPU until the next step (or the generation's end) lets them go. */
+  private lastLogits?: OrtTensor;
 
   private constructor(
     private readonly ort: OrtWeb,
     private readonly session: InferenceSession,
+    /** Opens a session over another graph with the model's options (the candidates graph). */
+    private readonly open: (encoded: EncodedModel) => Promise<InferenceSession>,
     private readonly device: GPUDeviceLike,
     private readonly arch: Architecture,
     /** `next_token`'s buffer, bound as the output each step, and the small buffer it is copied to for reading. */
@@ -54,7 +82,12 @@ export class LeanDecoder {
   ) {}
 
   /** The decoder over a session of the architecture's lean decode graph (`buildDecodeGraph`), outputs on the GPU. */
-  static async create(ort: OrtWeb, session: InferenceSession, arch: Architecture): Promise<LeanDecoder> {
+  static async create(
+    ort: OrtWeb,
+    session: InferenceSession,
+    open: (encoded: EncodedModel) => Promise<InferenceSession>,
+    arch: Architecture
+  ): Promise<LeanDecoder> {
     const device = (await ort.env.webgpu.device) as GPUDeviceLike;
     const buffer = device.createBuffer({
       size: 16,
@@ -62,7 +95,7 @@ export class LeanDecoder {
     });
     const staging = device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
     const tensor = ort.Tensor.fromGpuBuffer(buffer, {dataType: "int64", dims: [1]});
-    return new LeanDecoder(ort, session, device, arch, {tensor, buffer, staging});
+    return new LeanDecoder(ort, session, open, device, arch, {tensor, buffer, staging});
   }
 
   /**
@@ -74,7 +107,7 @@ export class LeanDecoder {
     const result = this.queue.then(() => {
       this.reserve(positions);
       this.length = 0;
-      return use();
+      return use().finally(() => this.releaseLogits());
     });
     this.queue = result.catch(() => undefined);
     return result;
@@ -104,10 +137,14 @@ export class LeanDecoder {
 
   /**
    * Feed `ids` after what the cache holds, and return the greedy next token — or, with `logits`, the last
-   * position's logits (read back: what sampling needs).
+   * position's logits (read back), or with `candidates`, the k most likely tokens at that temperature.
    */
-  async step(ids: number[], {logits = false} = {}): Promise<{next: number; logits?: Float32Array}> {
+  async step(
+    ids: number[],
+    {logits = false, candidates}: {logits?: boolean; candidates?: {k: number; temperature: number}} = {}
+  ): Promise<StepResult> {
     const {Tensor} = this.ort;
+    this.releaseLogits();
     const total = this.length + ids.length;
     const feeds: Record<string, OrtTensor> = {
       input_ids: new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
@@ -127,13 +164,47 @@ export class LeanDecoder {
       feeds[names.pastKey] = fetches[names.presentKey] = key;
       feeds[names.pastValue] = fetches[names.presentValue] = value;
     });
-    if (logits) fetches[LOGITS] = null;
+    if (logits || candidates) fetches[LOGITS] = null;
     const results = await this.session.run(feeds, fetches as Record<string, OrtTensor>);
     this.length = total;
-    if (!logits) return {next: await this.readNext()};
-    const out = results[LOGITS];
-    const data = (await out.getData(true)) as Float32Array;
-    return {next: -1, logits: data};
+    if (logits) return {next: -1, logits: (await results[LOGITS].getData(true)) as Float32Array};
+    if (!candidates) return {next: await this.readNext()};
+    const last = (this.lastLogits = results[LOGITS]);
+    return {
+      next: -1,
+      candidates: await this.candidates(last, candidates),
+      readLogits: async () => {
+        if (this.lastLogits !== last) throw new Error("a step's logits are kept only until the next step");
+        this.lastLogits = undefined;
+        return (await last.getData(true)) as Float32Array;
+      }
+    };
+  }
+
+  /** The candidates graph on `logits` (on the GPU): one run, one readback of `4 (1 + 2k)` bytes. */
+  private async candidates(logits: OrtTensor, {k, temperature}: {k: number; temperature: number}): Promise<Candidates> {
+    const {Tensor} = this.ort;
+    if (!this.candidateSession) {
+      this.candidateSession = this.open(buildCandidatesGraph(this.arch.config.vocabSize));
+      this.candidateSession.catch(() => (this.candidateSession = undefined));
+    }
+    const session = await this.candidateSession;
+    const results = await session.run({
+      [LOGITS]: logits,
+      [CANDIDATES.k]: new Tensor("int64", BigInt64Array.of(BigInt(k)), [1]),
+      [CANDIDATES.temperature]: new Tensor("float32", Float32Array.of(temperature), [])
+    });
+    const data = (await results[CANDIDATES.output].getData(true)) as Float32Array;
+    return {
+      logSumExp: data[0],
+      logits: Array.from(data.subarray(1, 1 + k)),
+      ids: Array.from(data.subarray(1 + k, 1 + 2 * k))
+    };
+  }
+
+  private releaseLogits(): void {
+    this.lastLogits?.dispose();
+    this.lastLogits = undefined;
   }
 
   /** The 8 bytes of `next_token`: one copy into a mappable buffer, one map. */
@@ -149,7 +220,9 @@ export class LeanDecoder {
   }
 
   async dispose(): Promise<void> {
+    this.releaseLogits();
     await this.session.release();
+    await this.candidateSession?.then((session) => session.release()).catch(() => undefined);
     this.releaseCache();
     this.next.buffer.destroy();
     this.next.staging.destroy();

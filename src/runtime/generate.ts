@@ -9,6 +9,7 @@ import {LOGITS} from "../arch/types.js";
 import {releaseCache, type Cache} from "./cache.js";
 import type {Model} from "./model.js";
 import {mulberry32} from "./weights.js";
+import type {Candidates} from "./decode.js";
 import type {Edit} from "./edits.js";
 
 export interface GenerateOptions {
@@ -110,13 +111,19 @@ export async function generate(
 
   // On WebGPU, plain generation runs on the lean decode graph (runtime/decode.ts) where the model has one; edits,
   // and generation without the cache, need the traced graph.
+  // Sampling there takes its candidates from the GPU (the k most likely tokens), and the whole vocabulary's logits
+  // only when those cannot hold what top-p keeps.
   const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
   if (lean) {
     const positions = Math.min(ids.length + maxNewTokens, model.config.maxPositions);
+    const k = candidateCount(model.config.vocabSize, topK, topP);
     return lean.exclusive(positions, () =>
       loop(async (step) => {
-        const result = await lean.step(step === 0 ? ids : sequence.slice(-1), {logits: doSample});
-        return doSample ? choose(result.logits!) : result.next;
+        const input = step === 0 ? ids : sequence.slice(-1);
+        if (!doSample) return (await lean.step(input)).next;
+        if (k === 0) return choose((await lean.step(input, {logits: true})).logits!);
+        const {candidates, readLogits} = await lean.step(input, {candidates: {k, temperature}});
+        return drawCandidates(candidates!, {temperature, topK, topP}, random) ?? choose(await readLogits!());
       })
     );
   }
@@ -160,26 +167,82 @@ function textStream(model: Model, promptIds: number[]): (sequence: number[], las
   };
 }
 
+interface SampleOptions {
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+}
+
 /** Draw a token: temperature, then keep the top-k, then the smallest set whose probability reaches top-p. */
-export function sample(logits: Float32Array, {temperature = 1, topK = 0, topP = 1}, random: () => number): number {
+export function sample(
+  logits: Float32Array,
+  {temperature = 1, topK = 0, topP = 1}: SampleOptions,
+  random: () => number
+): number {
   const probs = softmax(logits, temperature);
-  let order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a] || a - b);
-  if (topK > 0) order = order.slice(0, topK);
+  const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a] || a - b);
+  return draw(
+    order,
+    Array.from(order, (i) => probs[i]),
+    {topK, topP},
+    random,
+    true
+  )!;
+}
+
+/**
+ * How many candidates a sampling step asks the GPU for: top-k's k; for top-p alone, enough that they usually hold
+ * its set (`CANDIDATES_FOR_TOP_P`); none when every token can be drawn (then the logits come back whole). A top-k
+ * of the whole vocabulary keeps every token: it counts as none.
+ */
+export function candidateCount(vocabSize: number, topK: number, topP: number): number {
+  if (topK > 0 && topK < vocabSize) return topK;
+  return topP < 1 ? Math.min(CANDIDATES_FOR_TOP_P, vocabSize) : 0;
+}
+const CANDIDATES_FOR_TOP_P = 256;
+
+/**
+ * `sample`, from the k most likely tokens (the lean decoder's candidates) instead of every logit: the same
+ * tokens from the same random stream, or undefined — drawing nothing — when the candidates do not hold all that
+ * top-k and top-p keep (top-p alone, whose set outgrew them); then the caller samples the whole logits.
+ */
+export function drawCandidates(
+  c: Candidates,
+  {temperature = 1, topK = 0, topP = 1}: SampleOptions,
+  random: () => number
+): number | undefined {
+  const probs = c.logits.map((logit) => Math.exp(logit / temperature - c.logSumExp));
+  return draw(c.ids, probs, {topK, topP}, random, topK > 0 && topK <= c.ids.length);
+}
+
+/**
+ * The draw itself, over tokens sorted most likely first with their probabilities under the whole distribution.
+ * `complete`: whether these tokens hold everything top-k keeps; if not, and their mass stays under top-p, they may
+ * not hold top-p's set, and nothing is drawn (undefined: `random` untouched).
+ */
+function draw(
+  ids: number[],
+  probs: number[],
+  {topK, topP}: {topK: number; topP: number},
+  random: () => number,
+  complete: boolean
+): number | undefined {
+  let n = topK > 0 ? Math.min(topK, ids.length) : ids.length;
   if (topP < 1) {
     let mass = 0;
-    const kept: number[] = [];
-    for (const i of order) {
-      kept.push(i);
+    let reached = false;
+    for (let i = 0; i < n && !reached; i++) {
       mass += probs[i];
-      if (mass >= topP) break;
+      if (mass >= topP) ((n = i + 1), (reached = true));
     }
-    order = kept;
-  }
-  const total = order.reduce((s, i) => s + probs[i], 0);
+    if (!reached && !complete) return undefined;
+  } else if (!complete) return undefined;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += probs[i];
   let r = random() * total;
-  for (const i of order) {
+  for (let i = 0; i < n; i++) {
     r -= probs[i];
-    if (r <= 0) return i;
+    if (r <= 0) return ids[i];
   }
-  return order[order.length - 1];
+  return ids[n - 1];
 }

@@ -410,7 +410,12 @@ export class Model {
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
       this.lean = this.openGraph(build).then((session) =>
-        LeanDecoder.create(this.options.ort as never, session, this.arch)
+        LeanDecoder.create(
+          this.options.ort as never,
+          session,
+          (encoded) => openSession(encoded, this.options),
+          this.arch
+        )
       );
       this.lean.catch(() => (this.lean = undefined));
     }
