@@ -266,7 +266,12 @@ export function buildCandidatesGraph(vocabSize: number): EncodedModel {
   const scaled = g.op("Div", [logits, g.input(CANDIDATES.temperature, FLOAT, [])]);
   const logSumExp = g.op("ReduceLogSumExp", [scaled], {axes: [0], keepdims: 1});
   // The ids as floats by looking them up in 0, 1, …, V − 1: a Cast from int64 would run on the CPU provider.
-  const iota = g.constant(Float32Array.from({length: vocabSize}, (_, i) => i), [vocabSize], FLOAT, "token_ids");
+  const iota = g.constant(
+    Float32Array.from({length: vocabSize}, (_, i) => i),
+    [vocabSize],
+    FLOAT,
+    "token_ids"
+  );
   const joined = g.op("Concat", [logSumExp, values, g.op("Gather", [iota, ids], {axis: 0})], {axis: 0});
   g.output(CANDIDATES.output, joined, FLOAT, ["C"]);
   return g.build("candidates");
