@@ -1,11 +1,14 @@
 /**
  * "auto" never gives the reader the slower path: a software WebGPU adapter (SwiftShader, llvmpipe, a fallback
  * adapter) runs kernels on the CPU far slower than onnxruntime's WASM, so it is left for WASM, and the sentence
- * says so; `allowSoftwareAdapter` (the pages' ?backend=webgpu) takes it anyway. Driven with stand-in adapters.
+ * says so; `allowSoftwareAdapter` (the pages' ?backend=webgpu) takes it anyway. On a hardware adapter the timed
+ * probe decides, and its answer is kept. Driven with stand-in adapters and stand-in timings (tests do not time);
+ * the real probe's runs are in test/webgpu-node.test.ts.
  */
 import {afterEach, describe, expect, it} from "vitest";
 import {createWebRuntime, isSoftwareAdapter} from "../src/runtime/ort-web.js";
 import type {GPUAdapterLike} from "../src/runtime/webgpu-types.js";
+import type {ProbeTimes} from "../src/runtime/probe.js";
 
 const adapter = (info: GPUAdapterLike["info"], extra: Record<string, unknown> = {}): GPUAdapterLike =>
   ({
@@ -65,5 +68,66 @@ describe("software adapters", () => {
     const auto = await createWebRuntime({ort: fakeOrt()});
     expect(auto.backend).toBe("webgpu");
     expect(auto.reason).toMatch(/^WebGPU: adapter nvidia hopper/);
+  });
+});
+
+describe("the timed probe on a hardware adapter", () => {
+  const memoryStore = (entries: Record<string, ProbeTimes> = {}) => ({
+    entries,
+    get: async (key: string) => entries[key],
+    set: async (key: string, times: ProbeTimes) => void (entries[key] = times)
+  });
+  const intel = () => withGPU(adapter({vendor: "intel", architecture: "gen-12lp"}));
+
+  it("takes WASM when WASM ran the probe faster, says both times, and keeps the answer", async () => {
+    intel();
+    const store = memoryStore();
+    let probes = 0;
+    const probe = async () => (probes++, {webgpu: 14.2, wasm: 5.1});
+    const runtime = await createWebRuntime({ort: fakeOrt(), probe, probeStore: store});
+    expect(runtime.backend).toBe("wasm");
+    expect(runtime.reason).toMatch(
+      /a timed probe ran WebGPU in 14\.2 ms and WASM in 5\.1 ms: on this machine WASM is faster than adapter intel gen-12lp; \?backend=webgpu takes it anyway/
+    );
+    expect(Object.values(store.entries)).toEqual([{webgpu: 14.2, wasm: 5.1}]);
+    // The next load reads the kept answer and does not probe again.
+    const again = await createWebRuntime({ort: fakeOrt(), probe, probeStore: store});
+    expect(again.backend).toBe("wasm");
+    expect(again.reason).toMatch(/a timed probe \(kept from an earlier load\) ran WebGPU in 14\.2 ms/);
+    expect(probes).toBe(1);
+  });
+
+  it("takes WebGPU when it ran the probe faster; ?backend=webgpu and software adapters are not probed", async () => {
+    intel();
+    const runtime = await createWebRuntime({
+      ort: fakeOrt(),
+      probe: async () => ({webgpu: 2, wasm: 6.25}),
+      probeStore: memoryStore()
+    });
+    expect(runtime.backend).toBe("webgpu");
+    expect(runtime.reason).toMatch(
+      /^WebGPU: adapter intel gen-12lp .*; a timed probe ran WebGPU in 2\.0 ms and WASM in 6\.3 ms;/
+    );
+    const never = async (): Promise<ProbeTimes> => {
+      throw new Error("not to be probed");
+    };
+    const forced = await createWebRuntime({ort: fakeOrt(), probe: never, allowSoftwareAdapter: true});
+    expect(forced.backend).toBe("webgpu");
+    expect(forced.reason).not.toMatch(/probe/);
+    withGPU(adapter({vendor: "google", architecture: "swiftshader"}));
+    expect((await createWebRuntime({ort: fakeOrt(), probe: never})).backend).toBe("wasm");
+  });
+
+  it("leaves the choice to the adapter, and says so, when the probe fails", async () => {
+    intel();
+    const runtime = await createWebRuntime({
+      ort: fakeOrt(),
+      probe: async () => {
+        throw new Error("no MatMul kernel");
+      },
+      probeStore: memoryStore()
+    });
+    expect(runtime.backend).toBe("webgpu");
+    expect(runtime.reason).toMatch(/the timed probe failed \(no MatMul kernel\), so the adapter decides/);
   });
 });

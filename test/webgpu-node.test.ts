@@ -44,6 +44,16 @@ describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader
     expect(web.reason).toMatch(/^WebGPU \(Dawn in Node\): adapter .*swiftshader/i);
   });
 
+  it("the timed probe runs its network on both backends of the JSEP build (the times themselves are not tested)", async () => {
+    const {timeBackends} = await import("../src/runtime/probe.js");
+    const {ort} = await nodeWebGPU();
+    const probe = timeBackends(ort as never);
+    // Loads that overlap share one probe.
+    expect(timeBackends(ort as never)).toBe(probe);
+    const times = await probe;
+    for (const t of [times.webgpu, times.wasm]) expect(t > 0 && Number.isFinite(t)).toBe(true);
+  }, 120_000);
+
   describe.each(FIXTURES)("%s", (name) => {
     const ref = readReference(name);
     let model: Model;

@@ -4,7 +4,9 @@
  *
  * A software adapter (SwiftShader, llvmpipe, a "fallback adapter") runs every kernel on the CPU, one shader
  * invocation at a time: gives the right answers many times slower than ort's own WASM kernels, so "auto" never
- * picks it; `allowSoftwareAdapter` (the pages' `?backend=webgpu`) takes it anyway, as the tests do.
+ * picks it; `allowSoftwareAdapter` (the pages' `?backend=webgpu`) takes it anyway, as the tests do. A hardware
+ * adapter is not always faster either (an integrated GPU against a many-core CPU): with `probe` (the pages' worker
+ * asks for it) a short timed run on both settles it on first load, and the answer is kept (runtime/probe.ts).
  *
  * The .wasm path comes from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")`:
  * Observable Framework rewrites that literal into the built file's URL and copies the file into the
@@ -14,6 +16,7 @@
  */
 import * as defaultOrt from "onnxruntime-web";
 import type {GPUAdapterLike, GPULike} from "./webgpu-types.js";
+import {cacheStore, timeBackends, type ProbeStore, type ProbeTimes} from "./probe.js";
 
 export type WebBackend = "webgpu" | "wasm";
 
@@ -37,6 +40,13 @@ export interface WebRuntimeOptions {
   ort?: typeof defaultOrt;
   /** At most this many WASM threads (the model's worker leaves a core to the page it serves). */
   maxThreads?: number;
+  /**
+   * On a hardware adapter, time WebGPU against WASM once (runtime/probe.ts) and take the faster (default false;
+   * never with `allowSoftwareAdapter`, which is the reader asking for WebGPU). A function stands in for the timing.
+   */
+  probe?: boolean | ((ort: typeof defaultOrt) => Promise<ProbeTimes>);
+  /** Where the probe's answer is kept between loads (default: the browser's Cache Storage). */
+  probeStore?: ProbeStore;
 }
 
 const MiB = 1 << 20;
@@ -96,14 +106,37 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   if (!allowSoftwareAdapter && isSoftwareAdapter(adapter)) {
     return wasm(`the WebGPU adapter is software (${name}), slower than WASM; ?backend=webgpu takes it anyway`);
   }
-  return {
+  const webgpu = (measured?: string): WebRuntime => ({
     ort,
     backend: "webgpu",
     threads,
     reason:
       `WebGPU: adapter ${name} (storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
-      `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB); ops without a WebGPU kernel run on WASM, ${threading}`
-  };
+      `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB)${measured ? `; ${measured}` : ""}; ` +
+      `ops without a WebGPU kernel run on WASM, ${threading}`
+  });
+  if (!opts.probe || allowSoftwareAdapter) return webgpu();
+
+  // The adapter is hardware: time both, once per adapter and thread count.
+  const store = opts.probeStore ?? cacheStore;
+  const key = `${name} | ${threads} thread${threads === 1 ? "" : "s"}`;
+  let times = await store.get(key);
+  const kept = times !== undefined;
+  if (!times) {
+    try {
+      times = await (typeof opts.probe === "function" ? opts.probe(ort) : timeBackends(ort as never));
+    } catch (error) {
+      return webgpu(`the timed probe failed (${(error as Error).message}), so the adapter decides`);
+    }
+    await store.set(key, times);
+  }
+  const ms = (t: number) => `${t.toFixed(1)} ms`;
+  const measured =
+    `a timed probe${kept ? " (kept from an earlier load)" : ""} ran WebGPU in ${ms(times.webgpu)} ` +
+    `and WASM in ${ms(times.wasm)}`;
+  if (times.wasm < times.webgpu)
+    return wasm(`${measured}: on this machine WASM is faster than adapter ${name}; ?backend=webgpu takes it anyway`);
+  return webgpu(measured);
 }
 
 /**

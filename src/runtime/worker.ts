@@ -49,6 +49,8 @@ scope.addEventListener("message", ({data}) => {
       token: data.token,
       preferWebGPU: data.preferWebGPU,
       allowSoftwareAdapter: data.allowSoftwareAdapter,
+      // "auto" on a hardware adapter: a timed probe, shared with the warm-up's, decides WebGPU or WASM.
+      probe: true,
       onProgress: (progress) => post({type: "progress", progress}),
       ...(data.init === "random" ? {init: "random" as const, seed: data.seed ?? 0} : {})
     }).then(
@@ -78,7 +80,7 @@ async function warmUp(
   maxThreads: number
 ): Promise<void> {
   try {
-    const runtime = await createWebRuntime({preferWebGPU, allowSoftwareAdapter, maxThreads});
+    const runtime = await createWebRuntime({preferWebGPU, allowSoftwareAdapter, maxThreads, probe: true});
     const g = new GraphBuilder();
     g.output("y", g.op("Identity", [g.input("x", FLOAT, [1])]), FLOAT, [1]);
     const tiny = g.build("warm-up");
