@@ -15,9 +15,9 @@
  * - The prompt is one run; each new token one more.
  *
  * Graph capture (`enableGraphCapture`, replaying a step's recorded dispatches; the steps here have fixed shapes)
- * is not used: onnxruntime-web 1.30's native WebGPU provider records the fused split/rotary/cache kernel with its
- * present_key and present_value bindings empty when they are the caller's buffers, and Dawn refuses that bind
- * group on the first captured step.
+ * is not used: with onnxruntime-web 1.30's native provider, caller-made buffers lose their handles between runs
+ * (the replay's bind groups are refused), and buffers ort-web owns replay the captured step's answer whatever the
+ * inputs say. `npx tsx bench/graph-capture.ts` reproduces both.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import type {Architecture} from "../arch/types.js";
