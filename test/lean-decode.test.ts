@@ -13,7 +13,7 @@ import {countGPUWork, type GPUCounts} from "../src/runtime/gpu-counts.js";
 const {loadModel} = await import("../src/node.js");
 
 describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader)", () => {
-  it.each(["stories260K", "mini-llama", "mini-qwen2", "mini-gpt2"])(
+  it.each(["stories260K", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-gpt2"])(
     "%s: the reference's greedy continuation, on the lean graph",
     async (name) => {
       const ref = readReference(name);

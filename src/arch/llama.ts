@@ -23,6 +23,7 @@ import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
   concatColumns,
   decodeInputs,
+  fusedRmsNorm,
   groupQueryAttention,
   lastPosition,
   nextToken,
@@ -309,7 +310,7 @@ export function llamaShaped(config: LlamaConfig): Architecture {
   /**
    * The lean decode graph (graph/decode.ts): fused norms, q/k/v in one MatMul, GroupQueryAttention with the
    * rotary and the cache's append inside, SiLU as QuickGelu(α = 1), the next token chosen on the GPU.
-   * Not for Qwen3 (its per-head q/k norms sit between the projections and the rotary) nor sliding windows.
+   * Qwen3's per-head q/k norms sit between the projections and the rotary: `normedHeads`. Not for sliding windows.
    */
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
@@ -321,6 +322,20 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const headColumns = (name: string, heads: number) => {
       const [rows, cols] = shapeOf.get(name)!;
       return {data: padHeadColumns(transpose(weight(name), rows, cols), cols, heads, D), rows: cols, cols: heads * P};
+    };
+    /**
+     * Qwen3: q and k normed per head (RMSNorm over each head's D dimensions) before the rotary, which
+     * GroupQueryAttention applies: the packed projection split, and the three handed to it apart. Only for heads
+     * of 16k dimensions (Qwen3's are 128), where no padding enters the norm's mean.
+     */
+    const normedHeads = (qkv: string, a: string) => {
+      const [query, key, value] = g.opN("Split", [qkv, g.ints([H * D, KV * D, KV * D])], 3, {axis: -1});
+      const perHead = (x: string, heads: number, norm: string) =>
+        g.op("Reshape", [
+          fusedRmsNorm(g, g.op("Reshape", [x, g.ints([1, -1, heads, D])]), w(norm), config.normEps),
+          g.ints([1, -1, heads * D])
+        ]);
+      return {query: perHead(query, H, `${a}.q_norm.weight`), key: perHead(key, KV, `${a}.k_norm.weight`), value};
     };
     const embed = w("model.embed_tokens.weight");
     const stream = residualStream(g, g.op("Gather", [embed, ids], {axis: 0}), config.normEps);
@@ -344,7 +359,12 @@ export function llamaShaped(config: LlamaConfig): Architecture {
         qkv = g.op("Add", [qkv, g.weight(`${a}.qkv_proj.bias`, bias, [bias.length])]);
       }
       const lengths = {seqlensK, totalLength};
-      const context = groupQueryAttention(g, qkv, i, lengths, {heads: H, kvHeads: KV, headDim: D, rotary});
+      const context = groupQueryAttention(g, qkNorm ? normedHeads(qkv, a) : qkv, i, lengths, {
+        heads: H,
+        kvHeads: KV,
+        headDim: D,
+        rotary
+      });
       const oWeight = padHeadRows(transpose(weight(`${a}.o_proj.weight`), d, H * D), H, D, d);
       const o = g.weight(`${a}.o_proj.weight`, oWeight, [H * P, d]);
       stream.add(linear(g, context, o, oBias ? w(`${a}.o_proj.bias`) : undefined));
@@ -428,7 +448,9 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
-    buildDecodeGraph: qkNorm || config.slidingWindows.some((w) => w !== null) ? undefined : buildDecodeGraph,
+    // Qwen3's per-head norms need heads that are not padded; sliding windows have no lean graph yet.
+    buildDecodeGraph:
+      (qkNorm && D % 16 !== 0) || config.slidingWindows.some((w) => w !== null) ? undefined : buildDecodeGraph,
     aliasOf,
     checkpointNames: (name) => [name],
     isBuffer: (name) => name.endsWith("rotary_emb.inv_freq")

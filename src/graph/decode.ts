@@ -97,6 +97,11 @@ export function residualStream(g: GraphBuilder, h: string, eps: number) {
     add(x: string, bias?: string): void {
       pending = {x, bias};
     },
+    /** The stream itself, with nothing waiting (GPT-NeoX's parallel MLP norms it beside the attention's norm). */
+    get current(): string {
+      if (pending !== undefined) throw new Error("residualStream: a sublayer's output is still waiting to be added");
+      return h;
+    },
     /** The stream's norm (RMSNorm; LayerNorm given `beta`), after adding what waits. */
     norm(weight: string, beta?: string): string {
       if (pending === undefined)
@@ -113,18 +118,29 @@ export function residualStream(g: GraphBuilder, h: string, eps: number) {
  * GroupQueryAttention's WebGPU kernels take heads of a multiple of 16 dimensions. A smaller head (stories260K's 8)
  * is padded with zero dimensions, which change nothing: zeros add nothing to q·k, the scale stays 1/√D (an
  * attribute), and the padded columns of the context meet zero rows of o_proj. The rotary pairs dimension j with
- * j + D/2; padded, the pair is j and j + P/2, so the second half of each head moves up: `slot(j)` says where
+ * j + R/2 (R = `rotary` of the D dimensions, all of them but in GPT-NeoX); padded, the pair is j and j + P/2, so
+ * the second half of the rotated dimensions moves up, and the dimensions that do not rotate take the slots left,
+ * where the rotary tables say cos 1, sin 0. q and k are permuted alike, so q·k is unchanged: `slot(j)` says where
  * dimension j of a head goes.
  */
-export function paddedHead(D: number): {P: number; slot: (j: number) => number} {
+export function paddedHead(D: number, rotary = D): {P: number; slot: (j: number) => number} {
   const P = Math.ceil(D / 16) * 16;
-  return {P, slot: (j) => (j < D / 2 ? j : j - D / 2 + P / 2)};
+  const [r, half] = [rotary / 2, P / 2];
+  return {
+    P,
+    slot: (j) => {
+      if (j < r) return j;
+      if (j < 2 * r) return j - r + half;
+      const pass = j - 2 * r; // a dimension that does not rotate: the free slots of the first half, then the second's
+      return pass < half - r ? r + pass : half + r + (pass - (half - r));
+    }
+  };
 }
 
 /** `[rows, heads·D]` → `[rows, heads·P]`: each head's columns in their padded slots, zeros elsewhere. */
-export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: number): Float32Array {
-  const {P, slot} = paddedHead(D);
-  if (P === D) return m;
+export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: number, rotary = D): Float32Array {
+  const {P, slot} = paddedHead(D, rotary);
+  if (P === D && rotary === D) return m;
   const out = new Float32Array(rows * heads * P);
   for (let r = 0; r < rows; r++)
     for (let h = 0; h < heads; h++)
@@ -133,9 +149,9 @@ export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: 
 }
 
 /** `[heads·D, cols]` → `[heads·P, cols]`: the rows that meet the padded context (o_proj's weight, transposed). */
-export function padHeadRows(m: Float32Array, heads: number, D: number, cols: number): Float32Array {
-  const {P, slot} = paddedHead(D);
-  if (P === D) return m;
+export function padHeadRows(m: Float32Array, heads: number, D: number, cols: number, rotary = D): Float32Array {
+  const {P, slot} = paddedHead(D, rotary);
+  if (P === D && rotary === D) return m;
   const out = new Float32Array(heads * P * cols);
   for (let h = 0; h < heads; h++)
     for (let j = 0; j < D; j++)
@@ -144,19 +160,26 @@ export function padHeadRows(m: Float32Array, heads: number, D: number, cols: num
 }
 
 /**
- * cos and sin of `t·θ_j` for every position t < `positions` and j < headDim/2, `[positions, P/2]` (P the padded
- * head): GroupQueryAttention's rotary tables. Computed in float64 and rounded once, as the references compute
- * them. The padding's entries are cos 1, sin 0 (they rotate zeros).
+ * cos and sin of `t·θ_j` for every position t < `positions` and j < rotary/2, `[positions, P/2]` (P the padded
+ * head, `rotary` the dimensions that rotate): GroupQueryAttention's rotary tables. Computed in float64 and
+ * rounded once, as the references compute them. Every other entry is cos 1, sin 0: padding, and GPT-NeoX's
+ * dimensions that pass through.
  */
 export function rotaryTables(
   g: GraphBuilder,
-  {positions, headDim, base, name = "rotary_emb"}: {positions: number; headDim: number; base: number; name?: string}
+  {
+    positions,
+    headDim,
+    rotary = headDim,
+    base,
+    name = "rotary_emb"
+  }: {positions: number; headDim: number; rotary?: number; base: number; name?: string}
 ): {cos: string; sin: string} {
-  const half = paddedHead(headDim).P / 2;
+  const half = paddedHead(headDim, rotary).P / 2;
   const cos = new Float32Array(positions * half).fill(1);
   const sin = new Float32Array(positions * half);
-  // θ_j = base^(-2j/D), kept as its inverse so that each angle is the one division t / base^(2j/D).
-  const wavelengths = Array.from({length: headDim / 2}, (_, j) => Math.pow(base, (2 * j) / headDim));
+  // θ_j = base^(-2j/R), kept as its inverse so that each angle is the one division t / base^(2j/R).
+  const wavelengths = Array.from({length: rotary / 2}, (_, j) => Math.pow(base, (2 * j) / rotary));
   for (let t = 0; t < positions; t++) {
     wavelengths.forEach((wavelength, j) => {
       cos[t * half + j] = Math.cos(t / wavelength);
@@ -172,12 +195,12 @@ export function rotaryTables(
 /**
  * Attention with the key/value cache in one contrib op: `qkv` is `[1, T, (H + 2·KV)·P]` (queries, keys, values
  * side by side, as one MatMul makes them; heads padded to P: `paddedHead`), rotated inside when `rotary` is
- * given. The cache inputs and outputs of layer `i` are the graph's. Returns the per-token context `[1, T, H·P]`,
- * ready for o_proj (its rows padded likewise).
+ * given; or the three apart (Qwen3 norms q and k per head first). The cache inputs and outputs of layer `i` are
+ * the graph's. Returns the per-token context `[1, T, H·P]`, ready for o_proj (its rows padded likewise).
  */
 export function groupQueryAttention(
   g: GraphBuilder,
-  qkv: string,
+  qkv: string | {query: string; key: string; value: string},
   layer: number,
   lengths: {seqlensK: string; totalLength: string},
   {
@@ -189,7 +212,8 @@ export function groupQueryAttention(
   }: {heads: number; kvHeads: number; headDim: number; scale?: number; rotary?: {cos: string; sin: string}}
 ): string {
   const names = cacheNames(layer);
-  const inputs = [qkv, "", "", names.pastKey, names.pastValue, lengths.seqlensK, lengths.totalLength];
+  const qkvInputs = typeof qkv === "string" ? [qkv, "", ""] : [qkv.query, qkv.key, qkv.value];
+  const inputs = [...qkvInputs, names.pastKey, names.pastValue, lengths.seqlensK, lengths.totalLength];
   if (rotary) inputs.push(rotary.cos, rotary.sin);
   const [context] = g.opN(
     "com.microsoft.GroupQueryAttention",
