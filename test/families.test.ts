@@ -3,24 +3,13 @@
  * family's config turns (Qwen's sliding window, GPT-NeoX's sequential residual, Mistral as a Llama), random
  * weights as transformers initializes them, and configs refused by the field that differs.
  */
-import {copyFileSync, mkdtempSync, readFileSync, writeFileSync} from "node:fs";
-import os from "node:os";
+import {readFileSync} from "node:fs";
 import path from "node:path";
 import {describe, expect, it} from "vitest";
 import {loadModel} from "../src/node.js";
 import {parseHeader} from "../src/hub/safetensors.js";
 import {defaultModule, pickableModules} from "../src/analysis/anatomy.js";
-import {FIXTURES, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
-
-/** A copy of a fixture (weights and tokenizer) with its config.json changed. */
-function variant(name: string, change: (config: Record<string, unknown>) => Record<string, unknown>): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), `lmw-${name}-`));
-  for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
-    copyFileSync(path.join(fixtureDir(name), f), path.join(dir, f));
-  const config = JSON.parse(readFileSync(path.join(fixtureDir(name), "config.json"), "utf8"));
-  writeFileSync(path.join(dir, "config.json"), JSON.stringify(change(config)));
-  return dir;
-}
+import {FIXTURES, fixtureDir, readReference, relativeError, variant} from "./helpers/fixtures.js";
 
 describe.each(FIXTURES)("%s: the roles", (name) => {
   it("name hook points of the shapes the lecture pages read", async () => {

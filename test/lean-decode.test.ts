@@ -7,13 +7,13 @@
 // First: points Dawn at a Vulkan driver before anything starts it.
 import {available} from "./helpers/swiftshader.js";
 import {describe, expect, it} from "vitest";
-import {readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
+import {readReference, relativeError, RELATIVE, variant} from "./helpers/fixtures.js";
 import {countGPUWork, type GPUCounts} from "../src/runtime/gpu-counts.js";
 
 const {loadModel} = await import("../src/node.js");
 
 describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader)", () => {
-  it.each(["stories260K", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-gpt2"])(
+  it.each(["stories260K", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-gpt2", "mini-pythia"])(
     "%s: the reference's greedy continuation, on the lean graph",
     async (name) => {
       const ref = readReference(name);
@@ -33,6 +33,26 @@ describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader
     },
     180_000
   );
+
+  it("GPT-NeoX with use_parallel_residual false (no reference of its own): the lean graph's logits and tokens are the traced graph's", async () => {
+    const dir = variant("mini-pythia", (c) => ({...c, use_parallel_residual: false}));
+    const lean = await loadModel(dir, {runtime: "webgpu-native"});
+    const traced = await loadModel(dir, {runtime: "webgpu-native", leanDecode: false});
+    try {
+      const prompt = readReference("mini-pythia").json.prompts[3].text;
+      const {ids} = await lean.prepareInput(prompt);
+      const V = lean.config.vocabSize;
+      const decoder = (await lean.leanDecoder())!;
+      const logits = await decoder.exclusive(ids.length, async () => (await decoder.step(ids, {logits: true})).logits!);
+      const expected = (await traced.forward(ids, ["lm_head.output"])).get("lm_head.output")!.data;
+      expect(relativeError(logits, expected.subarray(expected.length - V))).toBeLessThan(RELATIVE);
+      const options = {maxNewTokens: 10, stopAtEos: false};
+      expect((await lean.generate(prompt, options)).new_ids).toEqual((await traced.generate(prompt, options)).new_ids);
+    } finally {
+      await lean.dispose();
+      await traced.dispose();
+    }
+  }, 120_000);
 
   it("stories260K: the lean step's logits are the traced graph's, whether the prompt comes whole or in parts", async () => {
     const model = await loadModel("stories260K", {runtime: "webgpu-native"});

@@ -23,6 +23,18 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
+  concatColumns,
+  decodeInputs,
+  groupQueryAttention,
+  lastPosition,
+  nextToken,
+  padHeadColumns,
+  padHeadRows,
+  paddedHead,
+  residualStream,
+  rotaryTables
+} from "../graph/decode.js";
+import {
   appendCache,
   attention,
   bindWeights,
@@ -32,7 +44,8 @@ import {
   mergeHeads,
   rotaryEmbedding,
   splitHeads,
-  tiedHead
+  tiedHead,
+  transpose
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
@@ -185,6 +198,8 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
     return hooks;
   }
 
+  const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
+
   /** attention's output is dense's, mlp's is dense_4h_to_h's, embed_out's the logits: one tensor, two names. */
   const blockAlias = blockOutputAliases({attention: "dense", mlp: "dense_4h_to_h"});
   const aliasOf = (path: string) => (path === UNEMBED_OUTPUT ? LOGITS : blockAlias(path));
@@ -192,7 +207,6 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
-    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     const project = (x: string, name: string) =>
       linear(g, x, wT(`${name}.weight`), shapeOf.has(`${name}.bias`) ? w(`${name}.bias`) : undefined);
@@ -262,6 +276,78 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
     return g.build(config.architecture);
   }
 
+  /**
+   * The lean decode graph (graph/decode.ts): LayerNorms with the residual adds and the output biases in one
+   * SkipLayerNormalization each, query_key_value's per-head q|k|v regrouped into q, k and v blocks for
+   * GroupQueryAttention, whose rotary turns only the first rotaryDim dimensions of each head (the others sit where
+   * its tables say cos 1, sin 0: `paddedHead`), exact GELU in one kernel, the next token chosen on the GPU. With the
+   * parallel residual the MLP's norm reads the layer's input beside the attention's, and both outputs join the
+   * stream in one Add.
+   */
+  function buildDecodeGraph(weight: (name: string) => Float32Array) {
+    const g = new GraphBuilder();
+    const {w, wT} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
+    const R = config.rotaryDim;
+    const {P} = paddedHead(D, R);
+    const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: H, headDim: D});
+    const rotary = rotaryTables(g, {positions: config.maxPositions, headDim: D, rotary: R, base: config.ropeTheta});
+    /** `[rows, 3d]` laid out per head (each head's q, k, v) → q, k, v blocks side by side, heads in padded slots. */
+    const qkvColumns = (m: Float32Array, rows: number) =>
+      concatColumns(
+        [0, 1, 2].map((part) => {
+          const block = new Float32Array(rows * d);
+          for (let row = 0; row < rows; row++)
+            for (let h = 0; h < H; h++) {
+              const from = row * 3 * d + (h * 3 + part) * D;
+              block.set(m.subarray(from, from + D), row * d + h * D);
+            }
+          return {data: padHeadColumns(block, rows, H, D, R), rows, cols: H * P};
+        })
+      );
+    const embed = w("gpt_neox.embed_in.weight");
+    const stream = residualStream(g, g.op("Gather", [embed, ids], {axis: 0}), config.normEps);
+    const norm = (ln: string) => stream.norm(w(`${ln}.weight`), w(`${ln}.bias`));
+    for (let i = 0; i < L; i++) {
+      const l = layer(i);
+      const x = norm(`${l}.input_layernorm`);
+      const input = stream.current;
+      const qkvName = `${l}.attention.query_key_value`;
+      const qkvWeight = qkvColumns(transpose(weight(`${qkvName}.weight`), 3 * d, d), d);
+      let qkv = g.op("MatMul", [x, g.weight(`${qkvName}.weight`, qkvWeight, [d, 3 * H * P])]);
+      if (bias)
+        qkv = g.op("Add", [qkv, g.weight(`${qkvName}.bias`, qkvColumns(weight(`${qkvName}.bias`), 1), [3 * H * P])]);
+      const context = groupQueryAttention(
+        g,
+        qkv,
+        i,
+        {seqlensK, totalLength},
+        {heads: H, kvHeads: H, headDim: D, rotary}
+      );
+      const dense = padHeadRows(transpose(weight(`${l}.attention.dense.weight`), d, d), H, D, d, R);
+      const attnOut = g.op("MatMul", [context, g.weight(`${l}.attention.dense.weight`, dense, [H * P, d])]);
+      const mlp = (y: string) => {
+        const up = g.op("MatMul", [y, wT(`${l}.mlp.dense_h_to_4h.weight`)]);
+        const act = g.op("com.microsoft.BiasGelu", [up, w(`${l}.mlp.dense_h_to_4h.bias`)]);
+        return g.op("MatMul", [act, wT(`${l}.mlp.dense_4h_to_h.weight`)]);
+      };
+      if (config.parallelResidual) {
+        const outBias = weight(`${l}.mlp.dense_4h_to_h.bias`);
+        const post = `${l}.post_attention_layernorm`;
+        const y = layerNorm(g, input, w(`${post}.weight`), w(`${post}.bias`), config.normEps);
+        // Both biases go in with the residual, as one.
+        const denseBias = bias ? weight(`${l}.attention.dense.bias`) : undefined;
+        const joint = denseBias ? outBias.map((b, k) => b + denseBias[k]) : outBias;
+        stream.add(g.op("Add", [attnOut, mlp(y)]), g.weight(`${l}.output.bias`, joint, [d]));
+      } else {
+        stream.add(attnOut, bias ? w(`${l}.attention.dense.bias`) : undefined);
+        stream.add(mlp(norm(`${l}.post_attention_layernorm`)), w(`${l}.mlp.dense_4h_to_h.bias`));
+      }
+    }
+    const final = lastPosition(g, norm("gpt_neox.final_layer_norm"));
+    nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? embed : w("embed_out.weight"), d, V));
+    return g.build(`${config.architecture} (decode)`);
+  }
+
   /** transformers 4.57's print (5.x calls the unembedding lm_head; the checkpoint and 4.57 say embed_out). */
   function moduleTree(): string {
     const dropout = dropoutModule(config.raw.hidden_dropout ?? 0);
@@ -326,6 +412,7 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
+    buildDecodeGraph,
     aliasOf,
     checkpointNames: (name) => [name],
     isBuffer: (name) =>

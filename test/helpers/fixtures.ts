@@ -1,5 +1,6 @@
 /** Reading the parity fixtures in test/fixtures (see its README.md): reference.json and the reference tensors. */
-import {readFileSync} from "node:fs";
+import {copyFileSync, mkdtempSync, readFileSync, writeFileSync} from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import {expect} from "vitest";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
@@ -21,6 +22,16 @@ export const FIXTURES = [
   "mini-gemma3"
 ] as const;
 export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
+
+/** A copy of a fixture (weights and tokenizer) with its config.json changed. */
+export function variant(name: string, change: (config: Record<string, unknown>) => Record<string, unknown>): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `lmw-${name}-`));
+  for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(path.join(fixtureDir(name), f), path.join(dir, f));
+  const config = JSON.parse(readFileSync(path.join(fixtureDir(name), "config.json"), "utf8"));
+  writeFileSync(path.join(dir, "config.json"), JSON.stringify(change(config)));
+  return dir;
+}
 
 export interface ReferencePrompt {
   index: number;
