@@ -24,6 +24,16 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
+  concatColumns,
+  decodeInputs,
+  fusedRmsNorm,
+  groupQueryAttention,
+  lastPosition,
+  nextToken,
+  residualStream,
+  rotaryTables
+} from "../graph/decode.js";
+import {
   appendCache,
   attention,
   bindWeights,
@@ -35,7 +45,8 @@ import {
   slidingWindowMask,
   softcap,
   splitHeads,
-  tiedHead
+  tiedHead,
+  transpose
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
@@ -188,13 +199,14 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     return hooks;
   }
 
+  const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
+
   /** self_attn's output is o_proj's, mlp's is down_proj's: one tensor, fetched once, under both names. */
   const aliasOf = blockOutputAliases({self_attn: "o_proj", mlp: "down_proj"});
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
     const g = new GraphBuilder();
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
-    const shapeOf = new Map(parameters().map((p) => [p.name, p.shape]));
     const {w, wT, wMap} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
     const project = (x: string, name: string) => linear(g, x, wT(`${name}.weight`));
     /** Gemma's RMSNorm: `x / rms(x) · (1 + w)`, the `1 + w` made once, at load. */
@@ -358,6 +370,74 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     });
   }
 
+  /**
+   * The lean decode graph (graph/decode.ts): the residual adds in the pre-norms (SkipSimplifiedLayerNormalization),
+   * the post-norms on the sublayers' outputs in one kernel each, q, k and v in one MatMul split for the per-head
+   * q/k norms, GroupQueryAttention with each layer's rotary base and, on sliding layers, its window
+   * (`local_window_size`: on onnxruntime's WebGPU provider, the keys a token sees, itself among them — the
+   * sliding_window itself; test/lean-decode.test.ts holds the logits to the traced graph's), the GeGLU's tanh GELU as
+   * FastGelu, the next token chosen on the GPU. Every norm's `1 + w` is made once, at load. Only for heads of
+   * 16k dimensions (Gemma 3's are 256), which GroupQueryAttention takes unpadded and the per-head norms need.
+   */
+  function buildDecodeGraph(weight: (name: string) => Float32Array) {
+    const g = new GraphBuilder();
+    const {w, wT, wMap} = bindWeights(g, weight, (name) => shapeOf.get(name)!);
+    const onePlus = (name: string) => wMap(`${name}.weight`, (v) => v.map((x) => 1 + x));
+    const eps = config.normEps;
+    const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D});
+    const positions = config.maxPositions;
+    const rotaryGlobal = rotaryTables(g, {positions, headDim: D, base: config.ropeTheta, name: "rotary_emb"});
+    const rotaryLocal = rotaryTables(g, {positions, headDim: D, base: config.ropeLocalTheta, name: "rotary_emb_local"});
+    const embed = w("model.embed_tokens.weight");
+    const embedScale = g.scalar(Math.fround(Math.sqrt(d)));
+    const stream = residualStream(g, g.op("Mul", [g.op("Gather", [embed, ids], {axis: 0}), embedScale]), eps);
+    const perHead = (x: string, heads: number, norm: string) =>
+      g.op("Reshape", [
+        fusedRmsNorm(g, g.op("Reshape", [x, g.ints([1, -1, heads, D])]), onePlus(norm), eps),
+        g.ints([1, -1, heads * D])
+      ]);
+    const columns = (name: string) => {
+      const [rows, cols] = shapeOf.get(name)!;
+      return {data: transpose(weight(name), rows, cols), rows: cols, cols: rows};
+    };
+    for (let i = 0; i < L; i++) {
+      const l = layer(i);
+      const a = `${l}.self_attn`;
+      const window = config.slidingWindows[i];
+      const x = stream.norm(onePlus(`${l}.input_layernorm`));
+      const qkvWeight = concatColumns([`${a}.q_proj`, `${a}.k_proj`, `${a}.v_proj`].map((p) => columns(`${p}.weight`)));
+      const qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * D])]);
+      const [q, k, value] = g.opN("Split", [qkv, g.ints([H * D, KV * D, KV * D])], 3, {axis: -1});
+      const heads = {query: perHead(q, H, `${a}.q_norm`), key: perHead(k, KV, `${a}.k_norm`), value};
+      const context = groupQueryAttention(
+        g,
+        heads,
+        i,
+        {seqlensK, totalLength},
+        {
+          heads: H,
+          kvHeads: KV,
+          headDim: D,
+          scale: 1 / Math.sqrt(config.queryPreAttnScalar),
+          rotary: window === null ? rotaryGlobal : rotaryLocal,
+          localWindow: window === null ? undefined : window
+        }
+      );
+      const attnOut = g.op("MatMul", [context, wT(`${a}.o_proj.weight`)]);
+      stream.add(fusedRmsNorm(g, attnOut, onePlus(`${l}.post_attention_layernorm`), eps));
+      const y = stream.norm(onePlus(`${l}.pre_feedforward_layernorm`));
+      const gate = g.op("com.microsoft.FastGelu", [g.op("MatMul", [y, wT(`${l}.mlp.gate_proj.weight`)])]);
+      const up = g.op("MatMul", [y, wT(`${l}.mlp.up_proj.weight`)]);
+      const down = g.op("MatMul", [g.op("Mul", [gate, up]), wT(`${l}.mlp.down_proj.weight`)]);
+      stream.add(fusedRmsNorm(g, down, onePlus(`${l}.post_feedforward_layernorm`), eps));
+    }
+    const final = lastPosition(g, stream.norm(onePlus("model.norm")));
+    const logits = tiedHead(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d, V);
+    const cap = config.finalLogitSoftcapping;
+    nextToken(g, cap === null ? logits : softcap(g, logits, cap));
+    return g.build(`${config.architecture} (decode)`);
+  }
+
   return {
     config,
     roles: llamaRoles,
@@ -365,6 +445,7 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
+    buildDecodeGraph: D % 16 === 0 ? buildDecodeGraph : undefined,
     aliasOf,
     checkpointNames: (name) => [name],
     isBuffer: (name) => name.endsWith("rotary_emb.inv_freq") || name.endsWith("embed_tokens.embed_scale")

@@ -208,8 +208,17 @@ export function groupQueryAttention(
     kvHeads,
     headDim,
     scale = 1 / Math.sqrt(headDim),
-    rotary
-  }: {heads: number; kvHeads: number; headDim: number; scale?: number; rotary?: {cos: string; sin: string}}
+    rotary,
+    localWindow
+  }: {
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    scale?: number;
+    rotary?: {cos: string; sin: string};
+    /** A sliding window: how many keys a token sees, its own among them (as the WebGPU provider counts). */
+    localWindow?: number;
+  }
 ): string {
   const names = cacheNames(layer);
   const qkvInputs = typeof qkv === "string" ? [qkv, "", ""] : [qkv.query, qkv.key, qkv.value];
@@ -219,7 +228,13 @@ export function groupQueryAttention(
     "com.microsoft.GroupQueryAttention",
     inputs,
     3,
-    {num_heads: heads, kv_num_heads: kvHeads, scale, do_rotary: rotary ? 1 : 0},
+    {
+      num_heads: heads,
+      kv_num_heads: kvHeads,
+      scale,
+      do_rotary: rotary ? 1 : 0,
+      ...(localWindow === undefined ? {} : {local_window_size: localWindow})
+    },
     [g.name("GroupQueryAttention"), names.presentKey, names.presentValue]
   );
   g.output(names.presentKey, names.presentKey);
