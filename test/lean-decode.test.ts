@@ -34,25 +34,40 @@ describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader
     180_000
   );
 
-  it("GPT-NeoX with use_parallel_residual false (no reference of its own): the lean graph's logits and tokens are the traced graph's", async () => {
-    const dir = variant("mini-pythia", (c) => ({...c, use_parallel_residual: false}));
-    const lean = await loadModel(dir, {runtime: "webgpu-native"});
-    const traced = await loadModel(dir, {runtime: "webgpu-native", leanDecode: false});
-    try {
-      const prompt = readReference("mini-pythia").json.prompts[3].text;
-      const {ids} = await lean.prepareInput(prompt);
-      const V = lean.config.vocabSize;
-      const decoder = (await lean.leanDecoder())!;
-      const logits = await decoder.exclusive(ids.length, async () => (await decoder.step(ids, {logits: true})).logits!);
-      const expected = (await traced.forward(ids, ["lm_head.output"])).get("lm_head.output")!.data;
-      expect(relativeError(logits, expected.subarray(expected.length - V))).toBeLessThan(RELATIVE);
-      const options = {maxNewTokens: 10, stopAtEos: false};
-      expect((await lean.generate(prompt, options)).new_ids).toEqual((await traced.generate(prompt, options)).new_ids);
-    } finally {
-      await lean.dispose();
-      await traced.dispose();
-    }
-  }, 120_000);
+  it.each([
+    ["GPT-NeoX with use_parallel_residual false", "mini-pythia", {use_parallel_residual: false}],
+    ["Qwen2 with its sliding window (4 tokens, from layer 1 on)", "mini-qwen2", {use_sliding_window: true}]
+  ] as const)(
+    "%s (no reference of its own): the lean graph's logits and tokens are the traced graph's",
+    async (_, name, change) => {
+      const dir = variant(name, (c) => ({...c, ...change}));
+      const lean = await loadModel(dir, {runtime: "webgpu-native"});
+      const traced = await loadModel(dir, {runtime: "webgpu-native", leanDecode: false});
+      try {
+        // The longest prompt: longer than the window.
+        const prompt = readReference(name)
+          .json.prompts.map((p) => p.text)
+          .sort((a, b) => b.length - a.length)[0];
+        const {ids} = await lean.prepareInput(prompt);
+        const V = lean.config.vocabSize;
+        const decoder = (await lean.leanDecoder())!;
+        const logits = await decoder.exclusive(
+          ids.length,
+          async () => (await decoder.step(ids, {logits: true})).logits!
+        );
+        const expected = (await traced.forward(ids, ["lm_head.output"])).get("lm_head.output")!.data;
+        expect(relativeError(logits, expected.subarray(expected.length - V))).toBeLessThan(RELATIVE);
+        const options = {maxNewTokens: 10, stopAtEos: false};
+        expect((await lean.generate(prompt, options)).new_ids).toEqual(
+          (await traced.generate(prompt, options)).new_ids
+        );
+      } finally {
+        await lean.dispose();
+        await traced.dispose();
+      }
+    },
+    120_000
+  );
 
   it.each(["stories260K", "mini-qwen3", "mini-pythia", "mini-gemma3"])(
     "%s: the lean step's logits are the traced graph's, whether the prompt comes whole or in parts",

@@ -310,7 +310,8 @@ export function llamaShaped(config: LlamaConfig): Architecture {
   /**
    * The lean decode graph (graph/decode.ts): fused norms, q/k/v in one MatMul, GroupQueryAttention with the
    * rotary and the cache's append inside, SiLU as QuickGelu(α = 1), the next token chosen on the GPU.
-   * Qwen3's per-head q/k norms sit between the projections and the rotary: `normedHeads`. Not for sliding windows.
+   * Qwen3's per-head q/k norms sit between the projections and the rotary: `normedHeads`. Sliding windows are
+   * GroupQueryAttention's `local_window_size`.
    */
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
     const g = new GraphBuilder();
@@ -359,11 +360,14 @@ export function llamaShaped(config: LlamaConfig): Architecture {
         qkv = g.op("Add", [qkv, g.weight(`${a}.qkv_proj.bias`, bias, [bias.length])]);
       }
       const lengths = {seqlensK, totalLength};
+      const window = config.slidingWindows[i];
       const context = groupQueryAttention(g, qkNorm ? normedHeads(qkv, a) : qkv, i, lengths, {
         heads: H,
         kvHeads: KV,
         headDim: D,
-        rotary
+        rotary,
+        // Mistral's and Qwen2's windows count the token itself, as the WebGPU provider counts local_window_size.
+        localWindow: window ?? undefined
       });
       const oWeight = padHeadRows(transpose(weight(`${a}.o_proj.weight`), d, H * D), H, D, d);
       const o = g.weight(`${a}.o_proj.weight`, oWeight, [H * P, d]);
@@ -448,9 +452,8 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     hookPoints,
     moduleTree,
     buildGraph,
-    // Qwen3's per-head norms need heads that are not padded; sliding windows have no lean graph yet.
-    buildDecodeGraph:
-      (qkNorm && D % 16 !== 0) || config.slidingWindows.some((w) => w !== null) ? undefined : buildDecodeGraph,
+    // Qwen3's per-head norms need heads that are not padded.
+    buildDecodeGraph: qkNorm && D % 16 !== 0 ? undefined : buildDecodeGraph,
     aliasOf,
     checkpointNames: (name) => [name],
     isBuffer: (name) => name.endsWith("rotary_emb.inv_freq")
