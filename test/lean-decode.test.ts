@@ -1,8 +1,11 @@
 /**
  * The lean decode graph (src/graph/decode.ts, src/runtime/decode.ts) on onnxruntime-web's native WebGPU provider,
- * on Dawn over SwiftShader: the greedy continuations of the references, token for token, for every family that
- * has one (Llama with padded 8-dimension heads, Qwen2 with q/k/v biases, GPT-2 with learned positions); the last
- * position's logits against the traced graph's; sampling the same tokens as the traced path from the same seed.
+ * on Dawn over SwiftShader: the greedy continuations of the references, token for token, for every family (Llama
+ * with padded 8-dimension heads, Qwen2 with q/k/v biases, Qwen3 with per-head q/k norms, GPT-2 with learned
+ * positions, GPT-NeoX with its partial rotary and parallel residual, Gemma 3 with its sliding window); the last
+ * position's logits against the traced graph's, and for the switches no reference covers (GPT-NeoX's sequential
+ * residual, Qwen2's window); sampling the same tokens as the traced path from the same seed, from candidates the
+ * GPU picks.
  */
 // First: points Dawn at a Vulkan driver before anything starts it.
 import {available} from "./helpers/swiftshader.js";
