@@ -179,6 +179,21 @@ if (args.gpu && ![...floors.keys()].some(isWebGPU)) {
   process.exit(2);
 }
 
+// On a GPU: what "auto" would choose here — the pages' timed probe (src/runtime/probe.ts), WebGPU against WASM.
+let probe: {webgpu: number; wasm: number} | undefined;
+if (args.gpu) {
+  try {
+    const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
+    const {timeBackends} = await import("../src/runtime/probe.js");
+    probe = await timeBackends((await nodeWebGPU()).ort as never);
+    console.log(
+      `"auto"'s timed probe: WebGPU ${probe.webgpu.toFixed(1)} ms, WASM ${probe.wasm.toFixed(1)} ms: it would take ${probe.wasm < probe.webgpu ? "WASM" : "WebGPU"}`
+    );
+  } catch (e) {
+    console.error(`"auto"'s timed probe failed: ${String(e)}`);
+  }
+}
+
 const results: ModelResult[] = [];
 for (const job of jobs) {
   process.stdout.write(`  ${job.model} on ${RUNTIME_NAMES[job.runtime]} … `);
@@ -221,6 +236,20 @@ if (withBrowser) {
 }
 
 const rows: Row[] = [];
+if (probe)
+  for (const [runtime, ms] of [
+    ["webgpu", probe.webgpu],
+    ["wasm", probe.wasm]
+  ] as const)
+    rows.push({
+      model: "(machine)",
+      runtime: `onnxruntime-web (${runtime}, the "auto" probe)`,
+      metric: "backend_probe_ms",
+      tokens: null,
+      value: ms,
+      unit: "ms",
+      floor_ratio: null
+    });
 for (const [runtime, f] of allFloors) {
   const r = RUNTIME_NAMES[runtime as AnyFloor["runtime"]];
   rows.push({
