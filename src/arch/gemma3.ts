@@ -30,6 +30,7 @@ import {
   groupQueryAttention,
   lastPosition,
   nextToken,
+  normedHeads,
   residualStream,
   rotaryTables
 } from "../graph/decode.js";
@@ -391,11 +392,6 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     const embed = w("model.embed_tokens.weight");
     const embedScale = g.scalar(Math.fround(Math.sqrt(d)));
     const stream = residualStream(g, g.op("Mul", [g.op("Gather", [embed, ids], {axis: 0}), embedScale]), eps);
-    const perHead = (x: string, heads: number, norm: string) =>
-      g.op("Reshape", [
-        fusedRmsNorm(g, g.op("Reshape", [x, g.ints([1, -1, heads, D])]), onePlus(norm), eps),
-        g.ints([1, -1, heads * D])
-      ]);
     const columns = (name: string) => {
       const [rows, cols] = shapeOf.get(name)!;
       return {data: transpose(weight(name), rows, cols), rows: cols, cols: rows};
@@ -407,8 +403,8 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
       const x = stream.norm(onePlus(`${l}.input_layernorm`));
       const qkvWeight = concatColumns([`${a}.q_proj`, `${a}.k_proj`, `${a}.v_proj`].map((p) => columns(`${p}.weight`)));
       const qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * D])]);
-      const [q, k, value] = g.opN("Split", [qkv, g.ints([H * D, KV * D, KV * D])], 3, {axis: -1});
-      const heads = {query: perHead(q, H, `${a}.q_norm`), key: perHead(k, KV, `${a}.k_norm`), value};
+      const norms = {query: onePlus(`${a}.q_norm`), key: onePlus(`${a}.k_norm`)};
+      const heads = normedHeads(g, qkv, {heads: H, kvHeads: KV, headDim: D, eps}, norms);
       const context = groupQueryAttention(
         g,
         heads,

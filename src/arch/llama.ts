@@ -23,10 +23,10 @@ import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
   concatColumns,
   decodeInputs,
-  fusedRmsNorm,
   groupQueryAttention,
   lastPosition,
   nextToken,
+  normedHeads,
   padHeadColumns,
   padHeadRows,
   paddedHead,
@@ -310,7 +310,8 @@ export function llamaShaped(config: LlamaConfig): Architecture {
   /**
    * The lean decode graph (graph/decode.ts): fused norms, q/k/v in one MatMul, GroupQueryAttention with the
    * rotary and the cache's append inside, SiLU as QuickGelu(α = 1), the next token chosen on the GPU.
-   * Qwen3's per-head q/k norms sit between the projections and the rotary: `normedHeads`. Sliding windows are
+   * Qwen3's per-head q/k norms sit between the projections and the rotary (`normedHeads`: only for heads of 16k
+   * dimensions, Qwen3's are 128, where no padding enters the norm's mean). Sliding windows are
    * GroupQueryAttention's `local_window_size`.
    */
   function buildDecodeGraph(weight: (name: string) => Float32Array) {
@@ -323,20 +324,6 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const headColumns = (name: string, heads: number) => {
       const [rows, cols] = shapeOf.get(name)!;
       return {data: padHeadColumns(transpose(weight(name), rows, cols), cols, heads, D), rows: cols, cols: heads * P};
-    };
-    /**
-     * Qwen3: q and k normed per head (RMSNorm over each head's D dimensions) before the rotary, which
-     * GroupQueryAttention applies: the packed projection split, and the three handed to it apart. Only for heads
-     * of 16k dimensions (Qwen3's are 128), where no padding enters the norm's mean.
-     */
-    const normedHeads = (qkv: string, a: string) => {
-      const [query, key, value] = g.opN("Split", [qkv, g.ints([H * D, KV * D, KV * D])], 3, {axis: -1});
-      const perHead = (x: string, heads: number, norm: string) =>
-        g.op("Reshape", [
-          fusedRmsNorm(g, g.op("Reshape", [x, g.ints([1, -1, heads, D])]), w(norm), config.normEps),
-          g.ints([1, -1, heads * D])
-        ]);
-      return {query: perHead(query, H, `${a}.q_norm.weight`), key: perHead(key, KV, `${a}.k_norm.weight`), value};
     };
     const embed = w("model.embed_tokens.weight");
     const stream = residualStream(g, g.op("Gather", [embed, ids], {axis: 0}), config.normEps);
@@ -361,7 +348,11 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       }
       const lengths = {seqlensK, totalLength};
       const window = config.slidingWindows[i];
-      const context = groupQueryAttention(g, qkNorm ? normedHeads(qkv, a) : qkv, i, lengths, {
+      // Qwen3: q and k normed per head before the rotary.
+      const shape = {heads: H, kvHeads: KV, headDim: D, eps: config.normEps};
+      const norms = () => ({query: w(`${a}.q_norm.weight`), key: w(`${a}.k_norm.weight`)});
+      const input = qkNorm ? normedHeads(g, qkv, shape, norms()) : qkv;
+      const context = groupQueryAttention(g, input, i, lengths, {
         heads: H,
         kvHeads: KV,
         headDim: D,

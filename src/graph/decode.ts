@@ -61,6 +61,28 @@ export function fusedRmsNorm(g: GraphBuilder, x: string, weight: string, eps: nu
 }
 
 /**
+ * q and k normed per head before the rotary (Qwen3's and Gemma 3's q_norm, k_norm): the packed `[1, T, (H + 2·KV)·D]`
+ * split into q, k and v, q and k put through RMSNorm over each head's D dimensions, the three as
+ * GroupQueryAttention takes them apart. For heads that are not padded (D a multiple of 16): padding would enter
+ * the norm's mean.
+ */
+export function normedHeads(
+  g: GraphBuilder,
+  qkv: string,
+  {heads, kvHeads, headDim: D, eps}: {heads: number; kvHeads: number; headDim: number; eps: number},
+  norms: {query: string; key: string}
+): {query: string; key: string; value: string} {
+  if (D % 16 !== 0) throw new Error(`normedHeads: heads of ${D} dimensions would be padded`);
+  const [query, key, value] = g.opN("Split", [qkv, g.ints([heads * D, kvHeads * D, kvHeads * D])], 3, {axis: -1});
+  const perHead = (x: string, n: number, weight: string) =>
+    g.op("Reshape", [
+      fusedRmsNorm(g, g.op("Reshape", [x, g.ints([1, -1, n, D])]), weight, eps),
+      g.ints([1, -1, n * D])
+    ]);
+  return {query: perHead(query, heads, norms.query), key: perHead(key, kvHeads, norms.key), value};
+}
+
+/**
  * `h + x (+ bias)` and its norm in one kernel: returns the norm and the sum (the residual stream that goes on).
  * RMSNorm (no `beta`: SkipSimplifiedLayerNormalization) or LayerNorm (SkipLayerNormalization, which also adds
  * `bias`, the projection's that made `x`, saving its own kernel).
