@@ -47,8 +47,9 @@ export async function loadModel(id: string, options: LoadOptions = {}): Promise<
   const encodeText = encodeTimeoutMs > 0 ? sourceEncoder(source, encodeTimeoutMs) : undefined;
   return createModel(source, {
     ...(await ortRuntime(runtime)),
-    // The native WebGPU provider generates on the lean decode graph (runtime/decode.ts).
-    leanDecode: runtime === "webgpu-native",
+    // On WebGPU generation runs on the lean decode graph (runtime/decode.ts); the native provider's
+    // GroupQueryAttention writes its cache in place.
+    cacheInPlace: runtime === "webgpu-native",
     memoryBudget: {bytes: totalmem(), where: "this machine"},
     encodeText,
     ...rest

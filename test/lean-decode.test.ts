@@ -15,21 +15,29 @@ import {countGPUWork, type GPUCounts} from "../src/runtime/gpu-counts.js";
 
 const {loadModel} = await import("../src/node.js");
 
-describe.skipIf(!available)("lean decode on WebGPU (native provider, SwiftShader)", () => {
-  it.each(["stories260K", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-gpt2", "mini-pythia", "mini-gemma3"])(
-    "%s: the reference's greedy continuation, on the lean graph",
-    async (name) => {
+describe.skipIf(!available)("lean decode on WebGPU (SwiftShader)", () => {
+  const FAMILIES = ["stories260K", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-gpt2", "mini-pythia", "mini-gemma3"];
+  // The native provider writes the cache in place; the JSEP build (the pages' WebGPU) returns it anew each step, and
+  // runs the lean graph only when asked for (it reuses compiled shaders across models in one process: this order,
+  // Llama-shaped families before the LayerNorm ones, is one it gets right).
+  it.each(
+    FAMILIES.flatMap((name) => (["webgpu-native", "webgpu"] as const).map((runtime) => [name, runtime] as const))
+  )(
+    "%s on %s: the reference's greedy continuation, on the lean graph",
+    async (name, runtime) => {
       const ref = readReference(name);
-      const model = await loadModel(name, {runtime: "webgpu-native"});
+      const model = await loadModel(name, {runtime, leanDecode: true});
       try {
-        expect(await model.leanDecoder()).toBeDefined();
+        // JSEP's GroupQueryAttention does not apply a sliding window: Gemma 3 keeps the traced graph there.
+        const lean = !(runtime === "webgpu" && name === "mini-gemma3");
+        expect((await model.leanDecoder()) !== undefined, String(model.leanError)).toBe(lean);
         const runsBefore = model.runs;
         for (const gen of ref.json.generations) {
           const out = await model.generate(gen.text, {maxNewTokens: gen.new_ids.length, stopAtEos: false});
           expect(out.new_ids).toEqual(gen.new_ids);
         }
-        // Not one run of the traced session: every step went through the lean one.
-        expect(model.runs).toBe(runsBefore);
+        // On the lean graph, not one run of the traced session: every step went through the lean one.
+        if (lean) expect(model.runs).toBe(runsBefore);
       } finally {
         await model.dispose();
       }

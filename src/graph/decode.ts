@@ -294,7 +294,8 @@ export function lastPosition(g: GraphBuilder, x: string): string {
  */
 export function nextToken(g: GraphBuilder, logits: string): void {
   const exposed = g.output(LOGITS, logits);
-  const id = g.op("ArgMax", [g.op("Reshape", [exposed, g.ints([-1])])], {axis: 0, keepdims: 1});
+  // Over a [1, V] view: JSEP's ArgMax emits a shader that does not compile for a 1-d input.
+  const id = g.op("ArgMax", [g.op("Reshape", [exposed, g.ints([1, -1])])], {axis: 1, keepdims: 0});
   g.output(DECODE.nextToken, id, INT64, [1]);
 }
 

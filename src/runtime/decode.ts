@@ -61,7 +61,10 @@ const MIN_CAPACITY = 256;
 export class LeanDecoder {
   /** How many positions the cache holds now. */
   private length = 0;
-  /** Per layer, the keys' and the values' buffers, `[1, kvHeads, capacity, paddedHeadDim]`. */
+  /**
+   * Per layer, the keys and the values: in place, buffers of `[1, kvHeads, capacity, paddedHeadDim]`; else the
+   * last step's present tensors, `[1, kvHeads, length, paddedHeadDim]`.
+   */
   private cache: {key: OrtTensor; value: OrtTensor}[] = [];
   private capacity = 0;
   private queue: Promise<unknown> = Promise.resolve();
@@ -77,6 +80,8 @@ export class LeanDecoder {
     private readonly open: (encoded: EncodedModel) => Promise<InferenceSession>,
     private readonly device: GPUDeviceLike,
     private readonly arch: Architecture,
+    /** Whether GroupQueryAttention writes the cache in place (the native provider) or returns it anew (JSEP). */
+    private readonly inPlace: boolean,
     /** `next_token`'s buffer, bound as the output each step, and the small buffer it is copied to for reading. */
     private readonly next: {tensor: OrtTensor; buffer: GPUBufferLike; staging: GPUBufferLike}
   ) {}
@@ -86,7 +91,8 @@ export class LeanDecoder {
     ort: OrtWeb,
     session: InferenceSession,
     open: (encoded: EncodedModel) => Promise<InferenceSession>,
-    arch: Architecture
+    arch: Architecture,
+    {inPlace}: {inPlace: boolean}
   ): Promise<LeanDecoder> {
     const device = (await ort.env.webgpu.device) as GPUDeviceLike;
     const buffer = device.createBuffer({
@@ -95,7 +101,7 @@ export class LeanDecoder {
     });
     const staging = device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
     const tensor = ort.Tensor.fromGpuBuffer(buffer, {dataType: "int64", dims: [1]});
-    return new LeanDecoder(ort, session, open, device, arch, {tensor, buffer, staging});
+    return new LeanDecoder(ort, session, open, device, arch, inPlace, {tensor, buffer, staging});
   }
 
   /**
@@ -105,7 +111,8 @@ export class LeanDecoder {
    */
   exclusive<T>(positions: number, use: () => Promise<T>): Promise<T> {
     const result = this.queue.then(() => {
-      this.reserve(positions);
+      if (this.inPlace) this.reserve(positions);
+      else this.emptyCache();
       this.length = 0;
       return use().finally(() => this.releaseLogits());
     });
@@ -128,9 +135,18 @@ export class LeanDecoder {
     this.capacity = capacity;
   }
 
+  /** Copy mode: a cache of no positions, the next step's past (host tensors of no bytes). */
+  private emptyCache(): void {
+    this.releaseCache();
+    const {numLayers, numKeyValueHeads: KV, headDim} = this.arch.config;
+    const empty = () => new this.ort.Tensor("float32", new Float32Array(0), [1, KV, 0, paddedHead(headDim).P]);
+    this.cache = Array.from({length: numLayers}, () => ({key: empty(), value: empty()}));
+  }
+
   private releaseCache(): void {
     for (const {key, value} of this.cache)
-      ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
+      if (this.inPlace) ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
+      else (key.dispose(), value.dispose());
     this.cache = [];
     this.capacity = 0;
   }
@@ -155,18 +171,28 @@ export class LeanDecoder {
       const positions = BigInt64Array.from(ids, (_, k) => BigInt(this.length + k));
       feeds[DECODE.positions] = new Tensor("int64", positions, [1, ids.length]);
     }
-    if (total > this.capacity)
+    if (this.inPlace && total > this.capacity)
       throw new Error(`the lean decoder's cache holds ${this.capacity} positions, not ${total}`);
     const fetches: Record<string, OrtTensor | null> = {[DECODE.nextToken]: this.next.tensor};
-    // One buffer as both past and present: GroupQueryAttention writes the new positions in place.
+    // In place: one buffer as both past and present, GroupQueryAttention writes the new positions into it.
+    // Else the presents are new tensors, the next step's past.
     this.cache.forEach(({key, value}, i) => {
       const names = cacheNames(i);
-      feeds[names.pastKey] = fetches[names.presentKey] = key;
-      feeds[names.pastValue] = fetches[names.presentValue] = value;
+      feeds[names.pastKey] = key;
+      feeds[names.pastValue] = value;
+      fetches[names.presentKey] = this.inPlace ? key : null;
+      fetches[names.presentValue] = this.inPlace ? value : null;
     });
     if (logits || candidates) fetches[LOGITS] = null;
     const results = await this.session.run(feeds, fetches as Record<string, OrtTensor>);
     this.length = total;
+    if (!this.inPlace) {
+      this.releaseCache();
+      this.cache = Array.from({length: this.arch.config.numLayers}, (_, i) => ({
+        key: results[cacheNames(i).presentKey],
+        value: results[cacheNames(i).presentValue]
+      }));
+    }
     if (logits) return {next: -1, logits: (await results[LOGITS].getData(true)) as Float32Array};
     if (!candidates) return {next: await this.readNext()};
     const last = (this.lastLogits = results[LOGITS]);

@@ -80,11 +80,14 @@ export interface CreateOptions {
    */
   encodeText?: EncodeText & {dispose?(): Promise<void>};
   /**
-   * Run generation on the lean decode graph (runtime/decode.ts), where the family has one: for onnxruntime-web's
-   * native WebGPU provider (its GroupQueryAttention writes a fixed-capacity cache in place; the JSEP build's
-   * cannot).
+   * Run generation on the lean decode graph (runtime/decode.ts) on WebGPU. `cacheInPlace` is onnxruntime-web's
+   * native WebGPU provider, whose GroupQueryAttention writes a fixed-capacity cache in place: there the lean graph
+   * is the default. The JSEP build's returns the cache anew each step, and it reuses compiled shaders across
+   * models in one process (mini-pythia's lean graph run before stories260K's gives stories260K wrong tokens), so
+   * there it runs only when asked for (`leanDecode: true`), one model to an onnxruntime instance.
    */
   leanDecode?: boolean;
+  cacheInPlace?: boolean;
   /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
   memoryBudget?: MemoryBudget;
 }
@@ -179,7 +182,9 @@ export class Model {
   private queue: Promise<unknown> = Promise.resolve();
   /** Sessions for runs with a structure of their own (edits, lens, packed), by that structure. */
   private readonly variants = new Map<string, Promise<InferenceSession>>();
-  private lean?: Promise<LeanDecoder>;
+  private lean?: Promise<LeanDecoder | undefined>;
+  /** Why the lean decode graph's session could not be made, if it could not. */
+  leanError?: Error;
 
   constructor(
     readonly source: ModelSource,
@@ -403,21 +408,32 @@ export class Model {
 
   /**
    * The lean decode path (runtime/decode.ts) for this model, made on first use and kept: on WebGPU, for a family
-   * with a lean decode graph; undefined elsewhere (generation then runs on the traced graph).
+   * with a lean decode graph; undefined elsewhere, or where its session could not be made (`leanError` says why):
+   * generation then runs on the traced graph, slower and as right.
    */
-  leanDecoder(): Promise<LeanDecoder> | undefined {
-    if (!onWebGPU(this.options) || !this.arch.buildDecodeGraph || !this.options.leanDecode) return undefined;
+  leanDecoder(): Promise<LeanDecoder | undefined> | undefined {
+    const wanted = this.options.leanDecode ?? this.options.cacheInPlace === true;
+    if (!onWebGPU(this.options) || !this.arch.buildDecodeGraph || !wanted) return undefined;
+    // The JSEP build's GroupQueryAttention does not apply local_window_size (mini-gemma3's tokens go wrong):
+    // there, a model with sliding windows keeps the traced graph.
+    const windows = (this.config as {slidingWindows?: (number | null)[]}).slidingWindows ?? [];
+    if (!this.options.cacheInPlace && windows.some((w) => w !== null)) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
-      this.lean = this.openGraph(build).then((session) =>
-        LeanDecoder.create(
-          this.options.ort as never,
-          session,
-          (encoded) => openSession(encoded, this.options),
-          this.arch
+      this.lean = this.openGraph(build)
+        .then((session) =>
+          LeanDecoder.create(
+            this.options.ort as never,
+            session,
+            (encoded) => openSession(encoded, this.options),
+            this.arch,
+            {inPlace: this.options.cacheInPlace === true}
+          )
         )
-      );
-      this.lean.catch(() => (this.lean = undefined));
+        .catch((error: unknown) => {
+          this.leanError = error instanceof Error ? error : new Error(String(error));
+          return undefined;
+        });
     }
     return this.lean;
   }
@@ -500,7 +516,7 @@ export class Model {
     this.variants.clear();
     if (this.lean)
       await this.lean.then(
-        (lean) => lean.dispose(),
+        (lean) => lean?.dispose(),
         () => undefined
       );
     this.lean = undefined;
