@@ -105,6 +105,14 @@ export class LeanDecoder {
   }
 
   /**
+   * Whether sampling's candidates are picked on the GPU: the native provider has a TopK kernel; the JSEP build
+   * runs TopK on the CPU, which would read the logits back anyway, and a second time.
+   */
+  get candidatesOnGpu(): boolean {
+    return this.inPlace;
+  }
+
+  /**
    * Run `use` alone on this decoder, from an empty cache that holds `positions` (a whole generation: the cache is
    * one): a second generation waits for the first, as the traced path's runs wait for one another. Positions
    * left from an earlier generation are never read: attention reads the first `total_sequence_length`.

@@ -116,7 +116,7 @@ export async function generate(
   const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
   if (lean) {
     const positions = Math.min(ids.length + maxNewTokens, model.config.maxPositions);
-    const k = candidateCount(model.config.vocabSize, topK, topP);
+    const k = lean.candidatesOnGpu ? candidateCount(model.config.vocabSize, topK, topP) : 0;
     return lean.exclusive(positions, () =>
       loop(async (step) => {
         const input = step === 0 ? ids : sequence.slice(-1);
