@@ -28,6 +28,7 @@ import {
   decodeInputs,
   fusedRmsNorm,
   groupQueryAttention,
+  headColumns,
   lastPosition,
   nextToken,
   normedHeads,
@@ -46,8 +47,7 @@ import {
   slidingWindowMask,
   softcap,
   splitHeads,
-  tiedHead,
-  transpose
+  tiedHead
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
@@ -392,16 +392,20 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
     const embed = w("model.embed_tokens.weight");
     const embedScale = g.scalar(Math.fround(Math.sqrt(d)));
     const stream = residualStream(g, g.op("Mul", [g.op("Gather", [embed, ids], {axis: 0}), embedScale]), eps);
-    const columns = (name: string) => {
-      const [rows, cols] = shapeOf.get(name)!;
-      return {data: transpose(weight(name), rows, cols), rows: cols, cols: rows};
-    };
     for (let i = 0; i < L; i++) {
       const l = layer(i);
       const a = `${l}.self_attn`;
       const window = config.slidingWindows[i];
       const x = stream.norm(onePlus(`${l}.input_layernorm`));
-      const qkvWeight = concatColumns([`${a}.q_proj`, `${a}.k_proj`, `${a}.v_proj`].map((p) => columns(`${p}.weight`)));
+      const qkvWeight = concatColumns(
+        (
+          [
+            ["q_proj", H],
+            ["k_proj", KV],
+            ["v_proj", KV]
+          ] as const
+        ).map(([p, heads]) => headColumns(weight(`${a}.${p}.weight`), shapeOf.get(`${a}.${p}.weight`)!, heads, D))
+      );
       const qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * D])]);
       const norms = {query: onePlus(`${a}.q_norm`), key: onePlus(`${a}.k_norm`)};
       const heads = normedHeads(g, qkv, {heads: H, kvHeads: KV, headDim: D, eps}, norms);

@@ -24,6 +24,7 @@ import {
   concatColumns,
   decodeInputs,
   groupQueryAttention,
+  headColumns,
   lastPosition,
   nextToken,
   normedHeads,
@@ -320,11 +321,6 @@ export function llamaShaped(config: LlamaConfig): Architecture {
     const {ids, seqlensK, totalLength} = decodeInputs(g, {layers: L, kvHeads: KV, headDim: D});
     const rotary = rotaryTables(g, {positions: config.maxPositions, headDim: D, base: config.ropeTheta});
     const P = paddedHead(D).P;
-    /** A projection's weight as `[in, out]`, each head's columns in its padded slots. */
-    const headColumns = (name: string, heads: number) => {
-      const [rows, cols] = shapeOf.get(name)!;
-      return {data: padHeadColumns(transpose(weight(name), rows, cols), cols, heads, D), rows: cols, cols: heads * P};
-    };
     const embed = w("model.embed_tokens.weight");
     const stream = residualStream(g, g.op("Gather", [embed, ids], {axis: 0}), config.normEps);
     const norm = (name: string) => stream.norm(w(name));
@@ -334,7 +330,9 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       const x = norm(`${layer(i)}.input_layernorm.weight`);
       const projections = [`${a}.q_proj`, `${a}.k_proj`, `${a}.v_proj`];
       const heads = [H, KV, KV];
-      const qkvWeight = concatColumns(projections.map((p, k) => headColumns(`${p}.weight`, heads[k])));
+      const qkvWeight = concatColumns(
+        projections.map((p, k) => headColumns(weight(`${p}.weight`), shapeOf.get(`${p}.weight`)!, heads[k], D))
+      );
       let qkv = g.op("MatMul", [x, g.weight(`${a}.qkv_proj.weight`, qkvWeight, [d, (H + 2 * KV) * P])]);
       if (qkvBias) {
         const bias = concatColumns(

@@ -24,7 +24,7 @@
  * at. Both must give the same tokens; test/lean-decode.test.ts holds them to the references.
  */
 import {type EncodedModel, GraphBuilder, FLOAT, INT32, INT64} from "./onnx.js";
-import {layerNorm} from "./layers.js";
+import {layerNorm, transpose} from "./layers.js";
 import {cacheNames, LOGITS} from "./names.js";
 
 /** The lean graph's own input and output names. */
@@ -168,6 +168,19 @@ export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: 
     for (let h = 0; h < heads; h++)
       for (let j = 0; j < D; j++) out[r * heads * P + h * P + slot(j)] = m[r * heads * D + h * D + j];
   return out;
+}
+
+/**
+ * A Linear's `[out, in]` weight as `[in, out]` with each head's columns in its padded slots: one block of a packed
+ * q/k/v projection for `concatColumns`.
+ */
+export function headColumns(
+  weight: Float32Array,
+  [out, inp]: number[],
+  heads: number,
+  D: number
+): {data: Float32Array; rows: number; cols: number} {
+  return {data: padHeadColumns(transpose(weight, out, inp), inp, heads, D), rows: inp, cols: heads * paddedHead(D).P};
 }
 
 /** `[heads·D, cols]` → `[heads·P, cols]`: the rows that meet the padded context (o_proj's weight, transposed). */
