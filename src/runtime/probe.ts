@@ -50,8 +50,11 @@ function probeGraph() {
 }
 
 /** Time the probe on one execution provider: the outputs come back to the host, as a forward pass's do. */
-async function timeOn(ort: OrtLike, provider: "webgpu" | "wasm"): Promise<number> {
-  const {model, externalData} = probeGraph();
+async function timeOn(
+  ort: OrtLike,
+  provider: "webgpu" | "wasm",
+  {model, externalData}: ReturnType<typeof probeGraph>
+): Promise<number> {
   const session = await ort.InferenceSession.create(model, {executionProviders: [provider], externalData});
   try {
     let total = 0;
@@ -80,7 +83,10 @@ const probes = new WeakMap<object, Promise<ProbeTimes>>();
 export function timeBackends(ort: OrtLike): Promise<ProbeTimes> {
   let probe = probes.get(ort);
   if (!probe) {
-    probe = (async () => ({webgpu: await timeOn(ort, "webgpu"), wasm: await timeOn(ort, "wasm")}))();
+    probe = (async () => {
+      const graph = probeGraph();
+      return {webgpu: await timeOn(ort, "webgpu", graph), wasm: await timeOn(ort, "wasm", graph)};
+    })();
     probes.set(ort, probe);
     probe.catch(() => probes.delete(ort));
   }
