@@ -30,6 +30,7 @@ import {
   groupQueryAttention,
   headColumns,
   lastPosition,
+  headLogits,
   nextToken,
   normedHeads,
   residualStream,
@@ -432,7 +433,7 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
       stream.add(fusedRmsNorm(g, down, onePlus(`${l}.post_feedforward_layernorm`), eps));
     }
     const final = lastPosition(g, stream.norm(onePlus("model.norm")));
-    const logits = tiedHead(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d, V);
+    const logits = headLogits(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d);
     const cap = config.finalLogitSoftcapping;
     nextToken(g, cap === null ? logits : softcap(g, logits, cap));
     return g.build(`${config.architecture} (decode)`);

@@ -27,6 +27,7 @@ import {
   decodeInputs,
   groupQueryAttention,
   lastPosition,
+  headLogits,
   nextToken,
   padHeadColumns,
   padHeadRows,
@@ -344,7 +345,7 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
       }
     }
     const final = lastPosition(g, norm("gpt_neox.final_layer_norm"));
-    nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? embed : w("embed_out.weight"), d, V));
+    nextToken(g, headLogits(g, final, config.tieWordEmbeddings ? embed : w("embed_out.weight"), d));
     return g.build(`${config.architecture} (decode)`);
   }
 

@@ -18,6 +18,7 @@ import {
   decodeInputs,
   groupQueryAttention,
   lastPosition,
+  headLogits,
   nextToken,
   padHeadColumns,
   padHeadRows,
@@ -279,7 +280,7 @@ function gpt2Architecture(config: ModelConfig): Architecture {
       stream.add(g.op("MatMul", [act, w(`${b}.mlp.c_proj.weight`)]), w(`${b}.mlp.c_proj.bias`));
     }
     const final = lastPosition(g, norm("transformer.ln_f"));
-    nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? wte : w("lm_head.weight"), d, V));
+    nextToken(g, headLogits(g, final, config.tieWordEmbeddings ? wte : w("lm_head.weight"), d));
     return g.build(`${config.architecture} (decode)`);
   }
 

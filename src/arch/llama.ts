@@ -26,6 +26,7 @@ import {
   groupQueryAttention,
   headColumns,
   lastPosition,
+  headLogits,
   nextToken,
   normedHeads,
   padHeadColumns,
@@ -367,7 +368,7 @@ export function llamaShaped(config: LlamaConfig): Architecture {
       stream.add(linear(g, g.op("Mul", [gate, up]), wT(`${m}.down_proj.weight`)));
     }
     const final = lastPosition(g, norm("model.norm.weight"));
-    nextToken(g, tiedHead(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d, V));
+    nextToken(g, headLogits(g, final, config.tieWordEmbeddings ? embed : w("lm_head.weight"), d));
     return g.build(`${config.architecture} (decode)`);
   }
 

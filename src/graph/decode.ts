@@ -17,7 +17,7 @@
  * when the caller binds it as both and it has room (runtime/decode.ts); `seqlens_k`
  * int32 `[1]` = total length − 1 and `total_sequence_length` int32 scalar, which is how GroupQueryAttention
  * learns the positions — nothing is read off shapes, so no node runs on the CPU.
- * Outputs: `next_token` int64 `[1]` (greedy), `lm_head.output` `[1, 1, V]` (the last position's logits, for
+ * Outputs: `next_token` int64 `[1]` (greedy), `lm_head.output` `[1, V]` (the last position's logits, for
  * sampling: fetched only when asked) and the caches.
  *
  * The traced graph (`buildGraph`) stays as it is: every hook point, eager attention whose weights can be looked
@@ -302,14 +302,23 @@ export function lastPosition(g: GraphBuilder, x: string): string {
 }
 
 /**
- * Logits of the last position (`lm_head.output`, `[1, 1, V]`) and the greedy choice (`next_token`, int64 `[1]`)
- * as graph outputs.
+ * The last position's logits, `[1, V]`, from its hidden state `[1, 1, d]` and the unembedding's `[V, d]` weight
+ * (tied or not): one Gemm, its output left in the shape it has. A graph output that a Reshape makes is a copy, and a
+ * captured graph replays kernels, not copies (runtime/decode.ts): the logits and the ArgMax that reads them must
+ * come out of kernels.
+ */
+export function headLogits(g: GraphBuilder, final: string, head: string, d: number): string {
+  return g.op("Gemm", [g.op("Reshape", [final, g.ints([-1, d])]), head], {transB: 1});
+}
+
+/**
+ * The last position's logits `[1, V]` (`lm_head.output`, made by a kernel: `headLogits`) and the greedy choice
+ * (`next_token`, int64 `[1]`) as graph outputs.
  */
 export function nextToken(g: GraphBuilder, logits: string): void {
   const exposed = g.output(LOGITS, logits);
-  // Over a [1, V] view: JSEP's ArgMax emits a shader that does not compile for a 1-d input.
-  const id = g.op("ArgMax", [g.op("Reshape", [exposed, g.ints([1, -1])])], {axis: 1, keepdims: 0});
-  g.output(DECODE.nextToken, id, INT64, [1]);
+  // Over the [1, V] logits, not a 1-d view: JSEP's ArgMax emits a shader that does not compile for a 1-d input.
+  g.output(DECODE.nextToken, g.op("ArgMax", [exposed], {axis: 1, keepdims: 0}), INT64, [1]);
 }
 
 /** The candidates graph's names (`buildCandidatesGraph`). */
@@ -332,7 +341,7 @@ export const CANDIDATES = {
  */
 export function buildCandidatesGraph(vocabSize: number): EncodedModel {
   const g = new GraphBuilder();
-  const logits = g.op("Reshape", [g.input(LOGITS, FLOAT, [1, 1, vocabSize]), g.ints([vocabSize])]);
+  const logits = g.op("Reshape", [g.input(LOGITS, FLOAT, [1, vocabSize]), g.ints([vocabSize])]);
   const [values, ids] = g.opN("TopK", [logits, g.input(CANDIDATES.k, INT64, [1])], 2, {
     axis: 0,
     largest: 1,
