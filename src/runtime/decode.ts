@@ -14,16 +14,26 @@
  *   `4 (1 + 2k)` bytes, and the whole vocabulary's logits only when those candidates cannot cover what top-p keeps.
  * - The prompt is one run; each new token one more.
  *
- * Graph capture (`enableGraphCapture`, replaying a step's recorded dispatches; the steps here have fixed shapes)
- * is not used: with onnxruntime-web 1.30's native provider, caller-made buffers lose their handles between runs
- * (the replay's bind groups are refused), and buffers ort-web owns replay the captured step's answer whatever the
- * inputs say. `npx tsx bench/graph-capture.ts` reproduces both.
+ * With `capture` (the native provider only), the step is recorded once and replayed (onnxruntime's graph capture,
+ * `enableGraphCapture`): a replay dispatches the recorded kernels with their recorded bindings, and nothing of
+ * onnxruntime's per-kernel work on the CPU runs again. What that asks of the decoder:
+ *
+ * - Every run binds the same tensors, and ort-web binds them once, at the session's first run: the ids, the two
+ *   lengths, the positions, the next token, the logits and the cache are fixed GPU buffers, rewritten in place
+ *   (`queue.writeBuffer`) before each run. They are the outputs of a small session of their own (`fixedTensors`):
+ *   a buffer made here would lose its handle in ort-web when the run that registered it ends.
+ * - Every run has one shape, one token: the prompt goes in one token a run, each run a replay.
+ * - The cache's capacity is fixed (`CAPTURE_CAPACITY`); a longer generation runs on the traced graph.
+ * - What a later kernel or the caller reads must be written by a kernel: a graph output made by a Reshape is a
+ *   copy, which a replay skips (graph/decode.ts `headLogits`).
+ *
+ * `npx tsx bench/graph-capture.ts` shows what goes wrong without each of these.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
 import type {Architecture} from "../arch/types.js";
 import {cacheNames} from "../arch/types.js";
 import {buildCandidatesGraph, CANDIDATES, DECODE, paddedHead} from "../graph/decode.js";
-import type {EncodedModel} from "../graph/onnx.js";
+import {FLOAT, GraphBuilder, INT32, INT64, type EncodedModel} from "../graph/onnx.js";
 import {LOGITS} from "../graph/names.js";
 import {BUFFER_USAGE, MAP_MODE_READ, type GPUBufferLike, type GPUDeviceLike} from "./webgpu-types.js";
 
@@ -58,6 +68,23 @@ export interface StepResult {
 /** Positions of cache made at the least, so that short generations after one another reuse one set of buffers. */
 const MIN_CAPACITY = 256;
 
+/**
+ * Positions of cache a captured decoder holds, made once (a replay's bindings cannot change): SmolLM2-135M's take
+ * 94 MB. Generations longer than this run on the traced graph.
+ */
+export const CAPTURE_CAPACITY = 2048;
+
+/** The tensors a captured decoder binds for every run (`fixedTensors`), rewritten in place before each. */
+interface Fixed {
+  ids: OrtTensor;
+  seqlensK: OrtTensor;
+  totalLength: OrtTensor;
+  positions?: OrtTensor;
+  logits: OrtTensor;
+  /** The session whose outputs these are: they live as long as it and they are not disposed. */
+  owner: InferenceSession;
+}
+
 export class LeanDecoder {
   /** How many positions the cache holds now. */
   private length = 0;
@@ -72,6 +99,8 @@ export class LeanDecoder {
   private candidateSession?: Promise<InferenceSession>;
   /** The last sampling step's logits, on the GPU until the next step (or the generation's end) lets them go. */
   private lastLogits?: OrtTensor;
+  /** Steps run so far: a captured decoder's logits stay readable until the next step overwrites them. */
+  private steps = 0;
 
   private constructor(
     private readonly ort: OrtWeb,
@@ -82,26 +111,49 @@ export class LeanDecoder {
     private readonly arch: Architecture,
     /** Whether GroupQueryAttention writes the cache in place (the native provider) or returns it anew (JSEP). */
     private readonly inPlace: boolean,
-    /** `next_token`'s buffer, bound as the output each step, and the small buffer it is copied to for reading. */
-    private readonly next: {tensor: OrtTensor; buffer: GPUBufferLike; staging: GPUBufferLike}
+    /** `next_token`'s tensor, bound as the output each step, and the small buffer it is copied to for reading. */
+    private readonly next: {tensor: OrtTensor; staging: GPUBufferLike},
+    /** A captured decoder's fixed tensors (its cache is `cache`, made with them). */
+    private readonly fixed?: Fixed
   ) {}
 
-  /** The decoder over a session of the architecture's lean decode graph (`buildDecodeGraph`), outputs on the GPU. */
+  /**
+   * The decoder over a session of the architecture's lean decode graph (`buildDecodeGraph`), outputs on the GPU;
+   * with `capture`, a session opened with `enableGraphCapture`.
+   */
   static async create(
     ort: OrtWeb,
     session: InferenceSession,
     open: (encoded: EncodedModel) => Promise<InferenceSession>,
     arch: Architecture,
-    {inPlace}: {inPlace: boolean}
+    {inPlace, capture = false}: {inPlace: boolean; capture?: boolean}
   ): Promise<LeanDecoder> {
     const device = (await ort.env.webgpu.device) as GPUDeviceLike;
+    const staging = device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
+    if (capture) {
+      if (!inPlace) throw new Error("graph capture needs the cache written in place (the native WebGPU provider)");
+      const {fixed, next, cache} = await fixedTensors(open, arch, session.inputNames.includes(DECODE.positions));
+      const decoder = new LeanDecoder(ort, session, open, device, arch, inPlace, {tensor: next, staging}, fixed);
+      decoder.cache = cache;
+      decoder.capacity = Math.min(CAPTURE_CAPACITY, arch.config.maxPositions);
+      return decoder;
+    }
     const buffer = device.createBuffer({
       size: 16,
       usage: BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST
     });
-    const staging = device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
     const tensor = ort.Tensor.fromGpuBuffer(buffer, {dataType: "int64", dims: [1]});
-    return new LeanDecoder(ort, session, open, device, arch, inPlace, {tensor, buffer, staging});
+    return new LeanDecoder(ort, session, open, device, arch, inPlace, {tensor, staging});
+  }
+
+  /** Whether a generation of `positions` fits: a captured decoder's cache cannot grow. */
+  holds(positions: number): boolean {
+    return !this.fixed || positions <= this.capacity;
+  }
+
+  /** Whether the decode step is recorded once and replayed (graph capture). */
+  get captured(): boolean {
+    return this.fixed !== undefined;
   }
 
   /**
@@ -119,6 +171,8 @@ export class LeanDecoder {
    */
   exclusive<T>(positions: number, use: () => Promise<T>): Promise<T> {
     const result = this.queue.then(() => {
+      if (this.fixed && positions > this.capacity)
+        throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${positions}`);
       if (this.inPlace) this.reserve(positions);
       else this.emptyCache();
       this.length = 0;
@@ -153,7 +207,8 @@ export class LeanDecoder {
 
   private releaseCache(): void {
     for (const {key, value} of this.cache)
-      if (this.inPlace) ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
+      if (this.inPlace && !this.fixed)
+        ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
       else (key.dispose(), value.dispose());
     this.cache = [];
     this.capacity = 0;
@@ -169,6 +224,8 @@ export class LeanDecoder {
   ): Promise<StepResult> {
     const {Tensor} = this.ort;
     this.releaseLogits();
+    this.steps++;
+    if (this.fixed) return this.capturedStep(this.fixed, ids, {logits, candidates});
     const total = this.length + ids.length;
     const feeds: Record<string, OrtTensor> = {
       input_ids: new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
@@ -215,6 +272,53 @@ export class LeanDecoder {
     };
   }
 
+  /**
+   * `step` on a captured decoder: one run a token, each with the fixed tensors rewritten first. The session's first
+   * run records the step (and runs it); every later run replays the record.
+   */
+  private async capturedStep(
+    fixed: Fixed,
+    ids: number[],
+    {logits, candidates}: {logits: boolean; candidates?: {k: number; temperature: number}}
+  ): Promise<StepResult> {
+    if (this.length + ids.length > this.capacity)
+      throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${this.length + ids.length}`);
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: fixed.ids,
+      [DECODE.seqlensK]: fixed.seqlensK,
+      [DECODE.totalLength]: fixed.totalLength
+    };
+    if (fixed.positions) feeds[DECODE.positions] = fixed.positions;
+    const fetches: Record<string, OrtTensor> = {[DECODE.nextToken]: this.next.tensor, [LOGITS]: fixed.logits};
+    this.cache.forEach(({key, value}, i) => {
+      const names = cacheNames(i);
+      feeds[names.pastKey] = fetches[names.presentKey] = key;
+      feeds[names.pastValue] = fetches[names.presentValue] = value;
+    });
+    const write = (tensor: OrtTensor, data: ArrayBufferView) =>
+      this.device.queue.writeBuffer(tensor.gpuBuffer, 0, data);
+    for (const id of ids) {
+      write(fixed.ids, BigInt64Array.of(BigInt(id)));
+      write(fixed.seqlensK, Int32Array.of(this.length));
+      write(fixed.totalLength, Int32Array.of(this.length + 1));
+      if (fixed.positions) write(fixed.positions, BigInt64Array.of(BigInt(this.length)));
+      await this.session.run(feeds, fetches);
+      this.length++;
+    }
+    const V = this.arch.config.vocabSize;
+    if (logits) return {next: -1, logits: new Float32Array(await this.readBuffer(fixed.logits, 4 * V))};
+    if (!candidates) return {next: await this.readNext()};
+    const step = this.steps;
+    return {
+      next: -1,
+      candidates: await this.candidates(fixed.logits, candidates),
+      readLogits: async () => {
+        if (this.steps !== step) throw new Error("a step's logits are kept only until the next step");
+        return new Float32Array(await this.readBuffer(fixed.logits, 4 * V));
+      }
+    };
+  }
+
   /** The candidates graph on `logits` (on the GPU): one run, one readback of `4 (1 + 2k)` bytes. */
   private async candidates(logits: OrtTensor, {k, temperature}: {k: number; temperature: number}): Promise<Candidates> {
     const {Tensor} = this.ort;
@@ -243,9 +347,9 @@ export class LeanDecoder {
 
   /** The 8 bytes of `next_token`: one copy into a mappable buffer, one map. */
   private async readNext(): Promise<number> {
-    const {buffer, staging} = this.next;
+    const {tensor, staging} = this.next;
     const encoder = this.device.createCommandEncoder();
-    encoder.copyBufferToBuffer(buffer, 0, staging, 0, 8);
+    encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, staging, 0, 8);
     this.device.queue.submit([encoder.finish()]);
     await staging.mapAsync(MAP_MODE_READ);
     const id = Number(new BigInt64Array(staging.getMappedRange().slice(0, 8))[0]);
@@ -253,12 +357,73 @@ export class LeanDecoder {
     return id;
   }
 
+  /** The first `bytes` of a tensor that stays where it is (a fixed one): copied into a buffer of its own, mapped. */
+  private async readBuffer(tensor: OrtTensor, bytes: number): Promise<ArrayBuffer> {
+    const staging = this.device.createBuffer({size: bytes, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
+    try {
+      const encoder = this.device.createCommandEncoder();
+      encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, staging, 0, bytes);
+      this.device.queue.submit([encoder.finish()]);
+      await staging.mapAsync(MAP_MODE_READ);
+      return staging.getMappedRange().slice(0);
+    } finally {
+      staging.destroy();
+    }
+  }
+
   async dispose(): Promise<void> {
     this.releaseLogits();
     await this.session.release();
     await this.candidateSession?.then((session) => session.release()).catch(() => undefined);
     this.releaseCache();
-    this.next.buffer.destroy();
+    if (this.fixed) {
+      const {owner, ...tensors} = this.fixed;
+      for (const tensor of [...Object.values(tensors), this.next.tensor]) tensor?.dispose();
+      await owner.release();
+    } else (this.next.tensor.gpuBuffer as GPUBufferLike).destroy();
     this.next.staging.destroy();
   }
+}
+
+/**
+ * The tensors a captured decoder binds for every run, as the outputs of a session that makes zeros of their shapes:
+ * ort-web keeps its own outputs' buffers registered (a buffer made here and passed in loses its handle when the run
+ * ends, and a replay would bind the lost handle). The cache holds `CAPTURE_CAPACITY` positions.
+ */
+async function fixedTensors(
+  open: (encoded: EncodedModel) => Promise<InferenceSession>,
+  arch: Architecture,
+  positions: boolean
+): Promise<{fixed: Fixed; next: OrtTensor; cache: {key: OrtTensor; value: OrtTensor}[]}> {
+  const {numLayers, numKeyValueHeads: KV, headDim, vocabSize, maxPositions} = arch.config;
+  const cacheDims = [1, KV, Math.min(CAPTURE_CAPACITY, maxPositions), paddedHead(headDim).P];
+  const shapes: [string, number, number[]][] = [
+    ["ids", INT64, [1, 1]],
+    ["seqlensK", INT32, [1]],
+    ["totalLength", INT32, []],
+    ["next", INT64, [1]],
+    ["logits", FLOAT, [1, vocabSize]]
+  ];
+  if (positions) shapes.push(["positions", INT64, [1, 1]]);
+  for (let i = 0; i < numLayers; i++) shapes.push([`key${i}`, FLOAT, cacheDims], [`value${i}`, FLOAT, cacheDims]);
+  const g = new GraphBuilder();
+  for (const [name, type, dims] of shapes) {
+    // Expand, a kernel: an output that a node merely passes on would not get a buffer of its own.
+    const zeros = g.op("Expand", [g.constant([0], [1], type), g.ints(dims.length ? dims : [1])]);
+    g.output(name, dims.length ? zeros : g.op("ReduceMax", [zeros], {keepdims: 0}), type, dims);
+  }
+  const owner = await open(g.build("fixed_tensors"));
+  const t = await owner.run({});
+  return {
+    fixed: {
+      ids: t.ids,
+      seqlensK: t.seqlensK,
+      totalLength: t.totalLength,
+      positions: t.positions,
+      logits: t.logits,
+      owner
+    },
+    next: t.next,
+    cache: Array.from({length: numLayers}, (_, i) => ({key: t[`key${i}`], value: t[`value${i}`]}))
+  };
 }

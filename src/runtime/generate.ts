@@ -114,8 +114,9 @@ export async function generate(
   // Sampling there takes its candidates from the GPU (the k most likely tokens), and the whole vocabulary's logits
   // only when those cannot hold what top-p keeps.
   const lean = useCache && !options.edits?.length ? await model.leanDecoder() : undefined;
-  if (lean) {
-    const positions = Math.min(ids.length + maxNewTokens, model.config.maxPositions);
+  const positions = Math.min(ids.length + maxNewTokens, model.config.maxPositions);
+  // A captured decoder's cache has a fixed capacity: a longer generation takes the traced graph.
+  if (lean?.holds(positions)) {
     const k = lean.candidatesOnGpu ? candidateCount(model.config.vocabSize, topK, topP) : 0;
     return lean.exclusive(positions, () =>
       loop(async (step) => {

@@ -1,5 +1,5 @@
 /**
- * Counting what a run asks of the GPU: compute dispatches (one per kernel), queue submissions and readbacks
+ * Counting what a run asks of the GPU: compute dispatches (one per kernel), queue submissions, uploads and readbacks
  * (buffers mapped for reading, and their bytes). These counts are the same on a software adapter (SwiftShader)
  * as on a real GPU, so a machine without one can drive them down and tests can keep them from creeping back;
  * timings it cannot measure.
@@ -17,6 +17,11 @@ export interface GPUCounts {
   kernels: number;
   /** `queue.submit` calls. */
   submits: number;
+  /**
+   * `queue.writeBuffer` calls: onnxruntime writes each kernel's uniforms this way when it runs a graph; a
+   * replayed (captured) graph writes none, so what is left are the caller's own inputs.
+   */
+  uploads: number;
   /** Buffers mapped for reading: each is one wait for the GPU and one copy to the host. */
   readbacks: number;
   readbackBytes: number;
@@ -56,6 +61,7 @@ export function countGPUWork(
   wrap(pass, "dispatchWorkgroups", () => counts.kernels++);
   wrap(pass, "dispatchWorkgroupsIndirect", () => counts.kernels++);
   wrap(proto("GPUQueue"), "submit", () => counts.submits++);
+  wrap(proto("GPUQueue"), "writeBuffer", () => counts.uploads++);
   wrap(proto("GPUBuffer"), "mapAsync", (buffer, [mode, , size]) => {
     if (((mode as number) & MAP_READ) === 0) return;
     counts.readbacks++;
@@ -74,7 +80,7 @@ export function countGPUWork(
 }
 
 function zero(): GPUCounts {
-  return {kernels: 0, submits: 0, readbacks: 0, readbackBytes: 0};
+  return {kernels: 0, submits: 0, uploads: 0, readbacks: 0, readbackBytes: 0};
 }
 
 /**

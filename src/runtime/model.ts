@@ -88,6 +88,12 @@ export interface CreateOptions {
    */
   leanDecode?: boolean;
   cacheInPlace?: boolean;
+  /**
+   * Record the lean decode step once and replay it (onnxruntime's graph capture; runtime/decode.ts says what it
+   * takes): the native provider only (`cacheInPlace`), models without sliding windows. The prompt then goes in
+   * one token a run, and generations longer than `CAPTURE_CAPACITY` positions run on the traced graph.
+   */
+  graphCapture?: boolean;
   /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
   memoryBudget?: MemoryBudget;
 }
@@ -399,9 +405,12 @@ export class Model {
    * A session over another graph of the same weights (read again from the source: the first graph took its
    * copies), which are freed once the session holds its own where the runtime copies them.
    */
-  private async openGraph(build: (weight: (name: string) => Float32Array) => EncodedModel): Promise<InferenceSession> {
+  private async openGraph(
+    build: (weight: (name: string) => Float32Array) => EncodedModel,
+    options: CreateOptions = this.options
+  ): Promise<InferenceSession> {
     const encoded = build(await this.weights.loadAll({signal: this.options.signal}));
-    const opened = await openSession(encoded, this.options);
+    const opened = await openSession(encoded, options);
     if (this.options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
     return opened;
   }
@@ -420,14 +429,24 @@ export class Model {
     if (!this.options.cacheInPlace && windows.some((w) => w !== null)) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
-      this.lean = this.openGraph(build)
+      // onnxruntime-web 1.30's GroupQueryAttention gives wrong tokens for a sliding window under capture (mini-gemma3):
+      // windowed models keep the lean graph uncaptured.
+      const windowed = windows.some((w) => w !== null);
+      const capture = this.options.graphCapture === true && this.options.cacheInPlace === true && !windowed;
+      // ort-web hands enableGraphCapture to the provider only when the provider is named as an object.
+      const captureOptions: CreateOptions = {
+        ...this.options,
+        executionProviders: [{name: "webgpu"}],
+        sessionOptions: {...this.options.sessionOptions, enableGraphCapture: true}
+      };
+      this.lean = this.openGraph(build, capture ? captureOptions : this.options)
         .then((session) =>
           LeanDecoder.create(
             this.options.ort as never,
             session,
             (encoded) => openSession(encoded, this.options),
             this.arch,
-            {inPlace: this.options.cacheInPlace === true}
+            {inPlace: this.options.cacheInPlace === true, capture}
           )
         )
         .catch((error: unknown) => {

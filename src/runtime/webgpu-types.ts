@@ -26,7 +26,11 @@ export interface GPUDeviceLike {
     copyBufferToBuffer(from: unknown, fromOffset: number, to: unknown, toOffset: number, size: number): void;
     finish(): unknown;
   };
-  readonly queue: {submit(commandBuffers: unknown[]): void; onSubmittedWorkDone(): Promise<void>};
+  readonly queue: {
+    submit(commandBuffers: unknown[]): void;
+    onSubmittedWorkDone(): Promise<void>;
+    writeBuffer(buffer: unknown, offset: number, data: ArrayBufferView): void;
+  };
 }
 
 export interface GPUBufferLike {
