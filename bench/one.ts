@@ -16,7 +16,7 @@ import {WorkbenchError} from "../src/errors.js";
 import {RUNTIMES, isWebGPU, loadModel, ortRuntime} from "../src/node.js";
 import type {GPULike} from "../src/runtime/webgpu-types.js";
 import {copyBandwidth, gpuCopyBandwidth, matmulRate, type NodeRuntime} from "./measure.js";
-import {measureModel, type Measured} from "./procedure.js";
+import {measureCapturedDecode, measureModel, type Measured} from "./procedure.js";
 import {measureInterventions, type InterventionTimes} from "./interventions.js";
 
 /** The full-size structures get the intervention rows (patching sweep, logit lens, steering), on onnxruntime-node. */
@@ -59,6 +59,8 @@ export interface ModelResult extends Measured {
   peakRssMb: number;
   /** Issue 13's rows, for the full-size structures on onnxruntime-node. */
   interventions?: InterventionTimes;
+  /** The native WebGPU provider's KV-cache decoding with the step captured and replayed (`graphCapture`). */
+  captured?: {kvTokensPerS: number; sameTokens: boolean; captured: boolean};
 }
 
 /** onnxruntime's fp32 matrix-product throughput for a runtime, set up as its models are (same threads). */
@@ -108,6 +110,18 @@ async function model(id: string): Promise<ModelResult> {
   const graphBuildMs = stamps.get("session")! - stamps.get("graph")!;
   const sessionCreateMs = stamps.get("ready")! - stamps.get("session")!;
   const measured = await measureModel(m, args.quick);
+  // The native provider also decodes with its step captured and replayed: the same model loaded again.
+  let captured: ModelResult["captured"];
+  if (runtime === "webgpu-native") {
+    const c = await loadModel(id, {
+      runtime,
+      init: args.init === "random" ? "random" : "checkpoint",
+      seed: 0,
+      graphCapture: true
+    });
+    captured = await measureCapturedDecode(c, measured.generate);
+    await c.dispose();
+  }
   const interventions =
     INTERVENTION_MODELS.includes(id) && runtime === "node" ? await measureInterventions(m, args.quick) : undefined;
   await m.dispose();
@@ -119,6 +133,7 @@ async function model(id: string): Promise<ModelResult> {
     graphBuildMs,
     sessionCreateMs,
     ...measured,
+    captured,
     interventions,
     // Linux reports maxRSS in KiB.
     peakRssMb: (process.resourceUsage().maxRSS * 1024) / 1e6

@@ -27,6 +27,8 @@ export interface Measured {
     noKvTokensPerS: number;
     sameTokens: boolean;
     reps: number;
+    /** The tokens the cached generation chose. */
+    ids: number[];
   };
 }
 
@@ -75,25 +77,16 @@ export async function measureModel(m: Model, quick: boolean): Promise<Measured> 
   const newTokens = quick ? 8 : 16;
   const context = Math.min(128, m.config.maxPositions - newTokens);
   const prompt = promptIds(context, m.config.vocabSize);
-  // Tokens/s is the decoding rate at that context: from the first new token to the last, so the first
-  // step (the whole prompt, the same work with or without a cache) is left out of both.
-  const run = async (useCache: boolean) => {
-    const stamps: number[] = [];
-    const g = await m.generate(prompt, {
-      maxNewTokens: newTokens,
-      useCache,
-      stopAtEos: false,
-      onToken: () => stamps.push(performance.now())
-    });
-    return {ms: stamps[stamps.length - 1] - stamps[0], ids: g.new_ids};
-  };
+  const run = (useCache: boolean) => timedGeneration(m, prompt, newTokens, useCache);
   await m.generate(prompt, {maxNewTokens: 2, useCache: true, stopAtEos: false});
   await m.generate(prompt, {maxNewTokens: 2, useCache: false, stopAtEos: false});
   const kv: number[] = [];
   const noKv: number[] = [];
   let sameTokens = true;
+  let ids: number[] = [];
   for (let r = 0; r < generateReps; r++) {
     const a = await run(true);
+    ids = a.ids;
     const b = await run(false);
     kv.push(a.ms);
     noKv.push(b.ms);
@@ -108,7 +101,49 @@ export async function measureModel(m: Model, quick: boolean): Promise<Measured> 
       kvTokensPerS: (newTokens - 1) / (median(kv) / 1000),
       noKvTokensPerS: (newTokens - 1) / (median(noKv) / 1000),
       sameTokens,
-      reps: generateReps
+      reps: generateReps,
+      ids
     }
   };
+}
+
+/**
+ * One greedy generation of `newTokens` from `prompt`, timed from the first new token to the last: the decoding
+ * rate at that context, without the first step (the whole prompt, the same work with or without a cache).
+ */
+export async function timedGeneration(
+  m: Model,
+  prompt: number[],
+  newTokens: number,
+  useCache = true
+): Promise<{ms: number; ids: number[]}> {
+  const stamps: number[] = [];
+  const g = await m.generate(prompt, {
+    maxNewTokens: newTokens,
+    useCache,
+    stopAtEos: false,
+    onToken: () => stamps.push(performance.now())
+  });
+  return {ms: stamps[stamps.length - 1] - stamps[0], ids: g.new_ids};
+}
+
+/**
+ * KV-cache decoding on a second load of the model whose decode step is captured and replayed (`graphCapture`), at
+ * the same context as `measureModel`'s: tokens/s, and whether it chose the tokens `reference` did.
+ */
+export async function measureCapturedDecode(
+  m: Model,
+  reference: Measured["generate"]
+): Promise<{kvTokensPerS: number; sameTokens: boolean; captured: boolean}> {
+  const prompt = promptIds(reference.context, m.config.vocabSize);
+  const captured = (await m.leanDecoder())?.captured === true;
+  await m.generate(prompt, {maxNewTokens: 2, stopAtEos: false});
+  const times: number[] = [];
+  let sameTokens = true;
+  for (let r = 0; r < reference.reps; r++) {
+    const {ms, ids} = await timedGeneration(m, prompt, reference.newTokens);
+    times.push(ms);
+    sameTokens &&= ids.join() === reference.ids.join();
+  }
+  return {kvTokensPerS: (reference.newTokens - 1) / (median(times) / 1000), sameTokens, captured};
 }

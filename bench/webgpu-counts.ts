@@ -10,12 +10,14 @@ import {countGPUWork, cpuNodesFromLog, type GPUCounts} from "../src/runtime/gpu-
 export interface WebGPUCounts {
   model: string;
   layers: number;
-  /** Which graph generation ran on: the lean decode graph (runtime/decode.ts) or the traced one. */
-  decodePath: "lean" | "traced";
+  /** Which graph generation ran on: the lean decode graph (runtime/decode.ts), captured and replayed, or the traced one. */
+  decodePath: "lean" | "captured" | "traced";
   decodeKernelsPerStep: number;
   decodeCpuNodes: number;
   decodeReadbacksPerStep: number;
   decodeReadbackBytesPerStep: number;
+  /** `queue.writeBuffer` calls a decode step: every kernel's uniforms, or (replayed) only the step's inputs. */
+  decodeUploadsPerStep: number;
   traceReadbacksPerRun: number;
   traceKernelsPerRun: number;
   /** A sampling step (top-k 50): its candidates come from the GPU (runtime/decode.ts). */
@@ -67,11 +69,12 @@ export async function measureWebGPUCounts(
       return {
         model: model.id,
         layers: model.config.numLayers,
-        decodePath: lean ? "lean" : "traced",
+        decodePath: lean?.captured ? "captured" : lean ? "lean" : "traced",
         decodeKernelsPerStep: step.kernels,
         decodeCpuNodes: cpuNodes,
         decodeReadbacksPerStep: step.readbacks,
         decodeReadbackBytesPerStep: step.readbackBytes,
+        decodeUploadsPerStep: step.uploads,
         traceReadbacksPerRun: trace.readbacks,
         traceKernelsPerRun: trace.kernels,
         sampleKernelsPerStep: sample.kernels,
@@ -118,10 +121,14 @@ function redirectConsole(): void {
   }
 }
 
-/** The models `--webgpu-counts` measures: row name and what loadModel takes (random weights: no checkpoints here). */
+/**
+ * The models `--webgpu-counts` measures: row name, what loadModel takes (random weights: no checkpoints here), and
+ * whether the decode step is captured and replayed (a runtime of its own in the rows).
+ */
 const COUNTED = [
-  ["SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M"],
-  ["gpt2", "gpt2"]
+  ["SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M", false],
+  ["gpt2", "gpt2", false],
+  ["SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M", true]
 ] as const;
 
 /**
@@ -148,27 +155,29 @@ export async function runWebGPUCounts(root: string): Promise<void> {
     unit: string;
     floor_ratio: null;
   }[] = [];
-  for (const [name, id] of COUNTED) {
+  for (const [name, id, graphCapture] of COUNTED) {
     const started = performance.now();
     const c = await measureWebGPUCounts((sessionOptions) =>
-      loadModel(id, {runtime: "webgpu-native", init: "random", sessionOptions})
+      loadModel(id, {runtime: "webgpu-native", init: "random", sessionOptions, graphCapture})
     );
+    const where = graphCapture ? runtime.replace("native EP", "native EP, graph capture") : runtime;
     const row = (metric: string, value: number, unit: string) =>
-      rows.push({model: name, runtime, metric, tokens: null, value, unit, floor_ratio: null});
+      rows.push({model: name, runtime: where, metric, tokens: null, value, unit, floor_ratio: null});
     row("decode_kernels_per_step", c.decodeKernelsPerStep, "kernels");
     row("decode_kernels_per_layer_step", c.decodeKernelsPerStep / c.layers, "kernels");
     row("decode_cpu_nodes", c.decodeCpuNodes, "nodes");
     row("decode_readbacks_per_step", c.decodeReadbacksPerStep, "readbacks");
     row("decode_readback_bytes_per_step", c.decodeReadbackBytesPerStep, "B");
+    row("decode_uploads_per_step", c.decodeUploadsPerStep, "uploads");
     row("trace_readbacks_per_run", c.traceReadbacksPerRun, "readbacks");
     row("trace_kernels_per_run", c.traceKernelsPerRun, "kernels");
     row("sample_kernels_per_step", c.sampleKernelsPerStep, "kernels");
     row("sample_readbacks_per_step", c.sampleReadbacksPerStep, "readbacks");
     row("sample_readback_bytes_per_step", c.sampleReadbackBytesPerStep, "B");
     console.log(
-      `${name} on ${runtime}: decode (${c.decodePath} graph) ${c.decodeKernelsPerStep} kernels a step (${(c.decodeKernelsPerStep / c.layers).toFixed(1)} a layer; target ≤ 12), ` +
+      `${name} on ${where}: decode (${c.decodePath} graph) ${c.decodeKernelsPerStep} kernels a step (${(c.decodeKernelsPerStep / c.layers).toFixed(1)} a layer; target ≤ 12), ` +
         `${c.decodeCpuNodes} CPU-provider nodes (target 0), ${c.decodeReadbacksPerStep} readback of ${c.decodeReadbackBytesPerStep} B a step ` +
-        `(target one of ≤ 64 B); sampling (top-k 50) ${c.sampleKernelsPerStep} kernels and ${c.sampleReadbacksPerStep} readback of ${c.sampleReadbackBytesPerStep} B a step; ` +
+        `(target one of ≤ 64 B), ${c.decodeUploadsPerStep} uploads a step; sampling (top-k 50) ${c.sampleKernelsPerStep} kernels and ${c.sampleReadbacksPerStep} readback of ${c.sampleReadbackBytesPerStep} B a step; ` +
         `every hook point: ${c.traceReadbacksPerRun} readback a run (${((performance.now() - started) / 1000).toFixed(0)} s)`
     );
   }
