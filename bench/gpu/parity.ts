@@ -1,8 +1,9 @@
 /**
  * Every family's mini fixture on a real GPU: onnxruntime-web's WebGPU on Dawn (the JSEP build and the native EP), every
  * captured hook point and the last logits of every prompt against the float64 references, and a greedy generation
- * with the key/value cache kept on the GPU. test/webgpu-node.test.ts does the same on SwiftShader; this runs where
- * the vitest suite cannot: on the GPU machine, from bench/gpu/pack.sh's bundle (`LMW_GPU_PARITY=1 bash .gpu/run.sh`).
+ * with the key/value cache kept on the GPU; then the native EP once more with the decode step captured and replayed.
+ * test/webgpu-node.test.ts and test/lean-decode.test.ts do the same on SwiftShader; this runs where the vitest suite
+ * cannot: on the GPU machine, from bench/gpu/pack.sh's bundle (`LMW_GPU_PARITY=1 bash .gpu/run.sh`).
  */
 import {readFileSync} from "node:fs";
 import path from "node:path";
@@ -59,5 +60,19 @@ for (const runtime of ["webgpu", "webgpu-native"] as const) {
     );
     await model.dispose();
   }
+}
+// The native provider again, its decode step captured once and replayed (runtime/decode.ts): the same tokens.
+for (const name of FIXTURES) {
+  const gen = JSON.parse(readFileSync(path.join(MODELS, name, "reference.json"), "utf8")).generations[0];
+  const model = await loadModel(name, {runtime: "webgpu-native", graphCapture: true});
+  const captured = (await model.leanDecoder())?.captured === true;
+  const result = await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false});
+  const same = JSON.stringify(result.new_ids) === JSON.stringify(gen.new_ids);
+  if (!same) failures++;
+  console.log(
+    `${same ? "ok  " : "FAIL"} ${"captured".padEnd(13)} ${name.padEnd(12)} greedy generation ${same ? "equal" : "DIFFERS"} ` +
+      `(${captured ? "each step a replay" : "not captured: sliding window"})`
+  );
+  await model.dispose();
 }
 process.exit(failures ? 1 : 0);
