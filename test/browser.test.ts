@@ -4,7 +4,7 @@
  * an adapter), with no console errors and no request leaving 127.0.0.1.
  */
 import {execFile} from "node:child_process";
-import {existsSync, readdirSync} from "node:fs";
+import {existsSync, readdirSync, readFileSync} from "node:fs";
 import {mkdir} from "node:fs/promises";
 import {join, relative, sep} from "node:path";
 import {promisify} from "node:util";
@@ -13,6 +13,13 @@ import {referenceForward} from "../docs/components/tiny-onnx.js";
 import {hasChromium, launchBrowser, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 import {oneBuildAtATime} from "./helpers/site.js";
+
+declare global {
+  interface Window {
+    /** Set by the pages (docs/components/workbench.ts) once a live model exists. */
+    lmw?: {model: {id: string} | undefined; runs: () => number};
+  }
+}
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, "..");
@@ -199,6 +206,48 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
       expect(result.reason).toMatch(/^WebGPU: adapter /);
       expectClose(result.probs, referenceForward(result.x).probs, 1e-5);
       if (wasmProbs) expectClose(result.probs, wasmProbs, 1e-5);
+    } finally {
+      await w.page.close();
+    }
+  });
+
+  test("generation on WebGPU: the page's worker generates stories260K's reference tokens on the lean decode graph", async (context) => {
+    const w = await browser.open(`${server.origin}/tokens?backend=webgpu`);
+    try {
+      const adapter = await w.page.evaluate(async () => {
+        const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
+        return gpu ? (await gpu.requestAdapter()) !== null : false;
+      });
+      if (!adapter) context.skip("this chromium has no WebGPU adapter");
+      const form = w.page.locator("form.lmw-model");
+      await form.locator("input").fill("stories260K");
+      await form.locator("button").click();
+      await w.page.locator("form.lmw-live input[type=checkbox]").check();
+      await w.page.waitForFunction(() => window.lmw?.model?.id === "stories260K", undefined, {timeout: 180_000});
+      // The live cells' passes first: until the count of forward passes holds still.
+      for (let last = -1, same = 0; same < 3;) {
+        await w.page.waitForTimeout(500);
+        const runs = await w.page.evaluate(() => window.lmw!.runs());
+        same = runs === last ? same + 1 : 0;
+        last = runs;
+      }
+      const gen = JSON.parse(readFileSync(join(ROOT, "test", "fixtures", "stories260K", "reference.json"), "utf8"))
+        .generations[0] as {input_ids: number[]; new_ids: number[]};
+      const result = await w.page.evaluate(async (ids) => {
+        const model = window.lmw!.model as unknown as {
+          backend: string;
+          generate(p: number[], o: object): Promise<{new_ids: number[]}>;
+        };
+        const before = window.lmw!.runs();
+        const out = await model.generate(ids, {maxNewTokens: 20, stopAtEos: false});
+        return {backend: model.backend, ids: out.new_ids, runs: window.lmw!.runs() - before};
+      }, gen.input_ids);
+      expect(result.backend).toMatch(/^WebGPU/);
+      expect(result.ids).toEqual(gen.new_ids);
+      // On the traced graph each of the 20 steps is a forward pass; on the lean graph none is (a live cell may
+      // still make one meanwhile).
+      expect(result.runs).toBeLessThanOrEqual(1);
+      expect(w.errors, w.console.join("\n")).toEqual([]);
     } finally {
       await w.page.close();
     }

@@ -51,6 +51,10 @@ scope.addEventListener("message", ({data}) => {
       allowSoftwareAdapter: data.allowSoftwareAdapter,
       // "auto" on a hardware adapter: a timed probe, shared with the warm-up's, decides WebGPU or WASM.
       probe: true,
+      // On WebGPU, generation runs on the lean decode graph (runtime/decode.ts): a SmolLM2-135M step is 545 kernels
+      // and a 16-byte readback instead of the traced graph's 1308 and 196,608 bytes. This worker holds one model,
+      // which is what the JSEP build needs of it (it reuses compiled shaders across models in one instance).
+      leanDecode: true,
       onProgress: (progress) => post({type: "progress", progress}),
       ...(data.init === "random" ? {init: "random" as const, seed: data.seed ?? 0} : {})
     }).then(
