@@ -62,6 +62,14 @@ function sitePages(): string[] {
   return pages.sort();
 }
 
+/** Whether the page's browser gives a WebGPU adapter (this chromium: SwiftShader's, with --enable-unsafe-webgpu). */
+function hasAdapter(w: WatchedPage): Promise<boolean> {
+  return w.page.evaluate(async () => {
+    const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
+    return gpu ? (await gpu.requestAdapter()) !== null : false;
+  });
+}
+
 const screenshotName = (page: string) => (page === "/" ? "index" : page.replace(/^\//, "").replace(/\//g, "-"));
 
 /** Waits until Framework has no cell still loading and the network is quiet. */
@@ -191,10 +199,7 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
     // ?backend=webgpu: this machine's adapter is SwiftShader, which "auto" leaves for WASM.
     const w = await browser.open(`${server.origin}/engine?backend=webgpu`);
     try {
-      const adapter = await w.page.evaluate(async () => {
-        const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
-        return gpu ? (await gpu.requestAdapter()) !== null : false;
-      });
+      const adapter = await hasAdapter(w);
       const result = await readResult(w);
       expectClean(w);
       if (!adapter) {
@@ -214,10 +219,7 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
   test("generation on WebGPU: the page's worker generates stories260K's reference tokens on the lean decode graph", async (context) => {
     const w = await browser.open(`${server.origin}/tokens?backend=webgpu`);
     try {
-      const adapter = await w.page.evaluate(async () => {
-        const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
-        return gpu ? (await gpu.requestAdapter()) !== null : false;
-      });
+      const adapter = await hasAdapter(w);
       if (!adapter) context.skip("this chromium has no WebGPU adapter");
       const form = w.page.locator("form.lmw-model");
       await form.locator("input").fill("stories260K");

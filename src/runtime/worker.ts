@@ -88,7 +88,12 @@ async function warmUp(
     const g = new GraphBuilder();
     g.output("y", g.op("Identity", [g.input("x", FLOAT, [1])]), FLOAT, [1]);
     const tiny = g.build("warm-up");
-    const session = await runtime.ort.InferenceSession.create(tiny.model, {executionProviders: ["wasm"]});
+    // On the backend the model's session will ask for: onnxruntime-web starts its WebAssembly once per backend
+    // name, and a "wasm" start still under way when the model's "webgpu" one begins fails the latter ("multiple
+    // calls to 'initWasm()'"), which sent the model to WASM. Under one name, the second waits for the first.
+    const session = await runtime.ort.InferenceSession.create(tiny.model, {
+      executionProviders: [runtime.backend === "webgpu" ? "webgpu" : "wasm"]
+    });
     await session.release();
   } catch {
     // loadModel creates the runtime again and says what went wrong.
