@@ -183,6 +183,7 @@ ${PROMPT_HELP}
   --top-p P           keep the smallest set of tokens with probability ≥ P (default 1)
   --seed S            seed of the sampling and of random weights (default 0)
   --no-stop           keep going past the end-of-sequence token
+  --graph-capture     with --runtime webgpu-native: record the decode step once and replay it (graph capture)
 ${STEER_HELP}
   --json              {"input_ids", "new_ids", "text"} on stdout
 ${LOAD_HELP.split("\n")
@@ -198,6 +199,7 @@ ${LOAD_HELP.split("\n")
       temperature: {type: "string"},
       "top-k": {type: "string"},
       "top-p": {type: "string"},
+      "graph-capture": {type: "boolean"},
       ...STEER_OPTIONS
     },
     positionals: ["MODEL", "TEXT"],
@@ -633,10 +635,13 @@ async function load(id: string, values: Values, io: IO) {
   const runtime = (values.runtime as string | undefined) ?? "node";
   if (!(RUNTIMES as readonly string[]).includes(runtime))
     throw new UsageError(`--runtime must be one of ${RUNTIMES.join(", ")}; got ${JSON.stringify(runtime)}`);
+  if (values["graph-capture"] && runtime !== "webgpu-native")
+    throw new UsageError(`--graph-capture needs --runtime webgpu-native (the provider that replays), not ${runtime}`);
   const options: LoadOptions = {
     init: init as LoadOptions["init"],
     seed: integer(values, "seed", 0),
-    runtime: runtime as Runtime
+    runtime: runtime as Runtime,
+    graphCapture: Boolean(values["graph-capture"])
   };
   if (!values.json) {
     let lastDownload = 0;

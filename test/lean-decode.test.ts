@@ -209,6 +209,37 @@ describe.skipIf(!available)("lean decode on WebGPU (SwiftShader)", () => {
       180_000
     );
 
+    it("the CLI: generate --runtime webgpu-native --graph-capture gives the reference's tokens; elsewhere it is a usage error", async () => {
+      const {main} = await import("../src/cli.js");
+      const run = async (args: string[]) => {
+        let out = "",
+          err = "";
+        const code = await main(args, {out: (t) => void (out += t), err: (t) => void (err += t)});
+        return {code, out, err};
+      };
+      const gen = readReference("stories260K").json.generations[0];
+      const n = String(gen.new_ids.length);
+      const captured = await run([
+        "generate",
+        "stories260K",
+        gen.text,
+        "--runtime",
+        "webgpu-native",
+        "--graph-capture",
+        "--max-new-tokens",
+        n,
+        "--no-stop",
+        "--json"
+      ]);
+      expect(captured.code, captured.err).toBe(0);
+      expect(JSON.parse(captured.out).new_ids).toEqual(gen.new_ids);
+      const wrong = await run(["generate", "stories260K", gen.text, "--graph-capture", "--max-new-tokens", n]);
+      expect(wrong).toMatchObject({
+        code: 1,
+        err: expect.stringContaining("--graph-capture needs --runtime webgpu-native")
+      });
+    }, 120_000);
+
     it("stories260K: a replayed step uploads its inputs only and reads back one id; logits and sampling are the traced graph's", async () => {
       const model = await loadModel("stories260K", {runtime: "webgpu-native", graphCapture: true});
       const traced = await loadModel("stories260K", {runtime: "webgpu-native", leanDecode: false});
