@@ -101,10 +101,14 @@ async function gpuFloor(): Promise<FloorResult> {
 
 async function model(id: string): Promise<ModelResult> {
   const stamps = new Map<string, number>();
+  // encodeTimeoutMs 0: texts are tokenized on this thread. The tokenizer's worker thread loads
+  // @huggingface/tokenizers from node_modules, which the GPU bundle (bench/gpu/pack.sh) does not carry.
+  const init = args.init === "random" ? "random" : "checkpoint";
   const m = await loadModel(id, {
     runtime,
-    init: args.init === "random" ? "random" : "checkpoint",
+    init,
     seed: 0,
+    encodeTimeoutMs: 0,
     onProgress: (p) => stamps.set(p.stage, performance.now())
   });
   const graphBuildMs = stamps.get("session")! - stamps.get("graph")!;
@@ -113,12 +117,7 @@ async function model(id: string): Promise<ModelResult> {
   // The native provider also decodes with its step captured and replayed: the same model loaded again.
   let captured: ModelResult["captured"];
   if (runtime === "webgpu-native") {
-    const c = await loadModel(id, {
-      runtime,
-      init: args.init === "random" ? "random" : "checkpoint",
-      seed: 0,
-      graphCapture: true
-    });
+    const c = await loadModel(id, {runtime, init, seed: 0, encodeTimeoutMs: 0, graphCapture: true});
     captured = await measureCapturedDecode(c, measured.generate);
     await c.dispose();
   }

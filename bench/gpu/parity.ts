@@ -11,6 +11,8 @@ import {loadModel} from "../../src/node.js";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
 
 const MODELS = process.env.LMW_MODELS!;
+// encodeTimeoutMs 0: prompts are tokenized on this thread. The tokenizer's worker thread (src/hub/node.ts) loads
+// @huggingface/tokenizers from node_modules, which the GPU bundle does not carry.
 const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"];
 let failures = 0;
 for (const runtime of ["webgpu", "webgpu-native"] as const) {
@@ -24,7 +26,7 @@ for (const runtime of ["webgpu", "webgpu-native"] as const) {
       return toFloat32(i, bytes.subarray(i.begin, i.end));
     };
     const t0 = Date.now();
-    const model = await loadModel(name, {runtime});
+    const model = await loadModel(name, {runtime, encodeTimeoutMs: 0});
     let rel = 0,
       abs = 0,
       worst = "";
@@ -64,7 +66,7 @@ for (const runtime of ["webgpu", "webgpu-native"] as const) {
 // The native provider again, its decode step captured once and replayed (runtime/decode.ts): the same tokens.
 for (const name of FIXTURES) {
   const gen = JSON.parse(readFileSync(path.join(MODELS, name, "reference.json"), "utf8")).generations[0];
-  const model = await loadModel(name, {runtime: "webgpu-native", graphCapture: true});
+  const model = await loadModel(name, {runtime: "webgpu-native", graphCapture: true, encodeTimeoutMs: 0});
   const captured = (await model.leanDecoder())?.captured === true;
   const result = await model.generate(gen.text, {maxNewTokens: 20, stopAtEos: false});
   const same = JSON.stringify(result.new_ids) === JSON.stringify(gen.new_ids);
