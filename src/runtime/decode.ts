@@ -171,8 +171,6 @@ export class LeanDecoder {
    */
   exclusive<T>(positions: number, use: () => Promise<T>): Promise<T> {
     const result = this.queue.then(() => {
-      if (this.fixed && positions > this.capacity)
-        throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${positions}`);
       if (this.inPlace) this.reserve(positions);
       else this.emptyCache();
       this.length = 0;
@@ -185,6 +183,8 @@ export class LeanDecoder {
   /** Make the cache hold at least `positions` (buffers are zero-filled when made). */
   private reserve(positions: number): void {
     if (positions <= this.capacity) return;
+    // A captured decoder's buffers are bound for good: they cannot be made again, larger.
+    if (this.fixed) throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${positions}`);
     this.releaseCache();
     const {numLayers, numKeyValueHeads: KV, headDim} = this.arch.config;
     const capacity = Math.min(Math.max(positions, MIN_CAPACITY), this.arch.config.maxPositions);
@@ -225,8 +225,10 @@ export class LeanDecoder {
     const {Tensor} = this.ort;
     this.releaseLogits();
     this.steps++;
-    if (this.fixed) return this.capturedStep(this.fixed, ids, {logits, candidates});
     const total = this.length + ids.length;
+    if (this.inPlace && total > this.capacity)
+      throw new Error(`the lean decoder's cache holds ${this.capacity} positions, not ${total}`);
+    if (this.fixed) return this.capturedStep(this.fixed, ids, {logits, candidates});
     const feeds: Record<string, OrtTensor> = {
       input_ids: new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
       [DECODE.seqlensK]: new Tensor("int32", Int32Array.of(total - 1), [1]),
@@ -236,8 +238,6 @@ export class LeanDecoder {
       const positions = BigInt64Array.from(ids, (_, k) => BigInt(this.length + k));
       feeds[DECODE.positions] = new Tensor("int64", positions, [1, ids.length]);
     }
-    if (this.inPlace && total > this.capacity)
-      throw new Error(`the lean decoder's cache holds ${this.capacity} positions, not ${total}`);
     const fetches: Record<string, OrtTensor | null> = {[DECODE.nextToken]: this.next.tensor};
     // In place: one buffer as both past and present, GroupQueryAttention writes the new positions into it.
     // Else the presents are new tensors, the next step's past.
@@ -281,8 +281,6 @@ export class LeanDecoder {
     ids: number[],
     {logits, candidates}: {logits: boolean; candidates?: {k: number; temperature: number}}
   ): Promise<StepResult> {
-    if (this.length + ids.length > this.capacity)
-      throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${this.length + ids.length}`);
     const feeds: Record<string, OrtTensor> = {
       input_ids: fixed.ids,
       [DECODE.seqlensK]: fixed.seqlensK,
@@ -348,27 +346,28 @@ export class LeanDecoder {
   /** The 8 bytes of `next_token`: one copy into a mappable buffer, one map. */
   private async readNext(): Promise<number> {
     const {tensor, staging} = this.next;
-    const encoder = this.device.createCommandEncoder();
-    encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, staging, 0, 8);
-    this.device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(MAP_MODE_READ);
-    const id = Number(new BigInt64Array(staging.getMappedRange().slice(0, 8))[0]);
-    staging.unmap();
-    return id;
+    return Number(new BigInt64Array(await this.copyOut(tensor, staging, 8))[0]);
   }
 
   /** The first `bytes` of a tensor that stays where it is (a fixed one): copied into a buffer of its own, mapped. */
   private async readBuffer(tensor: OrtTensor, bytes: number): Promise<ArrayBuffer> {
     const staging = this.device.createBuffer({size: bytes, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
     try {
-      const encoder = this.device.createCommandEncoder();
-      encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, staging, 0, bytes);
-      this.device.queue.submit([encoder.finish()]);
-      await staging.mapAsync(MAP_MODE_READ);
-      return staging.getMappedRange().slice(0);
+      return await this.copyOut(tensor, staging, bytes);
     } finally {
       staging.destroy();
     }
+  }
+
+  /** The first `bytes` of `tensor`, copied into the mappable `staging` and mapped: one readback. */
+  private async copyOut(tensor: OrtTensor, staging: GPUBufferLike, bytes: number): Promise<ArrayBuffer> {
+    const encoder = this.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, staging, 0, bytes);
+    this.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(MAP_MODE_READ);
+    const data = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    return data;
   }
 
   async dispose(): Promise<void> {

@@ -426,20 +426,22 @@ export class Model {
     // The JSEP build's GroupQueryAttention does not apply local_window_size (mini-gemma3's tokens go wrong):
     // there, a model with sliding windows keeps the traced graph.
     const windows = (this.config as {slidingWindows?: (number | null)[]}).slidingWindows ?? [];
-    if (!this.options.cacheInPlace && windows.some((w) => w !== null)) return undefined;
+    const windowed = windows.some((w) => w !== null);
+    if (!this.options.cacheInPlace && windowed) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
       // onnxruntime-web 1.30's GroupQueryAttention gives wrong tokens for a sliding window under capture (mini-gemma3):
       // windowed models keep the lean graph uncaptured.
-      const windowed = windows.some((w) => w !== null);
       const capture = this.options.graphCapture === true && this.options.cacheInPlace === true && !windowed;
       // ort-web hands enableGraphCapture to the provider only when the provider is named as an object.
-      const captureOptions: CreateOptions = {
-        ...this.options,
-        executionProviders: [{name: "webgpu"}],
-        sessionOptions: {...this.options.sessionOptions, enableGraphCapture: true}
-      };
-      this.lean = this.openGraph(build, capture ? captureOptions : this.options)
+      const options: CreateOptions = capture
+        ? {
+            ...this.options,
+            executionProviders: [{name: "webgpu"}],
+            sessionOptions: {...this.options.sessionOptions, enableGraphCapture: true}
+          }
+        : this.options;
+      this.lean = this.openGraph(build, options)
         .then((session) =>
           LeanDecoder.create(
             this.options.ort as never,
