@@ -10,7 +10,7 @@ import {join, relative, sep} from "node:path";
 import {promisify} from "node:util";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {referenceForward} from "../docs/components/tiny-onnx.js";
-import {hasChromium, launchBrowser, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {hasChromium, launchBrowser, quietModel, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 import {oneBuildAtATime} from "./helpers/site.js";
 
@@ -226,13 +226,8 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
       await form.locator("button").click();
       await w.page.locator("form.lmw-live input[type=checkbox]").check();
       await w.page.waitForFunction(() => window.lmw?.model?.id === "stories260K", undefined, {timeout: 180_000});
-      // The live cells' passes first: until the count of forward passes holds still.
-      for (let last = -1, same = 0; same < 3;) {
-        await w.page.waitForTimeout(500);
-        const runs = await w.page.evaluate(() => window.lmw!.runs());
-        same = runs === last ? same + 1 : 0;
-        last = runs;
-      }
+      // The live cells' passes first.
+      await quietModel(w.page);
       const gen = JSON.parse(readFileSync(join(ROOT, "test", "fixtures", "stories260K", "reference.json"), "utf8"))
         .generations[0] as {input_ids: number[]; new_ids: number[]};
       const result = await w.page.evaluate(async (ids) => {

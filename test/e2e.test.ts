@@ -12,7 +12,14 @@ import {readdirSync} from "node:fs";
 import {tmpdir} from "node:os";
 import {join, relative, sep} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
-import {launchBrowser, skipBrowserTests, type TestBrowser, type WatchedPage, settle} from "./helpers/browser.js";
+import {
+  launchBrowser,
+  quietModel,
+  settle,
+  skipBrowserTests,
+  type TestBrowser,
+  type WatchedPage
+} from "./helpers/browser.js";
 import {fixtureDir} from "./helpers/fixtures.js";
 import {startHubServer, type HubServer} from "./helpers/hub-server.js";
 import {buildSiteCopy, ROOT, type BuiltSite} from "./helpers/site.js";
@@ -75,14 +82,8 @@ async function goLive(w: WatchedPage): Promise<void> {
   await w.page.waitForFunction((id) => window.lmw?.model?.id === id, LIVE, {timeout: 60_000});
   await w.page.waitForSelector(".lmw-status[data-status=ready]");
   await settle(w);
-  // The model answers from its worker: wait until no forward pass is still on its way (the count holds still).
-  let last = -1;
-  for (let same = 0; same < 3;) {
-    const now = await w.page.evaluate(() => window.lmw?.runs() ?? 0);
-    same = now === last ? same + 1 : 0;
-    last = now;
-    await w.page.waitForTimeout(250);
-  }
+  // The model answers from its worker: wait until no forward pass is still on its way.
+  await quietModel(w.page);
   // Mark the end of every forward pass, to time the redraws that follow it. The model runs in a worker; the
   // page's side of it (WorkerModel) hands each lane view's trace to its prototype's, so wrapping that catches all.
   await w.page.evaluate(() => {

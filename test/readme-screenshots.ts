@@ -5,7 +5,7 @@
  */
 import {mkdirSync} from "node:fs";
 import {join} from "node:path";
-import {launchBrowser} from "./helpers/browser.js";
+import {launchBrowser, quietModel} from "./helpers/browser.js";
 import {buildSiteCopy, ROOT} from "./helpers/site.js";
 import {serveStatic} from "./helpers/static-server.js";
 
@@ -42,13 +42,7 @@ try {
       () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0
     );
     // The model answers from its worker: wait until its forward-pass count holds still, then for the views.
-    let last = -1;
-    for (let same = 0; same < 3;) {
-      const now = await page.evaluate(() => (window as unknown as {lmw?: {runs(): number}}).lmw?.runs() ?? 0);
-      same = now === last ? same + 1 : 0;
-      last = now;
-      await page.waitForTimeout(250);
-    }
+    await quietModel(page);
     await page.waitForFunction(
       () => document.querySelectorAll("observablehq-loading, .observablehq--running").length === 0
     );

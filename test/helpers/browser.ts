@@ -131,6 +131,20 @@ export async function settle(w: WatchedPage, timeout = 120_000): Promise<void> {
   );
 }
 
+/**
+ * The page's live model at rest: its worker answers asynchronously, so wait until the count of forward passes it
+ * has run (`window.lmw.runs()`, set by docs/components/workbench.ts) holds still over three looks.
+ */
+export async function quietModel(page: WatchedPage["page"]): Promise<void> {
+  let last = -1;
+  for (let same = 0; same < 3;) {
+    const now = await page.evaluate(() => (window as unknown as {lmw?: {runs(): number}}).lmw?.runs() ?? 0);
+    same = now === last ? same + 1 : 0;
+    last = now;
+    await page.waitForTimeout(250);
+  }
+}
+
 /** The text of every cell that shows an error. */
 export const cellErrors = (w: WatchedPage): Promise<string[]> =>
   w.page.locator(".observablehq--error").allTextContents();
