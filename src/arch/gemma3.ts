@@ -441,6 +441,7 @@ function gemma3Architecture(config: Gemma3Config): Architecture {
 
   return {
     config,
+    slidingWindows: config.slidingWindows,
     roles: llamaRoles,
     parameters,
     hookPoints,

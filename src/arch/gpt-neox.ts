@@ -408,6 +408,7 @@ function gptNeoxArchitecture(config: GptNeoxConfig): Architecture {
 
   return {
     config,
+    slidingWindows: Array.from({length: config.numLayers}, () => null),
     roles,
     parameters,
     hookPoints,

@@ -346,6 +346,7 @@ function gpt2Architecture(config: ModelConfig): Architecture {
 
   return {
     config,
+    slidingWindows: Array.from({length: config.numLayers}, () => null),
     roles,
     parameters,
     hookPoints,

@@ -437,6 +437,7 @@ export function llamaShaped(config: LlamaConfig): Architecture {
 
   return {
     config,
+    slidingWindows: config.slidingWindows,
     roles: llamaRoles,
     parameters,
     hookPoints,

@@ -62,6 +62,8 @@ export interface Architecture {
   aliasOf(path: string): string | undefined;
   /** Which hook point plays which part: the residual stream, the attention and MLP outputs, the heads. */
   readonly roles: Roles;
+  /** Per layer, the sliding window (a token sees itself and `window − 1` before it), or null for full attention. */
+  readonly slidingWindows: readonly (number | null)[];
   /** The model printed as PyTorch prints it. */
   moduleTree(): string;
   /** The forward pass as an ONNX graph; `weight(name)` gives a parameter in its checkpoint layout. */

@@ -425,8 +425,7 @@ export class Model {
     if (!onWebGPU(this.options) || !this.arch.buildDecodeGraph || !wanted) return undefined;
     // The JSEP build's GroupQueryAttention does not apply local_window_size (mini-gemma3's tokens go wrong):
     // there, a model with sliding windows keeps the traced graph.
-    const windows = (this.config as {slidingWindows?: (number | null)[]}).slidingWindows ?? [];
-    const windowed = windows.some((w) => w !== null);
+    const windowed = this.arch.slidingWindows.some((w) => w !== null);
     if (!this.options.cacheInPlace && windowed) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
