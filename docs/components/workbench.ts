@@ -187,12 +187,6 @@ export interface ModelState {
   error?: unknown;
 }
 
-declare global {
-  interface Window {
-    lmw?: {model: Model | undefined; runs: () => number};
-  }
-}
-
 let latest = 0; // the newest liveModel call
 let loading: AbortController | undefined;
 let ready: Model | undefined;

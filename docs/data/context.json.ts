@@ -1,7 +1,7 @@
 // Page 4, precomputed for each site model: the autoregressive check at every layer for the two default
 // prompts, the cosine similarity of "break" across every layer in the lecture's three sentences, and the
 // exercise sentence's every token against those three.
-import {CONTEXT_DEFAULTS, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity, wordVectorHead} from "../../src/analysis/context.js";
+import {CONTEXT_DEFAULTS, type ContextTrace, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity, wordVectorHead} from "../../src/analysis/context.js";
 import {clampIndex} from "../../src/analysis/hooks.js";
 import {loadSiteModel, siteModels} from "./site-models.js";
 
@@ -13,7 +13,7 @@ for (const {id, name} of siteModels()) {
   const layers = model.config.numLayers;
   const [checkA, checkB] = [await contextTrace(model, CONTEXT_DEFAULTS.checkA), await contextTrace(model, CONTEXT_DEFAULTS.checkB)];
   const checkC = await contextTrace(model, CONTEXT_DEFAULTS.checkC);
-  const sentences = [];
+  const sentences: ContextTrace[] = [];
   for (const s of CONTEXT_DEFAULTS.sentences) sentences.push(await contextTrace(model, s));
   const exercise = await contextTrace(model, CONTEXT_DEFAULTS.exercise);
   const word = CONTEXT_DEFAULTS.word;
