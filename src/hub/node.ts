@@ -11,7 +11,8 @@ import {WorkbenchError} from "../errors.js";
 import {HubError} from "./errors.js";
 import {checkHubId, checkRevision} from "./ids.js";
 import {DEFAULT_ENDPOINT, hubUrl, urlSource} from "./source.js";
-import type {FileCache, ModelSource, Progress, ReadOptions} from "./source.js";
+import type {FileCache} from "./cache.js";
+import type {ModelSource, Progress, ReadOptions} from "./source.js";
 
 /** Files are read in pieces of this size, so that progress and cancellation have somewhere to happen. */
 const CHUNK_BYTES = 8 << 20;
