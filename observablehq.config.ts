@@ -125,43 +125,36 @@ const LOADER_ENVIRONMENT = ["LMW_SITE_MODELS", "LMW_MODELS", "LMW_SHIP_WEIGHTS",
 
 dropStaleLoaderOutputs();
 
-/** The pages of a list that exist (a page not written yet is left out rather than failing the build). */
-function written(pages: {name: string; path: string}[]) {
-  return pages.filter((page) => existsSync(join(here, root, `${page.path}.md`)));
-}
-
 export default {
   root,
   title: "lm-workbench",
   // The lecture's pages, in order; then "Inside the model" (writing into it); then the performance part of the
   // site in its own section: it is about the engine, not the lecture.
   pages: [
-    ...written([
-      {name: "Talking to a language model", path: "/generation"},
-      {name: "Tokens and logits", path: "/tokens"},
-      {name: "Anatomy", path: "/anatomy"},
-      {name: "Context", path: "/context"},
-      {name: "MLP and attention", path: "/mlp-attention"}
-    ]),
+    {name: "Talking to a language model", path: "/generation"},
+    {name: "Tokens and logits", path: "/tokens"},
+    {name: "Anatomy", path: "/anatomy"},
+    {name: "Context", path: "/context"},
+    {name: "MLP and attention", path: "/mlp-attention"},
     // After the lecture: writing into the model.
     {
       name: "Inside the model",
       open: true,
-      pages: written([
+      pages: [
         {name: "Logit lens", path: "/logit-lens"},
         {name: "Activation patching", path: "/patching"},
         {name: "Ablation", path: "/ablation"},
         {name: "Steering", path: "/steering"}
-      ])
+      ]
     },
     {
       name: "Performance",
       collapsible: true,
       open: false,
-      pages: written([
+      pages: [
         {name: "Benchmarks", path: "/performance"},
         {name: "Engine check", path: "/engine"}
-      ])
+      ]
     }
   ],
   dynamicPaths: [

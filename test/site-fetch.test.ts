@@ -78,7 +78,8 @@ describe("fetching the site's models", () => {
       complete: true
     });
 
-    const summary = lines.filter((l) => !/ MB$/.test(l));
+    const progress = / (MB|bytes)$/; // a file's progress: "model.safetensors 1.0 MB of 1.0 MB"
+    const summary = lines.filter((l) => !progress.test(l));
     expect(summary).toEqual([
       `site-models: test-org/stories: fetched from ${hub.endpoint} into ${folder}`,
       `site-models: gpt2: not fetched (not found on ${hub.endpoint}); the site is built with random weights on the config and tokenizer in data/models/gpt2`,
@@ -86,7 +87,7 @@ describe("fetching the site's models", () => {
       "site-models: a/../b: not a Hub id and not in a local model folder; the site is built without it"
     ]);
     // Progress on the way, ending with each file's total.
-    expect(lines).toContain("site-models: test-org/stories: model.safetensors 1.0 of 1.0 MB");
+    expect(lines).toContain("site-models: test-org/stories: model.safetensors 1.0 MB of 1.0 MB");
   });
 
   it("offline: one line per model, no error, nothing written", async () => {
@@ -115,7 +116,7 @@ describe("fetching the site's models", () => {
     };
     const {stderr} = await run(path.resolve("node_modules/.bin/tsx"), ["docs/data/fetch-site-models.ts"], {env});
     const folder = hubCacheFolder("test-org/stories", {endpoint: hub.endpoint});
-    expect(stderr.split("\n").filter((l) => l.startsWith("site-models:") && !l.endsWith(" MB"))).toEqual([
+    expect(stderr.split("\n").filter((l) => l.startsWith("site-models:") && !/ (MB|bytes)$/.test(l))).toEqual([
       `site-models: test-org/stories: fetched from ${hub.endpoint} into ${folder}`
     ]);
     Object.assign(process.env, {LMW_SITE_MODELS: "test-org/stories", LMW_HUB_ENDPOINT: hub.endpoint});

@@ -16,6 +16,7 @@ import {fetchModel, type FetchModelOptions} from "../../src/hub/fetch-model.js";
 import {checkHubId} from "../../src/hub/ids.js";
 import {findModelFolder} from "../../src/hub/node.js";
 import {DEFAULT_ENDPOINT} from "../../src/hub/source.js";
+import {formatBytes} from "../../src/units.js";
 import {DEFAULT_SITE_MODELS} from "./site-models.js";
 
 export interface FetchSiteOptions extends Pick<FetchModelOptions, "endpoint" | "cacheDir" | "fetch"> {
@@ -81,8 +82,7 @@ function throttled(log: (line: string) => void, id: string) {
     const now = Date.now();
     if (now - last < 2000 && loaded !== total) return;
     last = now;
-    const mb = (n: number) => (n / 1e6).toFixed(1);
-    log(`site-models: ${id}: ${file} ${mb(loaded)}${total ? ` of ${mb(total)}` : ""} MB`);
+    log(`site-models: ${id}: ${file} ${formatBytes(loaded, total)}`);
   };
 }
 

@@ -11,7 +11,7 @@ import {piecesOf, type AnyModel} from "./tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {rolesFor} from "../arch/roles.js";
 import {clampIndex, residualHooks, weightModules, type WeightModule} from "./hooks.js";
-import {bitIdentical, matrix, row, stats, type Stats} from "./index.js";
+import {bitIdentical, matrix, stats, type Stats} from "./index.js";
 import {downsample, maxAbsDifference, type Downsampled} from "./matrix.js";
 
 /** Page 3's defaults: the lecture's module and layer, and two prompts to compare. */
@@ -100,9 +100,4 @@ export function equalityCheck(weightA: Tensor, weightB: Tensor, outputA: Tensor,
     shapeA: outputA.shape,
     shapeB: outputB.shape
   };
-}
-
-/** One token's vector in the residual stream after `layer`: `model.layers.{layer}.output[0, position]`. */
-export function residualVector(trace: AnatomyTrace, hook: string, position: number): Float32Array {
-  return row(trace.tensors[hook]!, 0, position);
 }

@@ -9,11 +9,6 @@ import {rolesFor} from "../arch/roles.js";
 
 type Config = Pick<ModelConfig, "modelType" | "numLayers">;
 
-/** The decoder block's module path: `model.layers.3` (Llama), `transformer.h.3` (GPT-2), `gpt_neox.layers.3`. */
-export function layerPath(config: Config, layer: number): string {
-  return rolesFor(config).layer(layer);
-}
-
 /** The residual stream after `layer`: `model.layers.{i}.output`, shape [1, T, hidden]. */
 export function residualHook(config: Config, layer: number): string {
   return rolesFor(config).resid(layer);

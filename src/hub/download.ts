@@ -6,6 +6,7 @@
  * file's tensors fit — before anyone caches it, so nothing half-written or wrong is ever taken for the file.
  * Universal: imports nothing from `node:`.
  */
+import {formatBytes} from "../units.js";
 import {HubError} from "./errors.js";
 import type {FileCache} from "./cache.js";
 import {errorText, isPlain, plainLength, rangeStart, type Http} from "./http.js";
@@ -45,7 +46,7 @@ export async function downloadFile(
   if (resumed) {
     body.prefill(kept.bytes);
     http.notice(
-      `${id}/${file}: resuming at ${mb(kept.bytes.length)} of ${mb(kept.size)}, where an earlier download stopped`
+      `${id}/${file}: resuming at ${formatBytes(kept.bytes.length, kept.size)}, where an earlier download stopped`
     );
   }
 
@@ -78,7 +79,7 @@ export async function downloadFile(
         : body.hint !== undefined && body.loaded < body.hint && !dropped && isPlain(fetched.response);
     if (!dropped && !short) break;
     const why = dropped ? `the connection dropped (${errorText(dropped)})` : `the body ended early`;
-    const at = `${mb(body.loaded)}${size !== undefined ? ` of ${mb(size)}` : ""}`;
+    const at = formatBytes(body.loaded, size);
     if (attempt > retries) {
       const next = (await keepBeginning())
         ? "the part that arrived is kept, and the next try resumes there"
@@ -292,8 +293,4 @@ function concat(chunks: Uint8Array[], length: number): Uint8Array {
 
 function hex(buffer: ArrayBuffer): string {
   return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function mb(bytes: number): string {
-  return bytes < 1e6 ? `${bytes} bytes` : `${(bytes / 1e6).toFixed(1)} MB`;
 }
