@@ -8,6 +8,7 @@ import path from "node:path";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel, type Model} from "../src/node.js";
 import {WorkbenchError} from "../src/errors.js";
+import {analyseTokens} from "../src/analysis/tokens.js";
 import {parseHeader, toFloat32} from "../src/hub/safetensors.js";
 import {FIXTURES, fixtureDir, readReference, relativeError} from "./helpers/fixtures.js";
 import {encodeSafetensors, startHubServer} from "./helpers/hub-server.js";
@@ -149,6 +150,23 @@ describe("trace and weights", () => {
     );
     await expect(model.trace([1, 9999], ["lm_head.output"])).rejects.toThrow(/token id 9999 is outside the vocabulary/);
     await expect(model.weight("model.layers.0.nothing.weight")).rejects.toThrow(WorkbenchError);
+  });
+
+  it("runs the analyses by name as their functions do, and streams each token with its display piece", async () => {
+    expect(await model.analyse("analyseTokens", "Once upon a time", {k: 5})).toEqual(
+      await analyseTokens(model, "Once upon a time", {k: 5})
+    );
+    // In this thread nothing waits to be superseded: a lane is the model.
+    expect(model.lane("tokens")).toBe(model);
+    await expect(model.analyse("nothing" as "analyseTokens", "x")).rejects.toThrow(
+      /unknown analysis nothing: one of analyseTokens/
+    );
+    const pieces: string[] = [];
+    const generation = await model.generate("Once upon a time", {
+      maxNewTokens: 4,
+      onToken: (t) => pieces.push(t.piece)
+    });
+    expect(pieces).toEqual(model.pieces(generation.new_ids));
   });
 
   it("sampling is reproducible from its seed and streams its tokens", async () => {

@@ -55,6 +55,12 @@ class FakeWorker {
     }
     if (method === "trace")
       return this.send({type: "result", req, value: {tensors: {}, input_ids: args[0], tokens: []}, runs: 1});
+    if (method === "analyse") {
+      // [name, callback names, ...args]: report each callback once, then answer with what arrived.
+      const [, callbacks] = args as [string, string[]];
+      for (const name of callbacks) this.send({type: "event", req, name, args: [1, 2]});
+      return this.send({type: "result", req, value: args, runs: 1});
+    }
     if (method === "generate") {
       // One token every 5 ms until 20 or an abort, read between steps as the real worker does.
       let index = 0;
@@ -141,6 +147,17 @@ describe("WorkerModel", () => {
     const afterStop = streamed.length;
     await model.trace([2], ["lm_head.output"]);
     expect(streamed).toHaveLength(afterStop); // no token after Stop reached the page
+  });
+
+  it("an analysis runs in the worker by name: its callbacks' names cross, the worker's events call them here", async () => {
+    const progress: number[][] = [];
+    const sent = (await model.analyse("ablationView", "a is a", {
+      answers: [1, 2],
+      onProgress: (done, total) => progress.push([done, total])
+    })) as unknown;
+    expect(sent).toEqual(["ablationView", ["onProgress"], "a is a", {answers: [1, 2]}]);
+    expect(progress).toEqual([[1, 2]]);
+    expect(calls(workers[0]!)).toEqual(['analyse:"ablationView"']);
   });
 
   it("a hung tokenizer call gives a TokenizerTimeoutError; a new worker loads the model; the same text fails at once", async () => {

@@ -6,8 +6,7 @@
  * with a weight matrix and the residual stream after every layer, so the module, layer and token controls
  * only re-slice it.
  */
-import type {Model} from "../runtime/model.js";
-import {piecesOf, type AnyModel} from "./tokens.js";
+import type {LanguageModel} from "../runtime/language-model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {rolesFor} from "../arch/roles.js";
 import {clampIndex, residualHooks, weightModules, type WeightModule} from "./hooks.js";
@@ -23,12 +22,12 @@ export const ANATOMY_DEFAULTS = {
 };
 
 /** The lecture's module for a model: layer 10's MLP input projection (gate_proj, GPT-2's c_fc…), layer clamped to the model's. */
-export function defaultModule(model: Pick<Model, "config">, layer = ANATOMY_DEFAULTS.layer): string {
+export function defaultModule(model: Pick<LanguageModel, "config">, layer = ANATOMY_DEFAULTS.layer): string {
   return rolesFor(model.config).mlpIn(clampIndex(layer, model.config.numLayers));
 }
 
 /** The modules a reader can pick (a weight matrix and an output hook each). */
-export function pickableModules(model: Pick<Model, "parameters" | "hookPoints">): WeightModule[] {
+export function pickableModules(model: Pick<LanguageModel, "parameters" | "hookPoints">): WeightModule[] {
   return weightModules(model.parameters(), model.hookPoints());
 }
 
@@ -42,10 +41,10 @@ export interface AnatomyTrace {
 }
 
 /** One forward pass over `prompt` fetching every tensor page 3 shows. */
-export async function anatomyTrace(model: AnyModel, prompt: string): Promise<AnatomyTrace> {
+export async function anatomyTrace(model: LanguageModel, prompt: string): Promise<AnatomyTrace> {
   const hooks = [...new Set([...pickableModules(model).map((m) => m.output), ...residualHooks(model.config)])];
   const trace = await model.trace(prompt, hooks);
-  const pieces = await piecesOf(model, trace.input_ids);
+  const pieces = await model.pieces(trace.input_ids);
   const tensors: Record<string, Tensor> = {};
   for (const h of hooks) tensors[h] = trace[h]!;
   return {prompt, input_ids: trace.input_ids, pieces, tensors};

@@ -3,7 +3,7 @@
  * live (attention or MLP).
  */
 import type {ModelConfig} from "../arch/index.js";
-import {piecesOf, type AnyModel} from "./tokens.js";
+import type {LanguageModel} from "../runtime/language-model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {attentionHook, clampIndex} from "./hooks.js";
 import type {ParameterCounts} from "./index.js";
@@ -100,13 +100,13 @@ export interface AttentionTrace {
 }
 
 /** One forward pass over `prompt` fetching every layer's attention weights: layer and head only re-slice. */
-export async function attentionTrace(model: AnyModel, prompt: string): Promise<AttentionTrace> {
+export async function attentionTrace(model: LanguageModel, prompt: string): Promise<AttentionTrace> {
   const hooks = Array.from({length: model.config.numLayers}, (_, i) => attentionHook(model.config, i));
   const trace = await model.trace(prompt, hooks);
   return {
     prompt,
     input_ids: trace.input_ids,
-    pieces: await piecesOf(model, trace.input_ids),
+    pieces: await model.pieces(trace.input_ids),
     layers: hooks.map((h) => trace[h]!)
   };
 }
@@ -151,7 +151,7 @@ export interface AttentionSource {
  * One forward pass over `prompt` fetching every step of every layer's attention block (a layer slider then
  * only re-slices). Small: a block's tensors are a few rows of features per token.
  */
-export async function attentionSource(model: AnyModel, prompt: string): Promise<AttentionSource> {
+export async function attentionSource(model: LanguageModel, prompt: string): Promise<AttentionSource> {
   const layers = Array.from({length: model.config.numLayers}, (_, layer) => attentionSteps(model, layer));
   const trace = await model.trace(prompt, layers.flat());
   const tensors: Record<string, Tensor> = {};
@@ -159,7 +159,7 @@ export async function attentionSource(model: AnyModel, prompt: string): Promise<
   return {
     prompt,
     input_ids: trace.input_ids,
-    pieces: await piecesOf(model, trace.input_ids),
+    pieces: await model.pieces(trace.input_ids),
     steps: layers.map((paths, layer) => {
       const block = attentionBlock(model.config, layer);
       return paths.map((path) => ({path, name: path.slice(block.length), shape: tensors[path]!.shape}));

@@ -6,7 +6,7 @@
  *   it); from the first differing token on, they change.
  * - One word in several sentences: the cosine similarity of its residual-stream vector, layer by layer.
  */
-import {piecesOf, type AnyModel} from "./tokens.js";
+import type {LanguageModel} from "../runtime/language-model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {residualHooks} from "./hooks.js";
 import {bitIdentical, cosineSimilarity, row} from "./index.js";
@@ -182,14 +182,14 @@ export interface ContextTrace {
 }
 
 /** One forward pass over `sentence` fetching the residual stream after every layer. */
-export async function contextTrace(model: AnyModel, sentence: string): Promise<ContextTrace> {
+export async function contextTrace(model: LanguageModel, sentence: string): Promise<ContextTrace> {
   const hooks = residualHooks(model.config);
   const trace = await model.trace(sentence, hooks);
   return {
     sentence,
     input_ids: trace.input_ids,
     tokens: trace.tokens,
-    pieces: await piecesOf(model, trace.input_ids),
+    pieces: await model.pieces(trace.input_ids),
     layers: hooks.map((h) => trace[h]!)
   };
 }

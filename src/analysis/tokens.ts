@@ -5,22 +5,9 @@
  *
  * `analyseTokens(model, prompt)` runs ONE forward pass (the logits only); everything else slices its result.
  */
-import type {Model} from "../runtime/model.js";
+import type {LanguageModel} from "../runtime/language-model.js";
 import type {Tensor} from "../runtime/tensor.js";
-import type {WorkerModel} from "../runtime/worker-model.js";
 import {argmax, row, softmax, topK} from "./index.js";
-
-/**
- * A model in this thread (`Model`, as the data loaders use it) or in a worker (`WorkerModel`, as the pages
- * do). Their tokenizers answer synchronously or with a promise; the functions here `await` either.
- */
-export type AnyModel = Model | WorkerModel;
-
-/** Each id's display piece (" Paris"), in one call to a worker's tokenizer. */
-export async function piecesOf(model: Pick<AnyModel, "tokenizer">, ids: number[]): Promise<string[]> {
-  const tokenizer = model.tokenizer;
-  return "pieces" in tokenizer ? tokenizer.pieces(ids) : ids.map((id) => tokenizer.idToPiece(id));
-}
 
 /** Whitespace made visible: a space as "·", a newline as "↵", a tab as "→". */
 export function visible(text: string): string {
@@ -39,7 +26,7 @@ export interface TokenRow {
 }
 
 /** The tokens of a text, one row each. */
-export async function tokenTable(model: Pick<AnyModel, "tokenize">, text: string): Promise<TokenRow[]> {
+export async function tokenTable(model: Pick<LanguageModel, "tokenize">, text: string): Promise<TokenRow[]> {
   const {ids, tokens, pieces} = await model.tokenize(text);
   return ids.map((id, position) => ({
     position,
@@ -66,11 +53,11 @@ export interface Candidate {
 }
 
 /** The k most likely next tokens, most likely first. */
-export async function topNext(model: Pick<AnyModel, "tokenizer">, logits: Tensor, k = 10): Promise<Candidate[]> {
+export async function topNext(model: Pick<LanguageModel, "pieces">, logits: Tensor, k = 10): Promise<Candidate[]> {
   const last = row(logits, 0, logits.shape[1]! - 1);
   const probs = softmax(last);
   const ids = topK(last, k);
-  const pieces = await piecesOf(model, ids);
+  const pieces = await model.pieces(ids);
   return ids.map((id, rank) => {
     const piece = pieces[rank]!;
     return {rank: rank + 1, id, piece, shown: visible(piece), logit: last[id]!, probability: probs[id]!};
@@ -112,7 +99,7 @@ export interface TokensAnalysis {
 
 /** One forward pass over the prompt; the numbers page 2 shows. */
 export async function analyseTokens(
-  model: AnyModel,
+  model: LanguageModel,
   prompt: string,
   {k = 10, points = 1000} = {}
 ): Promise<TokensAnalysis> {
@@ -122,14 +109,14 @@ export async function analyseTokens(
 
 /** The same, from logits already computed. */
 export async function analyseLogits(
-  model: AnyModel,
+  model: LanguageModel,
   prompt: string,
   logits: Tensor,
   {k = 10, points = 1000} = {}
 ): Promise<TokensAnalysis> {
   const probs = nextTokenDistribution(logits);
   const best = argmax(probs);
-  const [piece] = await piecesOf(model, [best]);
+  const [piece] = await model.pieces([best]);
   let entropy = 0;
   for (const p of probs) if (p > 0) entropy -= p * Math.log2(p);
   return {
@@ -149,7 +136,7 @@ export async function analyseLogits(
 
 /** A word's ids with and without a leading space (" Paris" vs "Paris"). */
 export async function spaceVariants(
-  model: Pick<AnyModel, "tokenize">,
+  model: Pick<LanguageModel, "tokenize">,
   word: string
 ): Promise<{text: string; shown: string; ids: number[]; pieces: string[]}[]> {
   const bare = word.trim();

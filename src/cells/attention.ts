@@ -9,7 +9,7 @@
  * Inputs (redefinable): model, hub, models, backend (see shared.ts), prompt, layer, head. Shown: `heatmap`.
  */
 import type * as PlotModule from "@observablehq/plot";
-import {attentionTrace, type AttentionTrace} from "../analysis/attention.js";
+import type {AttentionTrace} from "../analysis/attention.js";
 import {visible} from "../analysis/tokens.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
 import {
@@ -38,7 +38,7 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
   main
     .variable()
     .define("attention", ["loaded", "prompt"], (model: WorkerModel, prompt: string) =>
-      attentionTrace(model.lane("embed-attention"), prompt)
+      model.lane("embed-attention").analyse("attentionTrace", prompt)
     );
   main
     .variable(observer("heatmap"))

@@ -30,7 +30,7 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
   main
     .variable()
     .define("lens", ["loaded", "prompt", "k"], (model: Model, prompt: string, k: number) =>
-      model.inside("lensView", prompt, k)
+      model.analyse("lensView", prompt, k)
     );
   main
     .variable(observer("heatmap"))

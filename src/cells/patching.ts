@@ -44,11 +44,11 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
         kind: PatchKind
       ) => {
         // All three run in the model's worker.
-        const pair = await model.inside("defaultPair");
+        const pair = await model.analyse("defaultPair");
         const ids: [number, number] = answers
-          ? [await model.inside("firstToken", answers[0]), await model.inside("firstToken", answers[1])]
+          ? [await model.analyse("firstToken", answers[0]), await model.analyse("firstToken", answers[1])]
           : pair.answers;
-        return model.inside("patchingView", clean ?? pair.clean, corrupt ?? pair.corrupt, {
+        return model.analyse("patchingView", clean ?? pair.clean, corrupt ?? pair.corrupt, {
           answers: ids,
           kinds: [kind]
         });

@@ -22,9 +22,18 @@ import {WorkbenchError} from "../errors.js";
 import {openCheckpoint} from "../hub/checkpoint.js";
 import {type ModelSource, type Progress, readJson} from "../hub/source.js";
 import {Tokenizer, type Encoding} from "../tokenizer.js";
-import {generate, type GenerateOptions, type Generation} from "./generate.js";
+import {generate, type Generation} from "./generate.js";
 import type {Tensor} from "./tensor.js";
-import {recordTrace, resolvePicked, type Picked} from "./trace.js";
+import {tracer} from "./trace.js";
+import {
+  ANALYSES,
+  type AnalysisArgs,
+  type AnalysisName,
+  type AnalysisResult,
+  type LanguageModel,
+  type LanguageModelGenerateOptions,
+  type Trace
+} from "./language-model.js";
 import {planEdits, type Edit, type Feed} from "./edits.js";
 import type {GraphOptions} from "../graph/hooks.js";
 import type {EncodedModel} from "../graph/onnx.js";
@@ -167,18 +176,10 @@ export interface RunExtras {
   feeds: Record<string, Feed>;
 }
 
-export interface TraceOptions {
-  /**
-   * Writes into the model during this run, applied in order before anything downstream reads the hook (reads
-   * in `pick` included): a list, or a function of the same root as `pick` (`m => [m.model.layers[1].mlp.output.set(0)]`).
-   * `pick` itself may call `.set/.add/.scale` too.
-   */
-  edits?: Edit[] | ((m: any) => Edit[] | void);
-  /** Stops waiting for the run (the page's worker model drops a call not yet started). */
-  signal?: AbortSignal;
-}
+export type {TraceInput, TraceOptions} from "./language-model.js";
 
-export class Model {
+/** The model in this thread (the data loaders, the CLI, the pages' worker); `LanguageModel` says what it answers. */
+export class Model implements LanguageModel {
   /** How many times the session has run: a slider that only re-slices a trace leaves it unchanged. */
   runs = 0;
   readonly backend: string;
@@ -244,37 +245,21 @@ export class Model {
     return this.tokenizer.encode(text);
   }
 
-  /**
-   * One forward pass over `input` (a prompt or token ids). `pick` chooses what to bring back, by module path:
-   * `m => ({resid: m.model.layers[10].output})`, or a list of paths (the result is then keyed by path).
-   * Weights may be picked too.
-   */
-  async trace(
-    input: string | number[],
-    paths: string[],
-    options?: TraceOptions
-  ): Promise<Record<string, Tensor> & TraceInput>;
-  async trace<T>(
-    input: string | number[],
-    pick: (m: any) => T,
-    options?: TraceOptions
-  ): Promise<Picked<T> & TraceInput>;
-  async trace<T>(
-    input: string | number[],
-    pick: ((m: any) => T) | string[],
-    options: TraceOptions = {}
-  ): Promise<Picked<T> & TraceInput> {
-    const {chosen, paths, edits} = recordTrace(pick, options.edits);
+  pieces(ids: number[]): string[] {
+    return ids.map((id) => this.tokenizer.idToPiece(id));
+  }
+
+  /** One forward pass in this thread (`Trace` says what it takes); picked weights are read from the checkpoint. */
+  readonly trace: Trace = tracer(async (input, paths, edits) => {
     for (const path of paths) this.checkPath(path);
     const {ids, tokens} = await this.prepareInput(input);
     const hooks = paths.filter((p) => this.hooks.has(p));
-    const activations = edits.length
+    const tensors = edits.length
       ? (await this.run(ids, undefined, hooks, false, this.editExtras(edits))).outputs
       : await this.forward(ids, hooks);
-    for (const path of paths.filter((p) => this.parameterNames.has(p))) activations.set(path, await this.weight(path));
-    return Object.assign(resolvePicked(chosen, activations) as object, {input_ids: ids, tokens}) as Picked<T> &
-      TraceInput;
-  }
+    for (const path of paths.filter((p) => this.parameterNames.has(p))) tensors.set(path, await this.weight(path));
+    return {tensors, input_ids: ids, tokens};
+  });
 
   /**
    * The structure and inputs of a run with `edits` (token positions counted from `offset`, where a generation
@@ -458,9 +443,28 @@ export class Model {
     return this.lean;
   }
 
-  /** Continue a prompt. Greedy unless `doSample`; tokens stream through `onToken`. */
-  generate(prompt: string | number[], options: GenerateOptions = {}): Promise<Generation> {
-    return generate(this, prompt, options);
+  /** Continue a prompt. Greedy unless `doSample`; tokens stream through `onToken`, each with its display piece. */
+  generate(prompt: string | number[], options: LanguageModelGenerateOptions = {}): Promise<Generation> {
+    const {onToken, ...rest} = options;
+    return generate(this, prompt, {
+      ...rest,
+      onToken: onToken && ((token) => onToken({...token, piece: this.tokenizer.idToPiece(token.id)}))
+    });
+  }
+
+  /** One of `ANALYSES` on this model, in this thread. */
+  analyse<K extends AnalysisName>(name: K, ...args: AnalysisArgs<K>): Promise<AnalysisResult<K>> {
+    const analysis = ANALYSES[name] as unknown as ((model: Model, ...args: unknown[]) => unknown) | undefined;
+    if (typeof analysis !== "function" || !Object.hasOwn(ANALYSES, name))
+      return Promise.reject(
+        new WorkbenchError(`unknown analysis ${String(name)}: one of ${Object.keys(ANALYSES).join(", ")}`)
+      );
+    return Promise.resolve(analysis(this, ...args)) as Promise<AnalysisResult<K>>;
+  }
+
+  /** Calls in this thread run in the order they are made: nothing waits to be superseded, so a lane is the model. */
+  lane(_name: string): Model {
+    return this;
   }
 
   /** `encodeInput`, tokenizing through `encodeText` (a worker with a time limit) where the model has one. */
@@ -541,12 +545,6 @@ export class Model {
       );
     this.lean = undefined;
   }
-}
-
-/** What every trace carries besides the tensors: the ids that ran and their tokens. */
-export interface TraceInput {
-  input_ids: number[];
-  tokens: string[];
 }
 
 /**

@@ -11,6 +11,7 @@
 import {WorkbenchError} from "../errors.js";
 import type {Edit, EditOp, Where} from "./edits.js";
 import type {Tensor} from "./tensor.js";
+import type {Trace, TraceInput, TraceOptions} from "./language-model.js";
 
 const PATH = Symbol("module path");
 const EDIT_METHODS: Record<string, EditOp> = {set: "set", add: "add", scale: "scale"};
@@ -125,4 +126,24 @@ export function recordTrace<T>(
   const chosen = typeof pick === "function" ? pick(root) : (Object.fromEntries(pick.map((p) => [p, p])) as T);
   checkPicked(chosen);
   return {chosen, paths: pathsOf(chosen), edits: recorded};
+}
+
+/**
+ * A model's `trace`, as both models make theirs: `pick` and `edits` are recorded here, `fetch` runs the forward
+ * pass over `input` with those paths and edits (in this thread, or in the worker), and each tensor goes where
+ * its path stood.
+ */
+export function tracer(
+  fetch: (
+    input: string | number[],
+    paths: string[],
+    edits: Edit[],
+    options: TraceOptions
+  ) => Promise<{tensors: Map<string, Tensor>} & TraceInput>
+): Trace {
+  return (async (input: string | number[], pick: ((m: any) => unknown) | string[], options: TraceOptions = {}) => {
+    const recorded = recordTrace(pick, options.edits);
+    const {tensors, input_ids, tokens} = await fetch(input, recorded.paths, recorded.edits, options);
+    return Object.assign(resolvePicked(recorded.chosen, tensors) as object, {input_ids, tokens});
+  }) as Trace;
 }

@@ -1,10 +1,8 @@
 /**
  * The page's side of a model that runs in a worker (src/runtime/worker.ts): `loadWorkerModel` starts the
- * worker and loads the model there; the `WorkerModel` it gives looks like `Model` to pages and cells —
- * `trace` with a pick or paths, `generate` with `onToken` and `signal`, `config`, `parameters()`,
- * `moduleTree()`, `hookPoints()`, `counts()`, `weight()` — except that the tokenizer's methods answer with
- * promises, because tokenizing happens in the worker too. (`await` works on either, so code written as
- * `await model.tokenizer.encode(text)` runs on both.)
+ * worker and loads the model there; the `WorkerModel` it gives is a `LanguageModel` (runtime/language-model.ts),
+ * as `Model` is — except that the tokenizer's methods answer with promises, because tokenizing happens in the
+ * worker too. (`await` works on either, so code written as `await model.tokenizer.encode(text)` runs on both.)
  *
  * One call is in the worker at a time; the others wait here, where they can still be dropped at no cost:
  * - an aborted `signal` drops a waiting call at once, and stops a running generation after its current step;
@@ -19,11 +17,21 @@ import type {ModelConfig, Parameter} from "../arch/index.js";
 import type {ParameterCounts} from "../analysis/index.js";
 import {WorkbenchError} from "../errors.js";
 import type {Encoding} from "../tokenizer.js";
-import type {GenerateOptions, Generation} from "./generate.js";
-import type {LoadProgress, TraceInput, TraceOptions} from "./model.js";
+import type {Generation} from "./generate.js";
+import type {LoadProgress} from "./model.js";
 import type {Tensor} from "./tensor.js";
-import type {InsideViews} from "../analysis/inside-model.js";
-import {recordTrace, resolvePicked, type Picked} from "./trace.js";
+import type {
+  AnalysisArgs,
+  AnalysisName,
+  AnalysisResult,
+  LanguageModel,
+  LanguageModelGenerateOptions,
+  LanguageModelTokenizer,
+  StreamedToken,
+  Trace,
+  TraceInput
+} from "./language-model.js";
+import {tracer} from "./trace.js";
 import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerLoad, WorkerMethod} from "./worker-protocol.js";
 
 /** A tokenizer call ran past its time limit; the model's worker was replaced. */
@@ -44,20 +52,6 @@ export interface WorkerLoadOptions extends Partial<Omit<WorkerLoad, "op" | "id">
   workerUrl?: string | URL;
 }
 
-/** The token a generation hands to `onToken`: its id, its text, and its display piece (" upon", with its space). */
-export interface StreamedToken {
-  id: number;
-  text: string;
-  index: number;
-  piece: string;
-}
-
-/** The arguments of an "Inside the model" computation after its model. */
-export type InsideArgs<K extends keyof InsideViews> =
-  Parameters<InsideViews[K]> extends [unknown, ...infer Rest] ? Rest : never;
-
-export type WorkerGenerateOptions = Omit<GenerateOptions, "onToken"> & {onToken?: (token: StreamedToken) => void};
-
 interface Pending {
   req: number;
   method: WorkerMethod;
@@ -68,7 +62,7 @@ interface Pending {
   lane?: {name: string; ticket: number};
   timeoutMs?: number;
   onToken?: (token: StreamedToken) => void;
-  /** An "inside" call's callbacks, by name, for the worker's events. */
+  /** An "analyse" call's callbacks, by name, for the worker's events. */
   callbacks?: Record<string, (...args: unknown[]) => void>;
   /** What the call answers if it is aborted while in the worker, at once, without waiting for the worker. */
   abortedValue?: () => unknown;
@@ -246,18 +240,13 @@ class Connection {
 }
 
 /** The tokenizer of a model in a worker: the same methods as `Tokenizer`, answering with promises. */
-export interface WorkerTokenizer {
-  readonly bosTokenId?: number;
-  readonly eosTokenId?: number;
+export interface WorkerTokenizer extends LanguageModelTokenizer {
   encode(text: string): Promise<Encoding>;
   decode(ids: number[], opts?: {skipSpecialTokens?: boolean}): Promise<string>;
-  /** A token id's display piece (" Paris" for GPT-2's "ĠParis"). */
   idToPiece(id: number): Promise<string>;
-  /** Many ids' pieces in one call. */
-  pieces(ids: number[]): Promise<string[]>;
 }
 
-export class WorkerModel {
+export class WorkerModel implements LanguageModel {
   readonly id: string;
   readonly backend: string;
   readonly weightsOrigin: string;
@@ -286,8 +275,7 @@ export class WorkerModel {
         return hung ? Promise.reject(hung) : tokenizerCall<Encoding>("encode", [text]);
       },
       decode: (ids, opts = {}) => tokenizerCall<string>("decode", [ids, opts]),
-      idToPiece: async (id) => (await tokenizerCall<string[]>("pieces", [[id]]))[0]!,
-      pieces: (ids) => tokenizerCall<string[]>("pieces", [ids])
+      idToPiece: async (id) => (await tokenizerCall<string[]>("pieces", [[id]]))[0]!
     };
   }
 
@@ -325,48 +313,30 @@ export class WorkerModel {
     return this.tokenizer.encode(text);
   }
 
+  pieces(ids: number[]): Promise<string[]> {
+    return this.connection.call<string[]>("pieces", [ids], {lane: this.laneTicket, timeoutMs: this.tokenizerTimeoutMs});
+  }
+
   /** A weight by its checkpoint name, e.g. `model.layers.10.mlp.gate_proj.weight`. */
   weight(path: string): Promise<Tensor> {
     return this.connection.call<Tensor>("weight", [path], {lane: this.laneTicket});
   }
 
-  /** One forward pass; as `Model.trace`. A prompt is tokenized first, within the tokenizer's time limit. */
-  async trace(
-    input: string | number[],
-    paths: string[],
-    options?: TraceOptions
-  ): Promise<Record<string, Tensor> & TraceInput>;
-  async trace<T>(
-    input: string | number[],
-    pick: (m: any) => T,
-    options?: TraceOptions
-  ): Promise<Picked<T> & TraceInput>;
-  async trace<T>(
-    input: string | number[],
-    pick: ((m: any) => T) | string[],
-    options: TraceOptions = {}
-  ): Promise<Picked<T> & TraceInput> {
-    // Edits are recorded here, as Model.trace records them, and cross to the worker as data.
-    const {chosen, paths, edits} = recordTrace(pick, options.edits);
-    // Token ids go in line at once (no await before the call), so calls keep the order they were made in.
+  /** One forward pass in the worker (`Trace` says what it takes). A prompt is tokenized first, within the tokenizer's time limit. */
+  readonly trace: Trace = tracer(async (input, paths, edits, {signal}) => {
+    // Edits were recorded here, as Model.trace records them, and cross to the worker as data. Token ids go in
+    // line at once (no await before the call), so calls keep the order they were made in.
     const ids = typeof input === "string" ? await this.ids(input) : input;
     const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>(
       "trace",
       [ids, paths, edits],
-      {
-        lane: this.laneTicket,
-        signal: options.signal
-      }
+      {lane: this.laneTicket, signal}
     );
-    const tensors = new Map(Object.entries(result.tensors));
-    return Object.assign(resolvePicked(chosen, tensors) as object, {
-      input_ids: result.input_ids,
-      tokens: result.tokens
-    }) as Picked<T> & TraceInput;
-  }
+    return {tensors: new Map(Object.entries(result.tensors)), input_ids: result.input_ids, tokens: result.tokens};
+  });
 
   /** Continue a prompt, as `Model.generate`; tokens stream through `onToken`, `signal` stops it. */
-  async generate(prompt: string | number[], options: WorkerGenerateOptions = {}): Promise<Generation> {
+  async generate(prompt: string | number[], options: LanguageModelGenerateOptions = {}): Promise<Generation> {
     const {onToken, signal, ...rest} = options;
     const ids = typeof prompt === "string" ? await this.ids(prompt) : prompt;
     // Stop answers at once with what has streamed so far: a step of a large model on WASM can take longer
@@ -391,12 +361,11 @@ export class WorkerModel {
   }
 
   /**
-   * One of the "Inside the model" computations (analysis/inside-model.ts: lensView, patchingView, ablationView,
-   * steeringView, defaultPair, firstToken), run in the worker on its model, with the arguments that follow the
-   * model. Callbacks in a trailing options object (onProgress, onToken) are called here as the worker reports;
-   * its `signal` stops the computation.
+   * One of `ANALYSES` (runtime/language-model.ts), run in the worker on its model, with the arguments that follow
+   * the model: only its plain result crosses. Callbacks in a trailing options object (onProgress, onToken) are
+   * called here as the worker reports; its `signal` stops the computation.
    */
-  inside<K extends keyof InsideViews>(name: K, ...args: InsideArgs<K>): Promise<Awaited<ReturnType<InsideViews[K]>>> {
+  analyse<K extends AnalysisName>(name: K, ...args: AnalysisArgs<K>): Promise<AnalysisResult<K>> {
     const last = args.at(-1);
     const callbacks: Record<string, (...a: unknown[]) => void> = {};
     let signal: AbortSignal | undefined;
@@ -410,7 +379,7 @@ export class WorkerModel {
       }
       sent = [...args.slice(0, -1), plain];
     }
-    return this.connection.call("inside", [name, Object.keys(callbacks), ...sent], {
+    return this.connection.call("analyse", [name, Object.keys(callbacks), ...sent], {
       lane: this.laneTicket,
       signal,
       callbacks

@@ -24,7 +24,7 @@ export interface WorkerLoad {
   seed?: number;
 }
 
-export type WorkerMethod = "encode" | "decode" | "pieces" | "trace" | "weight" | "generate" | "inside";
+export type WorkerMethod = "encode" | "decode" | "pieces" | "trace" | "weight" | "generate" | "analyse";
 
 export interface WorkerCall {
   op: "call";
@@ -68,7 +68,7 @@ export type FromWorker =
   | {type: "loaded"; info: ModelInfo}
   | {type: "load-error"; error: SentError}
   | {type: "token"; req: number; token: {id: number; text: string; index: number; piece: string}}
-  /** A callback of an "inside" call (its progress, its streamed text), by the option's name, with its arguments. */
+  /** A callback of an "analyse" call (its progress, its streamed text), by the option's name, with its arguments. */
   | {type: "event"; req: number; name: string; args: unknown[]}
   | {type: "result"; req: number; value: unknown; runs: number}
   | {type: "error"; req: number; error: SentError; runs: number};

@@ -11,7 +11,7 @@
 import {loadModel} from "../browser.js";
 import {FLOAT, GraphBuilder} from "../graph/onnx.js";
 import type {Model} from "./model.js";
-import {INSIDE_VIEWS, type InsideViews} from "../analysis/inside-model.js";
+import type {AnalysisName} from "./language-model.js";
 import {createWebRuntime} from "./ort-web.js";
 import type {Tensor} from "./tensor.js";
 import type {Edit} from "./edits.js";
@@ -157,7 +157,7 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
         value = m.tokenizer.decode(args[0] as number[], args[1] as {skipSpecialTokens?: boolean});
         break;
       case "pieces":
-        value = (args[0] as number[]).map((id) => m.tokenizer.idToPiece(id));
+        value = m.pieces(args[0] as number[]);
         break;
       case "weight":
         // Copied, not transferred: the weights' own buffers may still be the worker's.
@@ -184,17 +184,13 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
         value = await m.generate(args[0] as number[], {
           ...options,
           signal: controller.signal,
-          onToken: (token) => post({type: "token", req, token: {...token, piece: m.tokenizer.idToPiece(token.id)}})
+          onToken: (token) => post({type: "token", req, token})
         });
         break;
       }
-      case "inside": {
+      case "analyse": {
         // [name, ...args, options?]: the options' callbacks crossed as their names; here they post events.
-        const [name, callbacks, ...rest] = args as [keyof InsideViews, string[], ...unknown[]];
-        const view = INSIDE_VIEWS[name] as unknown as
-          ((model: Model, ...args: unknown[]) => Promise<unknown>) | undefined;
-        if (typeof view !== "function" || !Object.hasOwn(INSIDE_VIEWS, name))
-          throw new Error(`unknown computation ${String(name)}`);
+        const [name, callbacks, ...rest] = args as [AnalysisName, string[], ...unknown[]];
         const last = rest.at(-1);
         if (last && typeof last === "object" && Object.getPrototypeOf(last) === Object.prototype) {
           const options = last as Record<string, unknown>;
@@ -203,7 +199,7 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
               post({type: "event", req, name: callback, args: eventArgs});
           options.signal = controller.signal;
         }
-        value = await view(m, ...rest);
+        value = await (m.analyse as (name: AnalysisName, ...args: unknown[]) => Promise<unknown>)(name, ...rest);
         break;
       }
       default:
