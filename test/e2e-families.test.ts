@@ -16,10 +16,10 @@ import {
   settle,
   cellErrors
 } from "./helpers/browser.js";
+import {ONE_PER_FAMILY as FAMILIES} from "./helpers/fixtures.js";
 import {buildSiteCopy, ROOT, type BuiltSite} from "./helpers/site.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 
-const FAMILIES = ["mini-gpt2", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"];
 const PAGES = ["/generation", "/tokens", "/anatomy", "/context", "/mlp-attention"];
 /** Each page, live on the last family (Gemma 3), for a look: test-results/screenshots/families/. */
 const SCREENSHOTS = join(ROOT, "test-results", "screenshots", "families");

@@ -6,8 +6,8 @@
  */
 import {expect, it} from "vitest";
 import {siteModels} from "../docs/data/site-models.js";
+import {ONE_PER_FAMILY as FAMILIES} from "./helpers/fixtures.js";
 
-const FAMILIES = ["mini-gpt2", "mini-llama", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"];
 process.env.LMW_SITE_MODELS = FAMILIES.join(",");
 await import("./site-data-lecture.test.js");
 

@@ -25,8 +25,9 @@ cp $nm/onnxruntime-web/dist/{ort.node.min.mjs,ort.bundle.min.mjs,ort-wasm-simd-t
 cp "$(command -v node)" .gpu/node
 
 # Models: the fixtures (their weights, and the references bench/gpu/parity.ts checks against) and the full-size
-# structures' configs and tokenizers.
-for m in mini-gpt2 mini-llama stories260K mini-qwen2 mini-qwen3 mini-pythia mini-gemma3; do
+# structures' configs and tokenizers. The fixtures are test/helpers/fixture-list.ts's, the list every test takes.
+fixtures=$(npx tsx -e 'import {FIXTURES} from "./test/helpers/fixture-list.ts"; console.log(FIXTURES.join(" "))')
+for m in $fixtures; do
   mkdir -p .gpu/models/$m && cp test/fixtures/$m/{config.json,tokenizer*.json,model.safetensors,reference.json,reference.safetensors} .gpu/models/$m/
 done
 for m in gpt2 HuggingFaceTB/SmolLM2-135M; do mkdir -p .gpu/models/${m#*/} && cp data/models/$m/*.json .gpu/models/${m#*/}/; done

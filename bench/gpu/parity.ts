@@ -9,11 +9,11 @@ import {readFileSync} from "node:fs";
 import path from "node:path";
 import {loadModel} from "../../src/node.js";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
+import {FIXTURES} from "../../test/helpers/fixture-list.js";
 
 const MODELS = process.env.LMW_MODELS!;
 // encodeTimeoutMs 0: prompts are tokenized on this thread. The tokenizer's worker thread (src/hub/node.ts) loads
 // @huggingface/tokenizers from node_modules, which the GPU bundle does not carry.
-const FIXTURES = ["mini-gpt2", "mini-llama", "stories260K", "mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"];
 let failures = 0;
 for (const runtime of ["webgpu", "webgpu-native"] as const) {
   for (const name of FIXTURES) {

@@ -11,16 +11,8 @@ export const FIXTURES_DIR = path.resolve("test/fixtures");
 /** The fixtures' tolerances (fixtures/README.md): relative to the tensor's largest magnitude; absolute for attention weights and probabilities. */
 export const RELATIVE = 1e-4;
 export const ABSOLUTE = 1e-5;
-/** One fixture per family (stories260K: a trained Llama); test/fixtures/README.md says what each one tests. */
-export const FIXTURES = [
-  "mini-gpt2",
-  "mini-llama",
-  "stories260K",
-  "mini-qwen2",
-  "mini-qwen3",
-  "mini-pythia",
-  "mini-gemma3"
-] as const;
+/** The fixtures and their families: the one list every test and the GPU bench take. */
+export {FIXTURES, FIXTURE_FAMILIES, ONE_PER_FAMILY, type FixtureName} from "./fixture-list.js";
 export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
 
 /** A copy of a fixture (weights and tokenizer) with its config.json changed. */
