@@ -1,14 +1,33 @@
 /**
- * Printing a module tree the way PyTorch's `print(model)` does, including its folding of repeated layers:
- * `(0-29): 30 x LlamaDecoderLayer(`.
+ * A model's modules as PyTorch holds them: Hugging Face names, class names, and each module's own parameters with
+ * their shapes. A family declares this tree once; `print(model)` (`printModule`, including its folding of repeated
+ * layers: `(0-29): 30 x LlamaDecoderLayer(`) and `named_parameters()` (`parametersOf`) are read off it.
  */
+import {type Component, type Parameter, parameter} from "./types.js";
+
 export interface Module {
   type: string;
   /** What `extra_repr()` returns, e.g. `in_features=576, out_features=576, bias=False`. */
   extra?: string;
   children?: [string, Module][];
-  /** A ModuleList: equal consecutive children are folded. */
+  /** A ModuleList: equal consecutive children are folded; its children's parameters carry their layer index. */
   list?: boolean;
+  /** The module's own parameters, in registration order. */
+  params?: {name: string; shape: number[]; component: Component; init?: "zeros"}[];
+  /** Parameters that are another module's (a tied lm_head): printed, not listed again. */
+  tied?: boolean;
+}
+
+/** `named_parameters()`: every parameter by its dotted path, in registration order, tied ones listed once. */
+export function parametersOf(m: Module, path = "", layer?: number): Parameter[] {
+  if (m.tied) return [];
+  const prefix = path ? `${path}.` : "";
+  return [
+    ...(m.params ?? []).map((p) => parameter(`${prefix}${p.name}`, p.shape, p.component, layer, p.init)),
+    ...(m.children ?? []).flatMap(([key, child]) =>
+      parametersOf(child, `${prefix}${key}`, m.list ? Number(key) : layer)
+    )
+  ];
 }
 
 export function printModule(m: Module): string {
@@ -55,17 +74,42 @@ export function pyFloat(x: number): string {
   return String(x);
 }
 
-export const linearModule = (inFeatures: number, outFeatures: number, bias: boolean): Module => ({
+/** `nn.Linear`: weight `[out, in]`, and bias `[out]` where it has one. */
+export const linearModule = (
+  inFeatures: number,
+  outFeatures: number,
+  bias: boolean,
+  component: Component = "attention"
+): Module => ({
   type: "Linear",
-  extra: `in_features=${inFeatures}, out_features=${outFeatures}, bias=${bias ? "True" : "False"}`
+  extra: `in_features=${inFeatures}, out_features=${outFeatures}, bias=${bias ? "True" : "False"}`,
+  params: [
+    {name: "weight", shape: [outFeatures, inFeatures], component},
+    ...(bias ? [{name: "bias", shape: [outFeatures], component}] : [])
+  ]
 });
 
-export const embeddingModule = (count: number, dim: number): Module => ({type: "Embedding", extra: `${count}, ${dim}`});
+export const embeddingModule = (count: number, dim: number): Module => ({
+  type: "Embedding",
+  extra: `${count}, ${dim}`,
+  params: [{name: "weight", shape: [count, dim], component: "embedding"}]
+});
+
+/** An RMSNorm of the family's class (`LlamaRMSNorm`); Gemma's weights start at 0 (`zeros`: it multiplies by 1 + w). */
+export const rmsNormModule = (type: string, dim: number, eps: number, init?: "zeros"): Module => ({
+  type,
+  extra: `(${dim},), eps=${pyFloat(eps)}`,
+  params: [{name: "weight", shape: [dim], component: "norm", ...(init ? {init} : {})}]
+});
 
 /** `nn.LayerNorm` as PyTorch ≥ 2.1 prints it (with its `bias=True`). */
 export const layerNormModule = (dim: number, eps: number): Module => ({
   type: "LayerNorm",
-  extra: `(${dim},), eps=${pyFloat(eps)}, elementwise_affine=True, bias=True`
+  extra: `(${dim},), eps=${pyFloat(eps)}, elementwise_affine=True, bias=True`,
+  params: [
+    {name: "weight", shape: [dim], component: "norm"},
+    {name: "bias", shape: [dim], component: "norm"}
+  ]
 });
 
 /** `nn.Dropout(p)`. */

@@ -1,6 +1,6 @@
 /**
  * Qwen2 and Qwen2.5 (`Qwen2ForCausalLM`): a Llama with biases on the query, key and value projections (not on
- * o_proj), built by `llama.ts`'s decoder. What this file owns is how a Qwen config reads:
+ * o_proj), the decoder of `decoder.ts` with that switch. What this file owns is how a Qwen config reads:
  *
  *   q, k, v = x·W_q + b_q, x·W_k + b_k, x·W_v + b_v       (o_proj has no bias)
  *
@@ -10,37 +10,22 @@
  * `max_window_layers` on.
  */
 import {readConfig} from "./config.js";
-import {type LlamaConfig, llamaShaped, readLlamaConfig} from "./llama.js";
-import {llamaRoles} from "./roles.js";
-import type {Family} from "./types.js";
+import {decoderFamily, layerWindows, readDecoderConfig} from "./decoder.js";
 
 /** Which layers slide, and over how many tokens (Qwen2Config and Qwen3Config read them alike). */
 export function qwenSlidingWindows(raw: Record<string, unknown>, file: string): (number | null)[] {
-  const {c, int, fail} = readConfig(raw, file);
-  const layers = int("num_hidden_layers");
+  const {c, int} = readConfig(raw, file);
   const window = c.use_sliding_window === true && c.sliding_window != null ? int("sliding_window") : null;
-  if (window === null) return Array.from({length: layers}, () => null);
-  const maxWindowLayers = c.max_window_layers == null ? 28 : int("max_window_layers");
-  const types = Array.isArray(c.layer_types)
-    ? (c.layer_types as unknown[])
-    : Array.from({length: layers}, (_, i) => (i >= maxWindowLayers ? "sliding_attention" : "full_attention"));
-  if (types.length !== layers) fail(`layer_types has ${types.length} entries for ${layers} layers`);
-  return types.map((t, i) => {
-    if (t !== "sliding_attention" && t !== "full_attention")
-      fail(`layer_types[${i}] ${JSON.stringify(t)} is not supported`);
-    return t === "sliding_attention" ? window : null;
-  });
+  return layerWindows(raw, file, window, (i) => i >= (c.max_window_layers == null ? 28 : int("max_window_layers")));
 }
 
-export const qwen2: Family<LlamaConfig> = {
+export const qwen2 = decoderFamily({
   modelTypes: ["qwen2"],
-  roles: llamaRoles,
   normalize: (raw, file) =>
-    readLlamaConfig(raw, file, {
-      classPrefix: "Qwen2",
-      qkvBias: true,
-      oBias: false,
+    readDecoderConfig(raw, file, {
+      prefix: "Qwen2",
+      activations: ["silu", "swish"],
       slidingWindows: qwenSlidingWindows(raw, file)
     }),
-  architecture: llamaShaped
-};
+  switches: () => ({prefix: "Qwen2", qkvBias: true})
+});

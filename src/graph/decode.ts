@@ -24,7 +24,7 @@
  * at. Both must give the same tokens; test/lean-decode.test.ts holds them to the references.
  */
 import {type EncodedModel, GraphBuilder, FLOAT, INT32, INT64} from "./onnx.js";
-import {layerNorm, transpose} from "./layers.js";
+import {layerNorm, rotaryTable, transpose} from "./layers.js";
 import {cacheNames, LOGITS} from "./names.js";
 
 /** The lean graph's own input and output names. */
@@ -171,16 +171,32 @@ export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: 
 }
 
 /**
- * A Linear's `[out, in]` weight as `[in, out]` with each head's columns in its padded slots: one block of a packed
- * q/k/v projection for `concatColumns`.
+ * q, k and v side by side, `[rows, (H + 2·KV)·P]`, for one MatMul (and their biases, `rows` 1): each part is
+ * `[rows, heads·D]` (a Linear's weight transposed to `[in, out]`, a third of GPT-2's c_attn, GPT-NeoX's regrouped
+ * heads) and each head goes to its padded slots (`paddedHead`). The one packing every family's lean graph uses.
  */
-export function headColumns(
-  weight: Float32Array,
-  [out, inp]: number[],
-  heads: number,
-  D: number
-): {data: Float32Array; rows: number; cols: number} {
-  return {data: padHeadColumns(transpose(weight, out, inp), inp, heads, D), rows: inp, cols: heads * paddedHead(D).P};
+export function packHeads(
+  parts: {data: Float32Array; heads: number}[],
+  rows: number,
+  D: number,
+  rotary = D
+): Float32Array {
+  const P = paddedHead(D, rotary).P;
+  return concatColumns(
+    parts.map(({data, heads}) => ({data: padHeadColumns(data, rows, heads, D, rotary), rows, cols: heads * P}))
+  );
+}
+
+/** A packed q/k/v projection (`packHeads`): `x · W (+ b)`, W `[d, width]`, under the name `name.weight`/`.bias`. */
+export function packedProjection(
+  g: GraphBuilder,
+  x: string,
+  name: string,
+  {weight, bias, rows}: {weight: Float32Array; bias?: Float32Array; rows: number}
+): string {
+  const width = weight.length / rows;
+  const y = g.op("MatMul", [x, g.weight(`${name}.weight`, weight, [rows, width])]);
+  return bias ? g.op("Add", [y, g.weight(`${name}.bias`, bias, [width])]) : y;
 }
 
 /** `[heads·D, cols]` → `[heads·P, cols]`: the rows that meet the padded context (o_proj's weight, transposed). */
@@ -211,20 +227,22 @@ export function rotaryTables(
   }: {positions: number; headDim: number; rotary?: number; base: number; name?: string}
 ): {cos: string; sin: string} {
   const half = paddedHead(headDim, rotary).P / 2;
-  const cos = new Float32Array(positions * half).fill(1);
-  const sin = new Float32Array(positions * half);
-  // θ_j = base^(-2j/R), kept as its inverse so that each angle is the one division t / base^(2j/R).
-  const wavelengths = Array.from({length: rotary / 2}, (_, j) => Math.pow(base, (2 * j) / rotary));
-  for (let t = 0; t < positions; t++) {
-    wavelengths.forEach((wavelength, j) => {
-      cos[t * half + j] = Math.cos(t / wavelength);
-      sin[t * half + j] = Math.sin(t / wavelength);
-    });
-  }
+  const {cos, sin} = rotaryTable({rows: positions, width: half, rotary, base});
   return {
     cos: g.weight(`${name}.cos_cache`, cos, [positions, half]),
     sin: g.weight(`${name}.sin_cache`, sin, [positions, half])
   };
+}
+
+/**
+ * Whether GroupQueryAttention's `local_window_size` (a sliding window) is applied where the lean graph will run:
+ * only by onnxruntime's native WebGPU provider (`cacheInPlace`), uncaptured. Two onnxruntime-web 1.30 bugs, found
+ * with mini-gemma3's sliding layers (test/lean-decode.test.ts): the JSEP build's GroupQueryAttention ignores
+ * `local_window_size` (every key is seen), and the native provider under graph capture (`captured`) gives wrong
+ * tokens with it. Where this is false, a model with sliding windows must not decode on a windowed lean graph that way.
+ */
+export function localWindowHonoured({cacheInPlace, captured}: {cacheInPlace: boolean; captured: boolean}): boolean {
+  return cacheInPlace && !captured;
 }
 
 /**

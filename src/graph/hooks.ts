@@ -64,6 +64,9 @@ interface SiteState {
   done: Set<string>;
   /** Set by `decoderInputs` when it made the packed inputs. */
   packedInputs: boolean;
+  /** The hook points the graph has named, in order, and the order `HookNames.all` promised (aliases left out). */
+  named: string[];
+  promised: string[];
 }
 
 /** Per graph being built: its options and where its edits are, for `decoderInputs` and `finishDecoder`. */
@@ -92,9 +95,12 @@ export function hookSite(g: GraphBuilder, names: HookNames, options: GraphOption
     const at = canonical(site.hook);
     editsAt.set(at, [...(editsAt.get(at) ?? []), k]);
   });
-  const state: SiteState = {options, editsAt, done: new Set(), packedInputs: false};
+  // The logits (and what aliases them) are named by finishDecoder, not by hook().
+  const promised = names.all.filter((p) => names.aliasOf(p) === undefined && p !== LOGITS);
+  const state: SiteState = {options, editsAt, done: new Set(), packedInputs: false, named: [], promised};
   sites.set(g, state);
   return (path: string, tensor: string): string => {
+    state.named.push(path);
     const edited = applyEdits(g, state, path, tensor);
     return wanted.has(path) ? g.output(path, edited) : edited;
   };
@@ -180,6 +186,7 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
   if (!state) throw new Error("finishDecoder: the graph has no hookSite");
   const {options} = state;
   let final = hook(`${head.normPath}.output`, head.norm(h));
+  checkHookOrder(state);
   if (options.packed) {
     if (!state.packedInputs) throw new Error("a packed graph needs decoderInputs (graph/layers.ts) to make its inputs");
     final = g.op("Gather", [final, g.input(PACKED.logitsIndex, INT64, ["N"])], {axis: 1});
@@ -188,6 +195,19 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
   if (options.lens) logitLens(g, head, layerOutputs);
   const missed = [...state.editsAt.keys()].filter((path) => !state.done.has(path));
   if (missed.length) throw new Error(`edits at ${missed.join(", ")}: the graph has no such hook point`);
+}
+
+/**
+ * A family's `hookPoints()` is its forward order; the graph must name exactly those, in that order, or a hook
+ * point would be listed that no graph has (or named where the list says otherwise).
+ */
+function checkHookOrder({named, promised}: SiteState): void {
+  const k = named.findIndex((path, i) => path !== promised[i]);
+  if (k === -1 && named.length === promised.length) return;
+  const at = k === -1 ? named.length : k;
+  throw new Error(
+    `hook points out of order at ${at}: the graph named ${named[at] ?? "nothing more"} where hookPoints() lists ${promised[at] ?? "nothing more"}`
+  );
 }
 
 /** Every layer's output through the final norm and the unembedding at once, `[L, T, V]`, then its top-k. */

@@ -7,7 +7,7 @@
  * `T` is the number of new tokens, `P` the number already in the key/value cache, `S = P + T`.
  */
 import {type GraphBuilder, BOOL, FLOAT, INT64} from "./onnx.js";
-import {graphOptionsOf, markPackedInputs, PACKED} from "./hooks.js";
+import {type Hook, graphOptionsOf, markPackedInputs, PACKED} from "./hooks.js";
 import {cacheNames} from "./names.js";
 
 /** `x @ w + b` where `w` is stored `[in, out]`. */
@@ -215,19 +215,9 @@ export function rotaryEmbedding(
   const D = headDim;
   const half = rotaryDim / 2;
   const B = 2 ** Math.ceil(Math.log2(Math.sqrt(maxPositions)));
-  /** cos and sin of `step·t·θ_j` for t = 0 … rows − 1, `[rows, D]`; the pass-through dimensions are cos 1, sin 0. */
-  const table = (rows: number, step: number) => {
-    const cos = new Float32Array(rows * D).fill(1);
-    const sin = new Float32Array(rows * D);
-    for (let t = 0; t < rows; t++) {
-      for (let j = 0; j < half; j++) {
-        const angle = (step * t) / Math.pow(base, (2 * j) / rotaryDim);
-        cos[t * D + j] = cos[t * D + j + half] = Math.cos(angle);
-        sin[t * D + j] = sin[t * D + j + half] = Math.sin(angle);
-      }
-    }
-    return {cos, sin};
-  };
+  /** cos and sin of `step·t·θ_j` for t = 0 … rows − 1, `[rows, D]`, each angle at j and at j + half. */
+  const table = (rows: number, step: number) =>
+    rotaryTable({rows, step, width: D, rotary: rotaryDim, base, mirrored: true});
   const coarseRows = Math.ceil(maxPositions / B);
   const coarse = table(coarseRows, B);
   const fine = table(B, 1);
@@ -248,6 +238,67 @@ export function rotaryEmbedding(
   }
   const rotateHalf = g.weight(`${name}.rotate_half`, R, [D, D]);
   return (x) => g.op("Add", [g.op("Mul", [x, cosAt]), g.op("Mul", [g.op("MatMul", [x, rotateHalf]), sinAt])]);
+}
+
+/**
+ * cos and sin of `step·t·θ_j`, θ_j = base^(−2j/rotary), for t < `rows` and j < rotary/2, in rows of `width`:
+ * the one rotary table both graphs read (the traced graph's coarse and fine tables, `mirrored` at j + rotary/2
+ * as "rotate half" pairs them; the lean graph's GroupQueryAttention tables, half a padded head wide). Computed in
+ * float64 and rounded once, as the references compute them; every other entry is cos 1, sin 0 (dimensions that do
+ * not rotate, padding).
+ */
+export function rotaryTable({
+  rows,
+  step = 1,
+  width,
+  rotary,
+  base,
+  mirrored = false
+}: {
+  rows: number;
+  step?: number;
+  width: number;
+  rotary: number;
+  base: number;
+  mirrored?: boolean;
+}): {cos: Float32Array; sin: Float32Array} {
+  const half = rotary / 2;
+  const cos = new Float32Array(rows * width).fill(1);
+  const sin = new Float32Array(rows * width);
+  // θ_j kept as its inverse so that each angle is the one division step·t / base^(2j/R).
+  const wavelengths = Array.from({length: half}, (_, j) => Math.pow(base, (2 * j) / rotary));
+  for (let t = 0; t < rows; t++) {
+    for (let j = 0; j < half; j++) {
+      const angle = (step * t) / wavelengths[j];
+      cos[t * width + j] = Math.cos(angle);
+      sin[t * width + j] = Math.sin(angle);
+      if (mirrored)
+        ((cos[t * width + j + half] = cos[t * width + j]), (sin[t * width + j + half] = sin[t * width + j]));
+    }
+  }
+  return {cos, sin};
+}
+
+/**
+ * The attention of every family's traced graph, from the new tokens' heads on: the key/value cache's append (and its
+ * `present.*` outputs), eager attention whose weights are the hook point `names.weights`, and the heads merged
+ * back, `[1, T, heads·D]`, as the hook point `names.merged` (the output projection's input).
+ */
+export function cachedAttention(
+  g: GraphBuilder,
+  hook: Hook,
+  {query, key, value}: {query: string; key: string; value: string},
+  layer: number,
+  mask: string,
+  shape: {heads: number; kvHeads: number; headDim: number; scale?: number},
+  names: {weights: string; merged: string}
+): string {
+  const cache = cacheNames(layer);
+  const keys = g.output(cache.presentKey, appendCache(g, cache.pastKey, key, cache.presentKey));
+  const values = g.output(cache.presentValue, appendCache(g, cache.pastValue, value, cache.presentValue));
+  const {weights, context} = attention(g, query, keys, values, mask, shape, names.weights);
+  hook(names.weights, weights); // named by its path already: exposed without a copy
+  return hook(names.merged, mergeHeads(g, context, shape.heads * shape.headDim));
 }
 
 /** Gemma's soft-capping: `tanh(x / cap) · cap`. */
