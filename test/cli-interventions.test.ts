@@ -150,6 +150,26 @@ describe.concurrent("lm-workbench interventions", () => {
     expect(out.new_ids).toEqual(want.new_ids);
   });
 
+  it("trace --edit at an index that does not exist is an error (PyTorch's IndexError), a slice past the end clamps", async () => {
+    const hook = "model.layers.1.mlp.output";
+    const [position, column, clamped, exact] = await Promise.all([
+      cli("trace", "stories260K", "x", "--hook", "lm_head.output", "--edit", `${hook}[:, 99] = 0`),
+      cli("trace", "stories260K", "x", "--hook", "lm_head.output", "--edit", `${hook}[:, :, 9999] = 1`, "--json"),
+      cli("trace", "stories260K", "x", "--hook", "lm_head.output", "--edit", `${hook}[:, 1:99] = 0`, "--json"),
+      cli("trace", "stories260K", "x", "--hook", "lm_head.output", "--edit", `${hook}[:, 1:] = 0`, "--json")
+    ]);
+    expectCleanError(
+      position,
+      /edit at model\.layers\.1\.mlp\.output: index 99 is out of bounds for axis 1 \(token positions\) with size 3/
+    );
+    expectCleanError(
+      column,
+      /edit at model\.layers\.1\.mlp\.output: index 9999 is out of bounds for axis 2 \(the last\) with size 64/
+    );
+    expect(position.stdout).toBe("");
+    expect(json(clamped)).toEqual(json(exact));
+  });
+
   it("errors name what is wrong: prompts of different lengths, an edit that cannot be read, steering without its prompts", async () => {
     const [lengths, syntax, steer, kind] = await Promise.all([
       cli("patch", "mini-gpt2", "--clean", "The city Paris", "--corrupt", "The town of Rome is", "--json"),

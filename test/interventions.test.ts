@@ -223,6 +223,61 @@ describe("edits: the API around the references", () => {
     ).rejects.toThrow(/cannot be edited/);
   });
 
+  it("an index outside its axis is an error naming the hook, the axis, the index and the size, as PyTorch's IndexError", async () => {
+    const hook = "model.layers.1.mlp.output";
+    const trace = (edit: Record<string, unknown>) =>
+      model.trace("a is a", [hook], {edits: [{hook, op: "set", value: 0, ...edit}]});
+    const {input_ids, [hook]: plain} = await model.trace("a is a", [hook]);
+    const [T, d] = [input_ids.length, plain.shape[2]];
+    await expect(trace({index: "[:, 99]"})).rejects.toThrow(
+      new RegExp(`edit at ${hook}: index 99 is out of bounds for axis 1 \\(token positions\\) with size ${T}`)
+    );
+    await expect(trace({index: `[:, ${-T - 1}]`})).rejects.toThrow(/index -\d+ is out of bounds for axis 1/);
+    await expect(trace({index: "[:, :, 9999]"})).rejects.toThrow(
+      new RegExp(`edit at ${hook}: index 9999 is out of bounds for axis 2 \\(the last\\) with size ${d}`)
+    );
+    await expect(trace({positions: [0, T]})).rejects.toThrow(new RegExp(`index ${T} is out of bounds for axis 1`));
+    await expect(trace({range: [d - 2, d + 2]})).rejects.toThrow(
+      new RegExp(`range \\[${d - 2}, ${d + 2}\\) is not inside axis 2 \\(the last\\), of size ${d}`)
+    );
+    // The pick's .set(value, where) goes the same way.
+    await expect(
+      model.trace("a is a", (m) => m.model.layers[1].mlp.output.set(0, {positions: [T + 5]}))
+    ).rejects.toThrow(new RegExp(`${hook}: index ${T + 5} is out of bounds`));
+  });
+
+  it("slices clamp as PyTorch's do; negative indices count from the end", async () => {
+    const hook = "model.layers.1.mlp.output";
+    const run = async (index: string) =>
+      Array.from((await model.trace("a is a", [hook], {edits: [{hook, op: "set", value: 0, index}]}))[hook].data);
+    const {input_ids, [hook]: plain} = await model.trace("a is a", [hook]);
+    const [T, d] = [input_ids.length, plain.shape[2]];
+    expect(await run("[:, 1:99]")).toEqual(await run(`[:, 1:${T}]`));
+    expect(await run("[:, -99:1]")).toEqual(await run("[:, 0]"));
+    expect(await run("[:, -1]")).toEqual(await run(`[:, ${T - 1}]`));
+    expect(await run("[:, :, 60:9999]")).toEqual(await run(`[:, :, 60:${d}]`));
+    const zeroed = await run("[:, 1:99]");
+    zeroed.forEach((v, i) => expect(v).toBe(i < d ? plain.data[i] : 0));
+  });
+
+  it("generation: positions count in the whole sequence it may reach; past its end they are an error", async () => {
+    const hook = "model.layers.0.output";
+    const prompt = model.encodeInput("a is a").ids;
+    const n = 3;
+    const edit = (position: number) => [{hook, op: "add" as const, value: 1, positions: [position]}];
+    const reached = await model.generate(prompt, {
+      maxNewTokens: n,
+      stopAtEos: false,
+      edits: edit(prompt.length + n - 1)
+    });
+    expect(reached.new_ids).toHaveLength(n);
+    await expect(
+      model.generate(prompt, {maxNewTokens: n, stopAtEos: false, edits: edit(prompt.length + n)})
+    ).rejects.toThrow(
+      new RegExp(`${hook}: index ${prompt.length + n} is out of bounds for axis 1 .* size ${prompt.length + n}`)
+    );
+  });
+
   it("the three patching sweeps share one session", async () => {
     const variants = (model as unknown as {variants: Map<string, unknown>}).variants;
     const before = variants.size;

@@ -45,10 +45,21 @@ export interface Feed {
 }
 
 interface Prepared {
+  /** The hook as the edit named it (errors say it so). */
+  hook: string;
   site: EditSite;
   value: Feed;
   /** Intervals `[from, to)` per selected axis, in `site.axes` order. */
   intervals: [number, number][][];
+  /** What must lie inside its axis: indices and positions (PyTorch raises IndexError), ranges; slices clamp instead. */
+  bounds: Bound[];
+}
+
+/** Indices (one index, a list, `positions`) or a `range` selected along `axis` (negative: from the last). */
+interface Bound {
+  axis: number;
+  indices?: number[];
+  range?: [number, number];
 }
 
 /** Edits as graph structure (`sites`, the session's key) and a way to make their inputs for a run. */
@@ -56,12 +67,28 @@ export interface EditPlan {
   sites: EditSite[];
   /** The inputs for a run over the token positions `offset … offset + T - 1` of the whole sequence. */
   feeds(offset?: number): Record<string, Feed>;
+  /** The hooks (graph names) whose shapes `check` needs: none when no edit selects by index. */
+  checked: string[];
+  /**
+   * Refuses, as PyTorch's IndexError does, an index, position or range outside its axis; slices clamp and are
+   * not refused. Called with the shapes of a run:
+   * `shapeOf` a graph hook's shape; `tokens`, where given, the length of the sequence the positions (axis 1)
+   * count in when it is not the run's own (a generation's final length).
+   */
+  check(shapeOf: (hook: string) => number[] | undefined, tokens?: number): void;
 }
 
 export function planEdits(edits: Edit[], canonical: (hook: string) => string): EditPlan {
   const prepared = edits.map((edit) => prepare(edit, canonical));
   return {
     sites: prepared.map((p) => p.site),
+    checked: [...new Set(prepared.filter((p) => p.site.axes.length > 0).map((p) => p.site.hook))],
+    check(shapeOf, tokens) {
+      for (const p of prepared) {
+        const shape = shapeOf(p.site.hook);
+        if (shape) checkBounds(p, shape, tokens);
+      }
+    },
     feeds(offset = 0) {
       const feeds: Record<string, Feed> = {};
       prepared.forEach((p, k) => {
@@ -94,28 +121,66 @@ function prepare(edit: Edit, canonical: (hook: string) => string): Prepared {
   if (!["set", "add", "scale"].includes(edit.op))
     throw new WorkbenchError(`edit at ${edit.hook}: the operation must be set, add or scale, not ${edit.op}`);
   const byAxis = new Map<number, [number, number][]>();
+  const bounds: Bound[] = [];
   const select = (axis: number, intervals: [number, number][], what: string) => {
     if (byAxis.has(axis)) throw new WorkbenchError(`edit at ${edit.hook}: axis ${axis} is selected twice (${what})`);
     // An empty selection still needs one interval for the graph: an empty one.
     byAxis.set(axis, intervals.length ? intervals : [[0, 0]]);
+    bounds.push({axis});
   };
   const index = typeof edit.index === "string" ? parseIndex(edit.index, edit.hook) : (edit.index ?? []);
   index.forEach((entry, axis) => {
-    if (entry !== null) select(axis, intervalsOf(entry, edit.hook), `index ${describe(entry)}`);
+    if (entry === null) return;
+    select(axis, intervalsOf(entry, edit.hook), `index ${describe(entry)}`);
+    if (typeof entry === "number" || Array.isArray(entry)) bounds.at(-1)!.indices = [entry].flat();
   });
-  if (edit.positions) select(1, intervalsOf(edit.positions, edit.hook), "positions");
+  if (edit.positions) {
+    select(1, intervalsOf(edit.positions, edit.hook), "positions");
+    bounds.at(-1)!.indices = edit.positions;
+  }
   if (edit.range) {
     const [start, stop] = edit.range;
     if (!Number.isInteger(start) || !Number.isInteger(stop))
       throw new WorkbenchError(`edit at ${edit.hook}: range [${edit.range}] must be two whole numbers`);
     select(-1, [[start, stop]], "range");
+    bounds.at(-1)!.range = [start, stop];
   }
   const axes = [...byAxis.keys()].sort((a, b) => (a < 0 ? 1e9 + a : a) - (b < 0 ? 1e9 + b : b));
   return {
+    hook: edit.hook,
     site: {hook: canonical(edit.hook), op: edit.op, axes},
     value: valueFeed(edit),
-    intervals: axes.map((a) => byAxis.get(a)!)
+    intervals: axes.map((a) => byAxis.get(a)!),
+    bounds
   };
+}
+
+/**
+ * One edit's selections against its hook's shape, in PyTorch's words: an index `i` must satisfy −size ≤ i < size
+ * ("index 99 is out of bounds for dimension 1 with size 3"); a slice `a:b` clamps to the axis and is never an
+ * error (`[:, 1:99]` on 3 tokens is positions 1 and 2); a `range` [start, stop) — an interval of the last axis
+ * given as numbers, such as one head's columns — must lie inside it. Axis 1 is the token axis, whose size is
+ * `tokens` where given.
+ */
+function checkBounds(p: Prepared, shape: number[], tokens: number | undefined): void {
+  for (const bound of p.bounds) {
+    // (A selection of an axis the tensor lacks never gets here: the run itself fails, naming the hook.)
+    const axis = bound.axis < 0 ? shape.length + bound.axis : bound.axis;
+    const size = axis === 1 && tokens !== undefined ? tokens : shape[axis];
+    const name = `axis ${axis}${axis === 1 ? " (token positions)" : axis === shape.length - 1 ? " (the last)" : ""}`;
+    for (const i of bound.indices ?? [])
+      if (i < -size || i >= size)
+        throw new WorkbenchError(
+          `edit at ${p.hook}: index ${i} is out of bounds for ${name} with size ${size} (the hook's shape is [${shape.join(", ")}]${axis === 1 && tokens !== undefined ? `, the sequence ${tokens} tokens` : ""})`
+        );
+    if (bound.range) {
+      const [start, stop] = bound.range;
+      if (start < 0 || stop > size || start > stop)
+        throw new WorkbenchError(
+          `edit at ${p.hook}: range [${start}, ${stop}) is not inside ${name}, of size ${size}: it needs 0 ≤ start ≤ stop ≤ ${size}`
+        );
+    }
+  }
 }
 
 function intervalsOf(entry: Exclude<AxisIndex, null>, hook: string): [number, number][] {

@@ -131,10 +131,11 @@ export async function generate(
 
   let cache: Cache | undefined;
   try {
-    return await loop(async () => {
+    return await loop(async (step) => {
       const input = useCache && cache ? sequence.slice(-1) : sequence;
+      // The edits' indices are checked once, at the first step, against the length the generation may reach.
       const extras = options.edits?.length
-        ? model.editExtras(options.edits, sequence.length - input.length)
+        ? model.editExtras(options.edits, sequence.length - input.length, step === 0 && {tokens: positions})
         : undefined;
       const result = await model.run(input, useCache ? cache : undefined, [LOGITS], useCache, extras);
       releaseCache(cache);

@@ -174,6 +174,8 @@ async function openSession(encoded: EncodedModel, options: CreateOptions): Promi
 export interface RunExtras {
   structure: Omit<GraphOptions, "hooks"> & {hooks?: string[]};
   feeds: Record<string, Feed>;
+  /** Edits' selections to check against the run's shapes (edits.ts, `EditPlan.check`): the run fetches `hooks`. */
+  check?: {hooks: string[]; run(shapeOf: (hook: string) => number[] | undefined): void};
 }
 
 export type {TraceInput, TraceOptions} from "./language-model.js";
@@ -263,9 +265,10 @@ export class Model implements LanguageModel {
 
   /**
    * The structure and inputs of a run with `edits` (token positions counted from `offset`, where a generation
-   * step starts). Every hook point stays exposed, so that reads see the edited values.
+   * step starts). Every hook point stays exposed, so that reads see the edited values. `check`: the run checks
+   * the edits' indices against the hooks' shapes (`tokens`: the sequence length positions count in); false: not.
    */
-  editExtras(edits: Edit[], offset = 0): RunExtras {
+  editExtras(edits: Edit[], offset = 0, check: {tokens?: number} | false = {}): RunExtras {
     for (const edit of edits) {
       if (!this.hooks.has(edit.hook)) {
         if (this.parameterNames.has(edit.hook))
@@ -274,7 +277,12 @@ export class Model implements LanguageModel {
       }
     }
     const plan = planEdits(edits, (hook) => this.arch.aliasOf(hook) ?? hook);
-    return {structure: {edits: plan.sites}, feeds: plan.feeds(offset)};
+    const checked = check && plan.checked.length ? plan.checked : [];
+    return {
+      structure: {edits: plan.sites},
+      feeds: plan.feeds(offset),
+      check: checked.length && check ? {hooks: checked, run: (shapeOf) => plan.check(shapeOf, check.tokens)} : undefined
+    };
   }
 
   /** The raw forward pass: token ids in, the named hook tensors out. One `session.run`. */
@@ -329,7 +337,7 @@ export class Model implements LanguageModel {
       feeds[name] = new ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims);
     }
     const graphName = (path: string) => this.arch.aliasOf(path) ?? path;
-    const fetches = [...new Set([...fetch.map(graphName), ...presentNames])];
+    const fetches = [...new Set([...fetch.map(graphName), ...presentNames, ...(extras?.check?.hooks ?? [])])];
     if (fetches.length === 0) fetches.push(LOGITS);
     this.runs++;
     let results: InferenceSession.ReturnType;
@@ -346,6 +354,7 @@ export class Model implements LanguageModel {
       this.options.ort,
       fetches.filter((n) => !presentNames.includes(n)).map((n) => [n, results[n]] as const)
     );
+    extras?.check?.run((hook) => results[hook]?.dims.map(Number));
     const outputs = new Map<string, Tensor>();
     for (const name of fetch) {
       const t = results[graphName(name)];
