@@ -17,6 +17,7 @@ import {startHubServer, TEST_TOKEN, type HubServer} from "./helpers/hub-server.j
 
 const STORIES = path.resolve("test/fixtures/stories260K");
 const WEIGHTS = readFileSync(path.join(STORIES, "model.safetensors"));
+const TOKENIZER = JSON.parse(readFileSync(path.join(STORIES, "tokenizer.json"), "utf8"));
 const tempDirs: string[] = [];
 const tempDir = (prefix: string) => {
   tempDirs.push(mkdtempSync(path.join(os.tmpdir(), `lmw-${prefix}-`)));
@@ -127,9 +128,16 @@ describe("gated, missing and rate-limited", () => {
       if (saved === undefined) delete process.env.HF_TOKEN;
       else process.env.HF_TOKEN = saved;
     }
-    expect(hub.requests.length).toBeGreaterThan(0);
+    // The Hub: whether the model is there, then the weights' redirect; the CDN: the weights, by their sha256.
+    expect(hub.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      "HEAD /meta-llama/stories/resolve/main/config.json",
+      "GET /meta-llama/stories/resolve/main/model.safetensors"
+    ]);
     expect(hub.requests.every((r) => r.authorization === `Bearer ${TEST_TOKEN}`)).toBe(true);
-    expect(hub.cdnRequests.length).toBeGreaterThan(0);
+    const sha256 = createHash("sha256").update(WEIGHTS).digest("hex");
+    expect(hub.cdnRequests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      expect.stringMatching(new RegExp(`^GET /repos/${sha256.slice(0, 2)}/${sha256}\\?file=model\\.safetensors&`))
+    ]);
     expect(hub.cdnRequests.every((r) => r.authorization === undefined && !r.url.includes(TEST_TOKEN))).toBe(true);
   });
 
@@ -146,7 +154,7 @@ describe("gated, missing and rate-limited", () => {
     const source = await open("test-org/stories");
     hub.inject({kind: "rate-limit", retryAfter: 1, file: "tokenizer.json"});
     const started = Date.now();
-    expect((await readJson(source, "tokenizer.json")) as object).toHaveProperty("model");
+    expect(await readJson(source, "tokenizer.json")).toEqual(TOKENIZER);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     expect(notices).toEqual([
       expect.stringMatching(
@@ -258,7 +266,7 @@ describe("interrupted and wrong downloads", () => {
     expect(error.code).toBe("corrupt");
     expect(error.message).toMatch(/^test-org\/stories\/tokenizer\.json: invalid JSON .* nothing was cached/);
     expect(cached(folderOf("test-org/stories"))).not.toContain("tokenizer.json");
-    expect(await readJson(source, "tokenizer.json")).toHaveProperty("model");
+    expect(await readJson(source, "tokenizer.json")).toEqual(TOKENIZER);
   });
 
   it("a damaged copy cached by an older version is taken out and fetched again", async () => {
@@ -270,7 +278,7 @@ describe("interrupted and wrong downloads", () => {
       readFileSync(path.join(STORIES, "tokenizer.json")).subarray(0, 3000)
     );
     hub.requests.length = 0;
-    expect(await readJson(source, "tokenizer.json")).toHaveProperty("model");
+    expect(await readJson(source, "tokenizer.json")).toEqual(TOKENIZER);
     expect(notices).toEqual(["test-org/stories/tokenizer.json: the cached copy is damaged; downloading it again"]);
     expect(hub.requests.map((r) => r.url)).toEqual(["/test-org/stories/resolve/main/tokenizer.json"]);
     expect(

@@ -29,7 +29,11 @@ describe("real fixtures", () => {
     const wte = tensors.get("wte.weight")!;
     expect(wte).toMatchObject({dtype: "F32", shape: [512, 32], file: "model.safetensors"});
     expect(wte.end - wte.begin).toBe(512 * 32 * 4);
-    expect(wte.begin).toBeGreaterThanOrEqual(dataOffset);
+    // Where the header's data_offsets put it, counted from the end of the header.
+    const headerLength = Number(new DataView(file.buffer, file.byteOffset).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(file.subarray(8, 8 + headerLength)));
+    expect(dataOffset).toBe(8 + headerLength);
+    expect([wte.begin, wte.end]).toEqual(header["wte.weight"].data_offsets.map((o: number) => dataOffset + o));
     expect(tensors.has("h.0.attn.bias")).toBe(true);
     expect(tensors.has("lm_head.weight")).toBe(false);
 

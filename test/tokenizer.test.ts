@@ -117,11 +117,11 @@ describe("pieces and special ids", () => {
     const config = readJson(`${SMOLLM2}/tokenizer_config.json`);
     const first = Tokenizer.fromJson(json, config);
     expect(Object.keys(json.model.vocab)).toHaveLength(49152);
-    expect(json.model.merges.length).toBeGreaterThan(48000);
+    expect(json.model.merges).toHaveLength(48900);
     const second = Tokenizer.fromJson(json, config);
     const text = "The Eiffel Tower is in Paris, and merges still apply: unbelievably";
     expect(second.encode(text)).toEqual(first.encode(text));
-    expect(first.encode(" unbelievably").ids.length).toBeLessThan(" unbelievably".length / 2);
+    expect(first.encode(" unbelievably").tokens).toEqual(["Ġunbelie", "v", "ably"]);
   });
 });
 
