@@ -95,6 +95,16 @@ export const embeddingModule = (count: number, dim: number): Module => ({
   params: [{name: "weight", shape: [count, dim], component: "embedding"}]
 });
 
+/** GPT-2's `Conv1D(nf, nx)`: a Linear whose weight is stored `[in, out]` = `[nx, nf]`, with a bias. */
+export const conv1dModule = (nf: number, nx: number, component: Component): Module => ({
+  type: "Conv1D",
+  extra: `nf=${nf}, nx=${nx}`,
+  params: [
+    {name: "weight", shape: [nx, nf], component},
+    {name: "bias", shape: [nf], component}
+  ]
+});
+
 /** An RMSNorm of the family's class (`LlamaRMSNorm`); Gemma's weights start at 0 (`zeros`: it multiplies by 1 + w). */
 export const rmsNormModule = (type: string, dim: number, eps: number, init?: "zeros"): Module => ({
   type,

@@ -12,20 +12,17 @@
 import {readConfig} from "./config.js";
 import {decoderFamily, layerWindows, readDecoderConfig} from "./decoder.js";
 
-/** Which layers slide, and over how many tokens (Qwen2Config and Qwen3Config read them alike). */
-export function qwenSlidingWindows(raw: Record<string, unknown>, file: string): (number | null)[] {
+/** A Qwen config.json (Qwen2Config and Qwen3Config read theirs alike): which layers slide, and over how many tokens. */
+export function readQwenConfig(raw: Record<string, unknown>, file: string, prefix: string) {
   const {c, int} = readConfig(raw, file);
   const window = c.use_sliding_window === true && c.sliding_window != null ? int("sliding_window") : null;
-  return layerWindows(raw, file, window, (i) => i >= (c.max_window_layers == null ? 28 : int("max_window_layers")));
+  const maxWindowLayers = () => (c.max_window_layers == null ? 28 : int("max_window_layers"));
+  const slidingWindows = layerWindows(raw, file, window, (i) => i >= maxWindowLayers());
+  return readDecoderConfig(raw, file, {prefix, activations: ["silu", "swish"], slidingWindows});
 }
 
 export const qwen2 = decoderFamily({
   modelTypes: ["qwen2"],
-  normalize: (raw, file) =>
-    readDecoderConfig(raw, file, {
-      prefix: "Qwen2",
-      activations: ["silu", "swish"],
-      slidingWindows: qwenSlidingWindows(raw, file)
-    }),
+  normalize: (raw, file) => readQwenConfig(raw, file, "Qwen2"),
   switches: () => ({prefix: "Qwen2", qkvBias: true})
 });

@@ -9,17 +9,12 @@
  * Biases follow `attention_bias` (false in every released Qwen3); sliding windows are read as Qwen2's. Stored in
  * bfloat16; the engine computes in float32.
  */
-import {decoderFamily, readDecoderConfig} from "./decoder.js";
-import {qwenSlidingWindows} from "./qwen2.js";
+import {decoderFamily} from "./decoder.js";
+import {readQwenConfig} from "./qwen2.js";
 
 export const qwen3 = decoderFamily({
   modelTypes: ["qwen3"],
-  normalize: (raw, file) =>
-    readDecoderConfig(raw, file, {
-      prefix: "Qwen3",
-      activations: ["silu", "swish"],
-      slidingWindows: qwenSlidingWindows(raw, file)
-    }),
+  normalize: (raw, file) => readQwenConfig(raw, file, "Qwen3"),
   switches: (config) => ({
     prefix: "Qwen3",
     qkNorm: "heads",
