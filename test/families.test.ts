@@ -9,6 +9,10 @@ import {describe, expect, it} from "vitest";
 import {loadModel} from "../src/node.js";
 import {parseHeader} from "../src/hub/safetensors.js";
 import {defaultModule, pickableModules} from "../src/analysis/anatomy.js";
+import {architectureFor, normalizeConfig} from "../src/arch/index.js";
+import {LOGITS} from "../src/arch/types.js";
+import {finishDecoder, hookSite} from "../src/graph/hooks.js";
+import {FLOAT, GraphBuilder} from "../src/graph/onnx.js";
 import {FIXTURES, fixtureDir, readReference, relativeError, variant} from "./helpers/fixtures.js";
 
 describe.each(FIXTURES)("%s: the roles", (name) => {
@@ -63,6 +67,33 @@ describe.each(["mini-qwen2", "mini-qwen3", "mini-pythia", "mini-gemma3"])("%s: a
     const full = await model.generate(prompt, {maxNewTokens: 12, useCache: false, stopAtEos: false});
     expect(kv.new_ids).toEqual(full.new_ids);
     await model.dispose();
+  });
+});
+
+describe("one declaration per family", () => {
+  it.each(FIXTURES)("%s: its graph names exactly hookPoints(), in their order", (name) => {
+    const raw = JSON.parse(readFileSync(path.join(fixtureDir(name), "config.json"), "utf8"));
+    const arch = architectureFor(normalizeConfig(raw));
+    const numel = new Map(arch.parameters().map((p) => [p.name, p.numel]));
+    // finishDecoder checks the order as the graph is built: building is the test.
+    expect(() => arch.buildGraph((n) => new Float32Array(numel.get(n)!), {lens: true})).not.toThrow();
+  });
+
+  it("a graph that names its hook points otherwise than the list says is refused, naming where", () => {
+    const build = (order: string[]) => {
+      const g = new GraphBuilder();
+      const hook = hookSite(g, {all: ["a.output", "b.output", "norm.output", LOGITS], aliasOf: () => undefined});
+      let h = g.input("x", FLOAT, [1, 1, 1]);
+      for (const path of order) h = hook(path, g.op("Neg", [h]));
+      finishDecoder(g, hook, {normPath: "norm", norm: (x) => g.op("Neg", [x]), unembed: (x) => x}, h, []);
+    };
+    expect(() => build(["a.output", "b.output"])).not.toThrow();
+    expect(() => build(["b.output", "a.output"])).toThrow(
+      "hook points out of order at 0: the graph named b.output where hookPoints() lists a.output"
+    );
+    expect(() => build(["a.output"])).toThrow(
+      "hook points out of order at 1: the graph named norm.output where hookPoints() lists b.output"
+    );
   });
 });
 

@@ -49,7 +49,15 @@ import {
 } from "../graph/layers.js";
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
-import {type Module, embeddingModule, linearModule, parametersOf, printModule, rmsNormModule} from "./module-tree.js";
+import {
+  type Module,
+  layerList,
+  embeddingModule,
+  linearModule,
+  parametersOf,
+  printModule,
+  rmsNormModule
+} from "./module-tree.js";
 import {llamaRoles} from "./roles.js";
 import {type Architecture, type Family, type GraphOptions, LOGITS, blockOutputAliases} from "./types.js";
 
@@ -266,10 +274,7 @@ export function decoder(config: DecoderConfig, s: Switches): Architecture {
                   }
                 : embedding
             ],
-            [
-              "layers",
-              {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [`${i}`, decoderLayer])}
-            ],
+            ["layers", layerList(L, decoderLayer)],
             ["norm", rms(d)],
             ...rotary.modules.map(({name}) => [name, {type: `${s.prefix}RotaryEmbedding`}] as [string, Module])
           ]

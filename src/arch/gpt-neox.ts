@@ -24,7 +24,7 @@
 import {activation} from "./activations.js";
 import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {gptDecoder} from "./gpt-decoder.js";
-import {type Module, dropoutModule, embeddingModule, layerNormModule, linearModule} from "./module-tree.js";
+import {type Module, layerList, dropoutModule, embeddingModule, layerNormModule, linearModule} from "./module-tree.js";
 import {gptNeoxRoles} from "./roles.js";
 import type {Family} from "./types.js";
 
@@ -132,7 +132,7 @@ function gptNeoxArchitecture(config: GptNeoxConfig) {
           children: [
             ["embed_in", embeddingModule(V, d)],
             ["emb_dropout", dropout],
-            ["layers", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [`${i}`, layer])}],
+            ["layers", layerList(L, layer)],
             ["final_layer_norm", layerNormModule(d, config.normEps)],
             ["rotary_emb", {type: "GPTNeoXRotaryEmbedding"}]
           ]

@@ -17,6 +17,7 @@ import {type ModelConfig, checkConfig, readConfig} from "./config.js";
 import {gptDecoder} from "./gpt-decoder.js";
 import {
   type Module,
+  layerList,
   conv1dModule,
   dropoutModule,
   embeddingModule,
@@ -102,7 +103,7 @@ function gpt2Architecture(config: ModelConfig) {
             ["wte", embeddingModule(V, d)],
             ["wpe", embeddingModule(maxPositions, d)],
             ["drop", dropout(raw.embd_pdrop)],
-            ["h", {type: "ModuleList", list: true, children: Array.from({length: L}, (_, i) => [`${i}`, block])}],
+            ["h", layerList(L, block)],
             ["ln_f", norm]
           ]
         }

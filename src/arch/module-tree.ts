@@ -95,6 +95,13 @@ export const embeddingModule = (count: number, dim: number): Module => ({
   params: [{name: "weight", shape: [count, dim], component: "embedding"}]
 });
 
+/** The decoder layers, `nn.ModuleList` of `count` copies of `layer` (printed folded: `(0-29): 30 x LlamaDecoderLayer(`). */
+export const layerList = (count: number, layer: Module): Module => ({
+  type: "ModuleList",
+  list: true,
+  children: Array.from({length: count}, (_, i) => [`${i}`, layer])
+});
+
 /** GPT-2's `Conv1D(nf, nx)`: a Linear whose weight is stored `[in, out]` = `[nx, nf]`, with a bias. */
 export const conv1dModule = (nf: number, nx: number, component: Component): Module => ({
   type: "Conv1D",

@@ -160,7 +160,7 @@ export function paddedHead(D: number, rotary = D): {P: number; slot: (j: number)
 }
 
 /** `[rows, heads·D]` → `[rows, heads·P]`: each head's columns in their padded slots, zeros elsewhere. */
-export function padHeadColumns(m: Float32Array, rows: number, heads: number, D: number, rotary = D): Float32Array {
+function padHeadColumns(m: Float32Array, rows: number, heads: number, D: number, rotary = D): Float32Array {
   const {P, slot} = paddedHead(D, rotary);
   if (P === D && rotary === D) return m;
   const out = new Float32Array(rows * heads * P);
@@ -299,7 +299,7 @@ export function groupQueryAttention(
  * Matrices of the same rows side by side, `[rows, Σ cols]`: the q, k and v projections' `[in, out]` weights as one,
  * for one MatMul instead of three (and their biases, as one-row matrices).
  */
-export function concatColumns(mats: {data: Float32Array; rows: number; cols: number}[]): Float32Array {
+function concatColumns(mats: {data: Float32Array; rows: number; cols: number}[]): Float32Array {
   const rows = mats[0].rows;
   const width = mats.reduce((s, m) => s + m.cols, 0);
   const out = new Float32Array(rows * width);

@@ -137,7 +137,7 @@ export function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: n
 }
 
 /** `[1, heads, T, headDim]` → `[1, T, heads·headDim]`. */
-export function mergeHeads(g: GraphBuilder, x: string, width: number, out?: string): string {
+function mergeHeads(g: GraphBuilder, x: string, width: number, out?: string): string {
   const merged = g.op("Transpose", [x], {perm: [0, 2, 1, 3]});
   return g.op("Reshape", [merged, g.ints([1, -1, width])], {}, out);
 }
@@ -175,7 +175,7 @@ export function attention(
 }
 
 /** The key/value cache: append this step's `[1, kv, T, D]` to the past `[1, kv, P, D]`. */
-export function appendCache(g: GraphBuilder, past: string, current: string, out: string): string {
+function appendCache(g: GraphBuilder, past: string, current: string, out: string): string {
   return g.op("Concat", [past, current], {axis: 2}, out);
 }
 
