@@ -14,20 +14,55 @@ import {describeModel} from "./runtime/describe.js";
 import {Tokenizer} from "./tokenizer.js";
 import {sourceEncoder} from "./tokenizer-worker.js";
 import {logitLens} from "./analysis/lens.js";
-import {PATCH_KINDS, patchSweep, type PatchKind} from "./analysis/patching.js";
+import {patchSweep, type PatchKind} from "./analysis/patching.js";
 import {steeringEdit, steeringVector} from "./analysis/steering.js";
 import {parseEdit, type Edit} from "./runtime/edits.js";
 import type {Model} from "./runtime/model.js";
+import {
+  GENERATION,
+  LOGIT_LENS,
+  PATCHING,
+  STEERING,
+  checkOption,
+  describeRange,
+  generationOptions,
+  type OptionSpec
+} from "./defaults.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Values = Record<string, string | boolean | string[] | undefined>;
 
+/**
+ * One command-line option: its name, its value's placeholder (none: a switch) and what it does. An option with
+ * a `spec` (src/defaults.ts) takes its default and range from it: the help states them and `read` checks them.
+ * Each command's parser options and help are generated from its list of these.
+ */
+interface Flag {
+  name: string;
+  value?: string;
+  short?: string;
+  multiple?: boolean;
+  help: string;
+  spec?: OptionSpec;
+  /** Parsed but not listed in the help (--help itself). */
+  hidden?: boolean;
+}
+
+/** A positional argument; listed in the help where it has something to say. */
+interface Positional {
+  name: string;
+  help?: string;
+}
+
 interface Command {
-  usage: string;
+  /** What follows `lm-workbench NAME` in the usage line. */
+  synopsis: string;
+  /** The paragraph under it. */
+  about: string;
   summary: string;
-  options: Options;
   /** Positional arguments, in order (all required). */
-  positionals: string[];
+  positionals: Positional[];
+  flags: Flag[];
   run(args: string[], values: Values, io: IO): Promise<void>;
 }
 
@@ -38,175 +73,243 @@ interface IO {
   stdin?(): Promise<string>;
 }
 
-const COMMON: Options = {
-  json: {type: "boolean"},
-  help: {type: "boolean", short: "h"}
-};
-/** Where TEXT may come from instead of the command line: a long prompt is better in a file or on stdin. */
-const PROMPT: Options = {"prompt-file": {type: "string"}};
-const PROMPT_HELP = `  TEXT                the text; "-" reads it from standard input
-  --prompt-file FILE  read the text from FILE ("-": standard input) instead of TEXT`;
+/** `maxNewTokens` → `max-new-tokens`: the CLI spells the API's options in kebab case. */
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
-const LOADING: Options = {
-  init: {type: "string"},
-  seed: {type: "string"},
-  runtime: {type: "string"}
+/** The flag of an option stated in src/defaults.ts, its help that spec's description unless `help` says it here. */
+function specFlag(name: string, spec: OptionSpec, value: string, help = spec.description): Flag {
+  return {name: kebab(name), value, spec, help};
+}
+
+const json = (shape: string): Flag => ({name: "json", help: `${shape} on stdout`});
+const HELP: Flag = {name: "help", short: "h", help: "this help", hidden: true};
+
+/** TEXT, and where it may come from instead of the command line: a long prompt is better in a file or on stdin. */
+const TEXT: Positional = {name: "TEXT", help: `the text; "-" reads it from standard input`};
+const PROMPT_FILE: Flag = {
+  name: "prompt-file",
+  value: "FILE",
+  help: `read the text from FILE ("-": standard input) instead of TEXT`
 };
 
-const LOAD_HELP = `  --init random       random weights (for a model folder without weights)
-  --init checkpoint   the checkpoint's weights (the default)
-  --seed N            seed of the random weights (default 0)
-  --runtime R         node (onnxruntime-node, default), web (onnxruntime-web's WASM), webgpu or webgpu-native
-                      (onnxruntime-web's WebGPU backends on Dawn: needs a Vulkan GPU)`;
+const LOADING: Flag[] = [
+  specFlag(
+    "init",
+    {
+      type: "choice",
+      choices: ["checkpoint", "random"],
+      default: "checkpoint",
+      description: "the checkpoint's weights, or random ones drawn from --seed for a folder without weights"
+    },
+    "I"
+  ),
+  specFlag(
+    "runtime",
+    {
+      type: "choice",
+      choices: RUNTIMES,
+      default: "node",
+      description:
+        "where the model runs: node is onnxruntime-node, web onnxruntime-web's WASM, webgpu and webgpu-native " +
+        "onnxruntime-web's WebGPU backends on Dawn, which need a Vulkan GPU"
+    },
+    "R"
+  )
+];
+/** The seed of random weights; `generate` says it seeds the sampling too. */
+const WEIGHTS_SEED = specFlag("seed", GENERATION.seed, "N", "seed of the random weights (--init random)");
 
 // ---------------------------------------------------------------------------------------------------------
 // Writing into the model: edits (trace --edit), steering (generate --steer), the logit lens and patching;
 // their functions are further down, with the other commands
 
-const EDIT_HELP = `  --edit "HOOK[SLICE] OP VALUE"
-                      write into a hook point before anything downstream reads it (repeatable, applied in
-                      order): OP is = += *=, VALUE a number, SLICE as in PyTorch on the hook's tensor
-                      ("[:, 2]" position 2, "[:, :, 16:24]" columns 16-23; none: the whole tensor), e.g.
-                      --edit "model.layers.1.mlp.output = 0"`;
-
-const STEER_HELP = `  --steer HOOK        add alpha × (HOOK at the last token of --steer-from − at that of --steer-to)
-                      to HOOK at every position of every step (e.g. model.layers.3.output)
-  --steer-from TEXT, --steer-to TEXT, --alpha A (default 1)`;
-
-const STEER_OPTIONS: Options = {
-  steer: {type: "string"},
-  "steer-from": {type: "string"},
-  "steer-to": {type: "string"},
-  alpha: {type: "string"},
-  "no-stop": {type: "boolean"}
+const EDIT: Flag = {
+  name: "edit",
+  value: `"HOOK[SLICE] OP VALUE"`,
+  multiple: true,
+  help:
+    "write into a hook point before anything downstream reads it (repeatable, applied in order): OP is = += *=, " +
+    `VALUE a number, SLICE as in PyTorch on the hook's tensor ("[:, 2]" position 2, "[:, :, 16:24]" columns 16-23; ` +
+    "none: the whole tensor); an index outside its axis is an error, a slice clamps, e.g. " +
+    `--edit "model.layers.1.mlp.output = 0"`
 };
+
+const STEER: Flag[] = [
+  {
+    name: "steer",
+    value: "HOOK",
+    help:
+      "add alpha × (HOOK at the last token of --steer-from − at that of --steer-to) to HOOK at every position of " +
+      "every step (e.g. model.layers.3.output)"
+  },
+  {name: "steer-from", value: "TEXT", help: "the prompt steered towards"},
+  {name: "steer-to", value: "TEXT", help: "the prompt steered away from"},
+  specFlag("alpha", STEERING.alpha, "A")
+];
 
 const INTERVENTION_COMMANDS: Record<string, Command> = {
   lens: {
-    usage: `lm-workbench lens MODEL TEXT [--top-k K] [--json]
-
-The logit lens: every layer's output read through the model's own final norm and unembedding, at every
-position of TEXT; the K most likely tokens of each (computed inside the graph).
-
-  --top-k K           tokens per layer and position (default 5)
-  --json              {"input_ids", "tokens", "layers": [{"hook", "top": [[{"id", "token", "prob"}…] per position]}]}
-${LOAD_HELP}`,
+    synopsis: "MODEL TEXT [--top-k K] [--json]",
+    about:
+      "The logit lens: every layer's output read through the model's own final norm and unembedding, at every " +
+      "position of TEXT; the K most likely tokens of each (computed inside the graph).",
     summary: "logit lens: each layer's top tokens at every position",
-    options: {...COMMON, ...LOADING, "top-k": {type: "string"}},
-    positionals: ["MODEL", "TEXT"],
+    positionals: [{name: "MODEL"}, {name: "TEXT"}],
+    flags: [
+      specFlag("topK", LOGIT_LENS.k, "K"),
+      json(`{"input_ids", "tokens", "layers": [{"hook", "top": [[{"id", "token", "prob"}…] per position]}]}`),
+      ...LOADING,
+      WEIGHTS_SEED
+    ],
     run: lensCommand
   },
   patch: {
-    usage: `lm-workbench patch MODEL --clean TEXT --corrupt TEXT [--module resid|attn|mlp] [--ids I,J,…] [--json]
-
-Activation patching: the corrupt prompt run once per (layer, position) with one block's output there set to the
-clean run's value; the last position's logits of the tracked tokens for each. The two prompts must have the
-same number of tokens.
-
-  --module M          resid (the layer's output, default), attn or mlp (the block outputs the layer adds)
-  --ids I,J,…         token ids to track (default: the clean run's 4 most likely next tokens, then the
-                      corrupt run's 4 most likely not already listed)
-  --json              {"clean_ids", "corrupt_ids", "hooks", "ids", "logits": {"shape": [layers, T, ids], "data"}}
-${LOAD_HELP}`,
+    synopsis: "MODEL --clean TEXT --corrupt TEXT [--module resid|attn|mlp] [--ids I,J,…] [--json]",
+    about:
+      "Activation patching: the corrupt prompt run once per (layer, position) with one block's output there set to " +
+      "the clean run's value; the last position's logits of the tracked tokens for each. The two prompts must have " +
+      "the same number of tokens.",
     summary: "activation patching over every (layer, position)",
-    options: {
-      ...COMMON,
+    positionals: [{name: "MODEL"}],
+    flags: [
+      {name: "clean", value: "TEXT", help: "the clean prompt"},
+      {name: "corrupt", value: "TEXT", help: "the corrupt prompt, as many tokens long"},
+      specFlag("module", PATCHING.kind, "M"),
+      {
+        name: "ids",
+        value: "I,J,…",
+        help:
+          `token ids to track (default: the clean run's ${PATCHING.each} most likely next tokens, then the corrupt ` +
+          `run's ${PATCHING.each} most likely not already listed)`
+      },
+      json(`{"clean_ids", "corrupt_ids", "hooks", "ids", "logits": {"shape": [layers, T, ids], "data"}}`),
       ...LOADING,
-      clean: {type: "string"},
-      corrupt: {type: "string"},
-      module: {type: "string"},
-      ids: {type: "string"}
-    },
-    positionals: ["MODEL"],
+      WEIGHTS_SEED
+    ],
     run: patchCommand
   }
 };
 
 const COMMANDS: Record<string, Command> = {
   inspect: {
-    usage: `lm-workbench inspect MODEL [--json]
-
-The config, parameters, parameter counts and module tree of MODEL, from config.json and the safetensors
-headers only: no weights are read, and a folder without weights works. When a checkpoint exists, its
-headers are checked against the parameter list.
-
-  --json              {"config", "parameters", "counts", "moduleTree"} on stdout`,
+    synopsis: "MODEL [--json]",
+    about:
+      "The config, parameters, parameter counts and module tree of MODEL, from config.json and the safetensors " +
+      "headers only: no weights are read, and a folder without weights works. When a checkpoint exists, its " +
+      "headers are checked against the parameter list.",
     summary: "config, parameters, counts and module tree (no weights read)",
-    options: COMMON,
-    positionals: ["MODEL"],
+    positionals: [{name: "MODEL"}],
+    flags: [json(`{"config", "parameters", "counts", "moduleTree"}`)],
     run: inspect
   },
   tokens: {
-    usage: `lm-workbench tokens MODEL TEXT [--json]
-
-TEXT tokenized by MODEL's tokenizer.
-
-${PROMPT_HELP}
-  --json              {"ids", "tokens"} on stdout`,
+    synopsis: "MODEL TEXT [--json]",
+    about: "TEXT tokenized by MODEL's tokenizer.",
     summary: "tokenize TEXT",
-    options: {...COMMON, ...PROMPT},
-    positionals: ["MODEL", "TEXT"],
+    positionals: [{name: "MODEL"}, TEXT],
+    flags: [PROMPT_FILE, json(`{"ids", "tokens"}`)],
     run: tokens
   },
   trace: {
-    usage: `lm-workbench trace MODEL TEXT --hook PATH [--hook PATH…] [--edit "HOOK[SLICE] OP VALUE"…] [--json] [--init random --seed N] [--runtime node|web|webgpu|webgpu-native]
-
-One forward pass over TEXT, bringing back the tensors at the hook points (e.g. model.layers.1.output,
-transformer.h.0.attn.output) or weights named.
-
-${PROMPT_HELP}
-  --hook PATH         a hook point or weight name (repeatable)
-${EDIT_HELP}
-  --json              {"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}} on stdout
-${LOAD_HELP}`,
+    synopsis: `MODEL TEXT --hook PATH [--hook PATH…] [--edit "HOOK[SLICE] OP VALUE"…] [--json] [--init random --seed N] [--runtime ${RUNTIMES.join("|")}]`,
+    about:
+      "One forward pass over TEXT, bringing back the tensors at the hook points (e.g. model.layers.1.output, " +
+      "transformer.h.0.attn.output) or weights named.",
     summary: "capture activations at hook points",
-    options: {
-      ...COMMON,
+    positionals: [{name: "MODEL"}, TEXT],
+    flags: [
+      PROMPT_FILE,
+      {name: "hook", value: "PATH", multiple: true, help: "a hook point or weight name (repeatable)"},
+      EDIT,
+      json(`{"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}}`),
       ...LOADING,
-      ...PROMPT,
-      hook: {type: "string", multiple: true},
-      edit: {type: "string", multiple: true}
-    },
-    positionals: ["MODEL", "TEXT"],
+      WEIGHTS_SEED
+    ],
     run: trace
   },
   generate: {
-    usage: `lm-workbench generate MODEL TEXT --max-new-tokens N [--do-sample --temperature T --top-k K --top-p P --seed S] [--json]
-
-Continue TEXT: greedy by default, or sampling. Human mode streams the tokens as they come.
-
-${PROMPT_HELP}
-  --max-new-tokens N  how many tokens to add at most (default 20)
-  --do-sample         sample instead of taking the most likely token
-  --temperature T     sampling temperature (default 1)
-  --top-k K           keep the K most likely tokens (default 0: all)
-  --top-p P           keep the smallest set of tokens with probability ≥ P (default 1)
-  --seed S            seed of the sampling and of random weights (default 0)
-  --no-stop           keep going past the end-of-sequence token
-  --graph-capture     with --runtime webgpu-native: record the decode step once and replay it (graph capture)
-${STEER_HELP}
-  --json              {"input_ids", "new_ids", "text"} on stdout
-${LOAD_HELP.split("\n")
-  .filter((l) => !l.includes("--seed"))
-  .join("\n")}`,
+    synopsis: "MODEL TEXT --max-new-tokens N [--do-sample --temperature T --top-k K --top-p P --seed S] [--json]",
+    about: "Continue TEXT: greedy by default, or sampling. Human mode streams the tokens as they come.",
     summary: "continue TEXT",
-    options: {
-      ...COMMON,
-      ...LOADING,
-      ...PROMPT,
-      "max-new-tokens": {type: "string"},
-      "do-sample": {type: "boolean"},
-      temperature: {type: "string"},
-      "top-k": {type: "string"},
-      "top-p": {type: "string"},
-      "graph-capture": {type: "boolean"},
-      ...STEER_OPTIONS
-    },
-    positionals: ["MODEL", "TEXT"],
+    positionals: [{name: "MODEL"}, TEXT],
+    flags: [
+      PROMPT_FILE,
+      specFlag("maxNewTokens", GENERATION.maxNewTokens, "N"),
+      {name: "do-sample", help: "sample instead of taking the most likely token"},
+      specFlag("temperature", GENERATION.temperature, "T"),
+      specFlag("topK", GENERATION.topK, "K"),
+      specFlag("topP", GENERATION.topP, "P"),
+      specFlag("seed", GENERATION.seed, "S", "seed of the sampling and of random weights"),
+      {name: "no-stop", help: "keep going past the end-of-sequence token"},
+      {
+        name: "graph-capture",
+        help: "with --runtime webgpu-native: record the decode step once and replay it (graph capture)"
+      },
+      ...STEER,
+      json(`{"input_ids", "new_ids", "text"}`),
+      ...LOADING
+    ],
     run: generateCommand
   },
   ...INTERVENTION_COMMANDS
 };
+
+/** A command's parser options, from its flags. */
+function parserOptions(command: Command): Options {
+  const options: Options = {};
+  for (const flag of [...command.flags, HELP])
+    options[flag.name] = {
+      type: flag.value ? "string" : "boolean",
+      ...(flag.short && {short: flag.short}),
+      ...(flag.multiple && {multiple: true})
+    };
+  return options;
+}
+
+/** A command's help: the usage line, what it does, and one entry per argument and option with its range and default. */
+function usage(name: string, command: Command): string {
+  const entries: [string, string][] = [
+    ...command.positionals.filter((p) => p.help).map((p): [string, string] => [p.name, p.help!]),
+    ...command.flags
+      .filter((flag) => !flag.hidden)
+      .map((flag): [string, string] => [
+        `--${flag.name}${flag.value ? ` ${flag.value}` : ""}`,
+        flag.help + (flag.spec ? ` (${specNote(flag.spec)})` : "")
+      ])
+  ];
+  return [
+    `lm-workbench ${name} ${command.synopsis}`,
+    "",
+    wrap(command.about, 0),
+    "",
+    ...entries.map(([left, text]) =>
+      left.length <= HELP_COLUMN - 4
+        ? `  ${left.padEnd(HELP_COLUMN - 2)}${wrap(text, HELP_COLUMN).trimStart()}`
+        : `  ${left}\n${wrap(text, HELP_COLUMN)}`
+    )
+  ].join("\n");
+}
+
+const HELP_COLUMN = 22;
+const HELP_WIDTH = 112;
+
+/** An option's range and default, in words: "a whole number ≥ 1; default 20". */
+function specNote(spec: OptionSpec): string {
+  if (spec.type === "choice") return `one of ${spec.choices.join(", ")}; default ${spec.default}`;
+  return `${describeRange(spec)}; default ${spec.default}`;
+}
+
+/** `text` in lines of at most HELP_WIDTH characters, each indented by `indent`. */
+function wrap(text: string, indent: number): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && indent + line.length + 1 + word.length > HELP_WIDTH) (lines.push(line), (line = word));
+    else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.map((l) => " ".repeat(indent) + l).join("\n");
+}
 
 const MAIN_USAGE = `lm-workbench — look inside small language models
 
@@ -240,9 +343,9 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
     let parsed;
     try {
       parsed = parseArgs({
-        args: negativeValues(rest, command.options),
+        args: negativeValues(rest, parserOptions(command)),
         allowPositionals: true,
-        options: command.options,
+        options: parserOptions(command),
         strict: true
       });
     } catch (error) {
@@ -250,12 +353,12 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
     }
     const {values, positionals} = parsed;
     if (values.help) {
-      io.out(command.usage + "\n");
+      io.out(usage(name, command) + "\n");
       return 0;
     }
     // With --prompt-file, TEXT comes from the file and is not given on the command line.
-    const expected =
-      values["prompt-file"] !== undefined ? command.positionals.filter((p) => p !== "TEXT") : command.positionals;
+    const names = command.positionals.map((p) => p.name);
+    const expected = values["prompt-file"] !== undefined ? names.filter((p) => p !== "TEXT") : names;
     if (positionals.length !== expected.length) {
       const what =
         positionals.length < expected.length
@@ -263,8 +366,7 @@ export async function main(argv: string[], io: IO = defaultIO()): Promise<number
           : `too many arguments`;
       throw new UsageError(what, name);
     }
-    if (command.positionals.includes("TEXT"))
-      positionals[1] = await promptText(positionals[1], values as Values, io, name);
+    if (names.includes("TEXT")) positionals[1] = await promptText(positionals[1], values as Values, io, name);
     await command.run(positionals, values as Values, io);
     return 0;
   } catch (error) {
@@ -467,24 +569,29 @@ async function trace([id, text]: string[], values: Values, io: IO): Promise<void
 }
 
 async function generateCommand([id, text]: string[], values: Values, io: IO): Promise<void> {
-  const maxNewTokens = integer(values, "max-new-tokens", 20, 0);
-  const temperature = number(values, "temperature", 1);
-  const topK = integer(values, "top-k", 0, 0);
-  const topP = number(values, "top-p", 1);
-  const seed = integer(values, "seed", 0);
+  // Checked before the model loads: a value out of range fails at once.
+  const settings = usageErrors(() =>
+    generationOptions(
+      {
+        maxNewTokens: numberOf(values, "max-new-tokens"),
+        doSample: Boolean(values["do-sample"]),
+        temperature: numberOf(values, "temperature"),
+        topK: numberOf(values, "top-k"),
+        topP: numberOf(values, "top-p"),
+        seed: numberOf(values, "seed")
+      },
+      (name) => `--${kebab(name)}`
+    )
+  );
+  const alpha = option(values, "alpha", STEER) as number;
   const model = await load(id, values, io);
   try {
-    const edits = await steeringEdits(model, values);
+    const edits = await steeringEdits(model, values, alpha);
     const json = Boolean(values.json);
     // The prompt as the tokenizer gives it back, then what each token adds: together, generation.text.
     if (!json) io.out(model.tokenizer.decode((await model.prepareInput(text)).ids, {skipSpecialTokens: true}));
     const generation = await model.generate(text, {
-      maxNewTokens,
-      doSample: Boolean(values["do-sample"]),
-      temperature,
-      topK,
-      topP,
-      seed,
+      ...settings,
       edits,
       stopAtEos: !values["no-stop"],
       onToken: json ? undefined : (token) => io.out(token.text)
@@ -513,7 +620,7 @@ function editsOf(values: Values): Edit[] {
 }
 
 /** `--steer HOOK --steer-from A --steer-to B --alpha X` as the edit generation applies at every step (none without --steer). */
-async function steeringEdits(model: Model, values: Values): Promise<Edit[]> {
+async function steeringEdits(model: Model, values: Values, alpha: number): Promise<Edit[]> {
   const hook = values.steer as string | undefined;
   const from = values["steer-from"] as string | undefined;
   const to = values["steer-to"] as string | undefined;
@@ -525,11 +632,11 @@ async function steeringEdits(model: Model, values: Values): Promise<Edit[]> {
   if (from === undefined || to === undefined)
     throw new UsageError("--steer needs --steer-from TEXT and --steer-to TEXT", "generate");
   const vector = await steeringVector(model, hook, from, to);
-  return [steeringEdit(hook, vector, number(values, "alpha", 1))];
+  return [steeringEdit(hook, vector, alpha, "--alpha")];
 }
 
 async function lensCommand([id, text]: string[], values: Values, io: IO): Promise<void> {
-  const k = integer(values, "top-k", 5, 1);
+  const k = option(values, "top-k", INTERVENTION_COMMANDS.lens.flags) as number;
   const model = await load(id, values, io);
   try {
     const lens = await logitLens(model, text, {k});
@@ -572,9 +679,7 @@ async function patchCommand([id]: string[], values: Values, io: IO): Promise<voi
   const corrupt = values.corrupt as string | undefined;
   if (clean === undefined || corrupt === undefined)
     throw new UsageError("give both --clean TEXT and --corrupt TEXT", "patch");
-  const kind = ((values.module as string | undefined) ?? "resid") as PatchKind;
-  if (!PATCH_KINDS.includes(kind))
-    throw new UsageError(`--module must be one of ${PATCH_KINDS.join(", ")}; got ${JSON.stringify(kind)}`, "patch");
+  const kind = option(values, "module", INTERVENTION_COMMANDS.patch.flags) as PatchKind;
   const idsText = values.ids as string | undefined;
   const ids = idsText?.split(",").map((part) => {
     const n = Number(part.trim());
@@ -629,18 +734,14 @@ async function patchCommand([id]: string[], values: Values, io: IO): Promise<voi
 // Helpers
 
 async function load(id: string, values: Values, io: IO) {
-  const init = values.init as string | undefined;
-  if (init !== undefined && init !== "random" && init !== "checkpoint")
-    throw new UsageError(`--init must be "random" or "checkpoint", got ${JSON.stringify(init)}`);
-  const runtime = (values.runtime as string | undefined) ?? "node";
-  if (!(RUNTIMES as readonly string[]).includes(runtime))
-    throw new UsageError(`--runtime must be one of ${RUNTIMES.join(", ")}; got ${JSON.stringify(runtime)}`);
+  const init = option(values, "init", LOADING) as LoadOptions["init"];
+  const runtime = option(values, "runtime", LOADING) as Runtime;
   if (values["graph-capture"] && runtime !== "webgpu-native")
     throw new UsageError(`--graph-capture needs --runtime webgpu-native (the provider that replays), not ${runtime}`);
   const options: LoadOptions = {
-    init: init as LoadOptions["init"],
-    seed: integer(values, "seed", 0),
-    runtime: runtime as Runtime,
+    init,
+    seed: option(values, "seed", [WEIGHTS_SEED]) as number,
+    runtime,
     graphCapture: Boolean(values["graph-capture"])
   };
   if (!values.json) {
@@ -665,22 +766,34 @@ async function loadTokenizer(source: ModelSource): Promise<Tokenizer> {
   return Tokenizer.fromJson(await readJson(source, "tokenizer.json"), config);
 }
 
-function number(values: Values, name: string, fallback: number): number {
+/** The number given as `--name`, or undefined; text that is not a number is a usage error. */
+function numberOf(values: Values, name: string): number | undefined {
   const text = values[name] as string | undefined;
-  if (text === undefined) return fallback;
+  if (text === undefined) return undefined;
   const n = Number(text);
   if (text.trim() === "" || !Number.isFinite(n))
     throw new UsageError(`--${name} must be a number, got ${JSON.stringify(text)}`);
   return n;
 }
 
-function integer(values: Values, name: string, fallback: number, min = -Infinity): number {
-  const n = number(values, name, fallback);
-  if (!Number.isInteger(n) || n < min)
-    throw new UsageError(
-      `--${name} must be a whole number${min > -Infinity ? ` ≥ ${min}` : ""}, got ${JSON.stringify(values[name])}`
-    );
-  return n;
+/** `--name`'s value (its default where not given), checked against the spec it was declared with. */
+function option(values: Values, name: string, flags: Flag[]): number | string {
+  const spec = flags.find((flag) => flag.name === name)!.spec!;
+  return usageErrors(() =>
+    spec.type === "choice"
+      ? checkOption(spec, values[name] as string | undefined, `--${name}`)
+      : checkOption(spec, numberOf(values, name), `--${name}`)
+  );
+}
+
+/** The engine's range errors (src/defaults.ts), as usage errors: they name the option as typed. */
+function usageErrors<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (error) {
+    if (error instanceof WorkbenchError && !(error instanceof UsageError)) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** An aligned text table; `right[i]` right-aligns column i. */

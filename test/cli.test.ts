@@ -110,6 +110,69 @@ describe.concurrent("lm-workbench CLI", () => {
     expect(human.stderr).toContain("creating the onnxruntime session");
   });
 
+  it("generate's option ranges, from src/defaults.ts: each error names the option, the value and the range", async () => {
+    const generation = readReference("stories260K").json.generations[0];
+    const generate = (...options: string[]) => cli("generate", "stories260K", "Hi", ...options);
+    const [temperature, samplingAtZero, topP, topK, fractionalK, maxNew, alpha, greedyAtZero] = await Promise.all([
+      generate("--temperature", "-1"),
+      generate("--do-sample", "--temperature", "0"),
+      generate("--do-sample", "--top-p", "1.5"),
+      generate("--top-k", "-1"),
+      generate("--top-k", "2.5"),
+      generate("--max-new-tokens", "0"),
+      generate("--steer", "model.layers.2.output", "--steer-from", "a", "--steer-to", "b", "--alpha", "1e999"),
+      // Temperature 0 is greedy decoding's, as it is often written: the reference's greedy tokens.
+      cli("generate", "stories260K", generation.text, "--temperature", "0", "--max-new-tokens", "20", "--json")
+    ]);
+    expectCleanError(temperature, /--temperature must be a number ≥ 0, got -1/);
+    expectCleanError(
+      samplingAtZero,
+      /--temperature must be above 0 when sampling, got 0 \(for greedy decoding, leave out --do-sample\)/
+    );
+    expectCleanError(topP, /--top-p must be a number in \(0, 1\], got 1\.5/);
+    expectCleanError(topK, /--top-k must be a whole number ≥ 0, got -1/);
+    expectCleanError(fractionalK, /--top-k must be a whole number ≥ 0, got 2\.5/);
+    expectCleanError(maxNew, /--max-new-tokens must be a whole number ≥ 1, got 0/);
+    expectCleanError(alpha, /--alpha must be a number, got "1e999"/);
+    // Checked before the model loads: no progress lines before the error.
+    expect(temperature.stderr).not.toContain("creating the onnxruntime session");
+    expect(json(greedyAtZero).new_ids).toEqual(generation.new_ids);
+  });
+
+  it("--help is generated from the option specs: each option's default and range as src/defaults.ts states them", async () => {
+    const {GENERATION, LOGIT_LENS, STEERING, describeRange} = await import("../src/defaults.js");
+    const [generate, lens] = await Promise.all([cli("generate", "--help"), cli("lens", "--help")]);
+    expect(generate.code).toBe(0);
+    const line = (help: string, flag: string) => help.split("\n").find((l) => l.startsWith(`  ${flag} `)) ?? "";
+    const entry = (help: string, flag: string) => {
+      // An entry and its continuation lines (indented past the flag column), joined.
+      const lines = help.split("\n");
+      const at = lines.findIndex((l) => l.startsWith(`  ${flag} `));
+      const rest = lines.slice(at + 1).findIndex((l) => !l.startsWith("      "));
+      return lines
+        .slice(at, rest < 0 ? undefined : at + 1 + rest)
+        .map((l) => l.trim())
+        .join(" ");
+    };
+    for (const [flag, spec] of [
+      ["--max-new-tokens N", GENERATION.maxNewTokens],
+      ["--temperature T", GENERATION.temperature],
+      ["--top-k K", GENERATION.topK],
+      ["--top-p P", GENERATION.topP],
+      ["--alpha A", STEERING.alpha]
+    ] as const) {
+      expect(line(generate.stdout, flag)).not.toBe("");
+      expect(entry(generate.stdout, flag)).toContain(
+        `${spec.description} (${describeRange(spec)}; default ${spec.default})`
+      );
+    }
+    expect(entry(lens.stdout, "--top-k K")).toContain(
+      `${LOGIT_LENS.k.description} (${describeRange(LOGIT_LENS.k)}; default ${LOGIT_LENS.k.default})`
+    );
+    // generate's --seed seeds the sampling and random weights: listed once.
+    expect(generate.stdout.match(/^ {2}--seed /gm)).toHaveLength(1);
+  });
+
   it("errors: unknown model, unknown hook, missing weights, unsupported model_type, bad usage", async () => {
     const bert = mkdtempSync(path.join(os.tmpdir(), "lmw-cli-bert-"));
     tempDirs.push(bert);

@@ -16,6 +16,25 @@ const CASES = [
   {id: "HuggingFaceTB/SmolLM2-135M", prompt: "The city Paris is in", init: "random" as const}
 ];
 
+describe("generate's options are checked where their defaults are stated (src/defaults.ts)", () => {
+  it("an option out of range is an error naming it, its value and its range; greedy takes temperature 0", async () => {
+    const model = await loadModel("stories260K", {modelsPath: ["data/models"]});
+    models.push(model);
+    await expect(model.generate("Once", {temperature: -1})).rejects.toThrow(/temperature must be a number ≥ 0, got -1/);
+    await expect(model.generate("Once", {doSample: true, temperature: 0})).rejects.toThrow(
+      /temperature must be above 0 when sampling, got 0/
+    );
+    await expect(model.generate("Once", {doSample: true, topP: 1.5})).rejects.toThrow(
+      /topP must be a number in \(0, 1\], got 1\.5/
+    );
+    await expect(model.generate("Once", {topK: -2})).rejects.toThrow(/topK must be a whole number ≥ 0, got -2/);
+    await expect(model.generate("Once", {maxNewTokens: 0})).rejects.toThrow(/maxNewTokens must be a whole number ≥ 1/);
+    const greedy = await model.generate("Once", {maxNewTokens: 4, stopAtEos: false});
+    const atZero = await model.generate("Once", {maxNewTokens: 4, stopAtEos: false, temperature: 0});
+    expect(atZero.new_ids).toEqual(greedy.new_ids);
+  }, 120_000);
+});
+
 describe("generate streams the text each token adds", () => {
   for (const {id, prompt, init} of CASES) {
     it(`${id}: the joined pieces are the generated text`, async () => {

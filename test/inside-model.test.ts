@@ -80,7 +80,14 @@ describe("inside the model, on stories260K", () => {
   it("steering: the page's steered continuation is the reference's; answer words map to their first token", async () => {
     const c = ref.case("steer");
     const layer = Number(/layers\.(\d+)\./.exec(c.hook)![1]);
+    // Read off the config, not the model's name: a 512-token vocabulary gets sentences, a large one ActAdd's words.
     expect(steerDefaults(model)).toMatchObject({from: c.from, to: c.to, prompt: c.prompt});
+    expect(steerDefaults(model).layer).toBe(Math.floor(model.config.numLayers / 2));
+    expect(steerDefaults({config: {numLayers: 12, vocabSize: 50257}})).toMatchObject({
+      from: " Love",
+      to: " Hate",
+      layer: 6
+    });
     const view = await steeringView(model, {
       prompt: c.prompt,
       from: c.from,

@@ -8,6 +8,8 @@ import {candidateCount, drawCandidates, sample} from "../src/runtime/generate.js
 import {topK as largest} from "../src/analysis/index.js";
 import {mulberry32} from "../src/runtime/weights.js";
 import type {Candidates} from "../src/runtime/decode.js";
+import {GENERATION, checkOption, generationOptions} from "../src/defaults.js";
+import {steeringEdit} from "../src/analysis/steering.js";
 
 /** What the candidates graph computes, here in float64: the k largest logits and log Σ exp(logit / T). */
 function candidatesOf(logits: Float32Array, k: number, temperature: number): Candidates {
@@ -62,5 +64,56 @@ describe("sampling from candidates", () => {
     expect(candidateCount(V, V, 1)).toBe(0);
     expect(candidateCount(V, 50, 1)).toBe(50);
     expect(candidateCount(100, 0, 0.9)).toBe(100);
+  });
+});
+
+describe("generation options: defaults and ranges stated once (src/defaults.ts)", () => {
+  it("fills in the defaults", () => {
+    expect(generationOptions({})).toEqual({
+      maxNewTokens: GENERATION.maxNewTokens.default,
+      doSample: false,
+      temperature: GENERATION.temperature.default,
+      topK: GENERATION.topK.default,
+      topP: GENERATION.topP.default,
+      seed: GENERATION.seed.default
+    });
+  });
+
+  it.each([
+    [{temperature: -1}, /^temperature must be a number ≥ 0, got -1$/],
+    [
+      {doSample: true, temperature: 0},
+      /^temperature must be above 0 when sampling, got 0 \(for greedy decoding, leave out doSample\)$/
+    ],
+    [{topP: 0}, /^topP must be a number in \(0, 1\], got 0$/],
+    [{topP: 1.01}, /^topP must be a number in \(0, 1\], got 1\.01$/],
+    [{topK: -1}, /^topK must be a whole number ≥ 0, got -1$/],
+    [{topK: 1.5}, /^topK must be a whole number ≥ 0, got 1\.5$/],
+    [{maxNewTokens: 0}, /^maxNewTokens must be a whole number ≥ 1, got 0$/],
+    [{maxNewTokens: NaN}, /^maxNewTokens must be a whole number ≥ 1, got NaN$/],
+    [{seed: 0.5}, /^seed must be a whole number, got 0\.5$/]
+  ])("refuses %o, naming the option, the value and the range", (given, message) => {
+    expect(() => generationOptions(given)).toThrow(message);
+  });
+
+  it("greedy decoding takes temperature 0 (it ignores the temperature); sampling's edges are accepted", () => {
+    expect(generationOptions({temperature: 0}).temperature).toBe(0);
+    expect(generationOptions({doSample: true, temperature: 0.01, topP: 1, topK: 0}).topP).toBe(1);
+  });
+
+  it("the CLI's names in the CLI's errors", () => {
+    expect(() => generationOptions({topP: 2}, (name) => `--${name}`)).toThrow(/^--topP must be/);
+  });
+
+  it("steering's alpha: any finite number", () => {
+    expect(steeringEdit("h", [1, 2], -3).value).toEqual(Float32Array.of(-3, -6));
+    expect(() => steeringEdit("h", [1, 2], Infinity)).toThrow(/^alpha must be a finite number, got Infinity$/);
+    expect(() => steeringEdit("h", [1, 2], NaN, "--alpha")).toThrow(/^--alpha must be a finite number/);
+  });
+
+  it("choices", () => {
+    const spec = {type: "choice", choices: ["a", "b"], default: "a", description: ""} as const;
+    expect(checkOption(spec, undefined, "x")).toBe("a");
+    expect(() => checkOption(spec, "c", "--x")).toThrow(/^--x must be one of a, b; got "c"$/);
   });
 });

@@ -1,4 +1,4 @@
-// "Inside the model": steered continuations for each site model at its middle layer, for a few coefficients,
+// "Inside the model": steered continuations for each site model at its default layer, for a few coefficients,
 // each with the plain continuation beside it (computed once: it does not depend on alpha).
 import {steerDefaults, steeringView} from "../../src/analysis/inside-model.js";
 import {loadSiteModel, siteModels} from "./site-models.js";
@@ -8,8 +8,8 @@ export const ALPHAS = [-4, -2, -1, 0, 1, 2, 4];
 const models = [];
 for (const {id, name} of siteModels()) {
   const model = await loadSiteModel(id);
-  const defaults = steerDefaults(model);
-  const layer = Math.floor(model.config.numLayers / 2);
+  // The prompts, alpha and layer (the middle one) for this model, from its config (src/defaults.ts).
+  const {layer, ...defaults} = steerDefaults(model);
   const runs = [];
   let plain: string | undefined;
   for (const alpha of ALPHAS) {

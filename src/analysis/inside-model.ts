@@ -10,13 +10,15 @@ import {topK} from "./index.js";
 import type {Model} from "../runtime/model.js";
 import {WorkbenchError} from "../errors.js";
 import {LOGITS} from "../graph/names.js";
+import {GENERATION, LOGIT_LENS, PATCHING, steeringDefaults} from "../defaults.js";
 
 const round = (v: number) => Number(v.toPrecision(4));
 
 // ---------------------------------------------------------------------------------------------------------
 // Logit lens
 
-export const LENS_DEFAULTS = {prompt: "The Eiffel Tower is in the city of", k: 5} as const;
+/** The lens page's and cell's defaults (src/defaults.ts states them). */
+export const LENS_DEFAULTS = {prompt: LOGIT_LENS.prompt, k: LOGIT_LENS.k.default} as const;
 
 export interface LensCell {
   layer: number;
@@ -37,7 +39,7 @@ export interface LensView {
   cells: LensCell[];
 }
 
-export async function lensView(model: Model, prompt: string, k: number = LENS_DEFAULTS.k): Promise<LensView> {
+export async function lensView(model: Model, prompt: string, k: number = LOGIT_LENS.k.default): Promise<LensView> {
   const lens = await logitLens(model, prompt, {k});
   const T = lens.input_ids.length;
   const decode = (id: number) => model.tokenizer.idToPiece(id);
@@ -58,23 +60,8 @@ export async function lensView(model: Model, prompt: string, k: number = LENS_DE
 // ---------------------------------------------------------------------------------------------------------
 // Activation patching
 
-/**
- * Clean/corrupt pairs, the first whose two prompts have as many tokens in the model's tokenizer is the default:
- * the indirect-object pair (equal in gpt2 and SmolLM2), then pairs that stay equal in smaller vocabularies.
- */
-export const PATCH_PAIRS = [
-  {
-    clean: "When Mary and John went to the store, John gave a drink to",
-    corrupt: "When Mary and John went to the store, Mary gave a drink to",
-    answers: [" Mary", " John"]
-  },
-  {
-    clean: "Tom and Sam went to the park. Sam gave the ball to",
-    corrupt: "Tom and Sam went to the park. Tom gave the ball to",
-    answers: [" Tom", " Sam"]
-  },
-  {clean: "The city Paris is in France", corrupt: "The city Rome is in France", answers: [" Paris", " Rome"]}
-] as const;
+/** Clean/corrupt pairs, the first whose prompts have as many tokens the default (src/defaults.ts states them). */
+export const PATCH_PAIRS = PATCHING.pairs;
 
 export interface PatchPair {
   clean: string;
@@ -155,7 +142,7 @@ export async function patchingView(
   {
     answers,
     kinds = PATCH_KINDS,
-    top = 5,
+    top = PATCHING.top,
     onProgress
   }: {
     answers?: [number, number];
@@ -205,7 +192,7 @@ export interface AblationView {
   cells: SweepCell[];
 }
 
-export const ABLATION_DEFAULTS = {prompt: "a is a & b is b & y is"} as const;
+export const ABLATION_DEFAULTS = {prompt: PATCHING.ablationPrompt} as const;
 
 /** Every head knocked out in turn; each cell the change in logit(answer) − logit(other) (default: the base run's top two). */
 export async function ablationView(
@@ -213,7 +200,7 @@ export async function ablationView(
   prompt: string,
   {
     answers,
-    top = 5,
+    top = PATCHING.top,
     onProgress
   }: {answers?: [number, number]; top?: number; onProgress?: (done: number, total: number) => void} = {}
 ): Promise<AblationView> {
@@ -271,23 +258,6 @@ function sweepCells(
 // ---------------------------------------------------------------------------------------------------------
 // Steering
 
-/** ActAdd-style defaults: a vector from two prompts, added at the middle layer. */
-export const STEER_DEFAULTS = {
-  from: " Love",
-  to: " Hate",
-  prompt: "I think that you are",
-  alpha: 4,
-  maxNewTokens: 20
-} as const;
-/** stories260K knows neither " Love" nor " Hate" as one idea: the fixtures' pair and prompt. */
-export const STEER_DEFAULTS_STORIES = {
-  from: "She was happy",
-  to: "She was sad",
-  prompt: "Once upon a time",
-  alpha: 2,
-  maxNewTokens: 20
-} as const;
-
 export interface SteeringView {
   hook: string;
   layer: number;
@@ -309,7 +279,7 @@ export async function steeringView(
     to,
     alpha,
     layer,
-    maxNewTokens = 20,
+    maxNewTokens = GENERATION.maxNewTokens.default,
     plain: withPlain = true,
     onToken,
     signal
@@ -352,8 +322,12 @@ export async function steeringView(
   return {hook, layer, alpha, from, to, prompt, plain, steered};
 }
 
-export function steerDefaults(model: {id: string}) {
-  return /stories/i.test(model.id) ? STEER_DEFAULTS_STORIES : STEER_DEFAULTS;
+/**
+ * The steering page's defaults for a model (its prompts, alpha, layer), read off its config — the vocabulary's
+ * size and the layer count — not its name: src/defaults.ts's `steeringDefaults` says why.
+ */
+export function steerDefaults(model: {config: {numLayers: number; vocabSize: number}}) {
+  return steeringDefaults(model.config);
 }
 
 /**

@@ -6,10 +6,10 @@
 import {LENS} from "../graph/names.js";
 import type {Model, TraceInput} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
-import {WorkbenchError} from "../errors.js";
+import {LOGIT_LENS, checkOption} from "../defaults.js";
 
 export interface LogitLensOptions {
-  /** How many tokens per (layer, position); default 10. */
+  /** How many tokens per (layer, position), up to the vocabulary's size; default `LOGIT_LENS.k`. */
   k?: number;
   /** Also bring back the full logits `[L, T, V]` (for small vocabularies and tests). */
   logits?: boolean;
@@ -32,10 +32,7 @@ export async function logitLens(
   input: string | number[],
   options: LogitLensOptions = {}
 ): Promise<LogitLens> {
-  const k = options.k ?? 10;
-  const V = model.config.vocabSize;
-  if (!Number.isInteger(k) || k < 1 || k > V)
-    throw new WorkbenchError(`the lens's top-k must be a whole number from 1 to ${V}, got ${k}`);
+  const k = checkOption({...LOGIT_LENS.k, max: model.config.vocabSize}, options.k, "the lens's k");
   const {ids, tokens} = model.encodeInput(input);
   const fetch: string[] = [LENS.topIds, LENS.topLogprobs, ...(options.logits ? [LENS.logits] : [])];
   const {outputs} = await model.run(ids, undefined, fetch, false, {

@@ -17,10 +17,11 @@ import type {Edit, Feed} from "../runtime/edits.js";
 import type {Model} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {WorkbenchError} from "../errors.js";
+import {PATCHING} from "../defaults.js";
 import {topK} from "./index.js";
 
-export type PatchKind = "resid" | "attn" | "mlp";
-export const PATCH_KINDS: readonly PatchKind[] = ["resid", "attn", "mlp"];
+export type PatchKind = (typeof PATCHING.kind.choices)[number];
+export const PATCH_KINDS: readonly PatchKind[] = PATCHING.kind.choices;
 
 export interface SweepOptions {
   /** The token ids whose logits to keep for every run; default: see `defaultIds`. */
@@ -29,7 +30,7 @@ export interface SweepOptions {
   full?: boolean;
   /** Also keep each run's `top` most likely next tokens (ids and logits), for a view that opens one run. */
   top?: number;
-  /** At most this many tokens per session run (default 512): a bound on the packed run's memory. */
+  /** At most this many tokens per session run (default `PATCHING.maxTokens`): a bound on the packed run's memory. */
   maxTokens?: number;
   /** Called after each packed run with the runs done and the total. */
   onProgress?: (done: number, total: number) => void;
@@ -72,7 +73,11 @@ export interface AblationSweep {
 }
 
 /** The clean run's 4 most likely next tokens, then the corrupt run's 4 most likely not already listed. */
-export function defaultIds(clean: ArrayLike<number>, corrupt: ArrayLike<number>, each = 4): number[] {
+export function defaultIds(
+  clean: ArrayLike<number>,
+  corrupt: ArrayLike<number>,
+  each: number = PATCHING.each
+): number[] {
   const ids = topK(clean, each);
   for (const id of topK(corrupt, each + ids.length)) {
     if (ids.length >= 2 * each) break;
@@ -107,7 +112,7 @@ export async function patchSweep(
   model: Model,
   clean: string | number[],
   corrupt: string | number[],
-  kind: PatchKind = "resid",
+  kind: PatchKind = PATCHING.kind.default,
   options: SweepOptions = {}
 ): Promise<PatchSweep> {
   const c = model.encodeInput(clean);
@@ -276,7 +281,7 @@ async function sweep<R>(
   const top = topK_
     ? {ids: new Float32Array(runs.length * topK_), logits: new Float32Array(runs.length * topK_)}
     : undefined;
-  const maxTokens = plan.options.maxTokens ?? 512;
+  const maxTokens = plan.options.maxTokens ?? PATCHING.maxTokens;
   const tracked = new Float32Array(runs.length * plan.ids.length);
   const full = plan.full ? new Float32Array(runs.length * V) : undefined;
   const record = (r: number, row: Float32Array) => {

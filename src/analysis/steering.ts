@@ -5,6 +5,7 @@
 import type {Model} from "../runtime/model.js";
 import type {GenerateOptions, Generation} from "../runtime/generate.js";
 import type {Edit} from "../runtime/edits.js";
+import {STEERING, checkOption} from "../defaults.js";
 
 /** `hook(from)[last] - hook(to)[last]`, a vector as wide as the hook's last axis. */
 export async function steeringVector(
@@ -21,9 +22,15 @@ export async function steeringVector(
   return Float32Array.from(x, (v, i) => v - y[i]);
 }
 
-/** The edit that adds `alpha × vector` to `hook` at every position. */
-export function steeringEdit(hook: string, vector: ArrayLike<number>, alpha: number): Edit {
-  return {hook, op: "add", value: Float32Array.from(vector, (v) => alpha * v)};
+/** The edit that adds `alpha × vector` to `hook` at every position (alpha: any finite number). */
+export function steeringEdit(
+  hook: string,
+  vector: ArrayLike<number>,
+  alpha: number,
+  name = "alpha" // as the caller spells the option: the CLI's "--alpha"
+): Edit {
+  const a = checkOption(STEERING.alpha, alpha, name);
+  return {hook, op: "add", value: Float32Array.from(vector, (v) => a * v)};
 }
 
 export interface SteerOptions extends GenerateOptions {

@@ -8,6 +8,7 @@
 import type {LanguageModel} from "../runtime/language-model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {argmax, row, softmax, topK} from "./index.js";
+import {GENERATION} from "../defaults.js";
 
 /** Whitespace made visible: a space as "·", a newline as "↵", a tab as "→". */
 export function visible(text: string): string {
@@ -184,4 +185,4 @@ export function compareTrailingSpace(before: TokensAnalysis, after: TokensAnalys
 export const TOKENS_DEFAULTS = {prompt: "The Eiffel Tower is in the city of", word: "Paris", k: 20};
 
 /** Page 1's defaults (generation), shared by the page and its data loader. */
-export const GENERATION_DEFAULTS = {prompt: "Once upon a time", maxNewTokens: 20};
+export const GENERATION_DEFAULTS = {prompt: "Once upon a time", maxNewTokens: GENERATION.maxNewTokens.default};

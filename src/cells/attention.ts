@@ -12,6 +12,7 @@ import type * as PlotModule from "@observablehq/plot";
 import type {AttentionTrace} from "../analysis/attention.js";
 import {visible} from "../analysis/tokens.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
+import {CELLS} from "../defaults.js";
 import {
   caption,
   defineModelInputs,
@@ -31,9 +32,9 @@ interface Cell {
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
   defineModelInputs(main);
-  main.variable().define("prompt", [], () => "a is a & b is b & y is");
-  main.variable().define("layer", [], () => 2);
-  main.variable().define("head", [], () => 3);
+  main.variable().define("prompt", [], () => CELLS.attention.prompt);
+  main.variable().define("layer", [], () => CELLS.attention.layer);
+  main.variable().define("head", [], () => CELLS.attention.head);
   // The lane: a prompt typed on supersedes the older one still waiting for the model.
   main
     .variable()

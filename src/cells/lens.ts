@@ -10,7 +10,8 @@
  * holds the cells ({layer, position, token, prob, top}).
  */
 import type * as PlotModule from "@observablehq/plot";
-import {LENS_DEFAULTS, type LensCell, type LensView} from "../analysis/inside-model.js";
+import type {LensCell, LensView} from "../analysis/inside-model.js";
+import {LOGIT_LENS} from "../defaults.js";
 import type {WorkerModel as Model} from "../runtime/worker-model.js";
 import {
   caption,
@@ -25,8 +26,8 @@ import {
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
   defineModelInputs(main);
-  main.variable().define("prompt", [], () => LENS_DEFAULTS.prompt);
-  main.variable().define("k", [], () => LENS_DEFAULTS.k);
+  main.variable().define("prompt", [], () => LOGIT_LENS.prompt);
+  main.variable().define("k", [], () => LOGIT_LENS.k.default);
   main
     .variable()
     .define("lens", ["loaded", "prompt", "k"], (model: Model, prompt: string, k: number) =>

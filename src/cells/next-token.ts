@@ -10,6 +10,7 @@ import type * as PlotModule from "@observablehq/plot";
 import {topNext, type Candidate} from "../analysis/tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
+import {CELLS} from "../defaults.js";
 import {
   caption,
   defineModelInputs,
@@ -23,8 +24,8 @@ import {
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
   defineModelInputs(main);
-  main.variable().define("prompt", [], () => "Once upon a time, there was a little");
-  main.variable().define("k", [], () => 10);
+  main.variable().define("prompt", [], () => CELLS.nextToken.prompt);
+  main.variable().define("k", [], () => CELLS.nextToken.k);
   // The lane: a prompt typed on supersedes the older one still waiting for the model.
   main.variable().define("logits", ["loaded", "prompt"], async (model: WorkerModel, prompt: string) => {
     const traced = await model.lane("embed-next-token").trace(prompt, ["lm_head.output"]);

@@ -23,6 +23,7 @@ import {
   type Observer,
   type RuntimeModule
 } from "./shared.js";
+import {PATCHING} from "../defaults.js";
 
 export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
   const main = runtime.module();
@@ -30,7 +31,7 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
   main.variable().define("clean", [], () => null);
   main.variable().define("corrupt", [], () => null);
   main.variable().define("answers", [], () => null);
-  main.variable().define("kind", [], () => "resid");
+  main.variable().define("kind", [], () => PATCHING.kind.default);
   main
     .variable()
     .define(

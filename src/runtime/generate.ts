@@ -4,21 +4,16 @@
  * whole sequence again — slower, same tokens, kept for the benchmark and the check that they agree.
  */
 import {argmax, softmax} from "../analysis/index.js";
-import {WorkbenchError} from "../errors.js";
 import {LOGITS} from "../arch/types.js";
 import {releaseCache, type Cache} from "./cache.js";
 import type {Model} from "./model.js";
 import {mulberry32} from "./weights.js";
 import type {Candidates} from "./decode.js";
 import type {Edit} from "./edits.js";
+import {generationOptions, type GenerationSettings} from "../defaults.js";
 
-export interface GenerateOptions {
-  maxNewTokens?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
+/** The options' defaults and ranges are stated once, in src/defaults.ts (`GENERATION`). */
+export interface GenerateOptions extends Partial<GenerationSettings> {
   /** Default true: feed only the new token each step, keeping past keys and values. */
   useCache?: boolean;
   /** Default true: stop at the end-of-sequence token. */
@@ -53,20 +48,8 @@ export async function generate(
   prompt: string | number[],
   options: GenerateOptions = {}
 ): Promise<Generation> {
-  const {
-    maxNewTokens = 20,
-    doSample = false,
-    temperature = 1,
-    topK = 0,
-    topP = 1,
-    seed = 0,
-    useCache = true,
-    stopAtEos = true
-  } = options;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
-    throw new WorkbenchError(`maxNewTokens must be a whole number ≥ 0, got ${maxNewTokens}`);
-  if (doSample && !(temperature > 0)) throw new WorkbenchError(`temperature must be above 0, got ${temperature}`);
-  if (!(topP > 0 && topP <= 1)) throw new WorkbenchError(`topP must be in (0, 1], got ${topP}`);
+  const {maxNewTokens, doSample, temperature, topK, topP, seed} = generationOptions(options);
+  const {useCache = true, stopAtEos = true} = options;
   const {ids} = await model.prepareInput(prompt);
   const random = mulberry32(seed);
   const eos = new Set(model.eosIds());
