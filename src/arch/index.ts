@@ -1,6 +1,7 @@
 /**
- * The registry: one family per `model_type`. Adding a family is one file in this folder, one line here, and
- * its `model_type`'s line in roles.ts (the hook names pages read with no graph code loaded).
+ * The registry: one family per `model_type`. Adding a family is one file in this folder and one line here (and,
+ * only for a family whose modules are not named as Llama's, its line in roles.ts: the hook names pages read with no
+ * graph code loaded).
  */
 import {WorkbenchError} from "../errors.js";
 import {type ModelConfig} from "./config.js";
@@ -11,7 +12,7 @@ import {llama} from "./llama.js";
 import {mistral} from "./mistral.js";
 import {qwen2} from "./qwen2.js";
 import {qwen3} from "./qwen3.js";
-import {ROLES} from "./roles.js";
+import {rolesFor} from "./roles.js";
 import type {Architecture, Family} from "./types.js";
 
 // Each family takes back only the configs its own normalize() made, so its config type is its own business:
@@ -50,8 +51,8 @@ export function architectureFor(config: ModelConfig): Architecture {
 // Each family builds its graph with the names roles.ts gives its model_type (which pages read without graph code).
 for (const family of FAMILIES) {
   for (const type of family.modelTypes) {
-    if (ROLES[type] !== family.roles)
-      throw new Error(`src/arch/roles.ts: model_type ${type} has no roles, or not its family's`);
+    if (rolesFor({modelType: type}) !== family.roles)
+      throw new Error(`src/arch/roles.ts: model_type ${type} is not named as its family's modules are (OWN_NAMES)`);
   }
 }
 

@@ -4,9 +4,8 @@
  * precomputed config alone (no model, no ONNX builder in the page's bundle).
  *
  * Families whose modules are named alike share a scheme: Llama, Mistral, Qwen2, Qwen3 and Gemma 3 all say
- * `model.layers.{i}.self_attn`. A family with names of its own adds its scheme here.
+ * `model.layers.{i}.self_attn`. A family with names of its own adds its scheme here, and its line to `OWN_NAMES`.
  */
-import {WorkbenchError} from "../errors.js";
 import type {Roles} from "./types.js";
 
 export const gpt2Roles: Roles = {
@@ -46,25 +45,14 @@ export const gptNeoxRoles: Roles = {
   unembedding: "embed_out"
 };
 
-/** Every `model_type` the registry (`index.ts`) runs; it checks at load that each family uses its entry here. */
-export const ROLES: Readonly<Record<string, Roles>> = {
-  gpt2: gpt2Roles,
-  llama: llamaRoles,
-  mistral: llamaRoles,
-  qwen2: llamaRoles,
-  qwen3: llamaRoles,
-  gpt_neox: gptNeoxRoles,
-  gemma3_text: llamaRoles
-};
+/**
+ * The families whose modules are named otherwise than Llama's, by `model_type`. Every other `model_type` the registry
+ * (`index.ts`) runs is named as Llama is — so a Llama-style family needs no line here; the registry checks at load
+ * that each family's roles are the ones given here.
+ */
+const OWN_NAMES: Readonly<Record<string, Roles>> = {gpt2: gpt2Roles, gpt_neox: gptNeoxRoles};
 
-/** The roles of a config's family; an unknown model_type is refused as the registry refuses it. */
+/** The roles of a config's family: a config that `normalizeConfig` read, whose model_type the registry runs. */
 export function rolesFor(config: {modelType: string}): Roles {
-  const roles = ROLES[config.modelType];
-  if (!roles)
-    throw new WorkbenchError(
-      `model_type ${JSON.stringify(config.modelType)} is not supported; lm-workbench runs ${Object.keys(ROLES)
-        .map((t) => JSON.stringify(t))
-        .join(", ")} checkpoints`
-    );
-  return roles;
+  return OWN_NAMES[config.modelType] ?? llamaRoles;
 }
