@@ -13,15 +13,7 @@ import type {AttentionTrace} from "../analysis/attention.js";
 import {visible} from "../analysis/tokens.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
 import {CELLS} from "../defaults.js";
-import {
-  caption,
-  defineModelInputs,
-  element,
-  measureRedraw,
-  type ObservableRuntime,
-  type Observer,
-  type RuntimeModule
-} from "./shared.js";
+import {caption, cell, element} from "./shared.js";
 
 interface Cell {
   query: number;
@@ -29,28 +21,17 @@ interface Cell {
   weight: number;
 }
 
-export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
-  const main = runtime.module();
-  defineModelInputs(main);
-  main.variable().define("prompt", [], () => CELLS.attention.prompt);
-  main.variable().define("layer", [], () => CELLS.attention.layer);
-  main.variable().define("head", [], () => CELLS.attention.head);
-  // The lane: a prompt typed on supersedes the older one still waiting for the model.
-  main
-    .variable()
-    .define("attention", ["loaded", "prompt"], (model: WorkerModel, prompt: string) =>
-      model.lane("embed-attention").analyse("attentionTrace", prompt)
-    );
-  main
-    .variable(observer("heatmap"))
-    .define(
-      "heatmap",
-      ["Plot", "loaded", "attention", "layer", "head"],
-      (Plot: typeof PlotModule, model: WorkerModel, attention: AttentionTrace, layer: number, head: number) =>
-        measureRedraw("embed-attention", () => heatmapView(Plot, model, attention, layer, head))
-    );
-  return main;
-}
+export default cell({
+  inputs: {prompt: CELLS.attention.prompt, layer: CELLS.attention.layer, head: CELLS.attention.head},
+  computed: {
+    // The lane: a prompt typed on supersedes the older one still waiting for the model.
+    attention: [
+      ["loaded", "prompt"],
+      (model: WorkerModel, prompt: string) => model.lane("embed-attention").analyse("attentionTrace", prompt)
+    ]
+  },
+  shown: {name: "heatmap", from: ["attention", "layer", "head"], measure: "embed-attention", draw: heatmapView}
+});
 
 function heatmapView(
   Plot: typeof PlotModule,

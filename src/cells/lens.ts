@@ -13,33 +13,15 @@ import type * as PlotModule from "@observablehq/plot";
 import type {LensCell, LensView} from "../analysis/inside-model.js";
 import {LOGIT_LENS} from "../defaults.js";
 import type {WorkerModel as Model} from "../runtime/worker-model.js";
-import {
-  caption,
-  defineModelInputs,
-  element,
-  measureRedraw,
-  type ObservableRuntime,
-  type Observer,
-  type RuntimeModule
-} from "./shared.js";
+import {caption, cell, element} from "./shared.js";
 
-export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
-  const main = runtime.module();
-  defineModelInputs(main);
-  main.variable().define("prompt", [], () => LOGIT_LENS.prompt);
-  main.variable().define("k", [], () => LOGIT_LENS.k.default);
-  main
-    .variable()
-    .define("lens", ["loaded", "prompt", "k"], (model: Model, prompt: string, k: number) =>
-      model.analyse("lensView", prompt, k)
-    );
-  main
-    .variable(observer("heatmap"))
-    .define("heatmap", ["Plot", "loaded", "lens"], (Plot: typeof PlotModule, model: Model, lens: LensView) =>
-      measureRedraw("embed-lens", () => lensFigure(Plot, model, lens))
-    );
-  return main;
-}
+export default cell({
+  inputs: {prompt: LOGIT_LENS.prompt, k: LOGIT_LENS.k.default},
+  computed: {
+    lens: [["loaded", "prompt", "k"], (model: Model, prompt: string, k: number) => model.analyse("lensView", prompt, k)]
+  },
+  shown: {name: "heatmap", from: ["lens"], measure: "embed-lens", draw: lensFigure}
+});
 
 function lensFigure(Plot: typeof PlotModule, model: Model, lens: LensView): HTMLElement {
   const T = lens.pieces.length;

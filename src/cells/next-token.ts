@@ -11,42 +11,25 @@ import {topNext, type Candidate} from "../analysis/tokens.js";
 import type {Tensor} from "../runtime/tensor.js";
 import type {WorkerModel} from "../runtime/worker-model.js";
 import {CELLS} from "../defaults.js";
-import {
-  caption,
-  defineModelInputs,
-  element,
-  measureRedraw,
-  type ObservableRuntime,
-  type Observer,
-  type RuntimeModule
-} from "./shared.js";
+import {caption, cell, element} from "./shared.js";
 
-export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
-  const main = runtime.module();
-  defineModelInputs(main);
-  main.variable().define("prompt", [], () => CELLS.nextToken.prompt);
-  main.variable().define("k", [], () => CELLS.nextToken.k);
-  // The lane: a prompt typed on supersedes the older one still waiting for the model.
-  main.variable().define("logits", ["loaded", "prompt"], async (model: WorkerModel, prompt: string) => {
-    const traced = await model.lane("embed-next-token").trace(prompt, ["lm_head.output"]);
-    return traced["lm_head.output"]!;
-  });
-  // A new k re-ranks the logits already there: no forward pass.
-  main
-    .variable()
-    .define("candidates", ["loaded", "logits", "k"], (model: WorkerModel, logits: Tensor, k: number) =>
-      topNext(model, logits, k)
-    );
-  main
-    .variable(observer("nextTokens"))
-    .define(
-      "nextTokens",
-      ["Plot", "loaded", "prompt", "candidates"],
-      (Plot: typeof PlotModule, model: WorkerModel, prompt: string, candidates: Candidate[]) =>
-        measureRedraw("embed-next-token", () => nextTokensView(Plot, model, prompt, candidates))
-    );
-  return main;
-}
+export default cell({
+  inputs: {prompt: CELLS.nextToken.prompt, k: CELLS.nextToken.k},
+  computed: {
+    // The lane: a prompt typed on supersedes the older one still waiting for the model.
+    logits: [
+      ["loaded", "prompt"],
+      async (model: WorkerModel, prompt: string) =>
+        (await model.lane("embed-next-token").trace(prompt, ["lm_head.output"]))["lm_head.output"]!
+    ],
+    // A new k re-ranks the logits already there: no forward pass.
+    candidates: [
+      ["loaded", "logits", "k"],
+      (model: WorkerModel, logits: Tensor, k: number) => topNext(model, logits, k)
+    ]
+  },
+  shown: {name: "nextTokens", from: ["prompt", "candidates"], measure: "embed-next-token", draw: nextTokensView}
+});
 
 function nextTokensView(
   Plot: typeof PlotModule,

@@ -11,31 +11,17 @@
  * Shown: `heatmap`; `patching` holds the sweep's cells.
  */
 import type * as PlotModule from "@observablehq/plot";
-import type {PatchingView, SweepCell} from "../analysis/inside-model.js";
+import type {PatchingView} from "../analysis/inside-model.js";
 import type {PatchKind} from "../analysis/patching.js";
 import type {WorkerModel as Model} from "../runtime/worker-model.js";
-import {
-  caption,
-  defineModelInputs,
-  element,
-  measureRedraw,
-  type ObservableRuntime,
-  type Observer,
-  type RuntimeModule
-} from "./shared.js";
+import {caption, cell, element} from "./shared.js";
+import {sweepPlot} from "../views/sweep.js";
 import {PATCHING} from "../defaults.js";
 
-export default function define(runtime: ObservableRuntime, observer: Observer): RuntimeModule {
-  const main = runtime.module();
-  defineModelInputs(main);
-  main.variable().define("clean", [], () => null);
-  main.variable().define("corrupt", [], () => null);
-  main.variable().define("answers", [], () => null);
-  main.variable().define("kind", [], () => PATCHING.kind.default);
-  main
-    .variable()
-    .define(
-      "patching",
+export default cell({
+  inputs: {clean: null, corrupt: null, answers: null, kind: PATCHING.kind.default},
+  computed: {
+    patching: [
       ["loaded", "clean", "corrupt", "answers", "kind"],
       async (
         model: Model,
@@ -54,24 +40,16 @@ export default function define(runtime: ObservableRuntime, observer: Observer): 
           kinds: [kind]
         });
       }
-    );
-  main
-    .variable(observer("heatmap"))
-    .define(
-      "heatmap",
-      ["Plot", "loaded", "patching"],
-      (Plot: typeof PlotModule, model: Model, patching: PatchingView) =>
-        measureRedraw("embed-patching", () => patchingFigure(Plot, model, patching))
-    );
-  return main;
-}
+    ]
+  },
+  shown: {name: "heatmap", from: ["patching"], measure: "embed-patching", draw: patchingFigure}
+});
 
 function patchingFigure(Plot: typeof PlotModule, model: Model, view: PatchingView): HTMLElement {
   const [{kind, hooks, cells}] = view.kinds;
   const T = view.pieces.length;
   const L = hooks.length;
   const show = (piece: string) => JSON.stringify(piece).slice(1, -1).replace(/ /g, "␣");
-  const extent = Math.max(1e-6, ...cells.map((c) => Math.abs(c.value)));
   return element(
     "figure",
     {class: "lmw-patching", "data-kind": kind, "data-layers": L, "data-tokens": T},
@@ -80,40 +58,11 @@ function patchingFigure(Plot: typeof PlotModule, model: Model, view: PatchingVie
       {},
       `Patching ${kind}: change in logit(${show(view.answer.token)}) − logit(${show(view.other.token)}) (clean ${view.cleanMetric.toFixed(2)}, corrupt ${view.corruptMetric.toFixed(2)})`
     ),
-    Plot.plot({
-      width: Math.min(900, 40 * T + 80),
-      height: Math.max(10, Math.min(22, 600 / L)) * L + 110,
-      marginLeft: 50,
-      marginBottom: 60,
-      x: {
-        domain: Array.from({length: T}, (_, i) => i),
-        tickFormat: (i: number) => show(view.pieces[i]),
-        tickRotate: -35,
-        label: "position →"
-      },
-      y: {domain: Array.from({length: L}, (_, l) => L - 1 - l), label: "↑ layer"},
-      color: {
-        type: "linear",
-        scheme: "rdbu",
-        domain: [-extent, extent],
-        legend: true,
-        label: "change in logit difference"
-      },
-      marks: [
-        Plot.cell(cells, {x: "index", y: "layer", fill: "value", inset: 0.5}),
-        Plot.tip(
-          cells,
-          Plot.pointer({
-            x: "index",
-            y: "layer",
-            title: (d: SweepCell) =>
-              `layer ${d.layer}, position ${d.index}: ${d.value.toFixed(3)}\ntop: ${d.top
-                .slice(0, 3)
-                .map((t) => JSON.stringify(t.token))
-                .join(", ")}`
-          })
-        )
-      ]
+    sweepPlot(Plot, cells, {
+      columns: view.pieces.map(show),
+      columnLabel: "position",
+      layers: L,
+      label: "change in logit difference"
     }),
     element("small", {}, caption(model))
   );

@@ -3,6 +3,7 @@
  * has (model, hub, models, backend), and the model itself — loaded once per page for all the cells that
  * name it, so two embedded cells run one model, not two.
  */
+import type * as PlotModule from "@observablehq/plot";
 import type {WorkerModel as Model} from "../runtime/worker-model.js";
 import {weightsLabel} from "../runtime/weights.js";
 import {measureRedraw} from "../views/measure.js";
@@ -51,6 +52,44 @@ export function defineModelInputs(main: RuntimeModule): void {
       ["model", "hub", "models", "backend"],
       (model: string, hub: string, models: string, backend: string) => sharedModel(model, {hub, models, backend})
     );
+}
+
+/** A cell: its own inputs and their defaults, what it computes from them, and the one view it shows. */
+export interface CellSpec {
+  /** Redefinable inputs besides the model's (`defineModelInputs`), with their defaults. */
+  inputs: Record<string, unknown>;
+  /** Values computed from others (by name; "loaded" is the model): `[their names, definition]`. */
+  computed: Record<string, [string[], (...values: any[]) => unknown]>;
+  /** The view: `name`, drawn by `draw(Plot, model, ...the values in from)`, its redraw measured as `measure`. */
+  shown: {
+    name: string;
+    from: string[];
+    measure: string;
+    draw: (Plot: typeof PlotModule, model: Model, ...values: any[]) => HTMLElement;
+  };
+}
+
+/**
+ * A cell's `define(runtime, observer)`, for `new Runtime().module(define, Inspector.into(element))`: one
+ * module with the model's inputs, the cell's inputs, its computed values and its view, as every cell builds it.
+ */
+export function cell({
+  inputs,
+  computed,
+  shown
+}: CellSpec): (runtime: ObservableRuntime, observer: Observer) => RuntimeModule {
+  return (runtime, observer) => {
+    const main = runtime.module();
+    defineModelInputs(main);
+    for (const [name, value] of Object.entries(inputs)) main.variable().define(name, [], () => value);
+    for (const [name, [from, definition]] of Object.entries(computed)) main.variable().define(name, from, definition);
+    main
+      .variable(observer(shown.name))
+      .define(shown.name, ["Plot", "loaded", ...shown.from], (Plot: typeof PlotModule, model: Model, ...values) =>
+        measureRedraw(shown.measure, () => shown.draw(Plot, model, ...values))
+      );
+    return main;
+  };
 }
 
 /** The site's models folder: this module is served at `<site>/_import/src/cells/…`. */
