@@ -184,12 +184,7 @@ export async function patchSweep(
       corrupt_tokens: x.tokens,
       hooks,
       ids,
-      logits: {shape: [L, T, ids.length], data: results.tracked},
-      full: results.full && {shape: [L, T, model.config.vocabSize], data: results.full},
-      top: results.top && {
-        ids: {shape: [L, T, results.topK], data: results.top.ids},
-        logits: {shape: [L, T, results.topK], data: results.top.logits}
-      },
+      ...sweepTensors(results, [L, T], ids, model.config.vocabSize),
       clean: cleanLast,
       corrupt: corruptLast
     };
@@ -209,7 +204,7 @@ export async function ablateHeads(
   const T = inputIds.length;
   const hooks = Array.from({length: L}, (_, l) => model.arch.roles.heads(l));
   const base = lastRow((await model.forward(inputIds, [LOGITS])).get(LOGITS)!);
-  const ids = options.ids ?? topK(base, 8);
+  const ids = options.ids ?? topK(base, 2 * PATCHING.each);
   checkIds(model, ids);
   const runs = hooks.flatMap((_, l) => Array.from({length: H}, (_, h) => ({layer: l, head: h})));
   const width = H * D;
@@ -239,13 +234,25 @@ export async function ablateHeads(
     tokens,
     hooks,
     ids,
-    logits: {shape: [L, H, ids.length], data: results.tracked},
-    full: results.full && {shape: [L, H, model.config.vocabSize], data: results.full},
-    top: results.top && {
-      ids: {shape: [L, H, results.topK], data: results.top.ids},
-      logits: {shape: [L, H, results.topK], data: results.top.logits}
-    },
+    ...sweepTensors(results, [L, H], ids, model.config.vocabSize),
     base
+  };
+}
+
+/** A sweep's results as tensors over its runs `[L, N]` (N positions, or heads): the tracked logits, and the full and top ones where kept. */
+function sweepTensors(
+  results: Awaited<ReturnType<typeof sweep>>,
+  [L, N]: [number, number],
+  ids: number[],
+  V: number
+): Pick<PatchSweep, "logits" | "full" | "top"> {
+  return {
+    logits: {shape: [L, N, ids.length], data: results.tracked},
+    full: results.full && {shape: [L, N, V], data: results.full},
+    top: results.top && {
+      ids: {shape: [L, N, results.topK], data: results.top.ids},
+      logits: {shape: [L, N, results.topK], data: results.top.logits}
+    }
   };
 }
 
