@@ -5,15 +5,13 @@ import {ANATOMY_DEFAULTS, activationMatrix, anatomyTrace, defaultModule, equalit
 import {clampIndex, residualHook} from "../../src/analysis/hooks.js";
 import {row} from "../../src/analysis/index.js";
 import type {Downsampled} from "../../src/analysis/matrix.js";
-import {loadSiteModel, siteModels} from "./site-models.js";
+import {perSiteModel} from "./site-models.js";
 
 const CELLS = 96; // the page draws ≤ 256 a side live; the precomputed heatmap keeps the JSON small
 const round = (v: number) => Number(v.toPrecision(4));
 const compact = ({data, ...rest}: Downsampled) => ({...rest, data: Array.from(data, (v) => Number(v.toPrecision(3)))});
 
-const models = [];
-for (const {id, name} of siteModels()) {
-  const model = await loadSiteModel(id);
+const models = await perSiteModel(async (model) => {
   const module = defaultModule(model);
   const layer = clampIndex(ANATOMY_DEFAULTS.layer, model.config.numLayers);
   const [a, b] = [await anatomyTrace(model, ANATOMY_DEFAULTS.promptA), await anatomyTrace(model, ANATOMY_DEFAULTS.promptB)];
@@ -22,16 +20,13 @@ for (const {id, name} of siteModels()) {
   const weight = summarizeWeight(`${module}.weight`, weightA, CELLS);
   const hook = residualHook(model.config, layer);
   const resid = a.tensors[hook]!;
-  models.push({
-    id,
-    name,
-    weightsOrigin: model.weightsOrigin,
+  return {
     module,
     layer,
     weight: {...weight, heatmap: compact(weight.heatmap)},
     prompts: [a, b].map((t) => ({prompt: t.prompt, pieces: t.pieces, shape: t.tensors[output]!.shape, output: compact(activationMatrix(t.tensors[output]!, CELLS))})),
     equality: equalityCheck(weightA, weightB, a.tensors[output]!, b.tensors[output]!),
     residual: {hook, shape: resid.shape, vectors: a.pieces.map((_, t) => Array.from(row(resid, 0, t), round))}
-  });
-}
+  };
+});
 process.stdout.write(JSON.stringify({defaults: ANATOMY_DEFAULTS, cells: CELLS, models}) + "\n");

@@ -3,22 +3,17 @@
 // layer's attention block as its steps (`self_attn.source`) with their shapes for that prompt.
 import {ATTENTION_DEFAULTS, attentionSource, attentionTraceOf, defaultLayerHead, parameterShares} from "../../src/analysis/attention.js";
 import {matrix} from "../../src/analysis/index.js";
-import {loadSiteModel, siteModels} from "./site-models.js";
+import {perSiteModel} from "./site-models.js";
 
 const round = (v: number) => Number(v.toPrecision(4));
 
-const models = [];
-for (const {id, name} of siteModels()) {
-  const model = await loadSiteModel(id);
+const models = await perSiteModel(async (model) => {
   const {layer, head} = defaultLayerHead(model.config);
   const source = await attentionSource(model, ATTENTION_DEFAULTS.prompt);
   const trace = attentionTraceOf(source, model.config);
   const weights = trace.layers[layer]!;
   const T = trace.pieces.length;
-  models.push({
-    id,
-    name,
-    weightsOrigin: model.weightsOrigin,
+  return {
     numLayers: model.config.numLayers,
     numHeads: model.config.numHeads,
     numKeyValueHeads: model.config.numKeyValueHeads,
@@ -34,6 +29,6 @@ for (const {id, name} of siteModels()) {
       const {data} = matrix(weights, 0, h);
       return Array.from({length: T}, (_, q) => Array.from(data.subarray(q * T, (q + 1) * T), round));
     })
-  });
-}
+  };
+});
 process.stdout.write(JSON.stringify({defaults: ATTENTION_DEFAULTS, models}) + "\n");

@@ -3,13 +3,11 @@
 // exercise sentence's every token against those three.
 import {CONTEXT_DEFAULTS, type ContextTrace, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity, wordVectorHead} from "../../src/analysis/context.js";
 import {clampIndex} from "../../src/analysis/hooks.js";
-import {loadSiteModel, siteModels} from "./site-models.js";
+import {perSiteModel} from "./site-models.js";
 
 const round = (v: number) => Number(v.toPrecision(6));
 
-const models = [];
-for (const {id, name} of siteModels()) {
-  const model = await loadSiteModel(id);
+const models = await perSiteModel(async (model) => {
   const layers = model.config.numLayers;
   const [checkA, checkB] = [await contextTrace(model, CONTEXT_DEFAULTS.checkA), await contextTrace(model, CONTEXT_DEFAULTS.checkB)];
   const checkC = await contextTrace(model, CONTEXT_DEFAULTS.checkC);
@@ -17,10 +15,7 @@ for (const {id, name} of siteModels()) {
   for (const s of CONTEXT_DEFAULTS.sentences) sentences.push(await contextTrace(model, s));
   const exercise = await contextTrace(model, CONTEXT_DEFAULTS.exercise);
   const word = CONTEXT_DEFAULTS.word;
-  models.push({
-    id,
-    name,
-    weightsOrigin: model.weightsOrigin,
+  return {
     numLayers: layers,
     layer: clampIndex(CONTEXT_DEFAULTS.layer, layers),
     check: {
@@ -51,6 +46,6 @@ for (const {id, name} of siteModels()) {
         return sentences.map((_, i) => points.filter((p) => p.b === String(i + 1)).map((p) => round(p.similarity)));
       })
     }
-  });
-}
+  };
+});
 process.stdout.write(JSON.stringify({defaults: CONTEXT_DEFAULTS, models}) + "\n");

@@ -1,12 +1,10 @@
 // "Inside the model": the three patching sweeps (resid, attn, mlp) of each site model's default clean/corrupt
 // pair (the indirect-object pair where it tokenizes to equal lengths), under the default logit difference.
 import {defaultPair, patchingView} from "../../src/analysis/inside-model.js";
-import {loadSiteModel, siteModels} from "./site-models.js";
+import {perSiteModel} from "./site-models.js";
 
-const models = [];
-for (const {id, name} of siteModels()) {
-  const model = await loadSiteModel(id);
+const models = await perSiteModel(async (model) => {
   const {clean, corrupt, answers} = defaultPair(model);
-  models.push({id, name, weightsOrigin: model.weightsOrigin, numLayers: model.config.numLayers, ...(await patchingView(model, clean, corrupt, {answers}))});
-}
+  return {numLayers: model.config.numLayers, ...(await patchingView(model, clean, corrupt, {answers}))};
+});
 process.stdout.write(JSON.stringify({models}) + "\n");

@@ -9,6 +9,9 @@
  *   siteModel(name)       → the entry whose `name` (the URL folder: last part of the id) is `name`.
  *   loadSiteModel(id)     → the model on onnxruntime-node: its checkpoint when it has weights, else random
  *                           weights (seed 0); `model.weightsOrigin` says which. Cached per process.
+ *   perSiteModel(compute) → a page's precomputed entries, one per site model: {id, name, weightsOrigin} (what
+ *                           the page kit, docs/components/kit.ts, finds an entry by and labels it with) and
+ *                           what `compute` makes of the model.
  *
  * The files a model ships with the site (docs/models/<name>/…) are copied byte for byte from `folder`. Trained
  * weights over SHIP_WEIGHTS_BYTES (gpt2: 548 MB, SmolLM2-135M: 269 MB) are left out unless LMW_SHIP_WEIGHTS=1:
@@ -118,4 +121,21 @@ export function loadSiteModel(id: string): Promise<Model> {
     loaded.set(entry.id, model);
   }
   return model;
+}
+
+/** Which model a precomputed entry is for, and its weights: what the page kit finds entries by and labels them with. */
+export interface PrecomputedFor {
+  id: string;
+  name: string;
+  weightsOrigin: string;
+}
+
+/** A page's precomputed entries: for each site model in turn, which model it is and what `compute` makes of it. */
+export async function perSiteModel<T extends object>(compute: (model: Model) => Promise<T> | T): Promise<(PrecomputedFor & T)[]> {
+  const entries: (PrecomputedFor & T)[] = [];
+  for (const {id, name} of siteModels()) {
+    const model = await loadSiteModel(id);
+    entries.push({id, name, weightsOrigin: model.weightsOrigin, ...(await compute(model))});
+  }
+  return entries;
 }

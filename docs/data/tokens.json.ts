@@ -1,14 +1,12 @@
 // Page 2's precomputed numbers, for each site model: the default prompt's tokens, logits shape, top-k next
 // tokens and argmax, the distribution's line, " Paris" vs "Paris", and the same prompt with a trailing space.
 import {analyseTokens, compareTrailingSpace, spaceVariants, TOKENS_DEFAULTS} from "../../src/analysis/tokens.js";
-import {loadSiteModel, siteModels} from "./site-models.js";
+import {perSiteModel} from "./site-models.js";
 
 const {prompt, word, k} = TOKENS_DEFAULTS;
-const models = [];
-for (const {id} of siteModels()) {
-  const model = await loadSiteModel(id);
+const models = await perSiteModel(async (model) => {
   const analysis = await analyseTokens(model, prompt, {k});
   const spaced = await analyseTokens(model, prompt + " ", {k});
-  models.push({id, analysis, spaced, comparison: compareTrailingSpace(analysis, spaced), word: await spaceVariants(model, word)});
-}
+  return {analysis, spaced, comparison: compareTrailingSpace(analysis, spaced), word: await spaceVariants(model, word)};
+});
 process.stdout.write(JSON.stringify({prompt, word, k, models}) + "\n");
