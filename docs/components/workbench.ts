@@ -1,24 +1,15 @@
 /**
- * The one module every lecture page sets itself up with: the model control and "Run live" (both remembered
- * across pages, with ?hub=, ?backend= and ?weights=), the live model in its worker with its status, the
- * page's precomputed data for that model, "keep the last good result", the precomputed/live badge, redraw
- * measures and `window.lmw`. Each function says what it does; a page uses them cell by cell:
- *
- *   const modelId = view(modelInput({value: "gpt2"}));  const live = view(liveToggle());
- *   const state = liveModel(modelId, {live});  display(modelStatus(state));  const model = currentModel();
- *   const stored = precomputedFor(precomputed.models, modelId);
- *   const data = model ? await keepLast("tokens", () => analyse(model.lane("tokens"), prompt), stored) : stored;
+ * The live model behind the pages: the model control and "Run live" (both remembered across pages, with
+ * ?hub=, ?backend= and ?weights=), the model loading in its worker with its status, "keep the last good
+ * result", redraw measures and `window.lmw`. Pages do not call these one by one: the page kit
+ * (docs/components/kit.ts) puts them together.
  */
 import * as Inputs from "@observablehq/inputs";
-import {Generators} from "observablehq:stdlib"; // Framework's own standard library
 import {html} from "htl";
 import {readSiteModels, type SiteModel} from "../src/cells/shared.js";
 import type {LoadProgress} from "../src/index.js";
 import {loadWorkerModel, type WorkerModel as Model} from "../src/runtime/worker-model.js";
 import {weightsLabel} from "../src/runtime/weights.js";
-import {measureRedraw} from "../src/views/measure.js";
-
-export {measureRedraw, weightsLabel};
 
 /** The models the datalist suggests. */
 export const MODEL_CHOICES = [
@@ -40,23 +31,6 @@ const MODELS_BASE = new URL("../../models/", import.meta.url).href;
 /** The models the site ships ({id, name, files, weights}[], from /models/site.json, read once). */
 export function siteModels(): Promise<SiteModel[]> {
   return readSiteModels(MODELS_BASE);
-}
-
-/**
- * A page's precomputed entry for a model: by id ("HuggingFaceTB/SmolLM2-135M") or by name ("SmolLM2-135M"),
- * else the first of `fallbacks` that is there, else the first entry.
- */
-export function precomputedFor<T extends {id: string}>(entries: T[], id: string, ...fallbacks: string[]): T {
-  for (const want of [id, ...fallbacks]) {
-    const found = findPrecomputed(entries, want);
-    if (found) return found;
-  }
-  return entries[0]!;
-}
-
-/** A page's precomputed entry for exactly this model (by id or name), or undefined. */
-export function findPrecomputed<T extends {id: string}>(entries: T[], id: string): T | undefined {
-  return entries.find((e) => e.id === id || e.id.split("/").pop() === id);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -142,7 +116,7 @@ export function modelInput({
   label = "Model",
   datalist = MODEL_CHOICES,
   width = 320
-} = {}): HTMLFormElement {
+} = {}): Inputs.Input<string> {
   const form = withClass(
     "lmw-model",
     Inputs.text({
@@ -153,21 +127,21 @@ export function modelInput({
       width,
       placeholder: "a Hub id, a shipped model, or a URL",
       spellcheck: false
-    } as Record<string, unknown>)
+    })
   );
-  form.addEventListener("input", () => saveSettings({model: (form as unknown as {value: string}).value}));
+  form.addEventListener("input", () => saveSettings({model: form.value}));
   return form;
 }
 
-function withClass(name: string, form: HTMLFormElement): HTMLFormElement {
+function withClass<F extends HTMLElement>(name: string, form: F): F {
   form.classList.add(name);
   return form;
 }
 
 /** "Run live": off at first (the page shows precomputed numbers); on with `?live`, or if it was on the page before. */
-export function liveToggle({label = "Run live"} = {}): HTMLFormElement {
+export function liveToggle({label = "Run live"} = {}): Inputs.Input<boolean> {
   const form = withClass("lmw-live", Inputs.toggle({label, value: SETTINGS.live === true}));
-  form.addEventListener("input", () => saveSettings({live: (form as unknown as {value: boolean}).value}));
+  form.addEventListener("input", () => saveSettings({live: form.value}));
   return form;
 }
 
@@ -208,45 +182,40 @@ export function errorMessage(error: unknown): string {
 }
 
 /**
- * The live model's state, for a generator cell: "idle" when `live` is off (nothing loads); else "loading"
- * states with the load's progress, then "ready" with the model, or "error" with a readable message (never a
- * stack). Loading and error states carry the previous ready model, so nothing upstream is lost. A newer call
- * stops an older one's load; a cell that moves on stops its own.
+ * Follows the live model for `id`: "idle" when `live` is off (nothing loads); else "loading" states with the
+ * load's progress, then "ready" with the model, or "error" with a readable message (never a stack), each
+ * handed to `update`. Loading and error states carry the previous ready model, so nothing upstream is lost.
+ * A newer call stops an older one's load; the function returned stops this one's.
  */
-export function liveModel(
+export function followModel(
   id: string,
-  {live = true, init, seed = 0}: {live?: boolean; init?: "checkpoint" | "random"; seed?: number} = {}
-): AsyncGenerator<ModelState> {
+  {live = true, init, seed = 0}: {live?: boolean; init?: "checkpoint" | "random"; seed?: number},
+  update: (state: ModelState) => void
+): () => void {
   id = (id ?? "").trim();
   if (!live) {
-    const idle: ModelState = {
+    update({
       id,
       status: "idle",
       message: "precomputed numbers; turn on “Run live” to load the model in this page",
       model: ready
-    };
-    return Generators.observe((notify: (state: ModelState) => void) => {
-      notify(idle);
-    }) as AsyncGenerator<ModelState>;
-  }
-  // Generators.observe hands the cell the newest state each time it asks: a burst of download progress
-  // redraws the status once per frame, not once per chunk.
-  return Generators.observe((notify: (state: ModelState) => void) => {
-    const call = ++latest;
-    loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
-    const controller = (loading = new AbortController());
-    let state: ModelState = {id, status: "loading", message: `loading ${id}…`, model: ready};
-    const update = (next: ModelState) => notify((state = next));
-    update(state);
-    void load(id, {init, seed, signal: controller.signal, update}).then((model) => {
-      if (!model) return;
-      if (call === latest) becomeReady(model);
-      else model.dispose(); // superseded while loading: its worker is not needed
     });
-    return () => {
-      if (state.status === "loading") controller.abort(new DOMException("the page moved on", "AbortError"));
-    };
-  }) as AsyncGenerator<ModelState>;
+    return () => {};
+  }
+  const call = ++latest;
+  loading?.abort(new DOMException("a newer model was asked for", "AbortError"));
+  const controller = (loading = new AbortController());
+  let state: ModelState = {id, status: "loading", message: `loading ${id}…`, model: ready};
+  const report = (next: ModelState) => update((state = next));
+  report(state);
+  void load(id, {init, seed, signal: controller.signal, update: report}).then((model) => {
+    if (!model) return;
+    if (call === latest) becomeReady(model);
+    else model.dispose(); // superseded while loading: its worker is not needed
+  });
+  return () => {
+    if (state.status === "loading") controller.abort(new DOMException("the page moved on", "AbortError"));
+  };
 }
 
 /** Loads `id` in its worker, reporting each state through `update`; the model, or undefined on failure. */
@@ -305,15 +274,14 @@ async function load(
 }
 
 /**
- * Undefined at once (or the model already ready), then each model that becomes ready. Cells that compute
- * with the model depend on this, not on the load's state, so download progress re-runs nothing.
+ * Calls `listener` with the ready model now (undefined if none yet), then with each model that becomes ready;
+ * the function returned unsubscribes. Cells that compute with the model follow this, not the load's state, so
+ * download progress re-runs nothing.
  */
-export function currentModel(): AsyncGenerator<Model | undefined> {
-  return Generators.observe((notify: (model: Model | undefined) => void) => {
-    notify(ready);
-    readyListeners.add(notify);
-    return () => readyListeners.delete(notify);
-  }) as AsyncGenerator<Model | undefined>;
+export function watchReady(listener: (model: Model | undefined) => void): () => void {
+  listener(ready);
+  readyListeners.add(listener);
+  return () => readyListeners.delete(listener);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -394,63 +362,6 @@ function tokenForm(): HTMLElement {
   return html`<form class="lmw-token" onsubmit=${save}>
     <label>Hugging Face token ${input}</label> <button type="submit">Use token</button>${note}
   </form>`;
-}
-
-/** "precomputed" or "live", which model, and its weights. */
-export function sourceBadge({
-  live,
-  model,
-  id,
-  weightsOrigin
-}: {
-  live: boolean;
-  model?: Model;
-  id?: string;
-  weightsOrigin?: string;
-}): HTMLElement {
-  const name = model?.id ?? id ?? "";
-  const origin = model?.weightsOrigin ?? weightsOrigin;
-  const random = origin !== undefined && origin !== "checkpoint";
-  return html`<span
-    class="lmw-badge ${live ? "live" : "precomputed"} ${random ? "random" : ""}"
-    data-source=${live ? "live" : "precomputed"}
-    >${live ? "live" : "precomputed"}${name ? ` · ${name}` : ""}${origin ? ` · ${weightsLabel(origin)}` : ""}</span
-  >`;
-}
-
-/**
- * Why numbers come from random weights, and what gets trained ones — different for the precomputed numbers
- * (the site was built without the checkpoint) and for a live model (the address asked for random weights).
- */
-export function randomWeightsWhy(live: boolean): {why: string; remedy: HTMLElement} {
-  return live
-    ? {
-        why: "this site ships its configuration and tokenizer only, and the address asks for random weights (?weights=random)",
-        remedy: html`<span
-          >Remove <code>?weights=random</code> from the address to load the trained weights from the Hub, or pick
-          <code>stories260K</code>, which ships with its trained weights.</span
-        >`
-      }
-    : {
-        why: "the trained ones could not be downloaded where the site was built",
-        remedy: html`<span
-          >Turn on “Run live” to load the trained weights from the Hub, or pick <code>stories260K</code>, which ships
-          with its trained weights.</span
-        >`
-      };
-}
-
-/** "1 token", "2 tokens": a count with its noun, singular or plural ("position" → "positions"). */
-export function count(n: number, noun: string, plural = `${noun}s`): string {
-  return `${n} ${n === 1 ? noun : plural}`;
-}
-
-/**
- * What the reader can do about precomputed numbers: turn on "Run live" — or, where it is on already, wait for
- * the model (or fix the error its status shows). `action`: "for yours", "to see layer 3".
- */
-export function runLiveHint(live: boolean, action: string): string {
-  return live ? `the live model is not ready yet (see its status above)` : `turn on “Run live” ${action}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
