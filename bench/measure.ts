@@ -7,7 +7,7 @@
 import {GraphBuilder, FLOAT, INT64} from "../src/graph/onnx.js";
 import type {ModelConfig, Parameter} from "../src/arch/index.js";
 import type {Runtime} from "../src/node.js";
-import type {OrtModule} from "../src/runtime/model.js";
+import type {Ort} from "../src/runtime/ort.js";
 import {BUFFER_USAGE, type GPUDeviceLike} from "../src/runtime/webgpu-types.js";
 
 export type RuntimeName =
@@ -77,7 +77,7 @@ export function gpuMatmulModel(n: number) {
  * device (`gpuMatmulModel`).
  */
 export async function matmulRate(
-  ort: OrtModule,
+  ort: Ort,
   executionProviders: string[],
   n: number,
   reps: number,

@@ -7,7 +7,7 @@
 import {WorkbenchError} from "./errors.js";
 import {checkHubId} from "./hub/ids.js";
 import {hubUrl, urlSource, type ModelSource} from "./hub/source.js";
-import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
+import {createModel, type CreateOptions, type Model} from "./runtime/model.js";
 import {createWebRuntime, type WebRuntimeOptions} from "./runtime/ort-web.js";
 import {TAB_BUDGET} from "./runtime/limits.js";
 
@@ -53,7 +53,7 @@ export async function loadModel(id: string, options: BrowserLoadOptions = {}): P
   const onNotice = options.onProgress && ((message: string) => options.onProgress!({stage: "download", message}));
   const source = browserSource(id, {...options, onNotice});
   const runtime = await createWebRuntime(options);
-  const ort = runtime.ort as unknown as OrtModule;
+  const {ort} = runtime;
   // MLAS would keep a second, prepacked copy of every MatMul weight in the WASM heap. Without it SmolLM2-135M
   // peaks at about 1.7 GB in a tab instead of 1.9 GB; its 10-token forward pass is no slower (~130 ms vs
   // ~165 ms), generation about 10% slower (npm run bench -- --browser).

@@ -1,5 +1,7 @@
 /** The universal API: everything that runs in the browser and in Node alike. */
-export {createModel, Model, type CreateOptions, type LoadProgress, type OrtModule} from "./runtime/model.js";
+export {createModel, Model, type CreateOptions, type LoadProgress} from "./runtime/model.js";
+export type {LanguageModel} from "./runtime/language-model.js";
+export type {Ort} from "./runtime/ort.js";
 export type {GenerateOptions, Generation} from "./runtime/generate.js";
 export type {Tensor} from "./runtime/tensor.js";
 export {Tokenizer, type Encoding} from "./tokenizer.js";

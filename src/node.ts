@@ -6,7 +6,8 @@
 import {totalmem} from "node:os";
 import {WorkbenchError} from "./errors.js";
 import {resolveSource, type ResolveOptions} from "./hub/node.js";
-import {createModel, type CreateOptions, type Model, type OrtModule} from "./runtime/model.js";
+import {createModel, type CreateOptions, type Model} from "./runtime/model.js";
+import type {Ort} from "./runtime/ort.js";
 import {DEFAULT_ENCODE_TIMEOUT_MS, sourceEncoder} from "./tokenizer-worker.js";
 
 /**
@@ -60,23 +61,21 @@ export async function loadModel(id: string, options: LoadOptions = {}): Promise<
  * onnxruntime set up for a runtime: the module, its execution providers and the sentence saying which it
  * is. The benchmark's floors use it too, so they see the same threads. WebGPU without an adapter is an error.
  */
-export async function ortRuntime(
-  runtime: Runtime
-): Promise<{ort: OrtModule; executionProviders: string[]; backend: string}> {
+export async function ortRuntime(runtime: Runtime): Promise<{ort: Ort; executionProviders: string[]; backend: string}> {
   if (isWebGPU(runtime)) {
     const {nodeWebGPU} = await import("./runtime/webgpu-node.js");
     const web = await nodeWebGPU(runtime === "webgpu" ? "jsep" : "native");
     if (web.backend !== "webgpu") throw new WorkbenchError(`runtime "${runtime}": ${web.reason}`);
-    return {ort: web.ort as unknown as OrtModule, executionProviders: ["webgpu"], backend: web.reason};
+    return {ort: web.ort, executionProviders: ["webgpu"], backend: web.reason};
   }
   if (runtime === "web") {
     const ort = await import("onnxruntime-web");
     ort.env.wasm.numThreads = 1;
-    return {ort: ort as unknown as OrtModule, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)"};
+    return {ort, executionProviders: ["wasm"], backend: "onnxruntime-web (wasm)"};
   }
   disableOrtTelemetry();
   return {
-    ort: (await import("onnxruntime-node")) as unknown as OrtModule,
+    ort: await import("onnxruntime-node"),
     executionProviders: ["cpu"],
     backend: "onnxruntime-node (cpu)"
   };

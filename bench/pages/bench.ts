@@ -5,7 +5,6 @@
  */
 import * as ort from "onnxruntime-web";
 import {loadModel} from "../../src/browser.js";
-import type {OrtModule} from "../../src/runtime/model.js";
 import {copyBandwidth, matmulRate} from "../measure.js";
 import {measureModel} from "../procedure.js";
 
@@ -58,7 +57,7 @@ const bench = {
    * backend (set up by an earlier `model` call: same threads), and a large copy (bytes read + written).
    */
   async floor(n: number, reps: number, copyBytes: number) {
-    const flopRate = await matmulRate(ort as unknown as OrtModule, ["wasm"], n, reps);
+    const flopRate = await matmulRate(ort, ["wasm"], n, reps);
     return {flopRate, bandwidth: await copyBandwidth(copyBytes, reps), threads: ort.env.wasm.numThreads};
   }
 };

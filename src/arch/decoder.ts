@@ -18,12 +18,10 @@
 import {GraphBuilder} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
+  decodeHead,
   decodeInputs,
   fusedRmsNorm,
   groupQueryAttention,
-  headLogits,
-  lastPosition,
-  nextToken,
   normedHeads,
   packHeads,
   packedProjection,
@@ -486,8 +484,7 @@ export function decoder(config: DecoderConfig, s: Switches): Architecture {
         stream.add(sub.post ? fusedRmsNorm(g, y, normWeight(`${l}.${sub.post}`), eps) : y);
       }
     }
-    const final = lastPosition(g, stream.norm(normWeight("model.norm")));
-    nextToken(g, capped(headLogits(g, final, head(), d)));
+    decodeHead(g, stream.norm(normWeight("model.norm")), head(), d, capped);
     return g.build(`${config.architecture} (decode)`);
   }
 

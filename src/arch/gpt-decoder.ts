@@ -19,11 +19,9 @@ import {GraphBuilder, INT64} from "../graph/onnx.js";
 import {finishDecoder, hookSite} from "../graph/hooks.js";
 import {
   DECODE,
+  decodeHead,
   decodeInputs,
   groupQueryAttention,
-  headLogits,
-  lastPosition,
-  nextToken,
   packHeads,
   packedProjection,
   padHeadRows,
@@ -245,8 +243,7 @@ export function gptDecoder(s: GptStyle): Architecture {
         stream.add(mlp(norm(`${l}.${norms[1]}`)), w(downBias));
       }
     }
-    const final = lastPosition(g, norm(s.finalNorm));
-    nextToken(g, headLogits(g, final, head(), d));
+    decodeHead(g, norm(s.finalNorm), head(), d);
     return g.build(`${config.architecture} (decode)`);
   }
 

@@ -339,6 +339,21 @@ export function nextToken(g: GraphBuilder, logits: string): void {
   g.output(DECODE.nextToken, g.op("ArgMax", [exposed], {axis: 1, keepdims: 0}), INT64, [1]);
 }
 
+/**
+ * The end of every lean graph: from the final norm's output `[1, T, d]`, the last position's logits through the
+ * unembedding's `[V, d]` weight (`headLogits`; soft-capped by `cap` where the family caps them) and the greedy next
+ * token (`nextToken`).
+ */
+export function decodeHead(
+  g: GraphBuilder,
+  normed: string,
+  head: string,
+  d: number,
+  cap: (logits: string) => string = (x) => x
+): void {
+  nextToken(g, cap(headLogits(g, lastPosition(g, normed), head, d)));
+}
+
 /** The candidates graph's names (`buildCandidatesGraph`). */
 export const CANDIDATES = {
   /** How many candidates: int64 `[1]`. */

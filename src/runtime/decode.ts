@@ -2,6 +2,11 @@
  * Generation on the lean decode graph (graph/decode.ts), on WebGPU: per step one token id goes up and one comes
  * back (8 bytes); everything else stays on the GPU.
  *
+ * How the cache is kept and a step run is the decoder's mode, one small object each: `InPlaceMode` (the native
+ * provider, below), `CopyMode` (the JSEP build, whose GroupQueryAttention returns the cache anew each step) and
+ * `CapturedMode` (in place, recorded once and replayed). `LeanDecoder` holds one and does the rest: a generation
+ * at a time, the next token's readback, sampling's candidates.
+ *
  * - The key/value cache is one GPU buffer per layer for keys and one for values, of a fixed capacity, bound as
  *   both the step's past input and its present output. GroupQueryAttention sees one buffer and writes the new
  *   positions in place, in the same kernel that splits q/k/v and applies the rotary: nothing is copied or
@@ -35,16 +40,8 @@ import {cacheNames} from "../arch/types.js";
 import {buildCandidatesGraph, CANDIDATES, DECODE, paddedHead} from "../graph/decode.js";
 import {FLOAT, GraphBuilder, INT32, INT64, type EncodedModel} from "../graph/onnx.js";
 import {LOGITS} from "../graph/names.js";
-import {BUFFER_USAGE, MAP_MODE_READ, type GPUBufferLike, type GPUDeviceLike} from "./webgpu-types.js";
-
-/** onnxruntime-web's module, as far as the lean decoder goes. */
-interface OrtWeb {
-  Tensor: {
-    new (type: string, data: unknown, dims: readonly number[]): OrtTensor;
-    fromGpuBuffer(buffer: unknown, options: {dataType: string; dims: readonly number[]}): OrtTensor;
-  };
-  env: {webgpu: {device: unknown}};
-}
+import {gpuDevice, gpuTensor, readBack, type Ort} from "./ort.js";
+import {BUFFER_USAGE, type GPUBufferLike, type GPUDeviceLike} from "./webgpu-types.js";
 
 /** What sampling needs of a step, from the GPU: the k most likely tokens, largest logit first. */
 export interface Candidates {
@@ -74,86 +71,327 @@ const MIN_CAPACITY = 256;
  */
 export const CAPTURE_CAPACITY = 2048;
 
-/** The tensors a captured decoder binds for every run (`fixedTensors`), rewritten in place before each. */
-interface Fixed {
-  ids: OrtTensor;
-  seqlensK: OrtTensor;
-  totalLength: OrtTensor;
-  positions?: OrtTensor;
-  logits: OrtTensor;
-  /** The session whose outputs these are: they live as long as it and they are not disposed. */
-  owner: InferenceSession;
+/** Per layer, the keys and the values. */
+type KeyValues = {key: OrtTensor; value: OrtTensor}[];
+
+/** A step's logits `[1, V]`, still on the GPU: read them (once) or let them go. */
+interface StepLogits {
+  tensor: OrtTensor;
+  read(): Promise<Float32Array>;
+  release(): void;
+}
+
+/** What every mode works with: the session of the lean graph and the GPU it runs on. */
+interface Context {
+  ort: Ort;
+  session: InferenceSession;
+  device: GPUDeviceLike;
+  arch: Architecture;
+}
+
+/**
+ * How a decoder keeps its cache and runs a step: `CopyMode` (JSEP: the cache returned anew each step),
+ * `InPlaceMode` (the native provider: fixed-capacity buffers written in place) or `CapturedMode` (in place,
+ * recorded once and replayed).
+ */
+interface DecodeMode {
+  /** Whether GroupQueryAttention writes the cache in place (the native provider, which also has a GPU TopK). */
+  readonly inPlace: boolean;
+  readonly captured: boolean;
+  /** `next_token`'s tensor, bound as the output of every step. */
+  readonly nextToken: OrtTensor;
+  /** How many positions the cache holds now: a step past it is refused. */
+  readonly capacity: number;
+  /** Whether a generation of `positions` fits (only a captured cache cannot grow). */
+  holds(positions: number): boolean;
+  /** An empty cache for a generation of `positions`. */
+  start(positions: number): void;
+  /** Run `ids` after the `length` positions the cache holds; the last position's logits when asked for. */
+  run(ids: number[], length: number, wantLogits: boolean): Promise<StepLogits | undefined>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * One run of an uncaptured mode: the new ids, GroupQueryAttention's two lengths and the positions (where the graph
+ * takes them) go up as host tensors; the cache is the past, and in place the present too (GroupQueryAttention
+ * writes the new positions into it), else the presents are new tensors, the next step's past.
+ */
+function runStep(
+  {ort, session}: Context,
+  {
+    ids,
+    length,
+    cache,
+    inPlace,
+    nextToken,
+    wantLogits
+  }: {
+    ids: number[];
+    length: number;
+    cache: KeyValues;
+    inPlace: boolean;
+    nextToken: OrtTensor;
+    wantLogits: boolean;
+  }
+): Promise<InferenceSession.ReturnType> {
+  const total = length + ids.length;
+  const feeds: Record<string, OrtTensor> = {
+    input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
+    [DECODE.seqlensK]: new ort.Tensor("int32", Int32Array.of(total - 1), [1]),
+    [DECODE.totalLength]: new ort.Tensor("int32", Int32Array.of(total), [])
+  };
+  if (session.inputNames.includes(DECODE.positions)) {
+    const positions = BigInt64Array.from(ids, (_, k) => BigInt(length + k));
+    feeds[DECODE.positions] = new ort.Tensor("int64", positions, [1, ids.length]);
+  }
+  const fetches: Record<string, OrtTensor | null> = {[DECODE.nextToken]: nextToken};
+  cache.forEach(({key, value}, i) => {
+    const names = cacheNames(i);
+    feeds[names.pastKey] = key;
+    feeds[names.pastValue] = value;
+    fetches[names.presentKey] = inPlace ? key : null;
+    fetches[names.presentValue] = inPlace ? value : null;
+  });
+  if (wantLogits) fetches[LOGITS] = null;
+  return session.run(feeds, fetches as Record<string, OrtTensor>);
+}
+
+/** Logits that onnxruntime made for the step: `getData(true)` reads and frees them. */
+function ownedLogits(tensor: OrtTensor): StepLogits {
+  return {tensor, read: async () => (await tensor.getData(true)) as Float32Array, release: () => tensor.dispose()};
+}
+
+/** An int64 `[1]` GPU buffer of our own for `next_token` (the uncaptured modes). */
+function nextTokenBuffer({ort, device}: Context): OrtTensor {
+  const buffer = device.createBuffer({
+    size: 16,
+    usage: BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST
+  });
+  return gpuTensor(ort, buffer, "int64", [1]);
+}
+
+/**
+ * The JSEP build's GroupQueryAttention returns the cache anew each step: the presents of one step are the next
+ * one's past, and a generation starts from a cache of no positions (host tensors of no bytes).
+ */
+class CopyMode implements DecodeMode {
+  readonly inPlace = false;
+  readonly captured = false;
+  readonly capacity = Infinity;
+  readonly nextToken: OrtTensor;
+  private cache: KeyValues = [];
+
+  constructor(private readonly ctx: Context) {
+    this.nextToken = nextTokenBuffer(ctx);
+  }
+
+  holds(): boolean {
+    return true;
+  }
+
+  start(): void {
+    const {numLayers, numKeyValueHeads: KV, headDim} = this.ctx.arch.config;
+    const empty = () => new this.ctx.ort.Tensor("float32", new Float32Array(0), [1, KV, 0, paddedHead(headDim).P]);
+    this.release();
+    this.cache = Array.from({length: numLayers}, () => ({key: empty(), value: empty()}));
+  }
+
+  async run(ids: number[], length: number, wantLogits: boolean): Promise<StepLogits | undefined> {
+    const {cache, nextToken} = this;
+    const results = await runStep(this.ctx, {ids, length, cache, inPlace: false, nextToken, wantLogits});
+    this.release();
+    this.cache = Array.from({length: this.ctx.arch.config.numLayers}, (_, i) => ({
+      key: results[cacheNames(i).presentKey],
+      value: results[cacheNames(i).presentValue]
+    }));
+    return wantLogits ? ownedLogits(results[LOGITS]) : undefined;
+  }
+
+  private release(): void {
+    for (const {key, value} of this.cache) (key.dispose(), value.dispose());
+    this.cache = [];
+  }
+
+  async dispose(): Promise<void> {
+    this.release();
+    (this.nextToken.gpuBuffer as GPUBufferLike).destroy();
+  }
+}
+
+/**
+ * The native provider's GroupQueryAttention writes the new positions into the cache it reads: one GPU buffer per
+ * layer for keys and one for values, of a fixed capacity, bound as both past and present. They are made for the
+ * first generation and made again, larger, only for a generation that needs more positions.
+ */
+class InPlaceMode implements DecodeMode {
+  readonly inPlace = true;
+  readonly captured = false;
+  readonly nextToken: OrtTensor;
+  capacity = 0;
+  private cache: KeyValues = [];
+
+  constructor(private readonly ctx: Context) {
+    this.nextToken = nextTokenBuffer(ctx);
+  }
+
+  holds(): boolean {
+    return true;
+  }
+
+  /** Make the cache hold at least `positions` (buffers are zero-filled when made). */
+  start(positions: number): void {
+    if (positions <= this.capacity) return;
+    this.release();
+    const {numLayers, numKeyValueHeads: KV, headDim, maxPositions} = this.ctx.arch.config;
+    const capacity = Math.min(Math.max(positions, MIN_CAPACITY), maxPositions);
+    const dims = [1, KV, capacity, paddedHead(headDim).P];
+    const size = dims.reduce((a, b) => a * b, 1) * 4;
+    const usage = BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST;
+    const tensor = () => gpuTensor(this.ctx.ort, this.ctx.device.createBuffer({size, usage}), "float32", dims);
+    this.cache = Array.from({length: numLayers}, () => ({key: tensor(), value: tensor()}));
+    this.capacity = capacity;
+  }
+
+  async run(ids: number[], length: number, wantLogits: boolean): Promise<StepLogits | undefined> {
+    const {cache, nextToken} = this;
+    const results = await runStep(this.ctx, {ids, length, cache, inPlace: true, nextToken, wantLogits});
+    return wantLogits ? ownedLogits(results[LOGITS]) : undefined;
+  }
+
+  private release(): void {
+    for (const {key, value} of this.cache)
+      ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
+    this.cache = [];
+    this.capacity = 0;
+  }
+
+  async dispose(): Promise<void> {
+    this.release();
+    (this.nextToken.gpuBuffer as GPUBufferLike).destroy();
+  }
+}
+
+/**
+ * In place, recorded once and replayed (see above): every run binds the same fixed tensors (`fixedTensors`),
+ * rewritten in place before it, one token a run. The session's first run records the step; every later run
+ * replays the record. The cache holds `CAPTURE_CAPACITY` positions and cannot grow.
+ */
+class CapturedMode implements DecodeMode {
+  readonly inPlace = true;
+  readonly captured = true;
+  readonly nextToken: OrtTensor;
+  readonly capacity: number;
+
+  private constructor(
+    private readonly ctx: Context,
+    private readonly fixed: Fixed
+  ) {
+    this.nextToken = fixed.next;
+    this.capacity = Math.min(CAPTURE_CAPACITY, ctx.arch.config.maxPositions);
+  }
+
+  static async create(ctx: Context, open: (encoded: EncodedModel) => Promise<InferenceSession>): Promise<CapturedMode> {
+    return new CapturedMode(ctx, await fixedTensors(open, ctx.arch, ctx.session.inputNames.includes(DECODE.positions)));
+  }
+
+  holds(positions: number): boolean {
+    return positions <= this.capacity;
+  }
+
+  /** Positions left from an earlier generation are never read: attention reads the first `total_sequence_length`. */
+  start(positions: number): void {
+    // The buffers are bound for good: they cannot be made again, larger.
+    if (positions > this.capacity)
+      throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${positions}`);
+  }
+
+  async run(ids: number[], length: number, wantLogits: boolean): Promise<StepLogits | undefined> {
+    const {fixed} = this;
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: fixed.ids,
+      [DECODE.seqlensK]: fixed.seqlensK,
+      [DECODE.totalLength]: fixed.totalLength
+    };
+    if (fixed.positions) feeds[DECODE.positions] = fixed.positions;
+    const fetches: Record<string, OrtTensor> = {[DECODE.nextToken]: fixed.next, [LOGITS]: fixed.logits};
+    fixed.cache.forEach(({key, value}, i) => {
+      const names = cacheNames(i);
+      feeds[names.pastKey] = fetches[names.presentKey] = key;
+      feeds[names.pastValue] = fetches[names.presentValue] = value;
+    });
+    const write = (tensor: OrtTensor, data: ArrayBufferView) =>
+      this.ctx.device.queue.writeBuffer(tensor.gpuBuffer, 0, data);
+    for (const [k, id] of ids.entries()) {
+      write(fixed.ids, BigInt64Array.of(BigInt(id)));
+      write(fixed.seqlensK, Int32Array.of(length + k));
+      write(fixed.totalLength, Int32Array.of(length + k + 1));
+      if (fixed.positions) write(fixed.positions, BigInt64Array.of(BigInt(length + k)));
+      await this.ctx.session.run(feeds, fetches);
+    }
+    if (!wantLogits) return undefined;
+    // The fixed logits stay where they are (the next replay overwrites them): read into a buffer of their own.
+    const bytes = 4 * this.ctx.arch.config.vocabSize;
+    return {
+      tensor: fixed.logits,
+      read: async () => new Float32Array(await readBack(this.ctx.device, [{buffer: fixed.logits.gpuBuffer, bytes}])),
+      release: () => {}
+    };
+  }
+
+  async dispose(): Promise<void> {
+    const {owner, cache, ...tensors} = this.fixed;
+    for (const tensor of [...Object.values(tensors), ...cache.flatMap(({key, value}) => [key, value])])
+      tensor?.dispose();
+    await owner.release();
+  }
 }
 
 export class LeanDecoder {
   /** How many positions the cache holds now. */
   private length = 0;
-  /**
-   * Per layer, the keys and the values: in place, buffers of `[1, kvHeads, capacity, paddedHeadDim]`; else the
-   * last step's present tensors, `[1, kvHeads, length, paddedHeadDim]`.
-   */
-  private cache: {key: OrtTensor; value: OrtTensor}[] = [];
-  private capacity = 0;
   private queue: Promise<unknown> = Promise.resolve();
   /** The candidates graph's session, opened the first time a generation samples. */
   private candidateSession?: Promise<InferenceSession>;
   /** The last sampling step's logits, on the GPU until the next step (or the generation's end) lets them go. */
-  private lastLogits?: OrtTensor;
-  /** Steps run so far: a captured decoder's logits stay readable until the next step overwrites them. */
-  private steps = 0;
+  private lastLogits?: StepLogits;
 
   private constructor(
-    private readonly ort: OrtWeb,
-    private readonly session: InferenceSession,
+    private readonly ctx: Context,
+    private readonly mode: DecodeMode,
     /** Opens a session over another graph with the model's options (the candidates graph). */
     private readonly open: (encoded: EncodedModel) => Promise<InferenceSession>,
-    private readonly device: GPUDeviceLike,
-    private readonly arch: Architecture,
-    /** Whether GroupQueryAttention writes the cache in place (the native provider) or returns it anew (JSEP). */
-    private readonly inPlace: boolean,
-    /** `next_token`'s tensor, bound as the output each step, and the small buffer it is copied to for reading. */
-    private readonly next: {tensor: OrtTensor; staging: GPUBufferLike},
-    /** A captured decoder's fixed tensors (its cache is `cache`, made with them). */
-    private readonly fixed?: Fixed
+    /** The small mappable buffer `next_token` is copied to for reading, kept for every step. */
+    private readonly staging: GPUBufferLike
   ) {}
 
   /**
-   * The decoder over a session of the architecture's lean decode graph (`buildDecodeGraph`), outputs on the GPU;
-   * with `capture`, a session opened with `enableGraphCapture`.
+   * The decoder over a session of the architecture's lean decode graph (`buildDecodeGraph`), outputs on the GPU:
+   * `inPlace` where GroupQueryAttention writes the cache in place (the native provider), else the JSEP build's copy;
+   * with `capture`, a session opened with `enableGraphCapture` (in place only).
    */
   static async create(
-    ort: OrtWeb,
+    ort: Ort,
     session: InferenceSession,
     open: (encoded: EncodedModel) => Promise<InferenceSession>,
     arch: Architecture,
     {inPlace, capture = false}: {inPlace: boolean; capture?: boolean}
   ): Promise<LeanDecoder> {
-    const device = (await ort.env.webgpu.device) as GPUDeviceLike;
-    const staging = device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
-    if (capture) {
-      if (!inPlace) throw new Error("graph capture needs the cache written in place (the native WebGPU provider)");
-      const {fixed, next, cache} = await fixedTensors(open, arch, session.inputNames.includes(DECODE.positions));
-      const decoder = new LeanDecoder(ort, session, open, device, arch, inPlace, {tensor: next, staging}, fixed);
-      decoder.cache = cache;
-      decoder.capacity = Math.min(CAPTURE_CAPACITY, arch.config.maxPositions);
-      return decoder;
-    }
-    const buffer = device.createBuffer({
-      size: 16,
-      usage: BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST
-    });
-    const tensor = ort.Tensor.fromGpuBuffer(buffer, {dataType: "int64", dims: [1]});
-    return new LeanDecoder(ort, session, open, device, arch, inPlace, {tensor, staging});
+    const ctx: Context = {ort, session, device: await gpuDevice(ort), arch};
+    if (capture && !inPlace)
+      throw new Error("graph capture needs the cache written in place (the native WebGPU provider)");
+    const mode = capture ? await CapturedMode.create(ctx, open) : inPlace ? new InPlaceMode(ctx) : new CopyMode(ctx);
+    const staging = ctx.device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
+    return new LeanDecoder(ctx, mode, open, staging);
   }
 
   /** Whether a generation of `positions` fits: a captured decoder's cache cannot grow. */
   holds(positions: number): boolean {
-    return !this.fixed || positions <= this.capacity;
+    return this.mode.holds(positions);
   }
 
   /** Whether the decode step is recorded once and replayed (graph capture). */
   get captured(): boolean {
-    return this.fixed !== undefined;
+    return this.mode.captured;
   }
 
   /**
@@ -161,57 +399,21 @@ export class LeanDecoder {
    * runs TopK on the CPU, which would read the logits back anyway, and a second time.
    */
   get candidatesOnGpu(): boolean {
-    return this.inPlace;
+    return this.mode.inPlace;
   }
 
   /**
    * Run `use` alone on this decoder, from an empty cache that holds `positions` (a whole generation: the cache is
-   * one): a second generation waits for the first, as the traced path's runs wait for one another. Positions
-   * left from an earlier generation are never read: attention reads the first `total_sequence_length`.
+   * one): a second generation waits for the first, as the traced path's runs wait for one another.
    */
   exclusive<T>(positions: number, use: () => Promise<T>): Promise<T> {
     const result = this.queue.then(() => {
-      if (this.inPlace) this.reserve(positions);
-      else this.emptyCache();
+      this.mode.start(positions);
       this.length = 0;
       return use().finally(() => this.releaseLogits());
     });
     this.queue = result.catch(() => undefined);
     return result;
-  }
-
-  /** Make the cache hold at least `positions` (buffers are zero-filled when made). */
-  private reserve(positions: number): void {
-    if (positions <= this.capacity) return;
-    // A captured decoder's buffers are bound for good: they cannot be made again, larger.
-    if (this.fixed) throw new Error(`the captured decoder's cache holds ${this.capacity} positions, not ${positions}`);
-    this.releaseCache();
-    const {numLayers, numKeyValueHeads: KV, headDim} = this.arch.config;
-    const capacity = Math.min(Math.max(positions, MIN_CAPACITY), this.arch.config.maxPositions);
-    const dims = [1, KV, capacity, paddedHead(headDim).P];
-    const size = dims.reduce((a, b) => a * b, 1) * 4;
-    const usage = BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST;
-    const tensor = () =>
-      this.ort.Tensor.fromGpuBuffer(this.device.createBuffer({size, usage}), {dataType: "float32", dims});
-    this.cache = Array.from({length: numLayers}, () => ({key: tensor(), value: tensor()}));
-    this.capacity = capacity;
-  }
-
-  /** Copy mode: a cache of no positions, the next step's past (host tensors of no bytes). */
-  private emptyCache(): void {
-    this.releaseCache();
-    const {numLayers, numKeyValueHeads: KV, headDim} = this.arch.config;
-    const empty = () => new this.ort.Tensor("float32", new Float32Array(0), [1, KV, 0, paddedHead(headDim).P]);
-    this.cache = Array.from({length: numLayers}, () => ({key: empty(), value: empty()}));
-  }
-
-  private releaseCache(): void {
-    for (const {key, value} of this.cache)
-      if (this.inPlace && !this.fixed)
-        ((key.gpuBuffer as GPUBufferLike).destroy(), (value.gpuBuffer as GPUBufferLike).destroy());
-      else (key.dispose(), value.dispose());
-    this.cache = [];
-    this.capacity = 0;
   }
 
   /**
@@ -222,106 +424,37 @@ export class LeanDecoder {
     ids: number[],
     {logits = false, candidates}: {logits?: boolean; candidates?: {k: number; temperature: number}} = {}
   ): Promise<StepResult> {
-    const {Tensor} = this.ort;
     this.releaseLogits();
-    this.steps++;
     const total = this.length + ids.length;
-    if (this.inPlace && total > this.capacity)
-      throw new Error(`the lean decoder's cache holds ${this.capacity} positions, not ${total}`);
-    if (this.fixed) return this.capturedStep(this.fixed, ids, {logits, candidates});
-    const feeds: Record<string, OrtTensor> = {
-      input_ids: new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
-      [DECODE.seqlensK]: new Tensor("int32", Int32Array.of(total - 1), [1]),
-      [DECODE.totalLength]: new Tensor("int32", Int32Array.of(total), [])
-    };
-    if (this.session.inputNames.includes(DECODE.positions)) {
-      const positions = BigInt64Array.from(ids, (_, k) => BigInt(this.length + k));
-      feeds[DECODE.positions] = new Tensor("int64", positions, [1, ids.length]);
-    }
-    const fetches: Record<string, OrtTensor | null> = {[DECODE.nextToken]: this.next.tensor};
-    // In place: one buffer as both past and present, GroupQueryAttention writes the new positions into it.
-    // Else the presents are new tensors, the next step's past.
-    this.cache.forEach(({key, value}, i) => {
-      const names = cacheNames(i);
-      feeds[names.pastKey] = key;
-      feeds[names.pastValue] = value;
-      fetches[names.presentKey] = this.inPlace ? key : null;
-      fetches[names.presentValue] = this.inPlace ? value : null;
-    });
-    if (logits || candidates) fetches[LOGITS] = null;
-    const results = await this.session.run(feeds, fetches as Record<string, OrtTensor>);
+    if (total > this.mode.capacity)
+      throw new Error(`the lean decoder's cache holds ${this.mode.capacity} positions, not ${total}`);
+    const out = await this.mode.run(ids, this.length, logits || candidates !== undefined);
     this.length = total;
-    if (!this.inPlace) {
-      this.releaseCache();
-      this.cache = Array.from({length: this.arch.config.numLayers}, (_, i) => ({
-        key: results[cacheNames(i).presentKey],
-        value: results[cacheNames(i).presentValue]
-      }));
+    if (!out) return {next: await this.readNext()};
+    if (logits) {
+      const data = await out.read();
+      out.release();
+      return {next: -1, logits: data};
     }
-    if (logits) return {next: -1, logits: (await results[LOGITS].getData(true)) as Float32Array};
-    if (!candidates) return {next: await this.readNext()};
-    const last = (this.lastLogits = results[LOGITS]);
+    this.lastLogits = out;
     return {
       next: -1,
-      candidates: await this.candidates(last, candidates),
+      candidates: await this.candidates(out.tensor, candidates!),
       readLogits: async () => {
-        if (this.lastLogits !== last) throw new Error("a step's logits are kept only until the next step");
+        if (this.lastLogits !== out) throw new Error("a step's logits are kept only until the next step");
         this.lastLogits = undefined;
-        return (await last.getData(true)) as Float32Array;
-      }
-    };
-  }
-
-  /**
-   * `step` on a captured decoder: one run a token, each with the fixed tensors rewritten first. The session's first
-   * run records the step (and runs it); every later run replays the record.
-   */
-  private async capturedStep(
-    fixed: Fixed,
-    ids: number[],
-    {logits, candidates}: {logits: boolean; candidates?: {k: number; temperature: number}}
-  ): Promise<StepResult> {
-    const feeds: Record<string, OrtTensor> = {
-      input_ids: fixed.ids,
-      [DECODE.seqlensK]: fixed.seqlensK,
-      [DECODE.totalLength]: fixed.totalLength
-    };
-    if (fixed.positions) feeds[DECODE.positions] = fixed.positions;
-    const fetches: Record<string, OrtTensor> = {[DECODE.nextToken]: this.next.tensor, [LOGITS]: fixed.logits};
-    this.cache.forEach(({key, value}, i) => {
-      const names = cacheNames(i);
-      feeds[names.pastKey] = fetches[names.presentKey] = key;
-      feeds[names.pastValue] = fetches[names.presentValue] = value;
-    });
-    const write = (tensor: OrtTensor, data: ArrayBufferView) =>
-      this.device.queue.writeBuffer(tensor.gpuBuffer, 0, data);
-    for (const id of ids) {
-      write(fixed.ids, BigInt64Array.of(BigInt(id)));
-      write(fixed.seqlensK, Int32Array.of(this.length));
-      write(fixed.totalLength, Int32Array.of(this.length + 1));
-      if (fixed.positions) write(fixed.positions, BigInt64Array.of(BigInt(this.length)));
-      await this.session.run(feeds, fetches);
-      this.length++;
-    }
-    const V = this.arch.config.vocabSize;
-    if (logits) return {next: -1, logits: new Float32Array(await this.readBuffer(fixed.logits, 4 * V))};
-    if (!candidates) return {next: await this.readNext()};
-    const step = this.steps;
-    return {
-      next: -1,
-      candidates: await this.candidates(fixed.logits, candidates),
-      readLogits: async () => {
-        if (this.steps !== step) throw new Error("a step's logits are kept only until the next step");
-        return new Float32Array(await this.readBuffer(fixed.logits, 4 * V));
+        const data = await out.read();
+        out.release();
+        return data;
       }
     };
   }
 
   /** The candidates graph on `logits` (on the GPU): one run, one readback of `4 (1 + 2k)` bytes. */
   private async candidates(logits: OrtTensor, {k, temperature}: {k: number; temperature: number}): Promise<Candidates> {
-    const {Tensor} = this.ort;
+    const {Tensor} = this.ctx.ort;
     if (!this.candidateSession) {
-      this.candidateSession = this.open(buildCandidatesGraph(this.arch.config.vocabSize));
+      this.candidateSession = this.open(buildCandidatesGraph(this.ctx.arch.config.vocabSize));
       this.candidateSession.catch(() => (this.candidateSession = undefined));
     }
     const session = await this.candidateSession;
@@ -339,49 +472,36 @@ export class LeanDecoder {
   }
 
   private releaseLogits(): void {
-    this.lastLogits?.dispose();
+    this.lastLogits?.release();
     this.lastLogits = undefined;
   }
 
-  /** The 8 bytes of `next_token`: one copy into a mappable buffer, one map. */
+  /** The 8 bytes of `next_token`: one copy into the kept mappable buffer, one map. */
   private async readNext(): Promise<number> {
-    const {tensor, staging} = this.next;
-    return Number(new BigInt64Array(await this.copyOut(tensor, staging, 8))[0]);
-  }
-
-  /** The first `bytes` of a tensor that stays where it is (a fixed one): copied into a buffer of its own, mapped. */
-  private async readBuffer(tensor: OrtTensor, bytes: number): Promise<ArrayBuffer> {
-    const staging = this.device.createBuffer({size: bytes, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
-    try {
-      return await this.copyOut(tensor, staging, bytes);
-    } finally {
-      staging.destroy();
-    }
-  }
-
-  /** The first `bytes` of `tensor`, copied into the mappable `staging` and mapped: one readback. */
-  private async copyOut(tensor: OrtTensor, staging: GPUBufferLike, bytes: number): Promise<ArrayBuffer> {
-    const encoder = this.device.createCommandEncoder();
-    encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, staging, 0, bytes);
-    this.device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(MAP_MODE_READ);
-    const data = staging.getMappedRange().slice(0, bytes);
-    staging.unmap();
-    return data;
+    const host = await readBack(this.ctx.device, [{buffer: this.mode.nextToken.gpuBuffer, bytes: 8}], this.staging);
+    return Number(new BigInt64Array(host)[0]);
   }
 
   async dispose(): Promise<void> {
     this.releaseLogits();
-    await this.session.release();
+    await this.ctx.session.release();
     await this.candidateSession?.then((session) => session.release()).catch(() => undefined);
-    this.releaseCache();
-    if (this.fixed) {
-      const {owner, ...tensors} = this.fixed;
-      for (const tensor of [...Object.values(tensors), this.next.tensor]) tensor?.dispose();
-      await owner.release();
-    } else (this.next.tensor.gpuBuffer as GPUBufferLike).destroy();
-    this.next.staging.destroy();
+    await this.mode.dispose();
+    this.staging.destroy();
   }
+}
+
+/** The tensors a captured decoder binds for every run (`fixedTensors`), rewritten in place before each. */
+interface Fixed {
+  ids: OrtTensor;
+  seqlensK: OrtTensor;
+  totalLength: OrtTensor;
+  positions?: OrtTensor;
+  next: OrtTensor;
+  logits: OrtTensor;
+  cache: KeyValues;
+  /** The session whose outputs these are: they live as long as it and they are not disposed. */
+  owner: InferenceSession;
 }
 
 /**
@@ -393,7 +513,7 @@ async function fixedTensors(
   open: (encoded: EncodedModel) => Promise<InferenceSession>,
   arch: Architecture,
   positions: boolean
-): Promise<{fixed: Fixed; next: OrtTensor; cache: {key: OrtTensor; value: OrtTensor}[]}> {
+): Promise<Fixed> {
   const {numLayers, numKeyValueHeads: KV, headDim, vocabSize, maxPositions} = arch.config;
   const cacheDims = [1, KV, Math.min(CAPTURE_CAPACITY, maxPositions), paddedHead(headDim).P];
   const shapes: [string, number, number[]][] = [
@@ -414,15 +534,13 @@ async function fixedTensors(
   const owner = await open(g.build("fixed_tensors"));
   const t = await owner.run({});
   return {
-    fixed: {
-      ids: t.ids,
-      seqlensK: t.seqlensK,
-      totalLength: t.totalLength,
-      positions: t.positions,
-      logits: t.logits,
-      owner
-    },
+    ids: t.ids,
+    seqlensK: t.seqlensK,
+    totalLength: t.totalLength,
+    positions: t.positions,
     next: t.next,
-    cache: Array.from({length: numLayers}, (_, i) => ({key: t[`key${i}`], value: t[`value${i}`]}))
+    logits: t.logits,
+    cache: Array.from({length: numLayers}, (_, i) => ({key: t[`key${i}`], value: t[`value${i}`]})),
+    owner
   };
 }

@@ -40,18 +40,9 @@ import type {EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
-import {BUFFER_USAGE, MAP_MODE_READ, type GPUDeviceLike} from "./webgpu-types.js";
 import {LeanDecoder} from "./decode.js";
-
-/** The parts of onnxruntime-node and onnxruntime-web that the engine uses; both modules fit. */
-export interface OrtModule {
-  InferenceSession: {create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>};
-  Tensor: new (
-    type: "float32" | "int64" | "bool",
-    data: Float32Array | BigInt64Array | Uint8Array,
-    dims: readonly number[]
-  ) => OrtTensor;
-}
+import {gpuDevice, readBack, type Ort} from "./ort.js";
+import {formatBytes} from "../units.js";
 
 export type LoadStage = "config" | "download" | "graph" | "session" | "ready";
 export interface LoadProgress {
@@ -64,7 +55,7 @@ export interface LoadProgress {
 }
 
 export interface CreateOptions {
-  ort: OrtModule;
+  ort: Ort;
   /** e.g. ["webgpu", "wasm"] or ["cpu"]. */
   executionProviders?: InferenceSession.SessionOptions["executionProviders"];
   /** Where a folder has no weights (or to ignore them): "random" draws them from `seed`. */
@@ -135,7 +126,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     report({
       stage: "download",
       ...p,
-      message: `downloading ${p.file}: ${mb(p.loaded)}${p.total ? ` of ${mb(p.total)}` : ""}`
+      message: `downloading ${p.file}: ${formatBytes(p.loaded, p.total || undefined)}`
     });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
@@ -436,13 +427,10 @@ export class Model implements LanguageModel {
         : this.options;
       this.lean = this.openGraph(build, options)
         .then((session) =>
-          LeanDecoder.create(
-            this.options.ort as never,
-            session,
-            (encoded) => openSession(encoded, this.options),
-            this.arch,
-            {inPlace: this.options.cacheInPlace === true, capture}
-          )
+          LeanDecoder.create(this.options.ort, session, (encoded) => openSession(encoded, this.options), this.arch, {
+            inPlace: this.options.cacheInPlace === true,
+            capture
+          })
         )
         .catch((error: unknown) => {
           this.leanError = error instanceof Error ? error : new Error(String(error));
@@ -558,16 +546,16 @@ export class Model implements LanguageModel {
 
 /**
  * Bring outputs that stayed on the GPU (`location: "gpu-buffer"`) to the host in as few round trips as the
- * device allows: every tensor is copied into one staging buffer (several, where they outgrow its largest
- * buffer), which is mapped once. onnxruntime-web's own `getData()` maps each tensor on its own, and a wait
- * for the GPU per tensor made fetching every hook point of SmolLM2-135M ~5× slower than the logits alone.
- * Host-side outputs are left as they are; the GPU tensors are released.
+ * device allows: one `readBack` for them all (several, where they outgrow its largest buffer). onnxruntime-web's
+ * own `getData()` maps each tensor on its own, and a wait for the GPU per tensor made fetching every hook point
+ * of SmolLM2-135M ~5× slower than the logits alone. Host-side outputs are left as they are; the GPU tensors are
+ * released.
  */
-async function download(ort: OrtModule, tensors: (readonly [string, OrtTensor])[]): Promise<Map<string, Float32Array>> {
+async function download(ort: Ort, tensors: (readonly [string, OrtTensor])[]): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   const onGpu = tensors.filter(([, t]) => t.location === "gpu-buffer");
   if (onGpu.length === 0) return out;
-  const device = (await (ort as unknown as {env: {webgpu: {device: unknown}}}).env.webgpu.device) as GPUDeviceLike;
+  const device = await gpuDevice(ort);
   const bytesOf = (t: OrtTensor) => t.size * 4;
   // Batches that fit one buffer; a tensor larger than that alone goes through ort.
   const limit = Math.min(device.limits.maxBufferSize, 1 << 30);
@@ -587,23 +575,14 @@ async function download(ort: OrtModule, tensors: (readonly [string, OrtTensor])[
   if (current.length) batches.push(current);
   for (const batch of batches) {
     const total = batch.reduce((sum, [, t]) => sum + bytesOf(t), 0);
-    if (total === 0) {
-      for (const [name, t] of batch) (out.set(name, new Float32Array(0)), t.dispose());
-      continue;
-    }
-    const staging = device.createBuffer({size: total, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
-    const encoder = device.createCommandEncoder();
+    const host =
+      total === 0
+        ? new ArrayBuffer(0)
+        : await readBack(
+            device,
+            batch.map(([, t]) => ({buffer: t.gpuBuffer, bytes: bytesOf(t)}))
+          );
     let offset = 0;
-    for (const [, t] of batch) {
-      if (bytesOf(t)) encoder.copyBufferToBuffer(t.gpuBuffer, 0, staging, offset, bytesOf(t));
-      offset += bytesOf(t);
-    }
-    device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(MAP_MODE_READ);
-    const host = staging.getMappedRange().slice(0);
-    staging.unmap();
-    staging.destroy();
-    offset = 0;
     for (const [name, t] of batch) {
       out.set(name, new Float32Array(host, offset, t.size));
       offset += bytesOf(t);
@@ -625,8 +604,4 @@ function releaseBuffers(views: Uint8Array[]): void {
     seen.add(buffer);
     buffer.transfer(0);
   }
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
