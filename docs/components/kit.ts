@@ -2,7 +2,7 @@
  * The page kit: what every page of the site sets itself up with, in one call — the model control, "Run live",
  * the live model's status, the page's precomputed numbers for the model asked for and the line that says where
  * the numbers come from — and the few views the pages share (notes, the top-tokens table). A page is then its
- * data, this call, its analysis and its view:
+ * data, this call, its analysis and its view (each block one of the page's cells; docs/logit-lens.md in full):
  *
  *   import {modelPage, keepLast, errorNote} from "./components/kit.js";
  *
@@ -11,7 +11,7 @@
  *   const {controls, modelId, live, running, stored} = modelPage({value: "stories260K", precomputed: precomputed.models});
  *   display(controls);
  *
- *   const lens = running ? await keepLast("lens", () => running.lane("lens").inside("lensView", prompt), stored) : stored;
+ *   const lens = running ? await keepLast("lens", () => running.lane("lens").analyse("lensView", prompt), stored) : stored;
  *
  * `modelId`, `live`, `running` and `stored` are generators: each is a reactive value of the page, and a cell
  * that uses one re-runs when it changes — `running` only when a model becomes ready or "Run live" flips, never

@@ -161,7 +161,7 @@ export interface ModelState {
   error?: unknown;
 }
 
-let latest = 0; // the newest liveModel call
+let latest = 0; // the newest followModel call
 let loading: AbortController | undefined;
 let ready: Model | undefined;
 const readyListeners = new Set<(model: Model) => void>();

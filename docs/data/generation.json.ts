@@ -1,15 +1,13 @@
 // Page 1's precomputed text: the default prompt's greedy continuation by each site model (trained or random
 // weights, as `weightsOrigin` says; random weights write gibberish).
 import {GENERATION_DEFAULTS} from "../../src/analysis/tokens.js";
-import {loadSiteModel, siteModels} from "./site-models.js";
+import {perSiteModel} from "./site-models.js";
 
 const {prompt, maxNewTokens} = GENERATION_DEFAULTS;
-const generations = [];
-for (const {id} of siteModels()) {
-  const model = await loadSiteModel(id);
+const generations = await perSiteModel(async (model) => {
   // Each token with the text it adds (onToken's `text`): joined, they are the continuation, spaces and all.
   const tokens: {id: number; text: string}[] = [];
   const result = await model.generate(prompt, {maxNewTokens, onToken: ({id, text}) => tokens.push({id, text})});
-  generations.push({id, weightsOrigin: model.weightsOrigin, prompt, maxNewTokens, tokens, text: result.text, stopped: result.stopped});
-}
+  return {prompt, maxNewTokens, tokens, text: result.text, stopped: result.stopped};
+});
 process.stdout.write(JSON.stringify({prompt, maxNewTokens, generations}, null, 1) + "\n");
