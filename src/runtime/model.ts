@@ -40,7 +40,8 @@ import type {EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
-import {LeanDecoder} from "./decode.js";
+import {LeanDecoder, sharesShadersAcrossModels} from "./decode.js";
+import {localWindowHonoured} from "../graph/decode.js";
 import {gpuDevice, readBack, type Ort} from "./ort.js";
 import {formatBytes} from "../units.js";
 
@@ -82,15 +83,15 @@ export interface CreateOptions {
   /**
    * Run generation on the lean decode graph (runtime/decode.ts) on WebGPU. `cacheInPlace` is onnxruntime-web's
    * native WebGPU provider, whose GroupQueryAttention writes a fixed-capacity cache in place: there the lean graph
-   * is the default. The JSEP build's returns the cache anew each step, and it reuses compiled shaders across
-   * models in one process (mini-pythia's lean graph run before stories260K's gives stories260K wrong tokens), so
-   * there it runs only when asked for (`leanDecode: true`), one model to an onnxruntime instance.
+   * is the default. The JSEP build's returns the cache anew each step, and there the lean graph runs only when
+   * asked for (`leanDecode: true`), one model to an onnxruntime instance (runtime/decode.ts `sharesShadersAcrossModels`).
    */
   leanDecode?: boolean;
   cacheInPlace?: boolean;
   /**
    * Record the lean decode step once and replay it (onnxruntime's graph capture; runtime/decode.ts says what it
-   * takes): the native provider only (`cacheInPlace`), models without sliding windows. The prompt then goes in
+   * takes): the native provider only (`cacheInPlace`), where a sliding window stays right (graph/decode.ts
+   * `localWindowHonoured`; elsewhere uncaptured). The prompt then goes in
    * one token a run, and generations longer than `CAPTURE_CAPACITY` positions run on the traced graph.
    */
   graphCapture?: boolean;
@@ -406,17 +407,17 @@ export class Model implements LanguageModel {
    * generation then runs on the traced graph, slower and as right.
    */
   leanDecoder(): Promise<LeanDecoder | undefined> | undefined {
-    const wanted = this.options.leanDecode ?? this.options.cacheInPlace === true;
+    const inPlace = this.options.cacheInPlace === true;
+    const wanted = this.options.leanDecode ?? !sharesShadersAcrossModels({inPlace});
     if (!onWebGPU(this.options) || !this.arch.buildDecodeGraph || !wanted) return undefined;
-    // The JSEP build's GroupQueryAttention does not apply local_window_size (mini-gemma3's tokens go wrong):
-    // there, a model with sliding windows keeps the traced graph.
+    // A model with sliding windows decodes on the lean graph only where GroupQueryAttention applies them: uncaptured,
+    // else on the traced graph.
     const windowed = this.arch.slidingWindows.some((w) => w !== null);
-    if (!this.options.cacheInPlace && windowed) return undefined;
+    const windowRight = (captured: boolean) => !windowed || localWindowHonoured({cacheInPlace: inPlace, captured});
+    if (!windowRight(false)) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
-      // onnxruntime-web 1.30's GroupQueryAttention gives wrong tokens for a sliding window under capture (mini-gemma3):
-      // windowed models keep the lean graph uncaptured.
-      const capture = this.options.graphCapture === true && this.options.cacheInPlace === true && !windowed;
+      const capture = this.options.graphCapture === true && inPlace && windowRight(true);
       // ort-web hands enableGraphCapture to the provider only when the provider is named as an object.
       const options: CreateOptions = capture
         ? {
@@ -428,7 +429,7 @@ export class Model implements LanguageModel {
       this.lean = this.openGraph(build, options)
         .then((session) =>
           LeanDecoder.create(this.options.ort, session, (encoded) => openSession(encoded, this.options), this.arch, {
-            inPlace: this.options.cacheInPlace === true,
+            inPlace,
             capture
           })
         )
