@@ -6,8 +6,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     pool: "forks",
-    // Brings the loopback interface up in a fresh network namespace (`unshare -rn npm test`).
-    globalSetup: ["test/helpers/loopback.ts"],
+    // Brings the loopback interface up in a fresh network namespace (`unshare -rn npm test`); makes the run's
+    // folder, where the site is built once for every test file that serves it.
+    globalSetup: ["test/helpers/loopback.ts", "test/helpers/run-folder.ts"],
     env: {LMW_MODELS: "test/fixtures"}
   }
 });

@@ -12,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {referenceForward} from "../docs/components/tiny-onnx.js";
 import {hasChromium, launchBrowser, quietModel, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
-import {oneBuildAtATime} from "./helpers/site.js";
+import {keepLoaderOutputs, oneBuildAtATime} from "./helpers/site.js";
 
 declare global {
   interface Window {
@@ -33,9 +33,10 @@ async function buildSite(): Promise<string> {
     () => false
   );
   const [cmd, args] = offline ? ["unshare", ["-rn", "npm", "run", "build"]] : ["npm", ["run", "build"]];
-  const {stdout, stderr} = await oneBuildAtATime(() =>
-    run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20})
-  );
+  const {stdout, stderr} = await oneBuildAtATime(async () => {
+    await keepLoaderOutputs();
+    return run(cmd as string, args as string[], {cwd: ROOT, maxBuffer: 64 << 20});
+  });
   return `${stdout}\n${stderr}`;
 }
 

@@ -2,8 +2,6 @@
  * The lecture pages' data loaders (docs/data/{anatomy,context,attention}.json.ts), run as the build runs them,
  * against the engine's own computations on the same models (loaded through docs/data/site-models.ts).
  */
-import {execFile} from "node:child_process";
-import {promisify} from "node:util";
 import {beforeAll, describe, expect, it} from "vitest";
 import {
   activationMatrix,
@@ -23,13 +21,10 @@ import {
 import {residualHook} from "../src/analysis/hooks.js";
 import {matrix, row} from "../src/analysis/index.js";
 import {loadSiteModel, siteModels} from "../docs/data/site-models.js";
+import {builtData} from "./helpers/site.js";
 
-const run = promisify(execFile);
-
-async function loader(name: string): Promise<any> {
-  const {stdout} = await run("npx", ["tsx", `docs/data/${name}.json.ts`], {maxBuffer: 64 << 20});
-  return JSON.parse(stdout);
-}
+/** A loader's output as the site build shipped it (the build shared with the browser tests). */
+const loader = (name: string): Promise<any> => builtData(`data/${name}.json`);
 
 /** Every number within `rel` of the reference (relative to the reference's largest magnitude). */
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rel = 1e-3): void {
@@ -45,7 +40,7 @@ const data: Record<string, any> = {};
 beforeAll(async () => {
   const [anatomy, context, attention] = await Promise.all(["anatomy", "context", "attention"].map(loader));
   Object.assign(data, {anatomy, context, attention});
-}, 300_000);
+}, 1_200_000);
 
 const ids = () => siteModels().map((m) => m.id);
 

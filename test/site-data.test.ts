@@ -1,6 +1,7 @@
 /**
- * The site's data: the data loaders (run as Framework runs them, `tsx <loader>`, with LMW_MODELS from
- * vitest.config.ts) against the engine, and the model files the site ships against their sources.
+ * The site's data: the data loaders' outputs as the site build ships them (the build the browser tests share,
+ * with LMW_MODELS from vitest.config.ts) against the engine, and the model files the site ships (those loaders
+ * run as Framework runs them, `tsx <loader>`) against their sources.
  */
 import {execFile} from "node:child_process";
 import {readFileSync} from "node:fs";
@@ -10,6 +11,7 @@ import {beforeAll, describe, expect, test} from "vitest";
 import {siteModels} from "../docs/data/site-models.js";
 import {analyseTokens, GENERATION_DEFAULTS, TOKENS_DEFAULTS, visible} from "../src/analysis/tokens.js";
 import {loadModel} from "../src/node.js";
+import {builtData} from "./helpers/site.js";
 import {softmax, topK} from "../src/analysis/index.js";
 
 const run = promisify(execFile);
@@ -28,11 +30,11 @@ describe("data loaders", () => {
   let models: any, tokens: any, generation: any;
   beforeAll(async () => {
     [models, tokens, generation] = await Promise.all([
-      json("docs/data/models.json.ts"),
-      json("docs/data/tokens.json.ts"),
-      json("docs/data/generation.json.ts")
+      builtData("data/models.json"),
+      builtData("data/tokens.json"),
+      builtData("data/generation.json")
     ]);
-  });
+  }, 1_200_000);
 
   test("the site is built with gpt2, SmolLM2-135M and stories260K; only stories260K ships weights", () => {
     expect(siteModels().map((m) => [m.id, m.weights])).toEqual([
