@@ -41,7 +41,7 @@ describe.skipIf(skipBrowserTests())("the lecture pages on every family", () => {
     server = await serveStatic(site.dir);
     browser = await launchBrowser({viewport: {width: 1200, height: 900}});
     await mkdir(SCREENSHOTS, {recursive: true});
-  }, 600_000);
+  });
 
   afterAll(async () => {
     await browser?.close();

@@ -83,7 +83,7 @@ describe.skipIf(skipBrowserTests())("Inside the model, live in the worker", () =
     server = await serveStatic(site.dir);
     browser = await launchBrowser({viewport: {width: 1200, height: 900}});
     await mkdir(SCREENSHOTS, {recursive: true});
-  }, 600_000);
+  });
 
   afterAll(async () => {
     await browser?.close();

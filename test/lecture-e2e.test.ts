@@ -73,7 +73,7 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
     await writeFile(join(slow, "tokenizer.json"), JSON.stringify(tokenizer));
     hub = await startHubServer({"test-org/slow-tokenizer": slow});
     browser = await launchBrowser({viewport: {width: 1200, height: 900}});
-  }, 300_000);
+  });
 
   afterAll(async () => {
     await mkdir(RESULTS, {recursive: true});

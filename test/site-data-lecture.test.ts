@@ -40,7 +40,7 @@ const data: Record<string, any> = {};
 beforeAll(async () => {
   const [anatomy, context, attention] = await Promise.all(["anatomy", "context", "attention"].map(loader));
   Object.assign(data, {anatomy, context, attention});
-}, 1_200_000);
+});
 
 const ids = () => siteModels().map((m) => m.id);
 

@@ -34,7 +34,7 @@ describe("data loaders", () => {
       builtData("data/tokens.json"),
       builtData("data/generation.json")
     ]);
-  }, 1_200_000);
+  });
 
   test("the site is built with gpt2, SmolLM2-135M and stories260K; only stories260K ships weights", () => {
     expect(siteModels().map((m) => [m.id, m.weights])).toEqual([

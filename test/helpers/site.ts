@@ -88,6 +88,8 @@ export async function buildSiteCopy(): Promise<BuiltSite> {
   const logFile = join(dir, "build.log");
   const log = await oneBuildAtATime(async () => {
     if (existsSync(logFile)) return readFile(logFile, "utf8");
+    // What a build cut short left here (its process killed) would conflict with this build's files.
+    await rm(dir, {recursive: true, force: true});
     await mkdir(dir, {recursive: true});
     const log = await build(dir);
     await writeFile(logFile, log); // written last: a build that failed is built again by the next file that asks
