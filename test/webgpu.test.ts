@@ -92,18 +92,13 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
     expect(relativeError(logits.subarray(logits.length - last.length), last), "logits").toBeLessThan(RELATIVE);
   }
 
-  const plan: [Backend, (typeof FIXTURES)[number], number[], number][] = [
-    // backend, fixture, prompts traced, greedy generations checked
-    ...FIXTURES.map(
-      (name) => ["wasm", name, [0, 1, 2, 3], 1] as [Backend, (typeof FIXTURES)[number], number[], number]
-    ),
+  type Row = [Backend, (typeof FIXTURES)[number], number[], number];
+  const plan: Row[] = [
+    // backend, fixture, prompts traced, greedy generations checked: every prompt on WASM; on WebGPU (SwiftShader,
+    // slow) every prompt of the trained stories260K first, then two of each mini fixture
+    ...FIXTURES.map((name): Row => ["wasm", name, [0, 1, 2, 3], 1]),
     ["webgpu", "stories260K", [0, 1, 2, 3], 1],
-    ["webgpu", "mini-gpt2", [0, 2], 0],
-    ["webgpu", "mini-llama", [0, 2], 0],
-    ["webgpu", "mini-qwen2", [0, 2], 0],
-    ["webgpu", "mini-qwen3", [0, 2], 0],
-    ["webgpu", "mini-pythia", [0, 2], 0],
-    ["webgpu", "mini-gemma3", [0, 2], 0]
+    ...FIXTURES.filter((name) => name !== "stories260K").map((name): Row => ["webgpu", name, [0, 2], 0])
   ];
 
   test.for(plan)(

@@ -10,6 +10,7 @@ import {readSiteModels, type SiteModel} from "../src/cells/shared.js";
 import type {LoadProgress} from "../src/index.js";
 import {loadWorkerModel, type WorkerModel as Model} from "../src/runtime/worker-model.js";
 import {weightsLabel} from "../src/runtime/weights.js";
+import {formatBytes} from "../src/units.js";
 
 /** The models the datalist suggests. */
 export const MODEL_CHOICES = [
@@ -287,8 +288,6 @@ export function watchReady(listener: (model: Model | undefined) => void): () => 
 // ---------------------------------------------------------------------------------------------------------
 // Views
 
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-
 /** What the model is: its id, weights, and the backend sentence. */
 function describe(model: Model): HTMLElement {
   const random = model.weightsOrigin !== "checkpoint";
@@ -310,7 +309,7 @@ export function modelStatus(state: ModelState): HTMLElement {
           loaded !== undefined && total
             ? html`<progress value=${loaded} max=${total}></progress>`
             : html`<progress></progress>`
-        }<span>${state.message}${loaded !== undefined && total ? "" : loaded ? ` (${mb(loaded)})` : ""}</span>
+        }<span>${state.message}${loaded !== undefined && total ? "" : loaded ? ` (${formatBytes(loaded)})` : ""}</span>
       </div>`
     );
   } else if (state.status === "error") {

@@ -332,7 +332,7 @@ export function steerDefaults(model: {config: {numLayers: number; vocabSize: num
 
 /**
  * The computations a page runs on a live model, by name: the page's model lives in a Web Worker
- * (runtime/worker.ts), which runs them there and answers with their plain data (`WorkerModel.inside`).
+ * (runtime/worker.ts), which runs them there and answers with their plain data (`LanguageModel.analyse`).
  */
 export const INSIDE_VIEWS = {lensView, patchingView, ablationView, steeringView, defaultPair, firstToken};
 export type InsideViews = typeof INSIDE_VIEWS;
