@@ -57,7 +57,11 @@ class FakeWorker {
       return this.send({type: "result", req, value: {tensors: {}, input_ids: args[0], tokens: []}, runs: 1});
     if (method === "analyse") {
       // [name, callback names, ...args]: report each callback once, then answer with what arrived.
-      const [, callbacks] = args as [string, string[]];
+      const [, callbacks, text] = args as [string, string[], unknown];
+      // An analysis tokenizes in the worker: it says so, and on a pathological input never says it is done.
+      this.send({type: "tokenizing", req, busy: true});
+      if (typeof text === "string" && text.includes("hang")) return;
+      this.send({type: "tokenizing", req, busy: false});
       for (const name of callbacks) this.send({type: "event", req, name, args: [1, 2]});
       return this.send({type: "result", req, value: args, runs: 1});
     }
@@ -158,6 +162,21 @@ describe("WorkerModel", () => {
     expect(sent).toEqual(["ablationView", ["onProgress"], "a is a", {answers: [1, 2]}]);
     expect(progress).toEqual([[1, 2]]);
     expect(calls(workers[0]!)).toEqual(['analyse:"ablationView"']);
+  });
+
+  it("an analysis whose tokenizing hangs in the worker gives a TokenizerTimeoutError and a new worker", async () => {
+    const hung = model.analyse("analyseTokens", "hang here", {k: 3});
+    await expect(hung).rejects.toBeInstanceOf(TokenizerTimeoutError);
+    await expect(hung).rejects.toThrow(/tokenizing took longer than 0 s, so it was given up/);
+    expect(workers).toHaveLength(2);
+    expect(workers[0]!.terminated).toBe(true);
+    // The next analysis runs on the new worker, its tokenizing within the limit.
+    await expect(model.analyse("analyseTokens", "fine", {k: 3})).resolves.toEqual([
+      "analyseTokens",
+      [],
+      "fine",
+      {k: 3}
+    ]);
   });
 
   it("a hung tokenizer call gives a TokenizerTimeoutError; a new worker loads the model; the same text fails at once", async () => {

@@ -61,6 +61,8 @@ interface Pending {
   signal?: AbortSignal;
   lane?: {name: string; ticket: number};
   timeoutMs?: number;
+  /** The longest one tokenization inside the call may take (an analysis tokenizes in the worker). */
+  tokenizingTimeoutMs?: number;
   onToken?: (token: StreamedToken) => void;
   /** An "analyse" call's callbacks, by name, for the worker's events. */
   callbacks?: Record<string, (...args: unknown[]) => void>;
@@ -189,7 +191,7 @@ class Connection {
         const p = this.queue.shift();
         if (!p) return;
         this.current = p;
-        if (p.timeoutMs) this.timer = setTimeout(() => this.timeOut(p), p.timeoutMs);
+        if (p.timeoutMs) this.timer = setTimeout(() => this.timeOut(p, p.timeoutMs!), p.timeoutMs);
         this.send({op: "call", req: p.req, method: p.method, args: p.args});
       },
       (error) => this.fail(error)
@@ -201,6 +203,12 @@ class Connection {
     if (!p || p.req !== data.req) return;
     if (data.type === "token") return p.onToken?.(data.token);
     if (data.type === "event") return p.callbacks?.[data.name]?.(...data.args);
+    if (data.type === "tokenizing") {
+      if (!p.tokenizingTimeoutMs) return;
+      clearTimeout(this.timer);
+      if (data.busy) this.timer = setTimeout(() => this.timeOut(p, p.tokenizingTimeoutMs!), p.tokenizingTimeoutMs);
+      return;
+    }
     clearTimeout(this.timer);
     this.current = undefined;
     this.runs = data.runs;
@@ -210,12 +218,12 @@ class Connection {
   }
 
   /** The running call took too long: the worker cannot be interrupted, so it is replaced. */
-  private timeOut(p: Pending): void {
+  private timeOut(p: Pending, limitMs: number): void {
     if (this.current !== p) return;
     this.current = undefined;
     this.worker.terminate();
     const error = new TokenizerTimeoutError(
-      `tokenizing took longer than ${(p.timeoutMs! / 1000).toFixed(0)} s, so it was given up ` +
+      `tokenizing took longer than ${(limitMs / 1000).toFixed(0)} s, so it was given up ` +
         `(some inputs make a tokenizer's pattern matching take minutes); the model is being loaded again`
     );
     if (p.method === "encode") this.hung.set(p.args[0] as string, error);
@@ -382,7 +390,8 @@ export class WorkerModel implements LanguageModel {
     return this.connection.call("analyse", [name, Object.keys(callbacks), ...sent], {
       lane: this.laneTicket,
       signal,
-      callbacks
+      callbacks,
+      tokenizingTimeoutMs: this.tokenizerTimeoutMs
     });
   }
 

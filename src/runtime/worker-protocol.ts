@@ -70,5 +70,7 @@ export type FromWorker =
   | {type: "token"; req: number; token: {id: number; text: string; index: number; piece: string}}
   /** A callback of an "analyse" call (its progress, its streamed text), by the option's name, with its arguments. */
   | {type: "event"; req: number; name: string; args: unknown[]}
+  /** The call is tokenizing (busy) or done tokenizing: the page holds each such span to the tokenizer's time limit. */
+  | {type: "tokenizing"; req: number; busy: boolean}
   | {type: "result"; req: number; value: unknown; runs: number}
   | {type: "error"; req: number; error: SentError; runs: number};

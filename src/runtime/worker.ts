@@ -61,6 +61,7 @@ scope.addEventListener("message", ({data}) => {
       (loaded) => {
         model = loaded;
         yieldBetweenRuns(loaded);
+        reportTokenizing(loaded);
         post({type: "loaded", info: infoOf(loaded)});
       },
       (error) => post({type: "load-error", error: sent(error)})
@@ -113,6 +114,28 @@ function yieldBetweenRuns(m: Model): void {
   };
 }
 
+/** The call being answered (calls come one at a time), for the tokenizing spans reported to the page. */
+let answering: number | undefined;
+
+/**
+ * An analysis tokenizes its text here, in the worker, where a tokenizer's pattern matching may take minutes on
+ * some inputs and nothing can interrupt it: so each tokenization is reported to the page before it starts and
+ * after it ends, and the page holds it to the tokenizer's time limit, replacing the worker when it runs over
+ * (worker-model.ts, `timeOut`), as it does for its own `encode` calls.
+ */
+function reportTokenizing(m: Model): void {
+  const encode = m.tokenizer.encode.bind(m.tokenizer);
+  m.tokenizer.encode = (text: string) => {
+    const req = answering;
+    if (req !== undefined) post({type: "tokenizing", req, busy: true});
+    try {
+      return encode(text);
+    } finally {
+      if (req !== undefined) post({type: "tokenizing", req, busy: false});
+    }
+  };
+}
+
 /** Resolves on the next macrotask (a MessageChannel message: no 4 ms clamp, unlike nested setTimeouts). */
 function nextMacrotask(): Promise<void> {
   return new Promise((resolve) => {
@@ -144,6 +167,7 @@ function infoOf(m: Model): ModelInfo {
 async function answer({req, method, args}: WorkerCall): Promise<void> {
   const controller = new AbortController();
   aborts.set(req, controller);
+  answering = req;
   try {
     if (!model) throw new Error("the model is not loaded yet");
     const m = model;
@@ -210,5 +234,6 @@ async function answer({req, method, args}: WorkerCall): Promise<void> {
     post({type: "error", req, error: sent(error), runs: model?.runs ?? 0});
   } finally {
     aborts.delete(req);
+    answering = undefined;
   }
 }
