@@ -9,6 +9,7 @@ Hub's own rules before they touch a URL or a folder, so no id (`../x`, `a/b/c`) 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -124,7 +125,12 @@ class HubFiles:
             if error.code in (401, 403):
                 raise RelayError(502, _gated(repo_id), model=repo_id) from None
             raise RelayError(502, f"the Hub answered {error.code} for {name} of {repo_id}", model=repo_id) from None
-        except (urllib.error.URLError, OSError) as error:
+        except http.client.IncompleteRead as error:
+            raise RelayError(
+                502, f"{name} of {repo_id} arrived cut short: {len(error.partial)} bytes, then the connection closed",
+                model=repo_id,
+            ) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             raise RelayError(503, f"the Hub is unreachable for {name} of {repo_id}: {error}", model=repo_id) from None
         if expected is not None and int(expected) != len(data):
             raise RelayError(

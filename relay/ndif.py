@@ -17,6 +17,7 @@ The API key travels in the `ndif-api-key` header only, and is never part of a me
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -116,7 +117,7 @@ class NdifClient:
                 if error.code not in RETRIED:
                     return error.code, dict(error.headers or {}), data
                 last = f"{error.code} {_detail(data)}"
-            except (urllib.error.URLError, OSError) as error:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:  # refused, reset, cut short
                 last = str(getattr(error, "reason", error))
         raise RelayError(503, f"NDIF is unreachable ({what} at {self.host}, {self.tries} tries): {last}")
 
