@@ -216,3 +216,32 @@ def require_key(key: Optional[str]) -> str:
     if not key or not key.strip():
         raise RelayError(401, "no NDIF API key: send it in the X-NDIF-Api-Key header (get one at login.ndif.us)")
     return key.strip()
+
+
+def run_to_end(
+    jobs: Jobs,
+    body: Dict[str, Any],
+    key: str,
+    on_state: Optional[Callable[[Job, float], None]] = None,
+    interval: float = 0.5,
+    longest_interval: float = 5.0,
+) -> tuple:
+    """Submit a job and poll it (backing off) until it ends; `(job, result safetensors bytes)`.
+
+    The build-time loader and record.py use this: the same path a page's job takes through the relay, without HTTP.
+    `on_state(job, seconds since submission)` is called for each new state or queue position.
+    """
+    start = time.monotonic()
+    job = jobs.submit(body, key)
+    seen = None
+    while True:
+        if (job.state, job.position) != seen:
+            seen = (job.state, job.position)
+            if on_state:
+                on_state(job, time.monotonic() - start)
+        if job.state in TERMINAL:
+            break
+        time.sleep(interval)
+        interval = min(interval * 1.5, longest_interval)
+        job = jobs.refresh(job.id, key)
+    return job, jobs.result(job.id, key)

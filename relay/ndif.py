@@ -68,6 +68,10 @@ class NdifClient:
             raise RelayError(502, f"NDIF's GET /status is malformed: no \"deployments\" object in {_short(answer)}")
         return answer
 
+    def env(self) -> Dict[str, Any]:
+        """GET /env: the server's Python and package versions (nnsight's `compare()` reads it)."""
+        return self._json("GET", "/env", {}, None, "GET /env")
+
     def download(self, url: str, size: Optional[int]) -> bytes:
         """The result file at `url` (a presigned link, no key), checked against `size`; 410 once it has expired."""
         status, _, data = self._call("GET", url, {}, None, "the result download", absolute=True)
