@@ -75,7 +75,15 @@ class NnsightRunner:
         nnsight = require_nnsight()
         with self._lock:
             if info.id not in self._models:
-                self._models[info.id] = nnsight.LanguageModel(info.id)
+                try:
+                    self._models[info.id] = nnsight.LanguageModel(info.id)
+                except Exception as error:  # transformers raises OSError, ValueError, HTTP errors, ...
+                    raise RelayError(
+                        502,
+                        f"nnsight could not load {info.id}'s config and tokenizer from the Hub ({type(error).__name__}: "
+                        f"{error}); for a gated model, start the relay with HF_TOKEN set",
+                        model=info.id,
+                    ) from None
             return self._models[info.id]
 
     def build(self, info: ModelInfo, experiment: str, plan: Dict[str, Any]) -> Tuple[bytes, Dict[str, str]]:
@@ -84,7 +92,17 @@ class NnsightRunner:
         model = self.model(info)
         backend = capture_backend(model)
         with self._lock:  # nnsight's tracing state is process-global: one trace at a time
-            experiments.run(experiment, model, plan, backend)
+            try:
+                experiments.run(experiment, model, plan, backend)
+            except RelayError:
+                raise
+            except Exception as error:
+                raise RelayError(
+                    500,
+                    f"nnsight {self.version()} could not build the {experiment} request for {info.id}: "
+                    f"{type(error).__name__}: {error}",
+                    model=info.id,
+                ) from None
         if backend.captured is None:
             raise RelayError(500, f"nnsight made no request for the {experiment} experiment", model=info.id)
         body, headers = backend.captured
