@@ -76,7 +76,9 @@ class NnsightRunner:
         with self._lock:
             if info.id not in self._models:
                 try:
-                    self._models[info.id] = nnsight.LanguageModel(info.id)
+                    # LanguageModel wraps AutoModelForCausalLM; later releases also name it TransformersModel.
+                    wrapper = getattr(nnsight, "LanguageModel", None) or getattr(nnsight, "TransformersModel")
+                    self._models[info.id] = wrapper(info.id)
                 except Exception as error:  # transformers raises OSError, ValueError, HTTP errors, ...
                     raise RelayError(
                         502,
