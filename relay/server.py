@@ -89,6 +89,8 @@ class RelayHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         try:
+            # Read the body whatever the route, so a kept-alive connection stays in step after an error.
+            self._raw = self._read()
             path = urllib.parse.urlsplit(self.path).path
             parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
             self._route(method, parts)
@@ -123,16 +125,20 @@ class RelayHandler(BaseHTTPRequestHandler):
 
     # --- bodies and answers ----------------------------------------------------------------------------------------
 
-    def _body(self) -> Any:
+    def _read(self) -> bytes:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
+            self.close_connection = True
             raise RelayError(400, "Content-Length is not a number") from None
         if length > MAX_BODY:
+            self.close_connection = True
             raise RelayError(400, f"the body is {length} bytes; the relay takes at most {MAX_BODY}")
-        raw = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _body(self) -> Any:
         try:
-            return json.loads(raw or b"null")
+            return json.loads(self._raw or b"null")
         except ValueError as error:
             raise RelayError(400, f"the body is not JSON: {error}") from None
 

@@ -293,6 +293,15 @@ class FailuresTest(RelayTestCase):
         self.assertEqual(status, 400)
         self.assertEqual(self.ndif.posts(), [], "nothing went to NDIF")
 
+    def test_a_body_that_is_not_json_is_400(self):
+        for data, text in ((b"{model: x", "the body is not JSON"), (b"[1, 2]", "the body must be a JSON object")):
+            request = urllib.request.Request(self.url + "/jobs", data=data, method="POST",
+                                             headers={"X-NDIF-Api-Key": GOOD_KEY})
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(request, timeout=10)
+            self.assertEqual(e.exception.code, 400)
+            self.assertIn(text, json.loads(e.exception.read())["error"]["message"])
+
     def test_key_never_leaks(self):
         self.ndif.add_job(QUEUE, LENS_RESULT)
         job = self.submit()
