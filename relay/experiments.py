@@ -10,6 +10,7 @@ plain Python works in it — loops, `isinstance`, torch calls — under two rule
   layers upward.
 - Only `.save()`d values come back, and downloads are the cost: everything is sliced or reduced on NDIF first
   (positions before saving; the sweeps keep the last position's logits of two answers and a top-k, not [V] rows).
+  torch.save writes a view's whole storage, so a row kept from a bigger tensor is cloned before it is saved.
 
 The bodies use only plain values from the plan (lists, ints, strings) and torch, and call no function of this
 package, so nothing of the relay has to exist on NDIF. A decoder layer's and self_attn's outputs are tuples in
@@ -158,8 +159,8 @@ def patching_trace(model: Any, plan: Dict[str, Any], backend: Any) -> None:
             t = torch.arange(T, device=value.device)
             value[2 + l * T + t, t] = value[0, t]
         last = model.lm_head.output[:, -1, :].float()
-        clean = last[0].save()
-        corrupt = last[1].save()
+        clean = last[0].clone().save()  # a view saves its whole storage ([rows, V]): clone the row
+        corrupt = last[1].clone().save()
         patched = last[2:]
         logits = patched[:, answers].save()
         best = patched.topk(top, dim=-1)
@@ -187,7 +188,7 @@ def ablation_trace(model: Any, plan: Dict[str, Any], backend: Any) -> None:
             rows = slice(1 + l * H, 1 + (l + 1) * H)
             heads_in[rows] = heads_in[rows] * keep[:, None, :]
         last = model.lm_head.output[:, -1, :].float()
-        base = last[0].save()
+        base = last[0].clone().save()  # a view saves its whole storage ([rows, V]): clone the row
         ablated = last[1:]
         logits = ablated[:, answers].save()
         best = ablated.topk(top, dim=-1)
