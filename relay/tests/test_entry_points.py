@@ -11,7 +11,6 @@ from pathlib import Path
 
 import standin
 from standin import GOOD_KEY, MODEL, JsonRunner, StandIn, saved
-from relay.hub import HubFiles
 from relay.jobs import Jobs, run_to_end
 from relay.ndif import NdifClient
 from relay.runner import installed_nnsight
