@@ -91,7 +91,9 @@ def trace_trace(model: Any, plan: Dict[str, Any], backend: Any) -> None:
                 else:
                     value[:, rows, cols] *= number
             if group["read"]:
-                values.append(value[:, positions] if positions is not None else value)
+                # A copy: self_attn's output is o_proj's tensor and mlp's is down_proj's, so an edit further on
+                # could otherwise change what was read here.
+                values.append(value[:, positions] if positions is not None else value.clone())
 
 
 def generate_trace(model: Any, plan: Dict[str, Any], backend: Any) -> None:

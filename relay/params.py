@@ -176,7 +176,8 @@ def _edit(edit: object, field: str, T: int, info: ModelInfo, index: int) -> Dict
         raise bad_param(f"{field}.value", f"a finite number is required, not {value!r}", info.id)
     step.update(op=op, value=float(value), positions=None, range=None)
     if edit.get("positions") is not None:
-        step["positions"] = _positions(edit["positions"], T, f"{field}.positions", info)
+        # An empty list selects no position (the workbench's sweeps write such edits): a no-op, allowed.
+        step["positions"] = _positions(edit["positions"], T, f"{field}.positions", info, empty=True)
     if edit.get("range") is not None:
         r = edit["range"]
         if (
@@ -221,8 +222,8 @@ def _answers(p: dict, info: ModelInfo) -> List[int]:
     return list(a)
 
 
-def _positions(ps: object, T: int, field: str, info: ModelInfo) -> List[int]:
-    if not isinstance(ps, list) or not ps:
+def _positions(ps: object, T: int, field: str, info: ModelInfo, empty: bool = False) -> List[int]:
+    if not isinstance(ps, list) or (not ps and not empty):
         raise bad_param(field, "a non-empty list of token positions is required", info.id)
     for i, t in enumerate(ps):
         if isinstance(t, bool) or not isinstance(t, int) or not -T <= t < T:
