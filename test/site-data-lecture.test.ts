@@ -24,7 +24,7 @@ import {loadSiteModel, siteModels} from "../docs/data/site-models.js";
 import {builtData} from "./helpers/site.js";
 
 /** A loader's output as the site build shipped it (the build shared with the browser tests). */
-const loader = (name: string): Promise<any> => builtData(`data/${name}.json`);
+const loader = (name: string): Promise<any> => builtData(`data/precomputed/${name}.json`);
 
 /** Every number within `rel` of the reference (relative to the reference's largest magnitude). */
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rel = 1e-3): void {

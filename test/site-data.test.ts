@@ -31,8 +31,8 @@ describe("data loaders", () => {
   beforeAll(async () => {
     [models, tokens, generation] = await Promise.all([
       builtData("data/models.json"),
-      builtData("data/tokens.json"),
-      builtData("data/generation.json")
+      builtData("data/precomputed/tokens.json"),
+      builtData("data/precomputed/generation.json")
     ]);
   });
 

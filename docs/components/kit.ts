@@ -6,7 +6,7 @@
  *
  *   import {modelPage, keepLast, errorNote} from "./components/kit.js";
  *
- *   const precomputed = FileAttachment("data/logit-lens.json").json();
+ *   const precomputed = FileAttachment("data/precomputed/logit-lens.json").json();
  *
  *   const {controls, modelId, live, running, stored} = modelPage({value: "stories260K", precomputed: precomputed.models});
  *   display(controls);

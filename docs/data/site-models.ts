@@ -9,9 +9,10 @@
  *   siteModel(name)       → the entry whose `name` (the URL folder: last part of the id) is `name`.
  *   loadSiteModel(id)     → the model on onnxruntime-node: its checkpoint when it has weights, else random
  *                           weights (seed 0); `model.weightsOrigin` says which. Cached per process.
- *   perSiteModel(compute) → a page's precomputed entries, one per site model: {id, name, weightsOrigin} (what
- *                           the page kit, docs/components/kit.ts, finds an entry by and labels it with) and
- *                           what `compute` makes of the model.
+ *   precomputeAll(pages)  → every page's precomputed file (docs/data/precompute/), each site model loaded
+ *                           once: per page, one entry per site model, {id, name, weightsOrigin} (what the
+ *                           page kit, docs/components/kit.ts, finds an entry by and labels it with) and what
+ *                           the page computes from the model.
  *
  * The files a model ships with the site (docs/models/<name>/…) are copied byte for byte from `folder`. Trained
  * weights over SHIP_WEIGHTS_BYTES (gpt2: 548 MB, SmolLM2-135M: 269 MB) are left out unless LMW_SHIP_WEIGHTS=1:
@@ -130,12 +131,43 @@ export interface PrecomputedFor {
   weightsOrigin: string;
 }
 
-/** A page's precomputed entries: for each site model in turn, which model it is and what `compute` makes of it. */
-export async function perSiteModel<T extends object>(compute: (model: Model) => Promise<T> | T): Promise<(PrecomputedFor & T)[]> {
-  const entries: (PrecomputedFor & T)[] = [];
+/**
+ * One page's precomputed file, `data/precomputed/<file>` on the site (docs/data/precompute/<page>.ts declares it;
+ * precomputed.zip.ts makes them all): `head`, the same for every model, then under `list` one entry per site
+ * model, {id, name, weightsOrigin} and what `compute` makes of that model.
+ */
+export interface PagePrecompute<T extends object = object> {
+  file: string;
+  head?: Record<string, unknown>;
+  /** The entries' key in the file (default "models"). */
+  list?: string;
+  compute(model: Model): Promise<T> | T;
+}
+
+/** Declares a page's precomputed file (typed: `compute`'s model is a `Model`). */
+export const precompute = <T extends object>(page: PagePrecompute<T>): PagePrecompute<T> => page;
+
+/**
+ * Every page's file, computed with each site model loaded once: the model outer (loading a full-size one takes
+ * most of the time), the pages inner, and the model released before the next is loaded. Progress on stderr.
+ */
+export async function precomputeAll(pages: PagePrecompute[]): Promise<Map<string, object>> {
+  const entries = new Map(pages.map((page) => [page, [] as object[]]));
   for (const {id, name} of siteModels()) {
+    let started = performance.now();
+    const seconds = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
     const model = await loadSiteModel(id);
-    entries.push({id, name, weightsOrigin: model.weightsOrigin, ...(await compute(model))});
+    process.stderr.write(`precomputed: ${id} (${model.weightsOrigin}) loaded in ${seconds()}\n`);
+    try {
+      for (const page of pages) {
+        started = performance.now();
+        entries.get(page)!.push({id, name, weightsOrigin: model.weightsOrigin, ...(await page.compute(model))});
+        process.stderr.write(`precomputed: ${id}: ${page.file} in ${seconds()}\n`);
+      }
+    } finally {
+      loaded.delete(siteModel(id).id);
+      await model.dispose();
+    }
   }
-  return entries;
+  return new Map(pages.map((page) => [page.file, {...page.head, [page.list ?? "models"]: entries.get(page)}]));
 }

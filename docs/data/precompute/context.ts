@@ -1,13 +1,16 @@
 // Page 4, precomputed for each site model: the autoregressive check at every layer for the two default
 // prompts, the cosine similarity of "break" across every layer in the lecture's three sentences, and the
 // exercise sentence's every token against those three.
-import {CONTEXT_DEFAULTS, type ContextTrace, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity, wordVectorHead} from "../../src/analysis/context.js";
-import {clampIndex} from "../../src/analysis/hooks.js";
-import {perSiteModel} from "./site-models.js";
+import {CONTEXT_DEFAULTS, type ContextTrace, checkAtLayer, contextTrace, exerciseSimilarity, wordIn, wordSimilarity, wordVectorHead} from "../../../src/analysis/context.js";
+import {clampIndex} from "../../../src/analysis/hooks.js";
+import {precompute} from "../site-models.js";
 
 const round = (v: number) => Number(v.toPrecision(6));
 
-const models = await perSiteModel(async (model) => {
+export default precompute({
+  file: "context.json",
+  head: {defaults: CONTEXT_DEFAULTS},
+  async compute(model) {
   const layers = model.config.numLayers;
   const [checkA, checkB] = [await contextTrace(model, CONTEXT_DEFAULTS.checkA), await contextTrace(model, CONTEXT_DEFAULTS.checkB)];
   const checkC = await contextTrace(model, CONTEXT_DEFAULTS.checkC);
@@ -47,5 +50,5 @@ const models = await perSiteModel(async (model) => {
       })
     }
   };
+}
 });
-process.stdout.write(JSON.stringify({defaults: CONTEXT_DEFAULTS, models}) + "\n");
