@@ -8,8 +8,8 @@
  * GPU picks. And all of it again with the step captured once and replayed (`graphCapture`).
  */
 // First: points Dawn at a Vulkan driver before anything starts it.
-import {available} from "./helpers/swiftshader.js";
-import {describe, expect, it} from "vitest";
+import {available, holdNativeWebGPU} from "./helpers/swiftshader.js";
+import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {
   FIXTURE_FAMILIES,
   FIXTURES,
@@ -24,6 +24,13 @@ import {countGPUWork, type GPUCounts} from "../src/runtime/gpu-counts.js";
 const {loadModel} = await import("../src/node.js");
 
 describe.skipIf(!available)("lean decode on WebGPU (SwiftShader)", () => {
+  // One native-provider session held open for the file: each model's shaders are compiled once, not per test.
+  let release: () => Promise<void> = async () => {};
+  beforeAll(async () => {
+    release = await holdNativeWebGPU();
+  });
+  afterAll(() => release());
+
   // The native provider writes the cache in place; the JSEP build (the pages' WebGPU) returns it anew each step, and
   // runs the lean graph only when asked for. It reuses compiled shaders across models in one process (mini-pythia's
   // lean graph before stories260K's gives wrong tokens): the order it gets right is the Llama-shaped families first,
