@@ -11,7 +11,8 @@ import {ablationView, defaultPair, lensView, patchingView} from "../src/analysis
 import {loadRemoteModel, type JobProgress, type RemoteModel} from "../src/remote/remote-model.js";
 import {main} from "../src/cli.js";
 import {fixtureDir} from "./helpers/fixtures.js";
-import {startRelayStandin, type RelayStandin} from "./helpers/relay-standin.js";
+import {snapshotResult, startRelayStandin, type RelayStandin} from "./helpers/relay-standin.js";
+import {snapshotLensView, snapshotPatchingView, type SnapshotResult} from "../src/remote/snapshot.js";
 
 const KEY = "test-key-not-a-secret";
 const ID = "lmw-fixtures/stories260K";
@@ -275,6 +276,30 @@ describe("the NDIF remote model, against a stand-in of the relay", () => {
       if (saved === undefined) delete process.env.NDIF_API_KEY;
       else process.env.NDIF_API_KEY = saved;
     }
+  });
+
+  it("the Big models page's snapshots become the same views the local analyses give", async () => {
+    const ids = local.tokenize(prompt).ids;
+    const lens = (await snapshotResult(local, "lens", {input_ids: ids, k: 5})) as SnapshotResult;
+    const here = await lensView(local, prompt, 5);
+    expect(snapshotLensView(lens)).toEqual({...here, prompt: here.pieces.join("")});
+    expect(snapshotLensView({...lens, params: {...lens.params, prompt}})).toEqual(here);
+
+    const pair = defaultPair(local);
+    const [clean, corrupt] = [local.tokenize(pair.clean).ids, local.tokenize(pair.corrupt).ids];
+    const params = {clean_ids: clean, corrupt_ids: corrupt, kind: "attn", answers: pair.answers, top: 5};
+    const patching = (await snapshotResult(local, "patching", params)) as SnapshotResult;
+    const view = await patchingView(local, pair.clean, pair.corrupt, {answers: pair.answers, kinds: ["attn"]});
+    expect(snapshotPatchingView({...patching, params: {...params, clean: pair.clean, corrupt: pair.corrupt}})).toEqual(
+      view
+    );
+
+    // A saved result that lost a piece or a tensor says which.
+    const {top_logits: _, ...tensors} = patching.tensors;
+    expect(() => snapshotPatchingView({...patching, tensors})).toThrow(
+      /the NDIF snapshot's patching result: it has no tensor top_logits/
+    );
+    expect(() => snapshotLensView({...lens, pieces: {}})).toThrow(/pieces has no entry for token id/);
   });
 
   it("never puts the key in a URL", () => {

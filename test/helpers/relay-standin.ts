@@ -99,7 +99,8 @@ export async function startRelayStandin(model: Model, dir: string, id: string, k
       if (body.model !== id) return error(res, 404, `${body.model} is not deployed on NDIF`, {model: body.model});
       let result: Uint8Array;
       try {
-        result = await compute(model, body.experiment, body.params);
+        const computed = await compute(model, body.experiment, body.params);
+        result = writeResult(computed.tensors, computed.header);
       } catch (e) {
         if (e instanceof WorkbenchError) return error(res, 400, e.message, {field: "params"});
         throw e;
@@ -173,7 +174,37 @@ type Packed = {dtype: "F32" | "I32"; shape: number[]; data: ArrayLike<number>};
 const f32 = (t: Tensor): Packed => ({dtype: "F32", shape: t.shape, data: t.data});
 const i32 = (t: Tensor): Packed => ({dtype: "I32", shape: t.shape, data: t.data});
 
-async function compute(model: Model, experiment: string, p: Record<string, any>): Promise<Uint8Array> {
+interface Computed {
+  tensors: Record<string, Packed>;
+  header: Record<string, unknown>;
+}
+const packed = (tensors: Record<string, Packed>, header: Record<string, unknown>): Computed => ({
+  tensors,
+  header
+});
+
+/**
+ * A result as the snapshot loader (docs/data/ndif-snapshot.json.py) saves it: `{experiment, params, header,
+ * tensors: {name: {dtype, shape, data}}, pieces}`, computed by our engine as the stand-in computes its answers.
+ */
+export async function snapshotResult(model: Model, experiment: string, params: Record<string, any>) {
+  const {tensors, header} = await compute(model, experiment, params);
+  const ids = new Set<number>();
+  for (const value of Object.values(header))
+    if (Array.isArray(value)) value.forEach((v) => Number.isInteger(v) && ids.add(v));
+  for (const t of Object.values(tensors)) if (t.dtype === "I32") Array.from(t.data).forEach((id) => ids.add(id));
+  return {
+    experiment,
+    params,
+    header,
+    tensors: Object.fromEntries(
+      Object.entries(tensors).map(([name, t]) => [name, {dtype: t.dtype, shape: t.shape, data: Array.from(t.data)}])
+    ),
+    pieces: Object.fromEntries([...ids].map((id) => [String(id), model.tokenizer.idToPiece(id)]))
+  };
+}
+
+async function compute(model: Model, experiment: string, p: Record<string, any>): Promise<Computed> {
   if (experiment === "trace") {
     const edits = ((p.edits ?? []) as Edit[]).map((e) => ({...e}));
     const traced = (await model.trace(p.input_ids, p.hooks as string[], {edits})) as unknown as Record<string, Tensor>;
@@ -182,7 +213,7 @@ async function compute(model: Model, experiment: string, p: Record<string, any>)
       const t = traced[hook];
       tensors[hook] = f32(p.positions ? keepPositions(t, p.positions) : t);
     }
-    return writeResult(tensors, {input_ids: p.input_ids});
+    return packed(tensors, {input_ids: p.input_ids});
   }
   if (experiment === "generate") {
     const g = await model.generate(p.input_ids, {
@@ -193,14 +224,14 @@ async function compute(model: Model, experiment: string, p: Record<string, any>)
       topP: p.top_p,
       seed: p.seed
     });
-    return writeResult(
+    return packed(
       {ids: {dtype: "I32", shape: [g.new_ids.length], data: g.new_ids}},
       {input_ids: p.input_ids, finish: g.stopped === "eos" ? "eos" : "length"}
     );
   }
   if (experiment === "lens") {
     const lens = await logitLens(model, p.input_ids, {k: p.k});
-    return writeResult(
+    return packed(
       {top_ids: i32(lens.topIds), top_logprobs: f32(lens.topLogprobs)},
       {input_ids: p.input_ids, hooks: lens.hooks}
     );
@@ -208,7 +239,7 @@ async function compute(model: Model, experiment: string, p: Record<string, any>)
   if (experiment === "patching") {
     const s = await patchSweep(model, p.clean_ids, p.corrupt_ids, p.kind as PatchKind, {ids: p.answers, top: p.top});
     const V = s.clean.length;
-    return writeResult(
+    return packed(
       {
         clean: {dtype: "F32", shape: [V], data: s.clean},
         corrupt: {dtype: "F32", shape: [V], data: s.corrupt},
@@ -221,7 +252,7 @@ async function compute(model: Model, experiment: string, p: Record<string, any>)
   }
   if (experiment === "ablation") {
     const s = await ablateHeads(model, p.input_ids, {ids: p.answers, top: p.top});
-    return writeResult(
+    return packed(
       {
         base: {dtype: "F32", shape: [s.base.length], data: s.base},
         logits: f32(s.logits),
