@@ -220,7 +220,9 @@ describe("the NDIF remote model, against a stand-in of the relay", () => {
     });
     const error = await loadRemoteModel(ID, {relay: `http://127.0.0.1:${port}`, apiKey: KEY}).catch((e: Error) => e);
     expect((error as Error).message).toMatch(
-      new RegExp(`could not reach the NDIF relay at http://127.0.0.1:${port} \\(ECONNREFUSED\\)\\. Start it`)
+      new RegExp(
+        `could not reach the NDIF relay at http://127.0.0.1:${port} \\(ECONNREFUSED\\)\\. Start it from the workbench's repository with \`python3 -m relay --port ${port}\``
+      )
     );
   });
 

@@ -163,12 +163,18 @@ export class Relay {
       const cause = (error as {cause?: {code?: string; message?: string}}).cause;
       const why = cause?.code ?? cause?.message ?? (error as Error).message;
       throw new WorkbenchError(
-        `${describe(context)}: could not reach the NDIF relay at ${this.address} (${why}). Start it ` +
-          `(relay/ in the workbench's repository; the README's "Big models (NDIF)" says how) or give its address ` +
-          `(loadModel's relay option, the CLI's --relay, the model box's relay field)`,
+        `${describe(context)}: could not reach the NDIF relay at ${this.address} (${why}). Start it from the ` +
+          `workbench's repository with \`python3 -m relay --port ${this.port()}\` (relay/README.md), or give its ` +
+          `address (loadModel's relay option, the CLI's --relay, the model box's relay field)`,
         {cause: error}
       );
     }
+  }
+
+  /** The relay's port, as its start command takes it. */
+  private port(): string {
+    const url = new URL(this.address);
+    return url.port || (url.protocol === "https:" ? "443" : "80");
   }
 
   /** The error a non-2xx answer stands for (PROTOCOL.md, "Errors"), with the relay's own message. */

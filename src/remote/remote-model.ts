@@ -51,6 +51,7 @@ import {
 } from "../runtime/language-model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {tracer} from "../runtime/trace.js";
+import {REMOTE_ORIGIN} from "../runtime/weights.js";
 import {Tokenizer, type Encoding} from "../tokenizer.js";
 import {Relay, type Experiment, type JobProgress, type RelayOptions, type RelayResult} from "./relay.js";
 
@@ -93,7 +94,7 @@ export async function loadRemoteModel(id: string, options: RemoteLoadOptions = {
 
 export class RemoteModel implements LanguageModel {
   readonly backend: string;
-  readonly weightsOrigin = "NDIF (remote): the Hub checkpoint, run on NDIF's servers";
+  readonly weightsOrigin = `${REMOTE_ORIGIN}: the Hub checkpoint, run on NDIF's servers`;
   readonly arch: Architecture;
   /** How many jobs have completed on NDIF. */
   runs = 0;
