@@ -269,6 +269,34 @@ describe("the NDIF remote model, against a stand-in of the relay", () => {
         `model.layers.2.output  [${here["model.layers.2.output"].shape.join(", ")}]`
       );
 
+      // lens, patch and generate give the local commands' JSON.
+      standin.behaviour = {};
+      const remoteFlags = ["--remote", "ndif", "--relay", standin.url, "--json"];
+      const pair = defaultPair(local);
+      const commands = [
+        ["lens", "MODEL", prompt, "--top-k", "3"],
+        [
+          "patch",
+          "MODEL",
+          "--clean",
+          pair.clean,
+          "--corrupt",
+          pair.corrupt,
+          "--ids",
+          pair.answers.join(","),
+          "--module",
+          "mlp"
+        ],
+        ["generate", "MODEL", prompt, "--max-new-tokens", "6"]
+      ];
+      for (const command of commands) {
+        const [there, here] = [io(), io()];
+        expect(await main([...command.map((a) => (a === "MODEL" ? ID : a)), ...remoteFlags], there.io)).toBe(0);
+        const localArgs = command.map((a) => (a === "MODEL" ? fixtureDir("stories260K") : a));
+        expect(await main([...localArgs, "--json"], here.io)).toBe(0);
+        expect(JSON.parse(there.out.join(""))).toEqual(JSON.parse(here.out.join("")));
+      }
+
       const refused = io();
       expect(await main([...args, "--runtime", "web"], refused.io)).toBe(1);
       expect(refused.err.join("")).toMatch(
