@@ -191,6 +191,9 @@ export class RemoteModel implements LanguageModel {
   readonly trace: Trace = tracer(async (input, paths, edits, {signal, positions}) => {
     paths.forEach((path) => this.checkHook(path, "trace"));
     const {ids, tokens} = this.encodeInput(input);
+    for (const p of positions ?? [])
+      if (!Number.isInteger(p) || p < -ids.length || p >= ids.length)
+        throw new WorkbenchError(`trace: position ${p} is outside the prompt's ${ids.length} positions`);
     const params = {
       input_ids: ids,
       hooks: paths,

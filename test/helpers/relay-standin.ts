@@ -14,6 +14,7 @@ import {WorkbenchError} from "../../src/errors.js";
 import type {Edit} from "../../src/runtime/edits.js";
 import type {Model} from "../../src/runtime/model.js";
 import type {Tensor} from "../../src/runtime/tensor.js";
+import {encodeSafetensors} from "./hub-server.js";
 
 export interface Behaviour {
   /** The queue positions a job goes through (one a poll) before DISPATCHED and RUNNING; none: done at the first poll. */
@@ -276,25 +277,15 @@ function keepPositions(t: Tensor, positions: number[]): Tensor {
   return {shape: [1, positions.length, ...t.shape.slice(2)], data};
 }
 
-/** A safetensors file: tensors in order, the header's fields as JSON in `__metadata__.lmw`, the header padded to 8 bytes. */
+/** The result file: the tensors in order (hub-server.ts's safetensors writer), the header's fields as JSON in `__metadata__.lmw`. */
 export function writeResult(tensors: Record<string, Packed>, header: Record<string, unknown>): Uint8Array {
-  const entries: Record<string, unknown> = {__metadata__: {lmw: JSON.stringify(header)}};
-  let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    entries[name] = {dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + 4 * t.data.length]};
-    offset += 4 * t.data.length;
-  }
-  let json = JSON.stringify(entries);
-  json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const head = Buffer.from(json, "utf8");
-  const out = new Uint8Array(8 + head.length + offset);
-  const view = new DataView(out.buffer);
-  view.setBigUint64(0, BigInt(head.length), true);
-  out.set(head, 8);
-  let at = 8 + head.length;
-  for (const t of Object.values(tensors)) {
-    for (let i = 0; i < t.data.length; i++, at += 4)
-      t.dtype === "F32" ? view.setFloat32(at, t.data[i], true) : view.setInt32(at, t.data[i], true);
-  }
-  return out;
+  return encodeSafetensors(
+    Object.entries(tensors).map(([name, t]) => ({
+      name,
+      dtype: t.dtype,
+      shape: t.shape,
+      bytes: new Uint8Array((t.dtype === "F32" ? Float32Array.from(t.data) : Int32Array.from(t.data)).buffer)
+    })),
+    {lmw: JSON.stringify(header)}
+  );
 }
