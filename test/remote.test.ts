@@ -6,6 +6,7 @@
  */
 import {afterAll, afterEach, beforeAll, describe, expect, it} from "vitest";
 import {createServer} from "node:net";
+import {createServer as createHttpServer} from "node:http";
 import {loadModel, type Model} from "../src/node.js";
 import {ablationView, defaultPair, lensView, patchingView} from "../src/analysis/inside-model.js";
 import {loadRemoteModel, type JobProgress, type RemoteModel} from "../src/remote/remote-model.js";
@@ -224,6 +225,20 @@ describe("the NDIF remote model, against a stand-in of the relay", () => {
         `could not reach the NDIF relay at http://127.0.0.1:${port} \\(ECONNREFUSED\\)\\. Start it from the workbench's repository with \`python3 -m relay --port ${port}\``
       )
     );
+  });
+
+  it("something other than the relay at the address: the error says so", async () => {
+    const other = createHttpServer((_, res) => res.writeHead(404).end("not here"));
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const {port} = other.address() as {port: number};
+    try {
+      const error = await loadRemoteModel(ID, {relay: `http://127.0.0.1:${port}`, apiKey: KEY}).catch((e: Error) => e);
+      expect((error as Error).message).toMatch(
+        /does not answer as the workbench's NDIF relay \(GET \/health answered 404\): is something else listening there\?/
+      );
+    } finally {
+      other.close();
+    }
   });
 
   it("refuses by name what stays local: weights, steering, tensor-valued edits", async () => {

@@ -72,6 +72,32 @@ export class Relay {
   }
 
   /**
+   * The relay's `GET /health`, checked: a relay of this contract's version (something else listening at the
+   * address, or a relay of another version, is an error that says so).
+   */
+  async health(signal?: AbortSignal): Promise<{nnsight?: string; ndif?: string}> {
+    const context = {model: "the NDIF relay", what: "checking it"};
+    const response = await this.request("GET", "/health", context, {signal});
+    const answer = response.ok
+      ? await this.json(response, context, "GET /health").catch(() => ({}) as Record<string, unknown>)
+      : (await response.body?.cancel(), {});
+    if (answer.relay !== "lm-workbench-ndif")
+      throw new WorkbenchError(
+        `${this.address} does not answer as the workbench's NDIF relay (GET /health answered ${response.status}` +
+          `${response.ok ? ` without "relay": "lm-workbench-ndif"` : ""}): is something else listening there?`
+      );
+    if (answer.protocol !== PROTOCOL_VERSION)
+      throw new WorkbenchError(
+        `the NDIF relay at ${this.address} speaks protocol ${JSON.stringify(answer.protocol)}, this workbench ` +
+          `protocol ${PROTOCOL_VERSION}: update the one that is behind`
+      );
+    return {
+      nnsight: typeof answer.nnsight === "string" ? answer.nnsight : undefined,
+      ndif: typeof answer.ndif === "string" ? answer.ndif : undefined
+    };
+  }
+
+  /**
    * One of the model's Hub files the relay serves (`config.json`, `tokenizer.json`, `tokenizer_config.json`), as
    * JSON; with `optional`, undefined where the relay has none (404).
    */

@@ -82,6 +82,7 @@ export async function loadRemoteModel(id: string, options: RemoteLoadOptions = {
   const repo = checkHubId(id.startsWith(NDIF_PREFIX) ? id.slice(NDIF_PREFIX.length) : id);
   const relay = new Relay(options);
   const {signal} = options;
+  await relay.health(signal);
   const config = normalizeConfig(
     await relay.modelFile(repo, "config.json", {signal}),
     `${repo}'s config.json (from the relay)`

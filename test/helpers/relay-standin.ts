@@ -83,6 +83,8 @@ export async function startRelayStandin(model: Model, dir: string, id: string, k
       });
       return void res.end();
     }
+    if (req.method === "GET" && url.pathname === "/health")
+      return answer(res, 200, {relay: "lm-workbench-ndif", protocol: 1, nnsight: "stand-in", ndif: "127.0.0.1"});
     const files = /^\/models\/(.+)\/(config\.json|tokenizer\.json|tokenizer_config\.json)$/.exec(url.pathname);
     if (req.method === "GET" && files) {
       if (files[1] !== id) return error(res, 404, `${files[1]} is not deployed on NDIF`);
