@@ -363,7 +363,7 @@ async function loadRemote(
   id: string,
   {signal, update}: {signal: AbortSignal; update: (state: ModelState) => void}
 ): Promise<Model | undefined> {
-  const relay = SETTINGS.relay || DEFAULT_RELAY;
+  const relay = readSettings().relay || DEFAULT_RELAY; // as the model box has it now
   update({
     id,
     status: "loading",
