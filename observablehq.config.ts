@@ -144,7 +144,8 @@ export default {
         {name: "Logit lens", path: "/logit-lens"},
         {name: "Activation patching", path: "/patching"},
         {name: "Ablation", path: "/ablation"},
-        {name: "Steering", path: "/steering"}
+        {name: "Steering", path: "/steering"},
+        {name: "Big models (NDIF)", path: "/big-models"}
       ]
     },
     {

@@ -10,6 +10,7 @@ import {hubUrl, urlSource, type ModelSource} from "./hub/source.js";
 import {createModel, type CreateOptions, type Model} from "./runtime/model.js";
 import {createWebRuntime, type WebRuntimeOptions} from "./runtime/ort-web.js";
 import {TAB_BUDGET} from "./runtime/limits.js";
+import {NDIF_PREFIX, loadRemoteModel, type RemoteLoadOptions, type RemoteModel} from "./remote/remote-model.js";
 
 export interface BrowserLoadOptions
   extends Omit<CreateOptions, "ort" | "executionProviders" | "backend">, WebRuntimeOptions {
@@ -48,7 +49,24 @@ export function browserSource(
   });
 }
 
-export async function loadModel(id: string, options: BrowserLoadOptions = {}): Promise<Model> {
+/**
+ * A model the site ships, a Hub id or a URL, run in this tab; or, named `ndif:<Hub id>`, a `RemoteModel` that runs
+ * on NDIF through the relay (src/remote/): `relay` is its address (default http://127.0.0.1:8765), `apiKey` the
+ * NDIF API key, sent to the relay only, in a header.
+ */
+export async function loadModel(
+  id: `ndif:${string}`,
+  options?: BrowserLoadOptions & RemoteLoadOptions
+): Promise<RemoteModel>;
+export async function loadModel(id: string, options?: BrowserLoadOptions): Promise<Model>;
+export async function loadModel(
+  id: string,
+  options: BrowserLoadOptions & RemoteLoadOptions = {}
+): Promise<Model | RemoteModel> {
+  if (id.startsWith(NDIF_PREFIX)) {
+    const {relay, apiKey, pollMs, onJob, signal} = options;
+    return loadRemoteModel(id, {relay, apiKey, pollMs, onJob, signal});
+  }
   // Retries and resumed downloads are told through onProgress, as the download's own messages are.
   const onNotice = options.onProgress && ((message: string) => options.onProgress!({stage: "download", message}));
   const source = browserSource(id, {...options, onNotice});

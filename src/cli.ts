@@ -18,6 +18,9 @@ import {patchSweep, type PatchKind} from "./analysis/patching.js";
 import {steeringEdit, steeringVector} from "./analysis/steering.js";
 import {parseEdit, type Edit} from "./runtime/edits.js";
 import type {Model} from "./runtime/model.js";
+import type {LanguageModel} from "./runtime/language-model.js";
+import {defaultAnswers} from "./analysis/inside-model.js";
+import {DEFAULT_RELAY, NDIF_PREFIX, RemoteModel, loadRemoteModel, type JobProgress} from "./remote/remote-model.js";
 import {
   GENERATION,
   LOGIT_LENS,
@@ -116,6 +119,21 @@ const LOADING: Flag[] = [
     "R"
   )
 ];
+/**
+ * Running on NDIF instead of here (src/remote/): MODEL is then the Hub id NDIF hosts, the relay's address comes
+ * from --relay and the API key from NDIF_API_KEY (never from the command line, where other users see it).
+ */
+const REMOTE: Flag[] = [
+  {
+    name: "remote",
+    value: "ndif",
+    help:
+      "run on NDIF (hosted Llama-3.1-8B/70B/405B and others) through the relay (relay/PROTOCOL.md), with the " +
+      "API key from NDIF_API_KEY; MODEL is the Hub id (e.g. meta-llama/Llama-3.1-8B); an id written ndif:ID does the same"
+  },
+  {name: "relay", value: "URL", help: `the relay's address with --remote ndif (default ${DEFAULT_RELAY})`}
+];
+
 /** The seed of random weights; `generate` says it seeds the sampling too. */
 const WEIGHTS_SEED = specFlag("seed", GENERATION.seed, "N", "seed of the random weights (--init random)");
 
@@ -159,7 +177,8 @@ const INTERVENTION_COMMANDS: Record<string, Command> = {
       specFlag("topK", LOGIT_LENS.k, "K"),
       json(`{"input_ids", "tokens", "layers": [{"hook", "top": [[{"id", "token", "prob"}…] per position]}]}`),
       ...LOADING,
-      WEIGHTS_SEED
+      WEIGHTS_SEED,
+      ...REMOTE
     ],
     run: lensCommand
   },
@@ -180,11 +199,13 @@ const INTERVENTION_COMMANDS: Record<string, Command> = {
         value: "I,J,…",
         help:
           `token ids to track (default: the clean run's ${PATCHING.each} most likely next tokens, then the corrupt ` +
-          `run's ${PATCHING.each} most likely not already listed)`
+          `run's ${PATCHING.each} most likely not already listed; with --remote ndif two ids, default the clean run's ` +
+          `most likely token against the corrupt run's)`
       },
       json(`{"clean_ids", "corrupt_ids", "hooks", "ids", "logits": {"shape": [layers, T, ids], "data"}}`),
       ...LOADING,
-      WEIGHTS_SEED
+      WEIGHTS_SEED,
+      ...REMOTE
     ],
     run: patchCommand
   }
@@ -223,7 +244,8 @@ const COMMANDS: Record<string, Command> = {
       EDIT,
       json(`{"input_ids", "tokens", "hooks": {PATH: {"shape", "data"}}}`),
       ...LOADING,
-      WEIGHTS_SEED
+      WEIGHTS_SEED,
+      ...REMOTE
     ],
     run: trace
   },
@@ -247,7 +269,8 @@ const COMMANDS: Record<string, Command> = {
       },
       ...STEER,
       json(`{"input_ids", "new_ids", "text"}`),
-      ...LOADING
+      ...LOADING,
+      ...REMOTE
     ],
     run: generateCommand
   },
@@ -533,7 +556,7 @@ async function tokens([id, text]: string[], values: Values, io: IO): Promise<voi
 async function trace([id, text]: string[], values: Values, io: IO): Promise<void> {
   const hooks = (values.hook as string[] | undefined) ?? [];
   if (hooks.length === 0) throw new UsageError("give at least one --hook PATH (e.g. model.layers.0.output)", "trace");
-  const model = await load(id, values, io);
+  const model: LanguageModel = remoteOf(id, values) ? await loadRemote(id, values, io) : await load(id, values, io);
   try {
     const result = (await model.trace(text, hooks, {edits: editsOf(values)})) as unknown as Record<
       string,
@@ -584,15 +607,21 @@ async function generateCommand([id, text]: string[], values: Values, io: IO): Pr
     )
   );
   const alpha = option(values, "alpha", STEER) as number;
-  const model = await load(id, values, io);
+  const remote = remoteOf(id, values);
+  if (remote && values.steer !== undefined)
+    throw new UsageError(
+      "--steer is not available with --remote ndif: the relay's generation takes no edits",
+      "generate"
+    );
+  const model = remote ? await loadRemote(id, values, io) : await load(id, values, io);
   try {
-    const edits = await steeringEdits(model, values, alpha);
+    const edits = model instanceof RemoteModel ? [] : await steeringEdits(model, values, alpha);
     const json = Boolean(values.json);
     // The prompt as the tokenizer gives it back, then what each token adds: together, generation.text.
     if (!json) io.out(model.tokenizer.decode((await model.prepareInput(text)).ids, {skipSpecialTokens: true}));
     const generation = await model.generate(text, {
       ...settings,
-      edits,
+      ...(edits.length && {edits}),
       stopAtEos: !values["no-stop"],
       onToken: json ? undefined : (token) => io.out(token.text)
     });
@@ -637,9 +666,9 @@ async function steeringEdits(model: Model, values: Values, alpha: number): Promi
 
 async function lensCommand([id, text]: string[], values: Values, io: IO): Promise<void> {
   const k = option(values, "top-k", INTERVENTION_COMMANDS.lens.flags) as number;
-  const model = await load(id, values, io);
+  const model = remoteOf(id, values) ? await loadRemote(id, values, io) : await load(id, values, io);
   try {
-    const lens = await logitLens(model, text, {k});
+    const lens = model instanceof RemoteModel ? await model.logitLens(text, {k}) : await logitLens(model, text, {k});
     const T = lens.input_ids.length;
     const decode = (tid: number) => model.tokenizer.decode([tid]);
     const layers = lens.hooks.map((hook, l) => ({
@@ -687,12 +716,19 @@ async function patchCommand([id]: string[], values: Values, io: IO): Promise<voi
       throw new UsageError(`--ids must be token ids separated by commas, got ${JSON.stringify(idsText)}`, "patch");
     return n;
   });
-  const model = await load(id, values, io);
+  const model = remoteOf(id, values) ? await loadRemote(id, values, io) : await load(id, values, io);
   try {
-    const sweep = await patchSweep(model, clean, corrupt, kind, {
-      ids,
-      onProgress: values.json ? undefined : (done, total) => io.err(`patched runs: ${done} of ${total}\n`)
-    });
+    const sweep =
+      model instanceof RemoteModel
+        ? await model.patchSweep(clean, corrupt, kind, {
+            ids:
+              (ids as [number, number] | undefined) ??
+              defaultAnswers(await model.nextTokenLogits(clean), await model.nextTokenLogits(corrupt))
+          })
+        : await patchSweep(model, clean, corrupt, kind, {
+            ids,
+            onProgress: values.json ? undefined : (done, total) => io.err(`patched runs: ${done} of ${total}\n`)
+          });
     if (values.json) {
       io.out(
         JSON.stringify({
@@ -756,6 +792,32 @@ async function load(id: string, values: Values, io: IO) {
     };
   }
   return loadModel(id, options);
+}
+
+/** Whether MODEL runs on NDIF: `--remote ndif`, or an id written `ndif:ID`. Local-only options are refused with it. */
+function remoteOf(id: string, values: Values): boolean {
+  const remote = values.remote as string | undefined;
+  if (remote !== undefined && remote !== "ndif")
+    throw new UsageError(`--remote takes ndif (the only remote engine), got ${JSON.stringify(remote)}`);
+  const on = remote === "ndif" || id.startsWith(NDIF_PREFIX);
+  if (!on && values.relay !== undefined) throw new UsageError("--relay goes with --remote ndif");
+  if (on)
+    for (const local of ["runtime", "init", "graph-capture"])
+      if (values[local] !== undefined)
+        throw new UsageError(`--${local} chooses how a model runs here; with --remote ndif it runs on NDIF`);
+  return on;
+}
+
+/** The model on NDIF through the relay; in human mode each job's state and queue position go to stderr. */
+async function loadRemote(id: string, values: Values, io: IO): Promise<RemoteModel> {
+  const onJob = values.json
+    ? undefined
+    : (p: JobProgress) =>
+        io.err(
+          `NDIF ${p.experiment} job: ${p.state}${p.position !== undefined ? ` (position ${p.position} in the queue)` : ""}\n`
+        );
+  if (!values.json) io.err(`reading ${id}'s config and tokenizer through the relay\n`);
+  return loadRemoteModel(id, {relay: values.relay as string | undefined, apiKey: process.env.NDIF_API_KEY, onJob});
 }
 
 async function loadTokenizer(source: ModelSource): Promise<Tokenizer> {

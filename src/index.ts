@@ -9,3 +9,11 @@ export {WorkbenchError} from "./errors.js";
 export * from "./analysis/index.js";
 export {normalizeConfig, architectureFor, type ModelConfig, type Parameter} from "./arch/index.js";
 export {urlSource, hubUrl, type ModelSource, type Progress} from "./hub/source.js";
+export {
+  RemoteModel,
+  loadRemoteModel,
+  NDIF_PREFIX,
+  DEFAULT_RELAY,
+  type JobProgress,
+  type RemoteLoadOptions
+} from "./remote/remote-model.js";

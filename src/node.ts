@@ -9,6 +9,7 @@ import {resolveSource, type ResolveOptions} from "./hub/node.js";
 import {createModel, type CreateOptions, type Model} from "./runtime/model.js";
 import type {Ort} from "./runtime/ort.js";
 import {DEFAULT_ENCODE_TIMEOUT_MS, sourceEncoder} from "./tokenizer-worker.js";
+import {NDIF_PREFIX, loadRemoteModel, type RemoteLoadOptions, type RemoteModel} from "./remote/remote-model.js";
 
 /**
  * "node" (default): onnxruntime-node; "web": onnxruntime-web's WASM; "webgpu": its WebGPU backend (the JSEP
@@ -31,7 +32,21 @@ export interface LoadOptions
   encodeTimeoutMs?: number;
 }
 
-export async function loadModel(id: string, options: LoadOptions = {}): Promise<Model> {
+/**
+ * A model by name, folder, URL or Hub id, run here; or, named `ndif:<Hub id>` (`ndif:meta-llama/Llama-3.1-8B`),
+ * a `RemoteModel` that runs on NDIF through the relay (src/remote/), with `relay` (default
+ * http://127.0.0.1:8765) and `apiKey` (default the environment's NDIF_API_KEY).
+ */
+export async function loadModel(id: `ndif:${string}`, options?: LoadOptions & RemoteLoadOptions): Promise<RemoteModel>;
+export async function loadModel(id: string, options?: LoadOptions): Promise<Model>;
+export async function loadModel(
+  id: string,
+  options: LoadOptions & RemoteLoadOptions = {}
+): Promise<Model | RemoteModel> {
+  if (id.startsWith(NDIF_PREFIX)) {
+    const {relay, apiKey = process.env.NDIF_API_KEY, pollMs, onJob, signal} = options;
+    return loadRemoteModel(id, {relay, apiKey, pollMs, onJob, signal});
+  }
   const {
     runtime = "node",
     revision,

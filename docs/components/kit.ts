@@ -19,11 +19,11 @@
  */
 import {html} from "htl";
 import {Generators} from "observablehq:stdlib"; // Framework's own standard library
-import type {WorkerModel as Model} from "../src/runtime/worker-model.js";
-import {weightsLabel} from "../src/runtime/weights.js";
+import {isRandomWeights, weightsLabel} from "../src/runtime/weights.js";
 import {measureRedraw} from "../src/views/measure.js";
 import {tokenLabel} from "../src/views/tokens.js";
 import {
+  chosenModelId,
   errorMessage,
   errorNote,
   followModel,
@@ -31,7 +31,9 @@ import {
   liveToggle,
   modelInput,
   modelStatus,
+  remoteInput,
   watchReady,
+  type Model,
   type ModelState
 } from "./workbench.js";
 
@@ -74,6 +76,7 @@ export function modelPage<T extends Precomputed>({
   alwaysLive?: boolean;
 }): ModelPage<T> {
   const modelForm = modelInput({value});
+  const remoteForm = remoteInput();
   const liveForm = alwaysLive ? undefined : liveToggle();
   const isLive = () => liveForm?.value ?? true;
   const status = html`<div class="lmw-status-slot"></div>`;
@@ -89,9 +92,10 @@ export function modelPage<T extends Precomputed>({
   };
   const follow = () => {
     stop();
-    stop = followModel(modelForm.value, {live: isLive()}, showStatus);
+    stop = followModel(chosenModelId(modelForm.value, remoteForm.value), {live: isLive()}, showStatus);
   };
   modelForm.addEventListener("input", follow);
+  remoteForm.addEventListener("input", follow);
   liveForm?.addEventListener("input", follow);
   follow();
 
@@ -120,7 +124,7 @@ export function modelPage<T extends Precomputed>({
   showSource();
 
   return {
-    controls: html`<div class="lmw-controls">${modelForm}${liveForm ?? ""}${status}${source}</div>`,
+    controls: html`<div class="lmw-controls">${modelForm}${remoteForm}${liveForm ?? ""}${status}${source}</div>`,
     modelId: Generators.input(modelForm),
     live: liveForm
       ? Generators.input(liveForm)
@@ -177,7 +181,7 @@ export function sourceBadge({
 }): HTMLElement {
   const name = model?.id ?? id ?? "";
   const origin = model?.weightsOrigin ?? weightsOrigin;
-  const random = origin !== undefined && origin !== "checkpoint";
+  const random = isRandomWeights(origin);
   return html`<span
     class="lmw-badge ${live ? "live" : "precomputed"} ${random ? "random" : ""}"
     data-source=${live ? "live" : "precomputed"}
@@ -216,7 +220,7 @@ export function randomWeightsNote(
   origin: string | undefined,
   {live, holds, what = "numbers"}: {live: boolean; holds: string; what?: string}
 ): HTMLElement | "" {
-  if (!origin || origin === "checkpoint") return "";
+  if (!isRandomWeights(origin)) return "";
   const why = live
     ? "this site ships its configuration and tokenizer only, and the address asks for random weights (?weights=random)"
     : "the trained ones could not be downloaded where the site was built";

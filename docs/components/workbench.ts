@@ -8,9 +8,19 @@ import * as Inputs from "@observablehq/inputs";
 import {html} from "htl";
 import {readSiteModels, type SiteModel} from "../src/cells/shared.js";
 import type {LoadProgress} from "../src/index.js";
-import {loadWorkerModel, type WorkerModel as Model} from "../src/runtime/worker-model.js";
-import {weightsLabel} from "../src/runtime/weights.js";
+import {loadWorkerModel, type WorkerModel} from "../src/runtime/worker-model.js";
+import {
+  DEFAULT_RELAY,
+  NDIF_PREFIX,
+  loadRemoteModel,
+  type JobProgress,
+  type RemoteModel
+} from "../src/remote/remote-model.js";
+import {isRandomWeights, weightsLabel} from "../src/runtime/weights.js";
 import {formatBytes} from "../src/units.js";
+
+/** The page's live model: in this tab's worker, or on NDIF through the relay ("Remote (NDIF)"). */
+export type Model = WorkerModel | RemoteModel;
 
 /** The models the datalist suggests. */
 export const MODEL_CHOICES = [
@@ -42,6 +52,9 @@ export function siteModels(): Promise<SiteModel[]> {
 interface Settings {
   model?: string;
   live?: boolean;
+  /** "Remote (NDIF)" and the relay's address (this tab's sessionStorage only; the key is kept apart, below). */
+  remote?: boolean;
+  relay?: string;
   hub?: string;
   backend?: string;
   weights?: string;
@@ -134,6 +147,71 @@ export function modelInput({
   return form;
 }
 
+/**
+ * "Remote (NDIF)": run the model on NDIF through the relay (src/remote/, relay/PROTOCOL.md) instead of in this
+ * tab — then the model box takes the Hub id NDIF hosts (meta-llama/Llama-3.1-8B). The relay's address and the
+ * NDIF API key go with it; the key is kept like the Hub token (sessionStorage, this tab only, never in the page's
+ * URL) and sent to the relay only, in a header. Its value: `{on, relay}`; it fires "input" when either changes
+ * or a key is saved.
+ */
+export function remoteInput(): HTMLElement & {value: {on: boolean; relay: string}} {
+  const on = html`<input type="checkbox" checked=${SETTINGS.remote === true} />` as HTMLInputElement;
+  const relay = html`<input
+    type="url"
+    value=${SETTINGS.relay || DEFAULT_RELAY}
+    size="24"
+    spellcheck="false"
+    aria-label="relay address"
+  />` as HTMLInputElement;
+  const key = html`<input
+    type="password"
+    autocomplete="off"
+    spellcheck="false"
+    placeholder=${sessionNdifKey() ? "a key is kept for this tab" : "NDIF API key"}
+    size="24"
+    aria-label="NDIF API key"
+  />` as HTMLInputElement;
+  const note = html`<span class="lmw-muted"></span>`;
+  const fields = html`<span class="lmw-remote-fields" hidden=${!on.checked}>
+    <label>relay ${relay}</label> <label>key ${key}</label> <button type="submit">Use key</button>${note}
+  </span>`;
+  const form = html`<form class="lmw-remote"><label>${on} Remote (NDIF)</label> ${fields}</form>` as HTMLFormElement & {
+    value: {on: boolean; relay: string};
+  };
+  const current = () => ({on: on.checked, relay: relay.value.trim() || DEFAULT_RELAY});
+  form.value = current();
+  const changed = () => {
+    form.value = current();
+    (fields as HTMLElement).hidden = !on.checked;
+    saveSettings({remote: on.checked, relay: form.value.relay});
+    form.dispatchEvent(new Event("input", {bubbles: true}));
+  };
+  // The checkbox's and the address's own input events stop here: the form fires one "input" of its own.
+  form.addEventListener("input", (event) => event.target !== form && event.stopPropagation(), {capture: true});
+  on.addEventListener("change", changed);
+  relay.addEventListener("change", changed);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault(); // never submitted: no key in a URL
+    try {
+      if (key.value.trim()) sessionStorage.setItem(NDIF_KEY, key.value.trim());
+      else sessionStorage.removeItem(NDIF_KEY);
+      note.textContent = key.value.trim() ? " kept for this tab only" : " key forgotten";
+    } catch {
+      note.textContent = " this browser does not allow keeping it";
+    }
+    key.value = "";
+    key.placeholder = sessionNdifKey() ? "a key is kept for this tab" : "NDIF API key";
+    changed();
+  });
+  return form;
+}
+
+/** The model id to load: `ndif:<Hub id>` with "Remote (NDIF)" on (or typed so), else the id as typed. */
+export function chosenModelId(typed: string, remote: {on: boolean}): string {
+  const id = (typed ?? "").trim();
+  return remote.on && !id.startsWith(NDIF_PREFIX) ? `${NDIF_PREFIX}${id}` : id;
+}
+
 function withClass<F extends HTMLElement>(name: string, form: F): F {
   form.classList.add(name);
   return form;
@@ -160,6 +238,8 @@ export interface ModelState {
   /** Ready: the new model. Loading or error: the previous ready model, if any. */
   model?: Model;
   error?: unknown;
+  /** A remote model's job on NDIF: its state and queue position. */
+  job?: JobProgress;
 }
 
 let latest = 0; // the newest followModel call
@@ -229,6 +309,7 @@ async function load(
     update
   }: {init?: "checkpoint" | "random"; seed: number; signal: AbortSignal; update: (state: ModelState) => void}
 ): Promise<Model | undefined> {
+  if (id.startsWith(NDIF_PREFIX)) return loadRemote(id, {signal, update});
   const page = pageOptions();
   const shipped = await siteModels();
   const entry = shipped.find((m) => m.id === id || m.name === id);
@@ -275,6 +356,40 @@ async function load(
 }
 
 /**
+ * Reads a remote model's config and tokenizer through the relay; from then on each of its jobs' states and queue
+ * positions shows in the status line.
+ */
+async function loadRemote(
+  id: string,
+  {signal, update}: {signal: AbortSignal; update: (state: ModelState) => void}
+): Promise<Model | undefined> {
+  const relay = readSettings().relay || DEFAULT_RELAY; // as the model box has it now
+  update({
+    id,
+    status: "loading",
+    message: `reading ${id}'s config and tokenizer through the relay at ${relay}…`,
+    model: ready
+  });
+  try {
+    const model = await loadRemoteModel(id, {relay, apiKey: sessionNdifKey(), signal});
+    model.onJob = (job) => {
+      if (ready === model) update({id, status: "ready", message: jobMessage(job), model, job});
+    };
+    update({id, status: "ready", message: `${model.id} is ready on NDIF`, model});
+    return model;
+  } catch (error) {
+    update({id, status: "error", message: errorMessage(error), error, model: ready});
+    return undefined;
+  }
+}
+
+/** "NDIF lens job: queued, position 3 in the queue". */
+export function jobMessage(job: JobProgress): string {
+  const position = job.position !== undefined ? `, position ${job.position} in the queue` : "";
+  return `NDIF ${job.experiment} job: ${job.state.toLowerCase()}${position}`;
+}
+
+/**
  * Calls `listener` with the ready model now (undefined if none yet), then with each model that becomes ready;
  * the function returned unsubscribes. Cells that compute with the model follow this, not the load's state, so
  * download progress re-runs nothing.
@@ -290,7 +405,7 @@ export function watchReady(listener: (model: Model | undefined) => void): () => 
 
 /** What the model is: its id, weights, and the backend sentence. */
 function describe(model: Model): HTMLElement {
-  const random = model.weightsOrigin !== "checkpoint";
+  const random = isRandomWeights(model.weightsOrigin);
   return html`<div>
     <strong>${model.id}</strong> · ${model.config.architecture}, ${model.config.numLayers} layers,
     ${random ? html`<span class="lmw-badge random">${weightsLabel(model.weightsOrigin)}</span>` : weightsLabel(model.weightsOrigin)}
@@ -317,12 +432,26 @@ export function modelStatus(state: ModelState): HTMLElement {
     if ((state.error as {code?: string} | undefined)?.code === "gated") box.append(tokenForm());
   } else if (state.status === "idle") {
     box.append(html`<div class="lmw-muted">${state.message}</div>`);
+  } else if (state.job) {
+    box.append(html`<div class="lmw-job" data-state=${state.job.state}>${state.message}</div>`);
   }
   if (state.model) {
     if (state.status !== "ready") box.append(html`<div class="lmw-muted">Still showing:</div>`);
     box.append(describe(state.model));
   }
   return box;
+}
+
+// The NDIF API key, kept as the Hub token is (below): this tab's sessionStorage, never the page's URL; src/remote/
+// sends it to the relay only, as the X-NDIF-Api-Key header.
+const NDIF_KEY = "lmw-ndif-key";
+
+function sessionNdifKey(): string | undefined {
+  try {
+    return sessionStorage.getItem(NDIF_KEY) || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // A Hugging Face token for gated models: asked for where a load fails as "gated", kept in sessionStorage (this

@@ -3,7 +3,7 @@
  * live (browser): the logit lens as cells, patching and ablation sweeps as heatmap cells under a logit-difference
  * metric, and steered against plain generation. Each returns plain JSON-able data, so a loader can store it.
  */
-import {logitLens} from "./lens.js";
+import {logitLens, type LogitLens} from "./lens.js";
 import {ablateHeads, patchSweep, PATCH_KINDS, type PatchKind, type PatchSweep, type AblationSweep} from "./patching.js";
 import {steeringEdit, steeringVector} from "./steering.js";
 import {topK} from "./index.js";
@@ -41,8 +41,23 @@ export interface LensView {
 
 export async function lensView(model: Model, prompt: string, k: number = LOGIT_LENS.k.default): Promise<LensView> {
   const lens = await logitLens(model, prompt, {k});
+  return lensViewOf(lens, prompt, (id) => model.tokenizer.idToPiece(id));
+}
+
+/** A token id's display piece (" Paris"), from the model's own tokenizer. */
+export type Decode = (id: number) => string;
+
+/**
+ * The lens view of a logit lens's answer, whichever model computed it: `logitLens` here, or the NDIF relay's
+ * `lens` experiment (src/remote/), whose result has the same fields.
+ */
+export function lensViewOf(
+  lens: Pick<LogitLens, "input_ids" | "hooks" | "topIds" | "topLogprobs">,
+  prompt: string,
+  decode: Decode
+): LensView {
   const T = lens.input_ids.length;
-  const decode = (id: number) => model.tokenizer.idToPiece(id);
+  const k = lens.topIds.shape[2];
   const cells: LensCell[] = [];
   lens.hooks.forEach((_, layer) => {
     for (let position = 0; position < T; position++) {
@@ -71,7 +86,7 @@ export interface PatchPair {
 }
 
 /** The first of PATCH_PAIRS whose prompts have as many tokens in the model's tokenizer, with its answer ids. */
-export function defaultPair(model: Model): PatchPair {
+export function defaultPair(model: Pick<Model, "id" | "tokenizer">): PatchPair {
   const count = (text: string) => model.tokenizer.encode(text).ids.length;
   const pair = PATCH_PAIRS.find((p) => count(p.clean) === count(p.corrupt));
   if (!pair)
@@ -86,7 +101,7 @@ export function defaultPair(model: Model): PatchPair {
 }
 
 /** The first token of a word as it follows other text (" Mary"), without the tokenizer's added specials. */
-export function firstToken(model: Model, word: string): number {
+export function firstToken(model: Pick<Model, "id" | "tokenizer">, word: string): number {
   const {ids} = model.tokenizer.encode(word);
   const special = new Set([model.tokenizer.bosTokenId, model.tokenizer.eosTokenId]);
   // SentencePiece may split off the word's "▁" as a token of its own: take the first that shows text.
@@ -151,18 +166,37 @@ export async function patchingView(
     onProgress?: (kind: PatchKind, done: number, total: number) => void;
   } = {}
 ): Promise<PatchingView> {
-  const decode = (id: number) => model.tokenizer.idToPiece(id);
   const ids = answers ?? defaultAnswers(await lastLogits(model, clean), await lastLogits(model, corrupt));
-  const sweeps: PatchSweep[] = [];
-  for (const kind of kinds)
-    sweeps.push(
-      await patchSweep(model, clean, corrupt, kind, {
-        ids,
-        top,
-        onProgress: (done, total) => onProgress?.(kind, done, total)
-      })
-    );
-  const [a, b] = ids;
+  const sweeps: ViewedPatchSweep[] = [];
+  for (const kind of kinds) {
+    const sweep = await patchSweep(model, clean, corrupt, kind, {
+      ids,
+      top,
+      onProgress: (done, total) => onProgress?.(kind, done, total)
+    });
+    sweeps.push({...sweep, top: sweep.top!});
+  }
+  return patchingViewOf(clean, corrupt, sweeps, ids, (id) => model.tokenizer.idToPiece(id));
+}
+
+/** What a view needs of a sweep (`patchSweep`'s answer, or the NDIF relay's `patching` result): `top` kept. */
+export type ViewedPatchSweep = Pick<PatchSweep, "kind" | "corrupt_ids" | "hooks" | "logits"> & {
+  top: NonNullable<PatchSweep["top"]>;
+  clean: ArrayLike<number>;
+  corrupt: ArrayLike<number>;
+};
+
+/**
+ * The patching view of sweeps that tracked `answers` (one sweep per kind, their logits `[L, T, 2]`), whichever
+ * model computed them: `patchSweep` here, or the NDIF relay's `patching` experiment (src/remote/).
+ */
+export function patchingViewOf(
+  clean: string,
+  corrupt: string,
+  sweeps: readonly ViewedPatchSweep[],
+  [a, b]: readonly [number, number] | readonly number[],
+  decode: Decode
+): PatchingView {
   const metric = (logits: ArrayLike<number>) => logits[a] - logits[b];
   const cleanMetric = metric(sweeps[0].clean);
   const corruptMetric = metric(sweeps[0].corrupt);
@@ -177,7 +211,7 @@ export async function patchingView(
     kinds: sweeps.map((sweep) => ({
       kind: sweep.kind,
       hooks: sweep.hooks,
-      cells: sweepCells(sweep.logits.data, sweep.logits.shape, sweep.top!, decode, (m) => m - corruptMetric)
+      cells: sweepCells(sweep.logits.data, sweep.logits.shape, sweep.top, decode, (m) => m - corruptMetric)
     }))
   };
 }
@@ -204,10 +238,24 @@ export async function ablationView(
     onProgress
   }: {answers?: [number, number]; top?: number; onProgress?: (done: number, total: number) => void} = {}
 ): Promise<AblationView> {
-  const decode = (id: number) => model.tokenizer.idToPiece(id);
   const ids = answers ?? (topK(await lastLogits(model, prompt), 2) as [number, number]);
   const sweep: AblationSweep = await ablateHeads(model, prompt, {ids, top, onProgress});
-  const [a, b] = ids;
+  return ablationViewOf(prompt, {...sweep, top: sweep.top!}, ids, (id) => model.tokenizer.idToPiece(id));
+}
+
+/** What a view needs of a head-ablation sweep (`ablateHeads`'s answer, or the NDIF relay's `ablation` result). */
+export type ViewedAblationSweep = Pick<AblationSweep, "input_ids" | "hooks" | "logits"> & {
+  top: NonNullable<AblationSweep["top"]>;
+  base: ArrayLike<number>;
+};
+
+/** The ablation view of a sweep that tracked `answers`, whichever model computed it. */
+export function ablationViewOf(
+  prompt: string,
+  sweep: ViewedAblationSweep,
+  [a, b]: readonly [number, number] | readonly number[],
+  decode: Decode
+): AblationView {
   const baseMetric = sweep.base[a] - sweep.base[b];
   return {
     prompt,
@@ -216,7 +264,7 @@ export async function ablationView(
     other: {id: b, token: decode(b)},
     baseMetric: round(baseMetric),
     hooks: sweep.hooks,
-    cells: sweepCells(sweep.logits.data, sweep.logits.shape, sweep.top!, decode, (m) => m - baseMetric)
+    cells: sweepCells(sweep.logits.data, sweep.logits.shape, sweep.top, decode, (m) => m - baseMetric)
   };
 }
 

@@ -138,7 +138,10 @@ export async function generate(
  * already handed out is taken off. A decode that ends in an incomplete character is held back until the token
  * that completes it, except for the last token, which hands out whatever is left.
  */
-function textStream(model: Model, promptIds: number[]): (sequence: number[], last: boolean) => string {
+export function textStream(
+  model: {tokenizer: Pick<Model["tokenizer"], "decode">},
+  promptIds: number[]
+): (sequence: number[], last: boolean) => string {
   const decode = (ids: number[]) => model.tokenizer.decode(ids, {skipSpecialTokens: true});
   let shown = decode(promptIds);
   return (sequence, last) => {

@@ -37,6 +37,11 @@ export interface TraceOptions {
   edits?: Edit[] | ((m: any) => Edit[] | void);
   /** Stops waiting for the run (the page's worker model drops a call not yet started). */
   signal?: AbortSignal;
+  /**
+   * Keep only these token positions (axis 1 of `[1, T, …]`; negative counts from the end) of every hook point's
+   * tensor; weights are left whole. A remote model slices on NDIF, before the download.
+   */
+  positions?: number[];
 }
 
 /**

@@ -244,16 +244,19 @@ export class Model implements LanguageModel {
   }
 
   /** One forward pass in this thread (`Trace` says what it takes); picked weights are read from the checkpoint. */
-  readonly trace: Trace = tracer(async (input, paths, edits) => {
-    for (const path of paths) this.checkPath(path);
-    const {ids, tokens} = await this.prepareInput(input);
-    const hooks = paths.filter((p) => this.hooks.has(p));
-    const tensors = edits.length
-      ? (await this.run(ids, undefined, hooks, false, this.editExtras(edits))).outputs
-      : await this.forward(ids, hooks);
-    for (const path of paths.filter((p) => this.parameterNames.has(p))) tensors.set(path, await this.weight(path));
-    return {tensors, input_ids: ids, tokens};
-  });
+  readonly trace: Trace = tracer(
+    async (input, paths, edits) => {
+      for (const path of paths) this.checkPath(path);
+      const {ids, tokens} = await this.prepareInput(input);
+      const hooks = paths.filter((p) => this.hooks.has(p));
+      const tensors = edits.length
+        ? (await this.run(ids, undefined, hooks, false, this.editExtras(edits))).outputs
+        : await this.forward(ids, hooks);
+      for (const path of paths.filter((p) => this.parameterNames.has(p))) tensors.set(path, await this.weight(path));
+      return {tensors, input_ids: ids, tokens};
+    },
+    (path) => this.hooks.has(path)
+  );
 
   /**
    * The structure and inputs of a run with `edits` (token positions counted from `offset`, where a generation

@@ -129,9 +129,10 @@ export function recordTrace<T>(
 }
 
 /**
- * A model's `trace`, as both models make theirs: `pick` and `edits` are recorded here, `fetch` runs the forward
- * pass over `input` with those paths and edits (in this thread, or in the worker), and each tensor goes where
- * its path stood.
+ * A model's `trace`, as every model makes its own: `pick` and `edits` are recorded here, `fetch` runs the forward
+ * pass over `input` with those paths and edits (in this thread, in the worker, or on NDIF), and each tensor goes
+ * where its path stood. `options.positions` slices the tensors of the paths `isActivation` says are hook points,
+ * unless `fetch` answers that it sliced them itself (`sliced`).
  */
 export function tracer(
   fetch: (
@@ -139,11 +140,31 @@ export function tracer(
     paths: string[],
     edits: Edit[],
     options: TraceOptions
-  ) => Promise<{tensors: Map<string, Tensor>} & TraceInput>
+  ) => Promise<{tensors: Map<string, Tensor>; sliced?: boolean} & TraceInput>,
+  isActivation: (path: string) => boolean = () => true
 ): Trace {
   return (async (input: string | number[], pick: ((m: any) => unknown) | string[], options: TraceOptions = {}) => {
     const recorded = recordTrace(pick, options.edits);
-    const {tensors, input_ids, tokens} = await fetch(input, recorded.paths, recorded.edits, options);
+    const {tensors, input_ids, tokens, sliced} = await fetch(input, recorded.paths, recorded.edits, options);
+    if (options.positions && !sliced)
+      for (const [path, tensor] of tensors)
+        if (isActivation(path)) tensors.set(path, slicePositions(tensor, options.positions, path));
     return Object.assign(resolvePicked(recorded.chosen, tensors) as object, {input_ids, tokens});
   }) as Trace;
+}
+
+/** The token positions `positions` (negative: from the end) of a hook point's `[1, T, …]` tensor, in that order. */
+export function slicePositions(tensor: Tensor, positions: number[], path = "the tensor"): Tensor {
+  const [batch, T, ...rest] = tensor.shape;
+  if (batch !== 1 || T === undefined)
+    throw new WorkbenchError(`${path}: positions select along axis 1 of [1, T, …], but its shape is [${tensor.shape}]`);
+  const row = rest.reduce((n, d) => n * d, 1);
+  const data = new Float32Array(positions.length * row);
+  positions.forEach((p, i) => {
+    const t = p < 0 ? T + p : p;
+    if (!Number.isInteger(p) || t < 0 || t >= T)
+      throw new WorkbenchError(`position ${p} is outside ${path}'s ${T} positions (-${T} to ${T - 1})`);
+    data.set(tensor.data.subarray(t * row, (t + 1) * row), i * row);
+  });
+  return {shape: [1, positions.length, ...rest], data};
 }

@@ -19,7 +19,16 @@ export interface Weights {
 /** A weights origin as people say it: "checkpoint" → "trained weights"; "random (seed 0)" → "random weights (seed 0)". */
 export function weightsLabel(origin: string | undefined): string {
   if (!origin) return "";
+  if (origin.startsWith(REMOTE_ORIGIN)) return "trained weights, on NDIF";
   return origin === "checkpoint" ? "trained weights" : origin.replace(/^random/, "random weights");
+}
+
+/** A remote model's `weightsOrigin` starts so (src/remote/): the checkpoint, run on NDIF's servers. */
+export const REMOTE_ORIGIN = "NDIF (remote)";
+
+/** Whether numbers from a model of this `weightsOrigin` come from random weights ("random (seed N)"). */
+export function isRandomWeights(origin: string | undefined): boolean {
+  return origin?.startsWith("random") ?? false;
 }
 
 /** Match the checkpoint's tensors to the architecture's parameters: every one present, every shape right. */

@@ -331,17 +331,20 @@ export class WorkerModel implements LanguageModel {
   }
 
   /** One forward pass in the worker (`Trace` says what it takes). A prompt is tokenized first, within the tokenizer's time limit. */
-  readonly trace: Trace = tracer(async (input, paths, edits, {signal}) => {
-    // Edits were recorded here, as Model.trace records them, and cross to the worker as data. Token ids go in
-    // line at once (no await before the call), so calls keep the order they were made in.
-    const ids = typeof input === "string" ? await this.ids(input) : input;
-    const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>(
-      "trace",
-      [ids, paths, edits],
-      {lane: this.laneTicket, signal}
-    );
-    return {tensors: new Map(Object.entries(result.tensors)), input_ids: result.input_ids, tokens: result.tokens};
-  });
+  readonly trace: Trace = tracer(
+    async (input, paths, edits, {signal}) => {
+      // Edits were recorded here, as Model.trace records them, and cross to the worker as data. Token ids go in
+      // line at once (no await before the call), so calls keep the order they were made in.
+      const ids = typeof input === "string" ? await this.ids(input) : input;
+      const result = await this.connection.call<{tensors: Record<string, Tensor>} & TraceInput>(
+        "trace",
+        [ids, paths, edits],
+        {lane: this.laneTicket, signal}
+      );
+      return {tensors: new Map(Object.entries(result.tensors)), input_ids: result.input_ids, tokens: result.tokens};
+    },
+    (path) => !this.info.parameters.some((p) => p.name === path)
+  );
 
   /** Continue a prompt, as `Model.generate`; tokens stream through `onToken`, `signal` stops it. */
   async generate(prompt: string | number[], options: LanguageModelGenerateOptions = {}): Promise<Generation> {
