@@ -254,7 +254,7 @@ describe.skipIf(skipBrowserTests())("the lecture pages in chromium", () => {
   test("every page loads, precomputed, with no console error", async () => {
     const pages = sitePages(site.dir);
     expect(pages).toEqual(
-      expect.arrayContaining(["/", "/generation", "/tokens", "/anatomy", "/context", "/mlp-attention"])
+      expect.arrayContaining(["/", "/generation", "/tokens", "/anatomy", "/context", "/mlp-attention", "/big-models"])
     );
     for (const path of pages) {
       const w = await browser.open(server.origin + path);
