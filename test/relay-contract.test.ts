@@ -50,6 +50,13 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
   /** As the views round (analysis/inside-model.ts): four significant digits. */
   const round = (v: number) => Number(v.toPrecision(4));
   const piece = (id: number) => remote.tokenizer.idToPiece(id);
+  /** One command to serve_standin.py, and its answer. */
+  const command = async (what: object) => {
+    child.stdin.write(`${JSON.stringify(what)}\n`);
+    return JSON.parse(await nextLine());
+  };
+  /** What NDIF last received: the experiment and the relay's plan of it (what nnsight's body is built from). */
+  const lastRequest = (): Promise<{experiment: string; plan: Record<string, any>}> => command({last_request: true});
 
   beforeAll(async () => {
     child = spawn("python3", ["relay/tests/serve_standin.py"], {
@@ -94,8 +101,29 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     const progress: JobProgress[] = [];
     remote.onJob = (p) => progress.push(p);
     // Asked lm_head first: the relay reads in forward order, and names each tensor by its own hook.
-    const traced = await remote.trace(PROMPT, ["lm_head.output", "model.layers.0.output"], {positions: [-1, 0]});
+    const edits = [{hook: "model.layers.0.mlp.output", op: "add" as const, value: 0.5, positions: [1], range: [0, 4]}];
+    const traced = await remote.trace(PROMPT, ["lm_head.output", "model.layers.0.output"], {
+      positions: [-1, 0],
+      edits
+    });
     remote.onJob = undefined;
+
+    // What reached NDIF: the ids, the slice, the edit as given, and the steps in forward order.
+    const {experiment, plan} = await lastRequest();
+    expect(experiment).toBe("trace");
+    expect(plan.input_ids).toEqual(remote.tokenize(PROMPT).ids);
+    expect(plan.positions).toEqual([-1, 0]);
+    expect(plan.steps.map((s: any) => [s.kind, s.path])).toEqual([
+      ["edit", "model.layers.0.mlp.output"],
+      ["read", "model.layers.0.output"],
+      ["read", "lm_head.output"]
+    ]);
+    expect([plan.steps[0].op, plan.steps[0].value, plan.steps[0].positions, plan.steps[0].range]).toEqual([
+      "add",
+      0.5,
+      [1],
+      [0, 4]
+    ]);
 
     expect(traced.input_ids).toEqual(remote.tokenize(PROMPT).ids);
     // Saved in forward order: model.layers.0.output first (sent without its batch axis, nnsight #581), then lm_head.
@@ -206,6 +234,105 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     });
   });
 
+  it("each result's header and tensors, as the client parses them, are the ones PROTOCOL.md lists", async () => {
+    const ids = remote.tokenize(PROMPT).ids;
+    const day = remote.tokenize("Once upon a day").ids;
+    const shapes = (r: {tensors: Map<string, {shape: number[]}>}) =>
+      Object.fromEntries([...r.tensors].map(([name, t]) => [name, t.shape]));
+    const V = ready.vocab;
+    const T = ids.length;
+
+    const lens = await remote.relay.run(ready.model, "lens", {input_ids: ids, k: 2});
+    expect(lens.header).toEqual({input_ids: ids, hooks: ["model.layers.0.output", "model.layers.1.output"]});
+    expect(shapes(lens)).toEqual({top_ids: [2, T, 2], top_logprobs: [2, T, 2]});
+    // I32 ids arrive as numbers; both tensors in row-major order.
+    expect(Array.from(lens.tensors.get("top_ids")!.data)).toEqual(
+      Array.from({length: 2 * T * 2}, (_, i) => i32(seed("top_ids"), i))
+    );
+
+    const patching = await remote.relay.run(ready.model, "patching", {
+      clean_ids: ids,
+      corrupt_ids: day,
+      kind: "attn",
+      answers: [3, 4],
+      top: 2
+    });
+    expect(patching.header).toEqual({
+      kind: "attn",
+      clean_ids: ids,
+      corrupt_ids: day,
+      hooks: ["model.layers.0.self_attn.output", "model.layers.1.self_attn.output"],
+      ids: [3, 4]
+    });
+    expect(shapes(patching)).toEqual({
+      clean: [V],
+      corrupt: [V],
+      logits: [2, T, 2],
+      top_ids: [2, T, 2],
+      top_logits: [2, T, 2]
+    });
+    expect(Array.from(patching.tensors.get("corrupt")!.data)).toEqual(
+      Array.from({length: V}, (_, i) => f32(seed("corrupt"), i))
+    );
+
+    const ablation = await remote.relay.run(ready.model, "ablation", {input_ids: ids, answers: [3, 4], top: 2});
+    expect(ablation.header).toEqual({
+      input_ids: ids,
+      hooks: ["model.layers.0.self_attn.o_proj.input", "model.layers.1.self_attn.o_proj.input"],
+      ids: [3, 4]
+    });
+    expect(shapes(ablation)).toEqual({base: [V], logits: [2, 4, 2], top_ids: [2, 4, 2], top_logits: [2, 4, 2]});
+
+    const trace = await remote.relay.run(ready.model, "trace", {input_ids: ids, hooks: ["model.layers.1.mlp.output"]});
+    expect(trace.header).toEqual({input_ids: ids});
+    expect(shapes(trace)).toEqual({"model.layers.1.mlp.output": [1, T, 8]});
+  });
+
+  it("generation: the sampling options reach NDIF by their names there; the new ids come back", async () => {
+    const ids = remote.tokenize(PROMPT).ids;
+    const tokens: number[] = [];
+    const generation = await remote.generate(PROMPT, {
+      maxNewTokens: 4,
+      doSample: true,
+      temperature: 0.75,
+      topK: 5,
+      topP: 0.5,
+      seed: 3,
+      onToken: (t) => tokens.push(t.id)
+    });
+    const {experiment, plan} = await lastRequest();
+    expect(experiment).toBe("generate");
+    expect(plan).toEqual({
+      input_ids: ids,
+      max_new_tokens: 4,
+      do_sample: true,
+      temperature: 0.75,
+      top_k: 5,
+      top_p: 0.5,
+      seed: 3
+    });
+    const fresh = Array.from({length: 4}, (_, i) => i32(seed("output"), i));
+    expect(generation.input_ids).toEqual(ids);
+    expect(generation.new_ids).toEqual(fresh);
+    expect(tokens).toEqual(fresh);
+    expect(generation.stopped).toBe("max_new_tokens"); // none of the four is the end-of-sequence id 2
+    expect(generation.text).toBe(remote.tokenizer.decode([...ids, ...fresh], {skipSpecialTokens: true}));
+  });
+
+  it("what the relay cannot run is the client's 400 error naming the field and why", async () => {
+    await expect(
+      remote.trace(PROMPT, ["model.layers.0.output", "model.layers.1.self_attn.attn_weights"])
+    ).rejects.toThrow(
+      `${ready.model}, trace job: the relay refused the parameters (field params.hooks[1]): params.hooks[1]: ` +
+        "model.layers.1.self_attn.attn_weights: attention weights are not a module's output: NDIF runs the models " +
+        "with SDPA attention, which never forms them"
+    );
+    await expect(remote.analyse("lensView", PROMPT, 101)).rejects.toThrow(
+      `${ready.model}, lens job: the relay refused the parameters (field params.k): params.k: an integer from 1 to ` +
+        "100 is required, not 101"
+    );
+  });
+
   it("a key NDIF refuses is the client's 401 error, naming the key", async () => {
     const refused = await loadModel(`ndif:${ready.model}`, {relay: ready.relay, apiKey: "not-the-key", pollMs: POLL});
     await expect(refused.trace(PROMPT, ["lm_head.output"])).rejects.toThrow(
@@ -218,8 +345,7 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     const traceback =
       'Traceback (most recent call last):\n  File "<nnsight>", line 3, in <module>\n' +
       "IndexError: index 40 is out of bounds for dimension 0 with size 32\n";
-    child.stdin.write(`${JSON.stringify({fail_next: traceback})}\n`);
-    expect(JSON.parse(await nextLine())).toEqual({ok: "fail_next"});
+    expect(await command({fail_next: traceback})).toEqual({ok: "fail_next"});
     const progress: JobProgress[] = [];
     remote.onJob = (p) => progress.push(p);
     await expect(remote.trace(PROMPT, ["lm_head.output"])).rejects.toThrow(

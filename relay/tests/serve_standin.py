@@ -20,6 +20,8 @@ with the integer seeds below (the seed is in the step, so that two tensors' diff
 
 Commands, one JSON line each on stdin, each answered by one JSON line on stdout:
     {"fail_next": "<NDIF's description>"}  the next job goes RUNNING, then ERROR with that description.
+    {"last_request": true}                 the last request NDIF received: the experiment and the relay's plan
+                                           (what nnsight's body would be built from), to check what the client sent.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ SEEDS = {
     "logits": 2,
     "top_logits": 4,
     "base": 3,
+    "output": 7,
 }
 
 
@@ -94,6 +97,10 @@ def saved_values(experiment: str, plan: Dict[str, Any]) -> Dict[str, Any]:
         for name in ("clean", "corrupt") if experiment == "patching" else ("base",):
             out[name] = filled("F32", [VOCAB], SEEDS[name])
         return out
+    if experiment == "generate":  # the prompt, then max_new_tokens ids (the tracer's result: [1, tokens])
+        new = filled("I32", [plan["max_new_tokens"]], SEEDS["output"])["data"]
+        ids = plan["input_ids"] + new
+        return {"output": {"dtype": "I32", "shape": [1, len(ids)], "data": ids}}
     raise ValueError(f"the contract stand-in scripts no {experiment} job")
 
 
@@ -103,6 +110,7 @@ class ContractNdif(StandIn):
     def __init__(self) -> None:
         super().__init__()
         self.fail_next: List[str] = []
+        self.last: Dict[str, Any] = {}  # the last request NDIF received: JsonRunner's {"experiment", "plan"}
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
             data = json.dumps(CONFIG).encode() if name == "config.json" else (FIXTURE / name).read_bytes()
             self.hub_files[f"{MODEL}/{name}"] = data
@@ -112,6 +120,7 @@ class ContractNdif(StandIn):
             body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
             h.rfile = io.BytesIO(body)  # standin reads it again
             request = json.loads(body)
+            self.last = request
             # This request's script only: one NDIF refuses (a wrong key) must leave none behind for the next.
             self.scripts.clear()
             if self.fail_next and h.headers.get("ndif-api-key") == GOOD_KEY:
@@ -139,6 +148,8 @@ def main() -> None:
             if "fail_next" in command:
                 ndif.fail_next.append(str(command["fail_next"]))
                 print(json.dumps({"ok": "fail_next"}), flush=True)
+            elif "last_request" in command:
+                print(json.dumps(ndif.last), flush=True)
             else:
                 print(json.dumps({"error": f"unknown command {sorted(command)}"}), flush=True)
     finally:
