@@ -12,6 +12,7 @@ import {createInterface} from "node:readline";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel} from "../src/node.js";
 import type {JobProgress, RemoteModel} from "../src/remote/remote-model.js";
+import type {Edit} from "../src/runtime/edits.js";
 import {Tokenizer} from "../src/tokenizer.js";
 import {fixtureDir} from "./helpers/fixtures.js";
 
@@ -101,7 +102,7 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     const progress: JobProgress[] = [];
     remote.onJob = (p) => progress.push(p);
     // Asked lm_head first: the relay reads in forward order, and names each tensor by its own hook.
-    const edits = [{hook: "model.layers.0.mlp.output", op: "add" as const, value: 0.5, positions: [1], range: [0, 4]}];
+    const edits: Edit[] = [{hook: "model.layers.0.mlp.output", op: "add", value: 0.5, positions: [1], range: [0, 4]}];
     const traced = await remote.trace(PROMPT, ["lm_head.output", "model.layers.0.output"], {
       positions: [-1, 0],
       edits
