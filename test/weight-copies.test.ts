@@ -14,7 +14,7 @@ import {logitLens} from "../src/analysis/lens.js";
 import {patchSweep} from "../src/analysis/patching.js";
 import {steeringEdit, steeringVector} from "../src/analysis/steering.js";
 import type {Ort} from "../src/runtime/ort.js";
-import {fixtureDir} from "./helpers/fixtures.js";
+import {fixtureDir, readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
 
 interface Counts {
   /** Sessions created, and the structures' graphs they were made for. */
@@ -51,8 +51,9 @@ function counting(ort: Ort, isWeight: (input: string) => boolean): {ort: Ort; co
 }
 
 describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runtime) => {
-  // mini-llama's checkpoint is bf16 (its weights are kept at 2 bytes), mini-gpt2's fp32.
+  // mini-llama's checkpoint is bf16, here kept at 2 bytes (`keepPrecision`); mini-gpt2's is fp32.
   describe.each(["mini-llama", "mini-gpt2"])("%s", (name) => {
+    const keepPrecision = name === "mini-llama";
     let model: Model;
     let counts: Counts;
     let parameterNames: Set<string>;
@@ -62,7 +63,7 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runt
       let names = new Set<string>();
       const watched = counting(base.ort, (input) => names.has(input.replace(/\.fp16$/, "")));
       counts = watched.counts;
-      model = await createModel(source, {...base, ort: watched.ort});
+      model = await createModel(source, {...base, ort: watched.ort, keepPrecision});
       parameterNames = names = new Set(model.parameters().map((p) => p.name));
 
       const ids = model.tokenize("Once upon a time, there was a little").ids;
@@ -100,7 +101,16 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runt
       const float32Bytes = model.parameters().reduce((sum, p) => sum + 4 * p.numel, 0);
       // Computed tables (rotary cos/sin) are inputs too: a few percent beyond the parameters at most.
       expect(model.weightBytes).toBeGreaterThan(0);
-      expect(model.weightBytes).toBeLessThan(name === "mini-llama" ? 0.6 * float32Bytes : 1.05 * float32Bytes);
+      expect(model.weightBytes).toBeLessThan(keepPrecision ? 0.6 * float32Bytes : 1.05 * float32Bytes);
+    });
+
+    it.runIf(keepPrecision)("kept at 2 bytes, the logits keep their parity with the float64 reference", async () => {
+      const ref = readReference(name);
+      for (const prompt of ref.json.prompts) {
+        const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
+        const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
+        expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
+      }
     });
   });
 });

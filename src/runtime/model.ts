@@ -84,7 +84,9 @@ export interface CreateOptions {
   sharedWeights?: boolean;
   /**
    * Keep a bf16/fp16 checkpoint's weights at 2 bytes (float16 inputs widened by a Cast in the graph) where float16
-   * holds their values; activations and outputs stay float32. Default on; with shared weights only.
+   * holds their values; activations and outputs stay float32. With shared weights only. Off by default: on
+   * onnxruntime's CPU backend each session's memory arena keeps the widened copies the Casts make, so the process
+   * ends up larger and slower than with float32 weights (docs/performance.md measures it).
    */
   keepPrecision?: boolean;
   /**
@@ -146,7 +148,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
   const shared =
     (options.sharedWeights ?? !onWebGPU(options))
-      ? new WeightInputs(weights.halfPrecision && options.keepPrecision !== false)
+      ? new WeightInputs(weights.halfPrecision && options.keepPrecision === true)
       : undefined;
   const encoded = arch.buildGraph(weight, {weights: shared});
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
