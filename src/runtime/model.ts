@@ -84,9 +84,9 @@ export interface CreateOptions {
   sharedWeights?: boolean;
   /**
    * Keep a bf16/fp16 checkpoint's weights at 2 bytes (float16 inputs widened by a Cast in the graph) where float16
-   * holds their values; activations and outputs stay float32. With shared weights only. Off by default: on
-   * onnxruntime's CPU backend each session's memory arena keeps the widened copies the Casts make, so the process
-   * ends up larger and slower than with float32 weights (docs/performance.md measures it).
+   * holds their values; activations and outputs stay float32. With shared weights only. Default: on WASM only,
+   * where it saves memory (a tab's constraint) at some speed; on onnxruntime-node each session's memory arena keeps
+   * the widened copies the Casts make, so the process ends up larger and slower (docs/performance.md measures both).
    */
   keepPrecision?: boolean;
   /**
@@ -148,7 +148,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
   const shared =
     (options.sharedWeights ?? !onWebGPU(options))
-      ? new WeightInputs(weights.halfPrecision && options.keepPrecision === true)
+      ? new WeightInputs(weights.halfPrecision && (options.keepPrecision ?? onWasm(options)))
       : undefined;
   const encoded = arch.buildGraph(weight, {weights: shared});
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
@@ -161,6 +161,11 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
 /** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
 function onWebGPU(options: CreateOptions): boolean {
   return JSON.stringify(options.executionProviders ?? []).includes("webgpu");
+}
+
+/** Whether the sessions run on onnxruntime-web's WASM backend (the CPU backend of a tab). */
+function onWasm(options: CreateOptions): boolean {
+  return !onWebGPU(options) && JSON.stringify(options.executionProviders ?? []).includes("wasm");
 }
 
 /** An onnxruntime session over an encoded graph, with the engine's options for that backend. */
