@@ -10,7 +10,8 @@
  *   docs/performance.md: ~600 MB more per session for SmolLM2-135M, whatever the session options), so inputs are
  *   how one model keeps one copy of its weights whatever the number of its sessions;
  * - as *initializers*, each an external-data file whose bytes are its Float32Array, handed to onnxruntime through
- *   the `externalData` session option (the lean decode graph on WebGPU, whose weights live on the GPU).
+ *   the `externalData` session option: on WebGPU, where each session uploads its weights to the GPU once (fed CPU
+ *   tensors would cross to it every run), and for graphs built without a model (the probe, the bench's).
  *
  * Either way the protobuf stays small and no model is limited by protobuf's 2 GB.
  */
