@@ -51,6 +51,8 @@ export interface GraphOptions {
    * graph holds its weights as initializers of its own.
    */
   weights?: WeightInputs;
+  /** `weights` as this graph's own initializers rather than inputs (graph/onnx.ts `GraphBuilder`). */
+  weightsAsInitializers?: boolean;
 }
 
 /** What an architecture's graph needs to know about its own hook points. */

@@ -42,7 +42,7 @@ export interface EncodedModel {
 interface PendingWeight {
   name: string;
   dims: number[];
-  data: Float32Array;
+  data: Float32Array | Uint16Array;
 }
 
 /** A weight as a graph input: float32, or float16 bits (a `Uint16Array`) widened to float32 inside the graph. */
@@ -157,8 +157,15 @@ export class GraphBuilder {
   /** Weights this graph has declared as inputs already (by name), with the tensor its nodes read. */
   private readonly declared = new Map<string, string>();
 
-  /** @param shared The model's weights as inputs (see the file's comment); without it, weights are initializers. */
-  constructor(private readonly shared?: WeightInputs) {}
+  /**
+   * @param shared The model's weights as inputs (see the file's comment); without it, weights are initializers.
+   * @param sharedAsInitializers Take the values from `shared` (computing only those it lacks) but make them this
+   *   graph's initializers: its session copies them once, and its runs feed nothing (a model's main graph on WASM).
+   */
+  constructor(
+    private readonly shared?: WeightInputs,
+    private readonly sharedAsInitializers = false
+  ) {}
 
   /** A fresh tensor name, readable in a graph viewer: `prefix/3`. */
   name(prefix: string): string {
@@ -210,7 +217,12 @@ export class GraphBuilder {
     if (declared) return declared;
     const taken = this.shared.take(name, data, dims);
     let tensor: string;
-    if (taken.data instanceof Uint16Array) {
+    if (this.sharedAsInitializers) {
+      // float16 initializers are widened when the session is made (constant folding): its copy is float32.
+      const stored = taken.data instanceof Uint16Array ? `${name}.fp16` : name;
+      this.weights.push({name: stored, dims, data: taken.data});
+      tensor = taken.data instanceof Uint16Array ? this.op("Cast", [stored], {to: FLOAT}, name) : name;
+    } else if (taken.data instanceof Uint16Array) {
       // Stored at 2 bytes, widened here: activations and every output stay float32. As an input it is never
       // constant-folded, so onnxruntime holds no widened copy between runs.
       this.input(`${name}.fp16`, FLOAT16, dims);
@@ -282,7 +294,7 @@ export class GraphBuilder {
         onnx.TensorProto.create({
           name: w.name,
           dims: w.dims,
-          dataType: FLOAT,
+          dataType: w.data instanceof Uint16Array ? FLOAT16 : FLOAT,
           dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
           externalData: [
             {key: "location", value: externalData[i].path},

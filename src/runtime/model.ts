@@ -90,6 +90,12 @@ export interface CreateOptions {
    */
   keepPrecision?: boolean;
   /**
+   * With shared weights on WASM, the main graph (trace, generation) holds them as initializers (copied into the
+   * heap once) and only the other structures' graphs read them as inputs (copied in every run). Default on; false
+   * feeds every graph, the least memory with the slowest steps (docs/performance.md).
+   */
+  mainWeightsAsInitializers?: boolean;
+  /**
    * Tokenize prompts with this instead of on the calling thread: in Node, a worker with a time limit
    * (tokenizer-worker.ts), so that a tokenizer regex that backtracks without bound ends in an error.
    */
@@ -150,10 +156,15 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     (options.sharedWeights ?? !onWebGPU(options))
       ? new WeightInputs(weights.halfPrecision && (options.keepPrecision ?? onWasm(options)))
       : undefined;
-  const encoded = arch.buildGraph(weight, {weights: shared});
+  // On WASM a fed input is copied into onnxruntime's heap on every run (538 MB a step for SmolLM2-135M: generation
+  // 3× slower in Chromium), so the main graph — trace and generation, the hot path — holds the weights as
+  // initializers, copied once; the other structures' graphs (lens, patching, edits) read the shared inputs.
+  const mainAsInitializers = shared !== undefined && onWasm(options) && options.mainWeightsAsInitializers !== false;
+  const encoded = arch.buildGraph(weight, {weights: shared, weightsAsInitializers: mainAsInitializers});
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
   const session = await openSession(encoded, options);
-  if (options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
+  // The shared weights stay: the other graphs will read them.
+  if (options.releaseWeights && !shared) releaseBuffers(encoded.externalData.map((e) => e.data));
   report({stage: "ready", message: `${source.id} is ready`});
   return new Model(source, config, arch, tokenizer, weights, session, options, shared);
 }
