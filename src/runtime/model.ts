@@ -90,9 +90,10 @@ export interface CreateOptions {
    */
   keepPrecision?: boolean;
   /**
-   * With shared weights on WASM, the main graph (trace, generation) holds them as initializers (copied into the
-   * heap once) and only the other structures' graphs read them as inputs (copied in every run). Default on; false
-   * feeds every graph, the least memory with the slowest steps (docs/performance.md).
+   * With shared weights, the main graph (trace, generation) holds them as initializers — its session's copy, made
+   * once — and only the other structures' graphs read them as inputs. Default: on WASM, where a fed input is copied
+   * into the heap on every run (false there: the least memory, the slowest steps); off on onnxruntime-node, where
+   * true trades a second copy for MatMul weights packed once (docs/performance.md).
    */
   mainWeightsAsInitializers?: boolean;
   /**
@@ -159,7 +160,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   // On WASM a fed input is copied into onnxruntime's heap on every run (538 MB a step for SmolLM2-135M: generation
   // 3× slower in Chromium), so the main graph — trace and generation, the hot path — holds the weights as
   // initializers, copied once; the other structures' graphs (lens, patching, edits) read the shared inputs.
-  const mainAsInitializers = shared !== undefined && onWasm(options) && options.mainWeightsAsInitializers !== false;
+  const mainAsInitializers = shared !== undefined && (options.mainWeightsAsInitializers ?? onWasm(options));
   const encoded = arch.buildGraph(weight, {weights: shared, weightsAsInitializers: mainAsInitializers});
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
   const session = await openSession(encoded, options);
