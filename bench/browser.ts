@@ -154,7 +154,9 @@ export async function runBrowserBench(
 
     for (const runtime of runtimes) {
       const webgpu = runtime === "chromium-webgpu";
-      for (const m of MODELS) {
+      // LMW_BENCH_MODELS=SmolLM2-135M: only those models, as for the Node rows (bench/bench.ts).
+      const only = process.env.LMW_BENCH_MODELS?.split(",").map((x) => x.trim());
+      for (const m of MODELS.filter((x) => !only || only.includes(x.model))) {
         const t = performance.now();
         const b = await launch(url, webgpu);
         try {

@@ -38,6 +38,27 @@ export interface InterventionTimes {
   steeredRatio: number;
 }
 
+/**
+ * The lens, a patching sweep and a steered generation, once each, untimed: what a page that uses them all asks of
+ * one model (bench/one.ts measures the memory they take). Any tokenizer: a corrupt prompt of another length is
+ * replaced by the clean one with its last two tokens swapped.
+ */
+export async function runAnalyses(model: Model): Promise<void> {
+  const clean = model.tokenizer.encode(PATCH_PAIR.clean).ids;
+  let corrupt = model.tokenizer.encode(PATCH_PAIR.corrupt).ids;
+  if (corrupt.length !== clean.length)
+    corrupt = [...clean.slice(0, -2), clean[clean.length - 1], clean[clean.length - 2]];
+  await logitLens(model, clean, {k: 10});
+  await patchSweep(model, clean, corrupt, "resid");
+  const hook = model.arch.roles.resid(Math.floor(model.config.numLayers / 2));
+  const vector = await steeringVector(model, hook, STEER.from, STEER.to);
+  await model.generate(STEER.prompt, {
+    maxNewTokens: 10,
+    stopAtEos: false,
+    edits: [steeringEdit(hook, vector, STEER.alpha)]
+  });
+}
+
 export async function measureInterventions(model: Model, quick: boolean): Promise<InterventionTimes> {
   const reps = quick ? 3 : 7;
   const clean = model.tokenizer.encode(PATCH_PAIR.clean).ids;

@@ -17,7 +17,8 @@ import {RUNTIMES, isWebGPU, loadModel, ortRuntime} from "../src/node.js";
 import type {GPULike} from "../src/runtime/webgpu-types.js";
 import {copyBandwidth, gpuCopyBandwidth, matmulRate, type NodeRuntime} from "./measure.js";
 import {measureCapturedDecode, measureModel, type Measured} from "./procedure.js";
-import {measureInterventions, type InterventionTimes} from "./interventions.js";
+import {measureInterventions, runAnalyses, type InterventionTimes} from "./interventions.js";
+import {promptIds} from "./procedure.js";
 
 /** The full-size structures get the intervention rows (patching sweep, logit lens, steering), on onnxruntime-node. */
 const INTERVENTION_MODELS = ["gpt2", "SmolLM2-135M"];
@@ -57,6 +58,8 @@ export interface ModelResult extends Measured {
   graphBuildMs: number;
   sessionCreateMs: number;
   peakRssMb: number;
+  /** Peak memory as the model is used (issue 21), before anything is timed. */
+  memory: MemoryStages;
   /** Issue 13's rows, for the full-size structures on onnxruntime-node. */
   interventions?: InterventionTimes;
   /** The native WebGPU provider's KV-cache decoding with the step captured and replayed (`graphCapture`). */
@@ -99,6 +102,33 @@ async function gpuFloor(): Promise<FloorResult> {
   return {kind: "floor", runtime, matmulN: n, flopRate, bandwidth, adapter};
 }
 
+/**
+ * The process's peak resident memory after each stage of one model's use, MB: loaded; a trace of every hook
+ * point (10 tokens); then the logit lens, a patching sweep and a steered generation on the same model. Peaks, so
+ * each includes the ones before. `weightMb`: the weights as the model holds them (float32, or 2 bytes where a
+ * bf16/fp16 checkpoint's are kept), the unit of issue 21's targets.
+ */
+export interface MemoryStages {
+  weightMb: number;
+  afterLoadMb: number;
+  afterTraceMb: number;
+  afterAnalysesMb: number;
+}
+
+/** Linux reports maxRSS in KiB. */
+const peakMb = () => (process.resourceUsage().maxRSS * 1024) / 1e6;
+
+async function memoryStages(m: Awaited<ReturnType<typeof loadModel>>): Promise<MemoryStages> {
+  const afterLoadMb = peakMb();
+  await m.forward(promptIds(Math.min(10, m.config.maxPositions), m.config.vocabSize), m.hookPoints());
+  const afterTraceMb = peakMb();
+  await runAnalyses(m);
+  const afterAnalysesMb = peakMb();
+  // Where each session holds its own weights (WebGPU) the model holds none in JS: count the float32 parameters.
+  const weightBytes = m.weightBytes || 4 * m.parameters().reduce((s, p) => s + p.numel, 0);
+  return {weightMb: weightBytes / 1e6, afterLoadMb, afterTraceMb, afterAnalysesMb};
+}
+
 async function model(id: string): Promise<ModelResult> {
   const stamps = new Map<string, number>();
   // encodeTimeoutMs 0: texts are tokenized on this thread. The tokenizer's worker thread loads
@@ -113,6 +143,7 @@ async function model(id: string): Promise<ModelResult> {
   });
   const graphBuildMs = stamps.get("session")! - stamps.get("graph")!;
   const sessionCreateMs = stamps.get("ready")! - stamps.get("session")!;
+  const memory = await memoryStages(m);
   const measured = await measureModel(m, args.quick);
   // The native provider also decodes with its step captured and replayed: the same model loaded again.
   let captured: ModelResult["captured"];
@@ -134,8 +165,8 @@ async function model(id: string): Promise<ModelResult> {
     ...measured,
     captured,
     interventions,
-    // Linux reports maxRSS in KiB.
-    peakRssMb: (process.resourceUsage().maxRSS * 1024) / 1e6
+    memory,
+    peakRssMb: peakMb()
   };
 }
 

@@ -63,6 +63,32 @@ export function markdownTable(results: AnyResult[], floors: Map<string, AnyFloor
   return lines.join("\n");
 }
 
+/**
+ * Memory as one model is used (issue 21), per (model, runtime) that measured it: the process's peak after load,
+ * after a trace of every hook point, after the logit lens, a patching sweep and a steered generation; each peak
+ * also as a multiple of the weights' bytes.
+ */
+export function memoryTable(results: AnyResult[]): string {
+  const head = [
+    "model",
+    "runtime",
+    "weights MB",
+    "peak after load MB",
+    "after trace of every hook MB",
+    "after lens + patching + steering MB"
+  ];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i < 2 ? " --- " : " ---: ")).join("|")}|`];
+  for (const r of results) {
+    const m = "memory" in r ? r.memory : undefined;
+    if (!m) continue;
+    const peak = (mb: number) => `${mb.toFixed(0)} (${(mb / m.weightMb).toFixed(2)}×)`;
+    lines.push(
+      `| ${[r.model, RUNTIME_NAMES[r.runtime], m.weightMb.toFixed(0), peak(m.afterLoadMb), peak(m.afterTraceMb), peak(m.afterAnalysesMb)].join(" | ")} |`
+    );
+  }
+  return lines.join("\n");
+}
+
 /** What `test/e2e.test.ts` writes to test-results/redraw-times.json. */
 export interface RedrawTimes {
   note?: string;

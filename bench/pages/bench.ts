@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-web";
 import {loadModel} from "../../src/browser.js";
 import {copyBandwidth, matmulRate} from "../measure.js";
 import {measureModel} from "../procedure.js";
+import {runAnalyses} from "../interventions.js";
 
 const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
 
@@ -41,6 +42,9 @@ const bench = {
     document.querySelector("#status")!.textContent = m.backend;
     try {
       const measured = await measureModel(m, quick);
+      // The logit lens, a patching sweep and a steered generation on the same model, so that the tab's peak memory
+      // covers what a reader who uses every page asks of one model (issue 21's target).
+      await runAnalyses(m);
       return {
         backend: m.backend,
         graphBuildMs: stamps.get("session")! - stamps.get("graph")!,

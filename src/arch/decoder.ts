@@ -340,7 +340,7 @@ export function decoder(config: DecoderConfig, s: Switches): Architecture {
   }
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
-    const g = new GraphBuilder();
+    const g = new GraphBuilder(options.weights, options.weightsAsInitializers);
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const {w, wT, normWeight, embedded, head, capped} = weightsOf(g, weight);
     const project = (x: string, name: string) =>

@@ -117,7 +117,7 @@ export function gptDecoder(s: GptStyle): Architecture {
   }
 
   function buildGraph(weight: (name: string) => Float32Array, options: GraphOptions = {}) {
-    const g = new GraphBuilder();
+    const g = new GraphBuilder(options.weights, options.weightsAsInitializers);
     const hook = hookSite(g, {all: hookPoints(), aliasOf}, options);
     const {w, inOut, ln, tokens, head} = weightsOf(g, weight);
     const project = (x: string, name: string) =>

@@ -16,7 +16,7 @@
  * - packed runs: several sequences side by side along the token axis, each with its own positions, a mask that
  *   keeps them apart, and logits only where asked (`packed`), for patching sweeps in few session runs.
  */
-import {type GraphBuilder, FLOAT, INT64} from "./onnx.js";
+import {type GraphBuilder, type WeightInputs, FLOAT, INT64} from "./onnx.js";
 import {editInputs, LENS, LOGITS, PACKED} from "./names.js";
 
 export {editInputs, LENS, PACKED};
@@ -46,6 +46,13 @@ export interface GraphOptions {
   lens?: boolean;
   /** Take positions, the attention mask and the rows to unembed as inputs (`PACKED`): sequences packed side by side. */
   packed?: boolean;
+  /**
+   * The model's weights as graph inputs shared by all its graphs (graph/onnx.ts `WeightInputs`); without it, the
+   * graph holds its weights as initializers of its own.
+   */
+  weights?: WeightInputs;
+  /** `weights` as this graph's own initializers rather than inputs (graph/onnx.ts `GraphBuilder`). */
+  weightsAsInitializers?: boolean;
 }
 
 /** What an architecture's graph needs to know about its own hook points. */

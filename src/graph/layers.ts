@@ -316,13 +316,16 @@ export function bindWeights(
   weight: (name: string) => Float32Array,
   shapeOf: (name: string) => number[]
 ) {
+  // Functions, not values: a graph over a model's shared weight inputs reads (and transposes) a weight only if
+  // no earlier graph of the model has.
   return {
-    w: (name: string) => g.weight(name, weight(name), shapeOf(name)),
+    w: (name: string) => g.weight(name, () => weight(name), shapeOf(name)),
     wT: (name: string) => {
       const [rows, cols] = shapeOf(name);
-      return g.weight(name, transpose(weight(name), rows, cols), [cols, rows]);
+      return g.weight(name, () => transpose(weight(name), rows, cols), [cols, rows]);
     },
-    wMap: (name: string, f: (data: Float32Array) => Float32Array) => g.weight(name, f(weight(name)), shapeOf(name))
+    wMap: (name: string, f: (data: Float32Array) => Float32Array) =>
+      g.weight(name, () => f(weight(name)), shapeOf(name))
   };
 }
 

@@ -2,9 +2,18 @@
  * A small builder for ONNX graphs, encoded with onnx-proto (protobufjs).
  *
  * The architectures in `src/arch/` describe a forward pass as calls on a `GraphBuilder`: `g.op("MatMul", [x, w])`
- * returns the name of the new tensor. Weights are kept out of the protobuf: each is an external-data file
- * whose bytes are its Float32Array, handed to onnxruntime through the `externalData` session option. The
- * protobuf stays small, no model is limited by protobuf's 2 GB, and no weight is copied on the way.
+ * returns the name of the new tensor. Weights are kept out of the protobuf, in one of two ways:
+ *
+ * - as graph *inputs* (`new GraphBuilder(weights)` with a model's `WeightInputs`): every graph of one model (the
+ *   trace graph, each edit structure's, the lens's, the packed one) names the same inputs, and the model feeds the
+ *   same tensors to every run. onnxruntime gives each session its own copy of its initializers (measured in
+ *   docs/performance.md: ~600 MB more per session for SmolLM2-135M, whatever the session options), so inputs are
+ *   how one model keeps one copy of its weights whatever the number of its sessions;
+ * - as *initializers*, each an external-data file whose bytes are its Float32Array, handed to onnxruntime through
+ *   the `externalData` session option: on WebGPU, where each session uploads its weights to the GPU once (fed CPU
+ *   tensors would cross to it every run), and for graphs built without a model (the probe, the bench's).
+ *
+ * Either way the protobuf stays small and no model is limited by protobuf's 2 GB.
  */
 import onnxProto from "onnx-proto";
 
@@ -18,6 +27,7 @@ export const FLOAT = onnx.TensorProto.DataType.FLOAT;
 export const INT64 = onnx.TensorProto.DataType.INT64;
 export const BOOL = onnx.TensorProto.DataType.BOOL;
 export const INT32 = onnx.TensorProto.DataType.INT32;
+export const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
 
 export type Attribute = number | number[] | string;
 export type Dim = number | string;
@@ -32,7 +42,107 @@ export interface EncodedModel {
 interface PendingWeight {
   name: string;
   dims: number[];
-  data: Float32Array;
+  data: Float32Array | Uint16Array;
+}
+
+/** A weight as a graph input: float32, or float16 bits (a `Uint16Array`) widened to float32 inside the graph. */
+export interface WeightInput {
+  dims: number[];
+  data: Float32Array | Uint16Array;
+}
+
+/**
+ * One model's weights as graph inputs, shared by all of its graphs: the first graph that names a weight computes
+ * its values (its thunk runs once); every later graph names the same input and computes nothing. The model feeds
+ * `tensors` to every run, so all of its sessions read the same buffers.
+ */
+export class WeightInputs {
+  readonly tensors = new Map<string, WeightInput>();
+
+  /**
+   * @param halfPrecision Store a weight as float16 where that keeps its values (a bf16 or fp16 checkpoint's
+   *   weights, `toHalf`): half the bytes, widened by a Cast in the graph. Off, every weight stays float32.
+   */
+  constructor(readonly halfPrecision = false) {}
+
+  /** The weight `name`, made on first use. A name must keep its shape in every graph of the model. */
+  take(name: string, data: Float32Array | (() => Float32Array), dims: number[]): WeightInput {
+    const known = this.tensors.get(name);
+    if (known) {
+      if (known.dims.join() !== dims.join())
+        throw new Error(`weight ${name}: shape [${dims}] in this graph, [${known.dims}] in the model's first graph`);
+      return known;
+    }
+    const values = typeof data === "function" ? data() : data;
+    checkNumel(name, values.length, dims);
+    const half = this.halfPrecision ? toHalf(values) : undefined;
+    const made = {dims, data: half ?? values};
+    this.tensors.set(name, made);
+    return made;
+  }
+
+  /** The graph input each weight is fed through: its name, or `name.fp16` where it is stored at half precision. */
+  inputNames(): Map<string, WeightInput> {
+    return new Map([...this.tensors].map(([name, t]) => [t.data instanceof Uint16Array ? `${name}.fp16` : name, t]));
+  }
+
+  /** Bytes held: the model's one copy of its weights. */
+  get bytes(): number {
+    let total = 0;
+    for (const t of this.tensors.values()) total += t.data.byteLength;
+    return total;
+  }
+}
+
+function checkNumel(name: string, length: number, dims: number[]): void {
+  const numel = dims.reduce((a, b) => a * b, 1);
+  if (numel !== length) throw new Error(`weight ${name}: ${length} values for shape [${dims}]`);
+}
+
+/** Below the smallest normal float16 (2⁻¹⁴), float16 keeps fewer bits: values there round, by at most 2⁻²⁵. */
+const HALF_MIN_NORMAL = 2 ** -14;
+
+/**
+ * `values` as float16 bits, if float16 holds them: every value exactly, except that values below 2⁻¹⁴ in
+ * magnitude (float16's subnormals) may round by at most 2⁻²⁵ ≈ 3e-8 — a bfloat16 weight that small keeps bits
+ * float16 has not. Undefined where a value is beyond float16's range or needs more than its 11 significant bits
+ * (an fp32 checkpoint's weights, random weights): those stay float32.
+ */
+export function toHalf(values: Float32Array): Uint16Array | undefined {
+  const out = new Uint16Array(values.length);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < values.length; i++) {
+    const b = bits[i];
+    const sign = (b >>> 16) & 0x8000;
+    const exponent = (b >>> 23) & 0xff;
+    const mantissa = b & 0x7fffff;
+    if (exponent === 0 && mantissa === 0) {
+      out[i] = sign; // ±0
+    } else if (exponent >= 113 && exponent <= 142) {
+      // A normal float16 (2⁻¹⁴ ≤ |x| < 2¹⁶): exact only if the 13 bits float16 drops are zero.
+      if (mantissa & 0x1fff) return undefined;
+      out[i] = sign | ((exponent - 112) << 10) | (mantissa >>> 13);
+    } else if (exponent < 113 && Math.abs(values[i]) < HALF_MIN_NORMAL) {
+      // float16 subnormal (or flushed to zero): round to the nearest multiple of 2⁻²⁴.
+      out[i] = sign | Math.round(Math.abs(values[i]) * 2 ** 24);
+    } else {
+      return undefined; // inf, NaN or beyond 65504
+    }
+  }
+  return out;
+}
+
+/** float16 bits → float32 values (for reading a half-precision weight back). */
+export function fromHalf(half: Uint16Array): Float32Array {
+  const out = new Float32Array(half.length);
+  for (let i = 0; i < half.length; i++) {
+    const h = half[i];
+    const exponent = (h >>> 10) & 0x1f;
+    const mantissa = h & 0x3ff;
+    const magnitude = exponent === 0 ? mantissa * 2 ** -24 : (1 + mantissa / 1024) * 2 ** (exponent - 15);
+    out[i] = h & 0x8000 ? -magnitude : magnitude;
+  }
+  return out;
 }
 
 export class GraphBuilder {
@@ -44,6 +154,18 @@ export class GraphBuilder {
   private readonly outputNames = new Set<string>();
   private counter = 0;
   private usesContribOps = false;
+  /** Weights this graph has declared as inputs already (by name), with the tensor its nodes read. */
+  private readonly declared = new Map<string, string>();
+
+  /**
+   * @param shared The model's weights as inputs (see the file's comment); without it, weights are initializers.
+   * @param sharedAsInitializers Take the values from `shared` (computing only those it lacks) but make them this
+   *   graph's initializers: its session copies them once, and its runs feed nothing (a model's main graph on WASM).
+   */
+  constructor(
+    private readonly shared?: WeightInputs,
+    private readonly sharedAsInitializers = false
+  ) {}
 
   /** A fresh tensor name, readable in a graph viewer: `prefix/3`. */
   name(prefix: string): string {
@@ -79,12 +201,37 @@ export class GraphBuilder {
     return this.nodes.some((node) => node.input.includes(tensor));
   }
 
-  /** A float32 weight, stored as external data. */
-  weight(name: string, data: Float32Array, dims: number[]): string {
-    const numel = dims.reduce((a, b) => a * b, 1);
-    if (numel !== data.length) throw new Error(`weight ${name}: ${data.length} values for shape [${dims}]`);
-    this.weights.push({name, dims, data});
-    return name;
+  /**
+   * A float32 weight: a graph input fed from the model's `WeightInputs`, or an initializer stored as external
+   * data. `data` may be a function that computes the values (a transpose, say): with shared inputs it runs only
+   * in the first graph that names the weight.
+   */
+  weight(name: string, data: Float32Array | (() => Float32Array), dims: number[]): string {
+    if (!this.shared) {
+      const values = typeof data === "function" ? data() : data;
+      checkNumel(name, values.length, dims);
+      this.weights.push({name, dims, data: values});
+      return name;
+    }
+    const declared = this.declared.get(name);
+    if (declared) return declared;
+    const taken = this.shared.take(name, data, dims);
+    let tensor: string;
+    if (this.sharedAsInitializers) {
+      // float16 initializers are widened when the session is made (constant folding): its copy is float32.
+      const stored = taken.data instanceof Uint16Array ? `${name}.fp16` : name;
+      this.weights.push({name: stored, dims, data: taken.data});
+      tensor = taken.data instanceof Uint16Array ? this.op("Cast", [stored], {to: FLOAT}, name) : name;
+    } else if (taken.data instanceof Uint16Array) {
+      // Stored at 2 bytes, widened here: activations and every output stay float32. As an input it is never
+      // constant-folded, so onnxruntime holds no widened copy between runs.
+      this.input(`${name}.fp16`, FLOAT16, dims);
+      tensor = this.op("Cast", [`${name}.fp16`], {to: FLOAT}, name);
+    } else {
+      tensor = this.input(name, FLOAT, dims);
+    }
+    this.declared.set(name, tensor);
+    return tensor;
   }
 
   /** A small constant, stored in the protobuf. */
@@ -147,7 +294,7 @@ export class GraphBuilder {
         onnx.TensorProto.create({
           name: w.name,
           dims: w.dims,
-          dataType: FLOAT,
+          dataType: w.data instanceof Uint16Array ? FLOAT16 : FLOAT,
           dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
           externalData: [
             {key: "location", value: externalData[i].path},

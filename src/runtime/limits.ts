@@ -21,8 +21,10 @@ export interface MemoryBudget {
 export const TAB_BUDGET: MemoryBudget = {bytes: 4e9, where: "a browser tab (onnxruntime-web's memory is at most 4 GB)"};
 
 /**
- * The memory a model needs at its peak: every parameter as float32, twice (the JS copy and the session's, both
- * alive while the session is made). Activations of a short prompt are small beside that.
+ * The memory a model needs at its peak: every parameter as float32, twice — the model's one JS copy, fed to every
+ * run, and the copy the runtime makes of it (onnxruntime-web's WASM heap holds the inputs of a run; on WebGPU a
+ * session's initializers pass through the heap on their way to the GPU). Activations of a short prompt are small
+ * beside that.
  */
 export function memoryNeeded(arch: Architecture): {parameters: number; bytes: number} {
   let parameters = 0;

@@ -36,7 +36,7 @@ import {
 } from "./language-model.js";
 import {planEdits, type Edit, type Feed} from "./edits.js";
 import type {GraphOptions} from "../graph/hooks.js";
-import type {EncodedModel} from "../graph/onnx.js";
+import {WeightInputs, type EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
@@ -69,12 +69,33 @@ export interface CreateOptions {
   /** A name for the backend, shown to users ("onnxruntime-node (cpu)", "WebGPU", "WASM"). */
   backend?: string;
   /**
-   * Free the weights' JS memory as soon as the session holds its own copy (onnxruntime-web copies them into
-   * its WASM heap or onto the GPU), instead of whenever the garbage collector gets to it: that is what keeps
-   * SmolLM2-135M's peak in a tab under 1.5 GB. Only for runtimes that copy; onnxruntime-node may use the
-   * buffers in place.
+   * Where a graph holds its weights as initializers (the lean decode graph on WebGPU), free their JS memory as
+   * soon as the session holds its own copy (onnxruntime-web copies them into its WASM heap or onto the GPU),
+   * instead of whenever the garbage collector gets to it. Weights fed as inputs (`sharedWeights`) are the model's
+   * one copy and are never released.
    */
   releaseWeights?: boolean;
+  /**
+   * Feed the weights to every graph of the model as inputs, from one set of buffers (graph/onnx.ts
+   * `WeightInputs`), rather than give each session its own copy as initializers: one copy of the weights per
+   * model whatever the number of edit structures, lens and patching graphs (docs/performance.md measures both).
+   * Default: on, except on WebGPU, where weights live on the GPU and inputs would cross to it every run.
+   */
+  sharedWeights?: boolean;
+  /**
+   * Keep a bf16/fp16 checkpoint's weights at 2 bytes (float16 inputs widened by a Cast in the graph) where float16
+   * holds their values; activations and outputs stay float32. With shared weights only. Default: on WASM only,
+   * where it saves memory (a tab's constraint) at some speed; on onnxruntime-node each session's memory arena keeps
+   * the widened copies the Casts make, so the process ends up larger and slower (docs/performance.md measures both).
+   */
+  keepPrecision?: boolean;
+  /**
+   * With shared weights, the main graph (trace, generation) holds them as initializers — its session's copy, made
+   * once — and only the other structures' graphs read them as inputs. Default: on WASM, where a fed input is copied
+   * into the heap on every run (false there: the least memory, the slowest steps); off on onnxruntime-node, where
+   * true trades a second copy for MatMul weights packed once (docs/performance.md).
+   */
+  mainWeightsAsInitializers?: boolean;
   /**
    * Tokenize prompts with this instead of on the calling thread: in Node, a worker with a time limit
    * (tokenizer-worker.ts), so that a tokenizer regex that backtracks without bound ends in an error.
@@ -131,17 +152,32 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
-  const encoded = arch.buildGraph(weight);
+  // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
+  const shared =
+    (options.sharedWeights ?? !onWebGPU(options))
+      ? new WeightInputs(weights.halfPrecision && (options.keepPrecision ?? onWasm(options)))
+      : undefined;
+  // On WASM a fed input is copied into onnxruntime's heap on every run (538 MB a step for SmolLM2-135M: generation
+  // 3× slower in Chromium), so the main graph — trace and generation, the hot path — holds the weights as
+  // initializers, copied once; the other structures' graphs (lens, patching, edits) read the shared inputs.
+  const mainAsInitializers = shared !== undefined && (options.mainWeightsAsInitializers ?? onWasm(options));
+  const encoded = arch.buildGraph(weight, {weights: shared, weightsAsInitializers: mainAsInitializers});
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
   const session = await openSession(encoded, options);
-  if (options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
+  // The shared weights stay: the other graphs will read them.
+  if (options.releaseWeights && !shared) releaseBuffers(encoded.externalData.map((e) => e.data));
   report({stage: "ready", message: `${source.id} is ready`});
-  return new Model(source, config, arch, tokenizer, weights, session, options);
+  return new Model(source, config, arch, tokenizer, weights, session, options, shared);
 }
 
 /** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
 function onWebGPU(options: CreateOptions): boolean {
   return JSON.stringify(options.executionProviders ?? []).includes("webgpu");
+}
+
+/** Whether the sessions run on onnxruntime-web's WASM backend (the CPU backend of a tab). */
+function onWasm(options: CreateOptions): boolean {
+  return !onWebGPU(options) && JSON.stringify(options.executionProviders ?? []).includes("wasm");
 }
 
 /** An onnxruntime session over an encoded graph, with the engine's options for that backend. */
@@ -186,6 +222,8 @@ export class Model implements LanguageModel {
   private lean?: Promise<LeanDecoder | undefined>;
   /** Why the lean decode graph's session could not be made, if it could not. */
   leanError?: Error;
+  /** The shared weights as onnxruntime tensors, by graph input name: made once, fed to every run of every session. */
+  private readonly weightFeeds = new Map<string, OrtTensor>();
 
   constructor(
     readonly source: ModelSource,
@@ -194,9 +232,18 @@ export class Model implements LanguageModel {
     readonly tokenizer: Tokenizer,
     private readonly weights: Weights,
     private readonly session: InferenceSession,
-    private readonly options: CreateOptions
+    private readonly options: CreateOptions,
+    /** The weights as inputs shared by all this model's graphs (`CreateOptions.sharedWeights`); else undefined. */
+    private readonly shared?: WeightInputs
   ) {
     this.backend = options.backend ?? "onnxruntime";
+    for (const [name, {data, dims}] of shared?.inputNames() ?? []) {
+      const tensor =
+        data instanceof Uint16Array
+          ? new options.ort.Tensor("float16", data, dims)
+          : new options.ort.Tensor("float32", data, dims);
+      this.weightFeeds.set(name, tensor);
+    }
     // The logits answer to `lm_head.output` in every family, whatever its unembedding is called (GPT-NeoX: embed_out).
     this.hooks = new Set([...arch.hookPoints(), LOGITS]);
     this.parameterNames = new Set(arch.parameters().map((p) => p.name));
@@ -209,6 +256,14 @@ export class Model implements LanguageModel {
   /** "checkpoint" or "random (seed N)": say which when showing numbers. */
   get weightsOrigin(): string {
     return this.weights.origin;
+  }
+
+  /**
+   * The bytes of weights this model holds in JavaScript for its sessions: with shared weights, its one copy
+   * (float16 where kept at 2 bytes); 0 where each session holds its own (WebGPU).
+   */
+  get weightBytes(): number {
+    return this.shared?.bytes ?? 0;
   }
 
   parameters(): Parameter[] {
@@ -327,6 +382,11 @@ export class Model implements LanguageModel {
       feeds[names.pastKey] = cache?.[i].key ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
+    // The shared weights, the same tensors for every session and run.
+    for (const name of session.inputNames) {
+      const weight = this.weightFeeds.get(name);
+      if (weight) feeds[name] = weight;
+    }
     const presentNames = keepCache ? cacheOutputs(numLayers) : [];
     for (const [name, feed] of Object.entries(extras?.feeds ?? {})) {
       feeds[name] = new ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims);
@@ -371,7 +431,8 @@ export class Model implements LanguageModel {
 
   /**
    * The session for a run structure, built on first use and kept: the graph with those edit sites, the lens or
-   * packed inputs, over the same weights (read again from the source: the first graph took its copies).
+   * packed inputs, over the same weights — the shared inputs, where the model has them, so that this session adds
+   * no copy of them.
    */
   private sessionFor(structure: RunExtras["structure"]): Promise<InferenceSession> {
     const key = JSON.stringify(structure);
@@ -379,7 +440,7 @@ export class Model implements LanguageModel {
     if (!session) {
       session = this.openGraph((weight) => {
         try {
-          return this.arch.buildGraph(weight, structure);
+          return this.arch.buildGraph(weight, {...structure, weights: this.shared});
         } catch (error) {
           throw new WorkbenchError((error as Error).message);
         }
@@ -391,14 +452,22 @@ export class Model implements LanguageModel {
   }
 
   /**
-   * A session over another graph of the same weights (read again from the source: the first graph took its
-   * copies), which are freed once the session holds its own where the runtime copies them.
+   * A session over another graph of the same weights. With shared weights the graph only names them (the first
+   * graph computed them all), so nothing is read. Otherwise (`fromSource`: a graph with initializers, the lean
+   * decode graph) they are read again from the source (the first graph
+   * took its copies) and freed once the session holds its own where the runtime copies them.
    */
   private async openGraph(
     build: (weight: (name: string) => Float32Array) => EncodedModel,
-    options: CreateOptions = this.options
+    options: CreateOptions = this.options,
+    fromSource = !this.shared
   ): Promise<InferenceSession> {
-    const encoded = build(await this.weights.loadAll({signal: this.options.signal}));
+    const weight = !fromSource
+      ? (name: string): never => {
+          throw new Error(`${this.id}: weight ${name} is not among the shared weights its first graph named`);
+        }
+      : await this.weights.loadAll({signal: this.options.signal});
+    const encoded = build(weight);
     const opened = await openSession(encoded, options);
     if (this.options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
     return opened;
@@ -429,7 +498,8 @@ export class Model implements LanguageModel {
             sessionOptions: {...this.options.sessionOptions, enableGraphCapture: true}
           }
         : this.options;
-      this.lean = this.openGraph(build, options)
+      // The lean graph's fused layouts (q, k and v in one matrix) are its own: it holds them as initializers, on the GPU.
+      this.lean = this.openGraph(build, options, true)
         .then((session) =>
           LeanDecoder.create(this.options.ort, session, (encoded) => openSession(encoded, this.options), this.arch, {
             inPlace,

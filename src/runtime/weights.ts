@@ -10,6 +10,11 @@ import type {ReadOptions} from "../hub/source.js";
 export interface Weights {
   /** "checkpoint" or "random (seed N)". */
   readonly origin: string;
+  /**
+   * The checkpoint stores its parameters at 16 bits (BF16 or F16): the graph may keep each at 2 bytes where
+   * float16 holds its values (graph/onnx.ts `toHalf`). False for fp32 checkpoints and random weights (float32 draws).
+   */
+  readonly halfPrecision: boolean;
   /** Every parameter, loaded; the graph builder takes each one once. */
   loadAll(opts?: ReadOptions): Promise<(name: string) => Float32Array>;
   /** One parameter, loaded on its own (for looking at a weight matrix). */
@@ -50,8 +55,10 @@ export function checkpointWeights(arch: Architecture, checkpoint: Checkpoint): W
     }
     located.set(p.name, name);
   }
+  const dtypes = new Set([...located.values()].map((name) => checkpoint.tensors.get(name)!.dtype));
   return {
     origin: "checkpoint",
+    halfPrecision: [...dtypes].every((dtype) => dtype === "BF16" || dtype === "F16"),
     async loadAll(opts) {
       // Only the parameters: a checkpoint's buffers (GPT-2's masks, old Pythia's BOOL and 0-d ones) are never converted.
       const tensors = await checkpoint.loadAll(opts, new Set(located.values()));
@@ -81,6 +88,7 @@ export function randomWeights(arch: Architecture, seed: number): Weights {
   const make = (name: string) => initialize(byName.get(name) ?? unknownParameter(name), seed, std);
   return {
     origin: randomOrigin(seed),
+    halfPrecision: false,
     loadAll: async () => make,
     load: async (name) => make(name)
   };

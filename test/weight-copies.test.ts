@@ -1,0 +1,122 @@
+/**
+ * One copy of the weights per loaded model (issue 21), counted rather than timed: onnxruntime gives every session
+ * its own copy of the initializers it is handed, so a model that opened a session per edit structure, lens and
+ * patching graph held that many copies. Here a model traces every hook point, runs the logit lens, a patching
+ * sweep and a steered generation, through an onnxruntime whose sessions are counted and whose feeds are watched:
+ * no session may be handed weights of its own, and every run must read the same buffers, one per weight.
+ */
+import {afterAll, beforeAll, describe, expect, it} from "vitest";
+import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
+import {createModel, type Model} from "../src/runtime/model.js";
+import {ortRuntime} from "../src/node.js";
+import {resolveSource} from "../src/hub/node.js";
+import {logitLens} from "../src/analysis/lens.js";
+import {patchSweep} from "../src/analysis/patching.js";
+import {steeringEdit, steeringVector} from "../src/analysis/steering.js";
+import type {Ort} from "../src/runtime/ort.js";
+import {fixtureDir, readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
+
+interface Counts {
+  /** Sessions created, and the structures' graphs they were made for. */
+  sessions: number;
+  /** Bytes of external data (initializers) handed to each session, in the order they were made: what each copies. */
+  initializerBytes: number[];
+  /** Per weight input (a parameter's name, or `name.fp16`), the distinct buffers fed to it over every run. */
+  fed: Map<string, Set<ArrayBufferLike>>;
+  runs: number;
+}
+
+/** `ort` with its sessions counted and every run's weight feeds recorded (`isWeight` says which feeds are weights). */
+function counting(ort: Ort, isWeight: (input: string) => boolean): {ort: Ort; counts: Counts} {
+  const counts: Counts = {sessions: 0, initializerBytes: [], fed: new Map(), runs: 0};
+  const create = async (model: Uint8Array, options: InferenceSession.SessionOptions = {}) => {
+    counts.sessions++;
+    let bytes = 0;
+    for (const file of options.externalData ?? [])
+      if (typeof file === "object" && "data" in file) bytes += (file.data as Uint8Array).byteLength;
+    counts.initializerBytes.push(bytes);
+    const session = await ort.InferenceSession.create(model, options);
+    const run = session.run.bind(session);
+    session.run = ((feeds: Record<string, OrtTensor>, ...rest: unknown[]) => {
+      counts.runs++;
+      for (const [name, tensor] of Object.entries(feeds)) {
+        if (!isWeight(name)) continue;
+        const buffers = counts.fed.get(name) ?? new Set();
+        buffers.add((tensor.data as Float32Array).buffer);
+        counts.fed.set(name, buffers);
+      }
+      return (run as (...args: unknown[]) => ReturnType<InferenceSession["run"]>)(feeds, ...rest);
+    }) as InferenceSession["run"];
+    return session;
+  };
+  return {ort: {...ort, InferenceSession: {...ort.InferenceSession, create}} as unknown as Ort, counts};
+}
+
+describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runtime) => {
+  // mini-llama's checkpoint is bf16, here kept at 2 bytes (`keepPrecision`); mini-gpt2's is fp32.
+  describe.each(["mini-llama", "mini-gpt2"])("%s", (name) => {
+    const keepPrecision = name === "mini-llama";
+    let model: Model;
+    let counts: Counts;
+    let parameterNames: Set<string>;
+    beforeAll(async () => {
+      const base = await ortRuntime(runtime);
+      const source = await resolveSource(fixtureDir(name));
+      let names = new Set<string>();
+      const watched = counting(base.ort, (input) => names.has(input.replace(/\.fp16$/, "")));
+      counts = watched.counts;
+      model = await createModel(source, {...base, ort: watched.ort, keepPrecision});
+      parameterNames = names = new Set(model.parameters().map((p) => p.name));
+
+      const ids = model.tokenize("Once upon a time, there was a little").ids;
+      await model.forward(ids, model.hookPoints());
+      await logitLens(model, ids, {k: 5});
+      const corrupt = [...ids.slice(0, -2), ...ids.slice(-1), ids[ids.length - 2]];
+      await patchSweep(model, ids, corrupt, "resid");
+      const hook = model.arch.roles.resid(Math.floor(model.config.numLayers / 2));
+      const vector = await steeringVector(model, hook, " boy", " girl");
+      await model.generate("Once upon a time", {
+        maxNewTokens: 4,
+        stopAtEos: false,
+        edits: [steeringEdit(hook, vector, 4)]
+      });
+    }, 120_000);
+    afterAll(() => model?.dispose());
+
+    it("no session but the main one is handed weights of its own: the lens, patching and steering graphs read the model's", () => {
+      // The trace graph, the lens's, the packed patching sweep's and the steering edit's at least.
+      expect(counts.sessions).toBeGreaterThanOrEqual(4);
+      const [main, ...others] = counts.initializerBytes;
+      expect(others.every((bytes) => bytes === 0)).toBe(true);
+      // On WASM the main graph (trace, generation) holds the shared weights as initializers, copied into the heap
+      // once rather than on every run; on onnxruntime-node it reads them as inputs too.
+      expect(main).toBe(runtime === "web" ? model.weightBytes : 0);
+    });
+
+    it("every weight is one buffer, fed to every run of every session", () => {
+      expect(counts.runs).toBeGreaterThan(counts.sessions);
+      // Tied embeddings make lm_head.weight the embedding's input: every other parameter is fed under its own name.
+      const fed = [...counts.fed.keys()].map((input) => input.replace(/\.fp16$/, ""));
+      const expected = [...parameterNames].filter((p) => !(p === "lm_head.weight" && model.config.tieWordEmbeddings));
+      expect(new Set(fed)).toEqual(new Set(expected.filter((p) => fed.includes(p))));
+      expect(fed.length).toBeGreaterThan(0.9 * expected.length); // biases folded into others (gpt2's) are the rest
+      for (const [input, buffers] of counts.fed) expect(buffers.size, input).toBe(1);
+    });
+
+    it("the weights held are one copy: at most the parameters' float32 bytes, half of them for a bf16 checkpoint", () => {
+      const float32Bytes = model.parameters().reduce((sum, p) => sum + 4 * p.numel, 0);
+      // Computed tables (rotary cos/sin) are inputs too: a few percent beyond the parameters at most.
+      expect(model.weightBytes).toBeGreaterThan(0);
+      expect(model.weightBytes).toBeLessThan(keepPrecision ? 0.6 * float32Bytes : 1.05 * float32Bytes);
+    });
+
+    it.runIf(keepPrecision)("kept at 2 bytes, the logits keep their parity with the float64 reference", async () => {
+      const ref = readReference(name);
+      for (const prompt of ref.json.prompts) {
+        const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
+        const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
+        expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
+      }
+    });
+  });
+});
