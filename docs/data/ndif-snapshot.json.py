@@ -24,7 +24,7 @@ import tempfile
 from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 MODEL = "meta-llama/Llama-3.1-8B"
 LENS_PROMPT = "The Eiffel Tower is in the city of"
@@ -96,6 +96,7 @@ def snapshot(key: str, test: Optional[dict] = None) -> None:
             "top": PATCH_TOP,
         },
     }
+    piece = display_pieces(backend)
     results = {}
     for experiment, params in bodies.items():
         progress = lambda job, t: print(f"{experiment}: {job.state} {job.position or ''} ({t:.0f} s)", file=sys.stderr)
@@ -115,8 +116,7 @@ def snapshot(key: str, test: Optional[dict] = None) -> None:
             "params": params,
             "header": header,
             "tensors": {n: {"dtype": t.dtype, "shape": t.shape, "data": t.data} for n, t in tensors.items()},
-            # What transformers' convert_tokens_to_string([convert_ids_to_tokens(i)]) is for a fast tokenizer.
-            "pieces": {str(i): backend.decoder.decode([backend.id_to_token(i)]) for i in sorted(ids)},
+            "pieces": {str(i): piece(i) for i in sorted(ids)},
         }
     print(json.dumps({
         "model": MODEL,
@@ -125,6 +125,39 @@ def snapshot(key: str, test: Optional[dict] = None) -> None:
         "protocol": PROTOCOL,
         "results": results,
     }))
+
+
+def display_pieces(backend: Any) -> Callable[[int], str]:
+    """id → the token as the workbench's pages show it (src/tokenizer.ts `idToPiece`), from a `tokenizers` Tokenizer.
+
+    The tokenizer's own decoder, less the steps that exist to strip the space a "▁" tokenizer puts before the first
+    word (a `Strip` step; `Metaspace`, which drops the first token's leading space): applied to a token shown alone,
+    they would show "▁Tower" as "Tower", where GPT-2's "ĠTower" shows as " Tower". Added tokens ("<s>",
+    "<|begin_of_text|>") are literal text, shown as they are.
+    """
+    from tokenizers import Tokenizer
+
+    def shown(step: dict) -> Optional[dict]:
+        if step.get("type") == "Strip":
+            return None
+        if step.get("type") == "Metaspace":
+            return {"type": "Replace", "pattern": {"String": step.get("replacement", "\u2581")}, "content": " "}
+        if step.get("type") == "Sequence":
+            return {**step, "decoders": [d for d in map(shown, step.get("decoders", [])) if d is not None]}
+        return step
+
+    config = json.loads(backend.to_str())
+    config["decoder"] = shown(config["decoder"]) if config.get("decoder") else None
+    decoder = Tokenizer.from_str(json.dumps(config)).decoder
+    added = {t.content for t in backend.get_added_tokens_decoder().values()}
+
+    def piece(token_id: int) -> str:
+        token = backend.id_to_token(token_id)
+        if token is None:
+            raise ValueError(f"token id {token_id} is not in {MODEL}'s vocabulary")
+        return token if token in added or decoder is None else decoder.decode([token])
+
+    return piece
 
 
 _KEEP: list = []  # the tests' throwaway Hub cache, kept until the process ends
