@@ -11,7 +11,8 @@ stuck, decoded, packed), so a snapshot holds exactly what a live run through the
     R = {"experiment", "params", "header", "tensors": {name: {"dtype", "shape", "data"}}, "pieces": {id: piece}}
 
 `pieces` gives each token id in the params and tensors its display text (the tokenizer's token with Ġ/▁ shown as
-a space), so the page needs no tokenizer.
+a space), so the page needs no tokenizer. `params` is what the relay was sent plus the texts the ids were encoded
+from (`prompt`; `clean`, `corrupt`), which src/remote/snapshot.ts shows as a live run shows the text typed.
 
 Tests only: with LMW_SNAPSHOT_TEST set (test/ndif-snapshot.test.ts sets it), the same path runs against the
 relay's loopback stand-ins instead of NDIF and the Hub: see `standin_parts`.
@@ -96,6 +97,7 @@ def snapshot(key: str, test: Optional[dict] = None) -> None:
             "top": PATCH_TOP,
         },
     }
+    texts = {"lens": {"prompt": prompts["lens"]}, "patching": {"clean": prompts["clean"], "corrupt": prompts["corrupt"]}}
     piece = display_pieces(backend)
     results = {}
     for experiment, params in bodies.items():
@@ -113,7 +115,7 @@ def snapshot(key: str, test: Optional[dict] = None) -> None:
                 ids.update(t.data)
         results[experiment] = {
             "experiment": experiment,
-            "params": params,
+            "params": {**params, **texts[experiment]},
             "header": header,
             "tensors": {n: {"dtype": t.dtype, "shape": t.shape, "data": t.data} for n, t in tensors.items()},
             "pieces": {str(i): piece(i) for i in sorted(ids)},
