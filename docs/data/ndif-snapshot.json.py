@@ -15,7 +15,9 @@ a space), so the page needs no tokenizer. `params` is what the relay was sent pl
 from (`prompt`; `clean`, `corrupt`), which src/remote/snapshot.ts shows as a live run shows the text typed.
 
 Tests only: with LMW_SNAPSHOT_TEST set (test/ndif-snapshot.test.ts sets it), the same path runs against the
-relay's loopback stand-ins instead of NDIF and the Hub: see `standin_parts`.
+relay's loopback stand-ins instead of NDIF and the Hub: see `standin_parts`. Its value is JSON of the prompts
+(`{"lens", "clean", "corrupt", "answers"}`) in place of Llama's, which the test tokenizer's 512 pieces cannot
+spell in the shape the sweep needs (one-token answers, equally long clean and corrupt runs).
 """
 
 import json
