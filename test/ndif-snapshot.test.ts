@@ -23,7 +23,8 @@ const probe = spawnSync("python3", ["-c", "import tokenizers"], {encoding: "utf8
 const missing = probe.error
   ? `python3 is not available (${probe.error.message})`
   : probe.status !== 0
-    ? `python3 has no tokenizers package (pip install tokenizers): ${probe.stderr.trim().split("\n").pop()}`
+    ? // --no-deps: with huggingface_hub installed, the relay's HubFiles fetch through it and miss the stand-in Hub.
+      `python3 has no tokenizers package (pip install --no-deps tokenizers): ${probe.stderr.trim().split("\n").pop()}`
     : "";
 if (missing) console.log(`skipping the NDIF snapshot loader test: ${missing}`);
 
