@@ -4,8 +4,8 @@ NDIF (and nnsight, through `JsonRunner`) is stood in for. Tests only.
 
     python3 relay/tests/serve_standin.py
 
-prints one JSON line, `{"relay": "http://127.0.0.1:<port>", "key": <the key NDIF accepts>, "model", "vocab",
-"seeds"}`, then serves until its stdin closes (or it is killed). The relay's log (one line a request: method, path,
+prints one JSON line, `{"relay": "http://127.0.0.1:<port>", "ndif": <the stand-in NDIF's host; its Hub is at
+<ndif>/hub>, "key": <the key NDIF accepts>, "model", "vocab", "seeds"}`, then serves until its stdin closes (or it is killed). The relay's log (one line a request: method, path,
 status) goes to stderr, where the test looks for the DELETE of a cancelled job.
 
 Every job NDIF receives goes RECEIVED (the answer to the submission), then one poll each: QUEUED at position 2,
@@ -137,7 +137,7 @@ def main() -> None:
     relay.hub.token = None  # the stand-in Hub needs none; never send the caller's
     server = make_server(relay, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    ready = {"relay": f"http://127.0.0.1:{server.server_address[1]}", "key": GOOD_KEY, "model": MODEL,
+    ready = {"relay": f"http://127.0.0.1:{server.server_address[1]}", "ndif": ndif.url, "key": GOOD_KEY, "model": MODEL,
              "vocab": VOCAB, "seeds": SEEDS}
     print(json.dumps(ready), flush=True)
     try:
