@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import threading
 import urllib.error
 import urllib.parse
@@ -84,39 +83,14 @@ class HubFiles:
         return json.loads(self.get(repo_id, "config.json"))
 
     def _download(self, repo_id: str, name: str) -> bytes:
-        try:
-            import huggingface_hub  # noqa: F401 — installed with nnsight (transformers brings it)
-        except ImportError:
-            return self._download_urllib(repo_id, name)
-        return self._download_hf(repo_id, name)
-
-    def _download_hf(self, repo_id: str, name: str) -> bytes:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-
-        try:
-            path = hf_hub_download(
-                repo_id, name, token=self.token or None, endpoint=self.endpoint, cache_dir=self.cache_dir / ".hf"
-            )
-        except (RepositoryNotFoundError, EntryNotFoundError):
-            raise RelayError(404, f"the Hub has no {name} for {repo_id}", model=repo_id) from None
-        except GatedRepoError:
-            raise RelayError(502, _gated(repo_id), model=repo_id) from None
-        except HfHubHTTPError as error:
-            raise RelayError(502, f"the Hub refused {name} of {repo_id}: {error}", model=repo_id) from None
-        except OSError as error:
-            raise RelayError(503, f"the Hub is unreachable for {name} of {repo_id}: {error}", model=repo_id) from None
-        data = Path(path).read_bytes()
-        shutil.rmtree(self.cache_dir / ".hf", ignore_errors=True)
-        return data
-
-    def _download_urllib(self, repo_id: str, name: str) -> bytes:
+        # The standard library only, whether or not huggingface_hub is installed (nnsight brings it): one path,
+        # the one the tests run, and the stand-in Hub (HF_ENDPOINT) is reached the same way as the real one.
         url = f"{self.endpoint}/{repo_id}/resolve/main/{urllib.parse.quote(name)}"
         request = urllib.request.Request(url)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
+            with _HUB_OPENER.open(request, timeout=60) as answer:
                 expected = answer.headers.get("Content-Length")
                 data = answer.read()
         except urllib.error.HTTPError as error:
@@ -137,6 +111,20 @@ class HubFiles:
                 502, f"{name} of {repo_id} arrived cut short: {len(data)} of {expected} bytes", model=repo_id
             )
         return data
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Follows the Hub's redirects (large files go to its CDN) without sending the token to another origin."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        origin = lambda url: urllib.parse.urlsplit(url)[:2]  # noqa: E731 — (scheme, host:port)
+        if new is not None and origin(newurl) != origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_HUB_OPENER = urllib.request.build_opener(_TokenStaysHome)
 
 
 def _gated(repo_id: str) -> str:

@@ -277,3 +277,62 @@ class ShapeTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HubRedirectTest(unittest.TestCase):
+    """The Hub's large files redirect to its CDN: the token follows a redirect on the Hub's origin, not to another."""
+
+    def test_the_token_stays_on_the_hubs_origin(self):
+        import tempfile
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from pathlib import Path
+
+        from relay.hub import HubFiles
+
+        seen = []  # (server, path, Authorization header)
+
+        def server(name, answer):
+            class Handler(BaseHTTPRequestHandler):
+                def do_GET(self):
+                    seen.append((name, self.path, self.headers.get("Authorization")))
+                    answer(self)
+
+                def log_message(self, *args):
+                    pass
+
+            httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            threading.Thread(target=httpd.serve_forever, daemon=True).start()
+            self.addCleanup(httpd.server_close)
+            self.addCleanup(httpd.shutdown)
+            return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+        def cdn_answer(handler):
+            body = b'{"vocab_size": 8}'
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        cdn = server("cdn", cdn_answer)
+
+        def hub_answer(handler):
+            handler.send_response(302)
+            # config.json: first a redirect on the Hub itself, then one to the CDN.
+            target = "/org/model/resolve/main/moved.json" if "config.json" in handler.path else f"{cdn}/signed"
+            handler.send_header("Location", target)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        hub = server("hub", hub_answer)
+        with tempfile.TemporaryDirectory() as cache:
+            files = HubFiles(Path(cache), endpoint=hub, token="hf_secret")
+            self.assertEqual(files.config("org/model"), {"vocab_size": 8})
+        self.assertEqual(
+            seen,
+            [
+                ("hub", "/org/model/resolve/main/config.json", "Bearer hf_secret"),
+                ("hub", "/org/model/resolve/main/moved.json", "Bearer hf_secret"),
+                ("cdn", "/signed", None),
+            ],
+        )
