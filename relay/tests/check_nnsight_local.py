@@ -1,0 +1,134 @@
+"""The relay's nnsight bodies (experiments.py), run for real with nnsight's local execution on stories260K, against
+the workbench engine's own results for the same params (nnsight_expected.json, from make_nnsight_expected.ts).
+
+Only the backend differs from a relay job: where the relay passes runner.capture_backend (which builds NDIF's request
+and keeps it), this passes `LocalBackend`, nnsight's LocalSimulationBackend, which serializes the same request
+(RequestModel, as RemoteBackend.request does), deserializes it with the relay's modules hidden (as on NDIF), runs it
+on the local model, and keeps the saved values NDIF would have sent. Those go through torch.save and the relay's own
+`NnsightRunner.decode`, so `shape` and everything after it are the relay's.
+
+    /path/to/venv/bin/python relay/tests/check_nnsight_local.py     # prints max differences; exit 1 on a mismatch
+
+As a unittest (python3 -m unittest discover -s relay/tests) it skips, saying why, where nnsight or torch is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import unittest
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / "data" / "models" / "stories260K"
+EXPECTED = Path(__file__).resolve().parent / "nnsight_expected.json"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# float32 tolerance: the two engines sum in different orders (onnxruntime's fused kernels, torch's), so the last
+# bits differ; stories260K's values are O(1-10).
+ATOL = 1e-4
+
+
+def missing_requirements() -> str:
+    """Why this check cannot run here, or ""."""
+    try:
+        import torch  # noqa: F401
+        import nnsight  # noqa: F401
+        from nnsight.intervention.backends.local_simulation import LocalSimulationBackend  # noqa: F401
+    except ImportError as error:
+        return f"nnsight and torch are needed to run the relay's bodies locally ({error})"
+    if not (MODEL_DIR / "model.safetensors").exists():
+        return f"{MODEL_DIR} has no model.safetensors"
+    return ""
+
+
+def local_backend(model: Any) -> Any:
+    from nnsight.intervention.backends.local_simulation import LocalSimulationBackend
+
+    class LocalBackend(LocalSimulationBackend):
+        """Runs the request here, as NDIF would, and keeps what the body saved (NDIF's result dict)."""
+
+        saved = None
+
+        def __call__(self, tracer: Any) -> Any:
+            self.saved = super().__call__(tracer)
+            return self.saved
+
+    return LocalBackend(model)
+
+
+def run_all(verbose: bool = True) -> Dict[str, Tuple[float, List[str]]]:
+    """Each experiment's max absolute difference from the workbench, and what disagreed beyond ATOL."""
+    import torch
+    from nnsight import LanguageModel
+
+    from relay import experiments, params
+    from relay.hooks import ModelInfo
+    from relay.runner import NnsightRunner
+
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    info = ModelInfo.from_config("stories260K", config)
+    model = LanguageModel(str(MODEL_DIR), dispatch=True, dtype=torch.float32)
+    cases = json.loads(EXPECTED.read_text())["cases"]
+    report: Dict[str, Tuple[float, List[str]]] = {}
+    for experiment, case in cases.items():
+        plan = params.plan(experiment, case["params"], info)
+        backend = local_backend(model)
+        experiments.run(experiment, model, plan, backend)
+        if not isinstance(backend.saved, dict):
+            raise AssertionError(f"{experiment}: nnsight's local run saved {type(backend.saved).__name__}, not a dict")
+        buffer = io.BytesIO()
+        torch.save(backend.saved, buffer)  # what NDIF's result file holds
+        arrays, header = NnsightRunner().decode(info, experiment, plan, buffer.getvalue())
+        worst, problems = 0.0, []
+        for name, want in case["expected"].items():
+            if name not in arrays:
+                problems.append(f"{name}: not in the relay's result ({', '.join(sorted(arrays))})")
+                continue
+            got = arrays[name]
+            if len(got.data) != len(want):
+                problems.append(f"{name}: {len(got.data)} values (shape {got.shape}), the workbench has {len(want)}")
+                continue
+            if got.dtype == "I32":
+                wrong = [i for i, (a, b) in enumerate(zip(got.data, want)) if a != b]
+                if wrong:
+                    problems.append(f"{name}: {len(wrong)} of {len(want)} ids differ, first at {wrong[0]}: "
+                                    f"{got.data[wrong[0]]} vs the workbench's {want[wrong[0]]}")
+            else:
+                diff = max((abs(a - b) for a, b in zip(got.data, want)), default=0.0)
+                worst = max(worst, diff if not math.isnan(diff) else math.inf)
+                if not diff <= ATOL:
+                    problems.append(f"{name}: max difference {diff:.3g} > {ATOL}")
+        if experiment == "generate" and header["finish"] != "length":
+            problems.append(f"finish: {header['finish']}, the workbench generated all {plan['max_new_tokens']}")
+        report[experiment] = (worst, problems)
+        if verbose:
+            print(f"{experiment}: max |nnsight - workbench| = {worst:.3g}" + "".join(f"\n  {p}" for p in problems))
+    return report
+
+
+class NnsightLocalTest(unittest.TestCase):
+    def test_bodies_match_the_workbench(self) -> None:
+        why = missing_requirements()
+        if why:
+            print(f"\nskipped check_nnsight_local: {why}", file=sys.stderr)
+            self.skipTest(why)
+        report = run_all(verbose=False)
+        self.assertEqual(set(report), {"trace", "generate", "lens", "patching", "ablation"})
+        for experiment, (worst, problems) in report.items():
+            self.assertEqual(problems, [], f"{experiment} (max difference {worst:.3g})")
+
+
+if __name__ == "__main__":
+    why = missing_requirements()
+    if why:
+        sys.exit(f"check_nnsight_local: {why}")
+    import nnsight
+
+    print(f"nnsight {nnsight.__version__}, model {MODEL_DIR}, tolerance {ATOL}")
+    results = run_all()
+    sys.exit(1 if any(problems for _, problems in results.values()) else 0)
