@@ -92,7 +92,7 @@ class NnsightRunner:
         from . import experiments
 
         model = self.model(info)
-        backend = capture_backend(model)
+        backend = capture_backend(model_key(model, info))
         with self._lock:  # nnsight's tracing state is process-global: one trace at a time
             try:
                 experiments.run(experiment, model, plan, backend)
@@ -147,7 +147,27 @@ def to_array(value: Any, name: str) -> Any:
     return Array("F32", list(t.shape), t.to(torch.float32).flatten().tolist())
 
 
-def capture_backend(model: Any) -> Any:
+def model_key(model: Any, info: ModelInfo) -> str:
+    """NDIF's name for the model (`nnsight-model-key`), from nnsight's `to_model_key`.
+
+    nnsight does not build the key from the id alone: the first time, it asks the Hub for the repo's canonical id
+    (huggingface_hub's `HfApi().model_info`, with HF_TOKEN from the environment), a network call the relay's own
+    Hub files do not make. Run locally on a model directory it fails the same way (a path is no repo id), so the
+    failure is named here rather than escaping as an unexplained 500.
+    """
+    try:
+        return model.to_model_key()
+    except Exception as error:  # huggingface_hub raises HTTP, validation and connection errors
+        raise RelayError(
+            502,
+            f"nnsight could not make NDIF's model key for {info.id}: it looks the repo up on the Hub "
+            f"(huggingface_hub's HfApi.model_info), which failed ({type(error).__name__}: {error}); the relay needs "
+            f"huggingface.co reachable, and HF_TOKEN set for a gated model",
+            model=info.id,
+        ) from None
+
+
+def capture_backend(model_key: str) -> Any:
     """A RemoteBackend that makes nnsight's request (body and headers) and keeps it instead of sending it.
 
     The relay sends it itself: non-blocking, with its own retries, polling and resubmission.
@@ -163,4 +183,4 @@ def capture_backend(model: Any) -> Any:
                                  f"the version in {REQUIREMENTS}")
             self.captured = self.request(tracer)
 
-    return CaptureBackend(model.to_model_key(), blocking=False, api_key="-")
+    return CaptureBackend(model_key, blocking=False, api_key="-")

@@ -275,6 +275,24 @@ class ShapeTest(unittest.TestCase):
             experiments.shape("generate", plan, INFO, {"output": Array("I32", [1, 3], [4, 5, 7])})
 
 
+class ModelKeyTest(unittest.TestCase):
+    """nnsight's to_model_key asks the Hub (HfApi.model_info): its failure is a 502 naming the lookup, not a bare 500."""
+
+    def test_a_failed_hub_lookup_is_named(self):
+        from relay.runner import model_key
+
+        class Model:  # nnsight's LanguageModel, as far as model_key uses it
+            def to_model_key(self):
+                raise ConnectionError("huggingface.co unreachable")
+
+        with self.assertRaises(RelayError) as caught:
+            model_key(Model(), LLAMA_8B)
+        self.assertEqual(caught.exception.status, 502)
+        message = str(caught.exception)
+        for part in ("meta-llama/Llama-3.1-8B", "HfApi.model_info", "ConnectionError", "huggingface.co unreachable"):
+            self.assertIn(part, message)
+
+
 if __name__ == "__main__":
     unittest.main()
 
