@@ -1,11 +1,19 @@
 """The relay's nnsight bodies (experiments.py), run for real with nnsight's local execution on stories260K, against
 the workbench engine's own results for the same params (nnsight_expected.json, from make_nnsight_expected.ts).
 
-Only the backend differs from a relay job: where the relay passes runner.capture_backend (which builds NDIF's request
-and keeps it), this passes `LocalBackend`, nnsight's LocalSimulationBackend, which serializes the same request
-(RequestModel, as RemoteBackend.request does), deserializes it with the relay's modules hidden (as on NDIF), runs it
-on the local model, and keeps the saved values NDIF would have sent. Those go through torch.save and the relay's own
-`NnsightRunner.decode`, so `shape` and everything after it are the relay's.
+Each experiment runs two ways, and both must agree with the workbench:
+
+- "local": only the backend differs from a relay job. Where the relay passes runner.capture_backend (which builds
+  NDIF's request and keeps it), this passes `LocalBackend`, nnsight's LocalSimulationBackend, which serializes the
+  same request (RequestModel, as RemoteBackend.request does), deserializes it with the relay's modules hidden (as
+  on NDIF), runs it on the local model, and keeps the saved values NDIF would have sent.
+- "wire": the relay's own `NnsightRunner.build` makes the request bytes on its meta-device model (the body the relay
+  POSTs to NDIF, zstd and all), and they are replayed here as NDIF's worker does: RequestModel.deserialize with the
+  real model's modules as the persistent objects, then the restored tracer's execute.
+
+Either way the saved dict goes through torch.save and the relay's own `NnsightRunner.decode`, so `shape` and
+everything after it are the relay's. What stays unchecked is NDIF's side of HTTP (its queue, its result URLs) and
+its GPUs' numerics.
 
     /path/to/venv/bin/python relay/tests/check_nnsight_local.py     # prints max differences; exit 1 on a mismatch
 
@@ -61,54 +69,81 @@ def local_backend(model: Any) -> Any:
     return LocalBackend(model)
 
 
+def replay(body: bytes, headers: Dict[str, str], model: Any) -> Any:
+    """Run the relay's request bytes on `model`, as NDIF's worker does, and return the saved values."""
+    from nnsight.schema.request import RequestModel
+
+    request = RequestModel.deserialize(
+        body, model._remoteable_persistent_objects(), compress=headers.get("nnsight-compress") == "True"
+    )
+    return request.tracer.execute(request.interventions)
+
+
 def run_all(verbose: bool = True) -> Dict[str, Tuple[float, List[str]]]:
-    """Each experiment's max absolute difference from the workbench, and what disagreed beyond ATOL."""
+    """Each (experiment, route)'s max absolute difference from the workbench, and what disagreed beyond ATOL."""
     import torch
     from nnsight import LanguageModel
+    from nnsight.modeling import huggingface
 
     from relay import experiments, params
     from relay.hooks import ModelInfo
     from relay.runner import NnsightRunner
 
     config = json.loads((MODEL_DIR / "config.json").read_text())
-    info = ModelInfo.from_config("stories260K", config)
+    info = ModelInfo.from_config(str(MODEL_DIR), config)
     model = LanguageModel(str(MODEL_DIR), dispatch=True, dtype=torch.float32)
+    # The relay's runner loads the model by its id (here the directory) on the meta device, as for a Hub id. Its
+    # model key asks the Hub for the repo's canonical id, which a directory has not: fill nnsight's cache of those
+    # answers instead. The key is only the request's nnsight-model-key header.
+    huggingface.ID_CACHE[str(MODEL_DIR)] = "local/stories260K"
+    runner = NnsightRunner()
     cases = json.loads(EXPECTED.read_text())["cases"]
     report: Dict[str, Tuple[float, List[str]]] = {}
     for experiment, case in cases.items():
         plan = params.plan(experiment, case["params"], info)
         backend = local_backend(model)
         experiments.run(experiment, model, plan, backend)
-        if not isinstance(backend.saved, dict):
-            raise AssertionError(f"{experiment}: nnsight's local run saved {type(backend.saved).__name__}, not a dict")
-        buffer = io.BytesIO()
-        torch.save(backend.saved, buffer)  # what NDIF's result file holds
-        arrays, header = NnsightRunner().decode(info, experiment, plan, buffer.getvalue())
-        worst, problems = 0.0, []
-        for name, want in case["expected"].items():
-            if name not in arrays:
-                problems.append(f"{name}: not in the relay's result ({', '.join(sorted(arrays))})")
-                continue
-            got = arrays[name]
-            if len(got.data) != len(want):
-                problems.append(f"{name}: {len(got.data)} values (shape {got.shape}), the workbench has {len(want)}")
-                continue
-            if got.dtype == "I32":
-                wrong = [i for i, (a, b) in enumerate(zip(got.data, want)) if a != b]
-                if wrong:
-                    problems.append(f"{name}: {len(wrong)} of {len(want)} ids differ, first at {wrong[0]}: "
-                                    f"{got.data[wrong[0]]} vs the workbench's {want[wrong[0]]}")
-            else:
-                diff = max((abs(a - b) for a, b in zip(got.data, want)), default=0.0)
-                worst = max(worst, diff if not math.isnan(diff) else math.inf)
-                if not diff <= ATOL:
-                    problems.append(f"{name}: max difference {diff:.3g} > {ATOL}")
-        if experiment == "generate" and header["finish"] != "length":
-            problems.append(f"finish: {header['finish']}, the workbench generated all {plan['max_new_tokens']}")
-        report[experiment] = (worst, problems)
-        if verbose:
-            print(f"{experiment}: max |nnsight - workbench| = {worst:.3g}" + "".join(f"\n  {p}" for p in problems))
+        body, headers = runner.build(info, experiment, plan)
+        for route, saved in (("local", backend.saved), ("wire", replay(body, headers, model))):
+            name = f"{experiment} ({route})"
+            report[name] = compare(experiment, plan, info, saved, case["expected"], runner)
+            if verbose:
+                worst, problems = report[name]
+                print(f"{name}: max |nnsight - workbench| = {worst:.3g}" + "".join(f"\n  {p}" for p in problems))
     return report
+
+
+def compare(experiment: str, plan: dict, info: Any, saved: Any, expected: dict, runner: Any) -> Tuple[float, List[str]]:
+    """The relay's result from NDIF-style saved values, against the workbench's: max difference, what disagreed."""
+    import torch
+
+    if not isinstance(saved, dict):
+        return math.inf, [f"nnsight saved {type(saved).__name__}, not a dict of values"]
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)  # what NDIF's result file holds
+    arrays, header = runner.decode(info, experiment, plan, buffer.getvalue())
+    worst, problems = 0.0, []
+    for name, want in expected.items():
+        if name not in arrays:
+            problems.append(f"{name}: not in the relay's result ({', '.join(sorted(arrays))})")
+            continue
+        got = arrays[name]
+        if len(got.data) != len(want):
+            problems.append(f"{name}: {len(got.data)} values (shape {got.shape}), the workbench has {len(want)}")
+            continue
+        if got.dtype == "I32":
+            wrong = [i for i, (a, b) in enumerate(zip(got.data, want)) if a != b]
+            if wrong:
+                problems.append(f"{name}: {len(wrong)} of {len(want)} ids differ, first at {wrong[0]}: "
+                                f"{got.data[wrong[0]]} vs the workbench's {want[wrong[0]]}")
+        else:
+            diff = max((abs(a - b) for a, b in zip(got.data, want)), default=0.0)
+            worst = max(worst, diff if not math.isnan(diff) else math.inf)
+            if not diff <= ATOL:
+                problems.append(f"{name}: max difference {diff:.3g} > {ATOL}")
+    if experiment == "generate" and header["finish"] != "length":
+        problems.append(f"finish: {header['finish']}, the workbench generated all {plan['max_new_tokens']}")
+    return worst, problems
 
 
 class NnsightLocalTest(unittest.TestCase):
@@ -118,7 +153,8 @@ class NnsightLocalTest(unittest.TestCase):
             print(f"\nskipped check_nnsight_local: {why}", file=sys.stderr)
             self.skipTest(why)
         report = run_all(verbose=False)
-        self.assertEqual(set(report), {"trace", "generate", "lens", "patching", "ablation"})
+        experiments = {name.split(" ")[0] for name in report}
+        self.assertEqual(experiments, {"trace", "generate", "lens", "patching", "ablation"})
         for experiment, (worst, problems) in report.items():
             self.assertEqual(problems, [], f"{experiment} (max difference {worst:.3g})")
 
