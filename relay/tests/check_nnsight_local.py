@@ -99,13 +99,14 @@ def run_all(verbose: bool = True) -> Dict[str, Tuple[float, List[str]]]:
     runner = NnsightRunner()
     cases = json.loads(EXPECTED.read_text())["cases"]
     report: Dict[str, Tuple[float, List[str]]] = {}
-    for experiment, case in cases.items():
+    for case_name, case in cases.items():
+        experiment = case["experiment"]
         plan = params.plan(experiment, case["params"], info)
         backend = local_backend(model)
         experiments.run(experiment, model, plan, backend)
         body, headers = runner.build(info, experiment, plan)
         for route, saved in (("local", backend.saved), ("wire", replay(body, headers, model))):
-            name = f"{experiment} ({route})"
+            name = f"{case_name} ({route})"
             report[name] = compare(experiment, plan, info, saved, case["expected"], runner)
             if verbose:
                 worst, problems = report[name]
@@ -153,8 +154,9 @@ class NnsightLocalTest(unittest.TestCase):
             print(f"\nskipped check_nnsight_local: {why}", file=sys.stderr)
             self.skipTest(why)
         report = run_all(verbose=False)
-        experiments = {name.split(" ")[0] for name in report}
-        self.assertEqual(experiments, {"trace", "generate", "lens", "patching", "ablation"})
+        cases = json.loads(EXPECTED.read_text())["cases"]
+        self.assertEqual({case["experiment"] for case in cases.values()}, {"trace", "generate", "lens", "patching", "ablation"})
+        self.assertEqual(len(report), 2 * len(cases))
         for experiment, (worst, problems) in report.items():
             self.assertEqual(problems, [], f"{experiment} (max difference {worst:.3g})")
 

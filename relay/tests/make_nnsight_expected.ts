@@ -1,8 +1,9 @@
 /**
  * Writes relay/tests/nnsight_expected.json: the workbench engine's own results (onnxruntime, Node) for the relay's
  * five experiments on the repo's stories260K, which relay/tests/check_nnsight_local.py compares with the relay's
- * nnsight bodies run locally on the same weights. Each case holds the relay's params (PROTOCOL.md) and what the
- * workbench computes for them, in the relay's result layout (flat, row-major).
+ * nnsight bodies run locally on the same weights. Each case names its experiment and holds the relay's params
+ * (PROTOCOL.md) and what the workbench computes for them, in the relay's result layout (flat, row-major). Greedy
+ * generation only: sampling draws from different generators in the two engines.
  *
  * Run from the repository root: npx tsx relay/tests/make_nnsight_expected.ts
  */
@@ -24,13 +25,15 @@ const hooks = [
   "model.layers.1.mlp.output",
   "model.layers.1.output",
   "model.layers.2.self_attn.output",
+  "model.layers.3.output",
   "model.norm.output",
   "lm_head.output"
 ];
 const positions = [0, 3, -1];
 const edits = [
   {hook: "model.layers.1.mlp.output", op: "scale" as const, value: 0.5, positions: [2, 3]},
-  {hook: "model.layers.2.self_attn.o_proj.input", op: "set" as const, value: 0, range: [8, 16] as [number, number]}
+  {hook: "model.layers.2.self_attn.o_proj.input", op: "set" as const, value: 0, range: [8, 16] as [number, number]},
+  {hook: "model.layers.3.output", op: "add" as const, value: 0.25, positions: [-1]}
 ];
 const traced = await model.trace(ids, hooks, {edits});
 const T = ids.length;
@@ -46,15 +49,11 @@ const trace = Object.fromEntries(
 const generation = await model.generate(ids, {maxNewTokens: 12});
 const lens = await logitLens(model, ids, {k: 5});
 const answers = [model.tokenize(" girl").ids.at(-1)!, model.tokenize(" dog").ids.at(-1)!];
-const patch = await patchSweep(model, ids, corrupt, "resid", {ids: answers, top: 5});
-const ablation = await ablateHeads(model, ids, {ids: answers, top: 5});
-
-const cases = {
-  trace: {params: {input_ids: ids, hooks, positions, edits}, expected: trace},
-  generate: {params: {input_ids: ids, max_new_tokens: 12}, expected: {ids: generation.new_ids}},
-  lens: {params: {input_ids: ids, k: 5}, expected: {top_ids: flat(lens.topIds), top_logprobs: flat(lens.topLogprobs)}},
-  patching: {
-    params: {clean_ids: ids, corrupt_ids: corrupt, kind: "resid", answers, top: 5},
+const sweep = async (kind: "resid" | "attn" | "mlp") => {
+  const patch = await patchSweep(model, ids, corrupt, kind, {ids: answers, top: 5});
+  return {
+    experiment: "patching",
+    params: {clean_ids: ids, corrupt_ids: corrupt, kind, answers, top: 5},
     expected: {
       clean: flat(patch.clean),
       corrupt: flat(patch.corrupt),
@@ -62,8 +61,23 @@ const cases = {
       top_ids: flat(patch.top!.ids),
       top_logits: flat(patch.top!.logits)
     }
+  };
+};
+const ablation = await ablateHeads(model, ids, {ids: answers, top: 5});
+
+const cases = {
+  trace: {experiment: "trace", params: {input_ids: ids, hooks, positions, edits}, expected: trace},
+  generate: {experiment: "generate", params: {input_ids: ids, max_new_tokens: 12}, expected: {ids: generation.new_ids}},
+  lens: {
+    experiment: "lens",
+    params: {input_ids: ids, k: 5},
+    expected: {top_ids: flat(lens.topIds), top_logprobs: flat(lens.topLogprobs)}
   },
+  patching: await sweep("resid"),
+  patching_attn: await sweep("attn"),
+  patching_mlp: await sweep("mlp"),
   ablation: {
+    experiment: "ablation",
     params: {input_ids: ids, answers, top: 5},
     expected: {
       base: flat(ablation.base),
