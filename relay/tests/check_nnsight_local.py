@@ -111,6 +111,36 @@ def run_all(verbose: bool = True) -> Dict[str, Tuple[float, List[str]]]:
             if verbose:
                 worst, problems = report[name]
                 print(f"{name}: max |nnsight - workbench| = {worst:.3g}" + "".join(f"\n  {p}" for p in problems))
+    report.update(check_seeded_sampling(model, info, runner, verbose))
+    return report
+
+
+def check_seeded_sampling(model: Any, info: Any, runner: Any, verbose: bool) -> Dict[str, Tuple[float, List[str]]]:
+    """generate with do_sample and a seed: the body seeds torch inside the trace, so both routes must draw what
+    transformers' generate draws after torch.manual_seed(seed), whatever the process's RNG held before. (Not the
+    workbench: its sampler has its own generator.)"""
+    import torch
+
+    from relay import experiments, params
+
+    ids = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376]
+    given = {"input_ids": ids, "max_new_tokens": 16, "do_sample": True, "temperature": 2.0, "seed": 7}
+    plan = params.plan("generate", given, info)
+    torch.manual_seed(given["seed"])
+    want = model._model.generate(torch.tensor([ids]), do_sample=True, temperature=2.0, max_new_tokens=16)
+    want = want[0, len(ids):].tolist()
+    backend = local_backend(model)
+    torch.manual_seed(1)  # another state: the body's own seed must decide
+    experiments.run("generate", model, plan, backend)
+    body, headers = runner.build(info, "generate", plan)
+    torch.manual_seed(2)
+    report = {}
+    for route, saved in (("local", backend.saved), ("wire", replay(body, headers, model))):
+        got = saved["output"][0, len(ids):].tolist()
+        problems = [] if got == want else [f"sampled {got}, transformers with torch.manual_seed(7) {want}"]
+        report[f"generate seeded sampling ({route})"] = (0.0, problems)
+        if verbose:
+            print(f"generate seeded sampling ({route}): " + ("same ids as transformers" if not problems else problems[0]))
     return report
 
 
@@ -156,7 +186,7 @@ class NnsightLocalTest(unittest.TestCase):
         report = run_all(verbose=False)
         cases = json.loads(EXPECTED.read_text())["cases"]
         self.assertEqual({case["experiment"] for case in cases.values()}, {"trace", "generate", "lens", "patching", "ablation"})
-        self.assertEqual(len(report), 2 * len(cases))
+        self.assertEqual(len(report), 2 * len(cases) + 2)
         for experiment, (worst, problems) in report.items():
             self.assertEqual(problems, [], f"{experiment} (max difference {worst:.3g})")
 
