@@ -16,7 +16,8 @@ const model = await loadModel("stories260K");
 const ids = model.tokenize("Once upon a time, there was a little").ids;
 const corrupt = model.tokenize("Once upon a time, there was a big").ids;
 if (ids.length !== corrupt.length) throw new Error("the clean and corrupt prompts must tokenize to as many tokens");
-const flat = (t: Tensor | Float32Array) => Array.from("data" in t ? t.data : t);
+// 9 significant digits round-trip a float32 exactly, in half the JSON of a double's 17.
+const flat = (t: Tensor | Float32Array) => Array.from("data" in t ? t.data : t, (x) => Number(x.toPrecision(9)));
 
 // trace: hooks across the forward order, positions, and an edit before a later read.
 const hooks = [
@@ -46,6 +47,26 @@ const trace = Object.fromEntries(
   })
 );
 
+// trace, every hook point of one layer (hooks.py's table, whose forward order the body relies on) and the
+// final norm, whole (no positions; lm_head is read in the first trace), with an edit inside the MLP and one that selects no position.
+const everyHook = [
+  "model.embed_tokens.output",
+  ...model.hookPoints().filter((h) => h.startsWith("model.layers.4.") && !h.includes("attn_weights")),
+  "model.norm.output"
+];
+const everyEdit = [
+  {
+    hook: "model.layers.4.mlp.act_fn.output",
+    op: "scale" as const,
+    value: 2,
+    positions: [1],
+    range: [0, 50] as [number, number]
+  },
+  {hook: "model.layers.4.input_layernorm.output", op: "add" as const, value: 1, positions: [] as number[]}
+];
+const whole = await model.trace(ids, everyHook, {edits: everyEdit});
+const traceEvery = Object.fromEntries(everyHook.map((h) => [h, flat(whole[h] as Tensor)]));
+
 const generation = await model.generate(ids, {maxNewTokens: 12});
 const lens = await logitLens(model, ids, {k: 5});
 const answers = [model.tokenize(" girl").ids.at(-1)!, model.tokenize(" dog").ids.at(-1)!];
@@ -67,6 +88,11 @@ const ablation = await ablateHeads(model, ids, {ids: answers, top: 5});
 
 const cases = {
   trace: {experiment: "trace", params: {input_ids: ids, hooks, positions, edits}, expected: trace},
+  trace_every_hook: {
+    experiment: "trace",
+    params: {input_ids: ids, hooks: everyHook, edits: everyEdit},
+    expected: traceEvery
+  },
   generate: {experiment: "generate", params: {input_ids: ids, max_new_tokens: 12}, expected: {ids: generation.new_ids}},
   lens: {
     experiment: "lens",
