@@ -107,7 +107,9 @@ def run_all(verbose: bool = True) -> Dict[str, Tuple[float, List[str]]]:
         body, headers = runner.build(info, experiment, plan)
         for route, saved in (("local", backend.saved), ("wire", replay(body, headers, model))):
             name = f"{case_name} ({route})"
-            report[name] = compare(experiment, plan, info, saved, case["expected"], runner)
+            # The wire route's request says nnsight-compress: True, so its result comes zstd-compressed (nnsight's
+            # client decompresses it as a stream): the relay's decode must read such a file too.
+            report[name] = compare(experiment, plan, info, saved, case["expected"], runner, zstd=route == "wire")
             if verbose:
                 worst, problems = report[name]
                 print(f"{name}: max |nnsight - workbench| = {worst:.3g}" + "".join(f"\n  {p}" for p in problems))
@@ -144,7 +146,9 @@ def check_seeded_sampling(model: Any, info: Any, runner: Any, verbose: bool) -> 
     return report
 
 
-def compare(experiment: str, plan: dict, info: Any, saved: Any, expected: dict, runner: Any) -> Tuple[float, List[str]]:
+def compare(
+    experiment: str, plan: dict, info: Any, saved: Any, expected: dict, runner: Any, zstd: bool = False
+) -> Tuple[float, List[str]]:
     """The relay's result from NDIF-style saved values, against the workbench's: max difference, what disagreed."""
     import torch
 
@@ -152,7 +156,16 @@ def compare(experiment: str, plan: dict, info: Any, saved: Any, expected: dict, 
         return math.inf, [f"nnsight saved {type(saved).__name__}, not a dict of values"]
     buffer = io.BytesIO()
     torch.save(saved, buffer)  # what NDIF's result file holds
-    arrays, header = runner.decode(info, experiment, plan, buffer.getvalue())
+    payload = buffer.getvalue()
+    if zstd:
+        import zstandard
+
+        compressed = io.BytesIO()
+        # A streaming writer, as a server compressing on the fly would: the frame does not state its size.
+        with zstandard.ZstdCompressor(level=6).stream_writer(compressed, closefd=False) as writer:
+            writer.write(payload)
+        payload = compressed.getvalue()
+    arrays, header = runner.decode(info, experiment, plan, payload)
     worst, problems = 0.0, []
     for name, want in expected.items():
         if name not in arrays:
