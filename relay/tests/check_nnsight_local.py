@@ -142,7 +142,8 @@ def check_seeded_sampling(model: Any, info: Any, runner: Any, verbose: bool) -> 
         problems = [] if got == want else [f"sampled {got}, transformers with torch.manual_seed(7) {want}"]
         report[f"generate seeded sampling ({route})"] = (0.0, problems)
         if verbose:
-            print(f"generate seeded sampling ({route}): " + ("same ids as transformers" if not problems else problems[0]))
+            outcome = problems[0] if problems else "same ids as transformers"
+            print(f"generate seeded sampling ({route}): {outcome}")
     return report
 
 
@@ -198,7 +199,8 @@ class NnsightLocalTest(unittest.TestCase):
             self.skipTest(why)
         report = run_all(verbose=False)
         cases = json.loads(EXPECTED.read_text())["cases"]
-        self.assertEqual({case["experiment"] for case in cases.values()}, {"trace", "generate", "lens", "patching", "ablation"})
+        named = {case["experiment"] for case in cases.values()}
+        self.assertEqual(named, {"trace", "generate", "lens", "patching", "ablation"})
         self.assertEqual(len(report), 2 * len(cases) + 2)
         for experiment, (worst, problems) in report.items():
             self.assertEqual(problems, [], f"{experiment} (max difference {worst:.3g})")

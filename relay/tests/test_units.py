@@ -276,7 +276,7 @@ class ShapeTest(unittest.TestCase):
 
 
 class ModelKeyTest(unittest.TestCase):
-    """nnsight's to_model_key asks the Hub (HfApi.model_info): its failure is a 502 naming the lookup, not a bare 500."""
+    """nnsight's to_model_key asks the Hub (HfApi.model_info): a failure is a 502 naming the lookup, not a bare 500."""
 
     def test_a_failed_hub_lookup_is_named(self):
         from relay.runner import model_key
