@@ -17,6 +17,7 @@ import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {snapshotLensView, snapshotPatchingView, type NdifSnapshot} from "../src/remote/snapshot.js";
 import {Tokenizer} from "../src/tokenizer.js";
 import {fixtureDir} from "./helpers/fixtures.js";
+import {standinValues} from "./helpers/standin-values.js";
 
 const LOADER = "docs/data/ndif-snapshot.json.py";
 const probe = spawnSync("python3", ["-c", "import tokenizers"], {encoding: "utf8"});
@@ -70,12 +71,8 @@ describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big
   /** The piece the other pages show for a token id (the workbench's tokenizer). */
   const piece = (id: number) => tokenizer.idToPiece(id);
 
-  // The stand-in's saved values (serve_standin.py's formula): value i of a tensor seeded s.
-  const f32 = (s: number, i: number) => s + 0.25 * ((i * i + (s + 20) * i) % 17);
-  const i32 = (s: number, i: number) => (s + 37 * i) % ready.vocab;
-  const seed = (name: string) => ready.seeds[name];
-  /** As the views round (analysis/inside-model.ts): four significant digits. */
-  const round = (v: number) => Number(v.toPrecision(4));
+  // The stand-in's saved values (serve_standin.py's formula) and the cells they make: set once it is ready.
+  let values: ReturnType<typeof standinValues>;
 
   beforeAll(async () => {
     child = spawn("python3", ["relay/tests/serve_standin.py"], {
@@ -87,6 +84,7 @@ describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big
       child.once("exit", (code) => reject(new Error(`serve_standin.py exited (${code}) before it was ready:\n${log}`)));
     });
     ready = JSON.parse(await first);
+    values = standinValues(ready, piece);
     snapshot = await runLoader({
       NDIF_API_KEY: ready.key,
       LMW_NDIF_HOST: ready.ndif,
@@ -120,16 +118,7 @@ describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big
     expect(view.pieces).toEqual(inputIds.map(piece));
     expect(view.prompt).toBe(PROMPTS.lens); // as a live run shows the text typed
     expect(view.hooks).toEqual(["model.layers.0.output", "model.layers.1.output"]);
-    const cells = [0, 1].flatMap((layer) =>
-      Array.from({length: T}, (_, position) => {
-        const top = Array.from({length: K}, (_, j) => {
-          const at = (layer * T + position) * K + j;
-          const id = i32(seed("top_ids"), at);
-          return {id, token: piece(id), prob: round(Math.exp(f32(seed("top_logprobs"), at)))};
-        });
-        return {layer, position, ...top[0], top};
-      })
-    );
+    const cells = values.lensCells(2, T, K);
     expect(view.cells).toEqual(cells);
   });
 
@@ -141,29 +130,17 @@ describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big
     expect(cleanIds.length).toBe(T);
     const [a, b] = PROMPTS.answers.map((word) => tokenizer.encode(word, {addSpecialTokens: false}).ids[0]);
     expect(result.header).toMatchObject({kind: "resid", clean_ids: cleanIds, corrupt_ids: corruptIds, ids: [a, b]});
-    const cleanMetric = f32(seed("clean"), a) - f32(seed("clean"), b);
-    const corruptMetric = f32(seed("corrupt"), a) - f32(seed("corrupt"), b);
-    const cells = Array.from({length: 2 * T}, (_, r) => {
-      const metric = f32(seed("logits"), 2 * r) - f32(seed("logits"), 2 * r + 1);
-      return {
-        layer: Math.floor(r / T),
-        index: r % T,
-        metric: round(metric),
-        value: round(metric - corruptMetric),
-        top: Array.from({length: TOP}, (_, j) => {
-          const id = i32(seed("top_ids"), r * TOP + j);
-          return {id, token: piece(id), logit: round(f32(seed("top_logits"), r * TOP + j))};
-        })
-      };
-    });
+    const cleanMetric = values.f32(values.seed("clean"), a) - values.f32(values.seed("clean"), b);
+    const corruptMetric = values.f32(values.seed("corrupt"), a) - values.f32(values.seed("corrupt"), b);
+    const cells = values.sweepCells(2, T, TOP, corruptMetric);
     expect(view).toEqual({
       clean: PROMPTS.clean,
       corrupt: PROMPTS.corrupt,
       pieces: corruptIds.map(piece),
       answer: {id: a, token: piece(a)},
       other: {id: b, token: piece(b)},
-      cleanMetric: round(cleanMetric),
-      corruptMetric: round(corruptMetric),
+      cleanMetric: values.round(cleanMetric),
+      corruptMetric: values.round(corruptMetric),
       kinds: [{kind: "resid", hooks: ["model.layers.0.output", "model.layers.1.output"], cells}]
     });
     expect(cleanMetric).not.toBe(corruptMetric); // the two baselines are told apart

@@ -15,6 +15,7 @@ import type {JobProgress, RemoteModel} from "../src/remote/remote-model.js";
 import type {Edit} from "../src/runtime/edits.js";
 import {Tokenizer} from "../src/tokenizer.js";
 import {fixtureDir} from "./helpers/fixtures.js";
+import {standinValues} from "./helpers/standin-values.js";
 
 const python = spawnSync("python3", ["--version"], {encoding: "utf8"});
 const missing =
@@ -44,13 +45,9 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
   const nextLine = () =>
     new Promise<string>((resolve) => (lines.length ? resolve(lines.shift()!) : waiting.push(resolve)));
 
-  // The scripted saved values (serve_standin.py's formula): value i of a tensor seeded s.
-  const f32 = (s: number, i: number) => s + 0.25 * ((i * i + (s + 20) * i) % 17);
-  const i32 = (s: number, i: number) => (s + 37 * i) % ready.vocab;
-  const seed = (name: string) => ready.seeds[name];
-  /** As the views round (analysis/inside-model.ts): four significant digits. */
-  const round = (v: number) => Number(v.toPrecision(4));
   const piece = (id: number) => remote.tokenizer.idToPiece(id);
+  // The scripted saved values (serve_standin.py's formula) and the cells they make: set once the relay is ready.
+  let values: ReturnType<typeof standinValues>;
   /** One command to serve_standin.py, and its answer. */
   const command = async (what: object) => {
     child.stdin.write(`${JSON.stringify(what)}\n`);
@@ -73,6 +70,7 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     );
     exited.catch(() => undefined);
     ready = JSON.parse(await Promise.race([nextLine(), exited]));
+    values = standinValues(ready, piece);
     remote = await loadModel(`ndif:${ready.model}`, {relay: ready.relay, apiKey: ready.key, pollMs: POLL});
   });
 
@@ -130,11 +128,11 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     // Saved in forward order: model.layers.0.output first (sent without its batch axis, nnsight #581), then lm_head.
     const resid = traced["model.layers.0.output"];
     expect(resid.shape).toEqual([1, 2, 8]);
-    expect(Array.from(resid.data)).toEqual(Array.from({length: 16}, (_, i) => f32(seed("values"), i)));
+    expect(Array.from(resid.data)).toEqual(Array.from({length: 16}, (_, i) => values.f32(values.seed("values"), i)));
     const logits = traced["lm_head.output"];
     expect(logits.shape).toEqual([1, 2, ready.vocab]);
     expect(Array.from(logits.data)).toEqual(
-      Array.from({length: 2 * ready.vocab}, (_, i) => f32(seed("values") + 1, i))
+      Array.from({length: 2 * ready.vocab}, (_, i) => values.f32(values.seed("values") + 1, i))
     );
 
     const job = progress[0].job;
@@ -157,34 +155,9 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     expect(view.prompt).toBe(PROMPT);
     expect(view.pieces).toEqual(ids.map(piece));
     expect(view.hooks).toEqual(["model.layers.0.output", "model.layers.1.output"]);
-    const cells = [0, 1].flatMap((layer) =>
-      Array.from({length: T}, (_, position) => {
-        const top = Array.from({length: k}, (_, j) => {
-          const at = (layer * T + position) * k + j;
-          const id = i32(seed("top_ids"), at);
-          return {id, token: piece(id), prob: round(Math.exp(f32(seed("top_logprobs"), at)))};
-        });
-        return {layer, position, ...top[0], top};
-      })
-    );
+    const cells = values.lensCells(2, T, k);
     expect(view.cells).toEqual(cells);
   });
-
-  /** A sweep's cells from the scripted `logits` [L, N, 2], `top_ids` and `top_logits` [L, N, top]. */
-  const sweepCells = (L: number, N: number, top: number, baseline: number) =>
-    Array.from({length: L * N}, (_, r) => {
-      const metric = f32(seed("logits"), 2 * r) - f32(seed("logits"), 2 * r + 1);
-      return {
-        layer: Math.floor(r / N),
-        index: r % N,
-        metric: round(metric),
-        value: round(metric - baseline),
-        top: Array.from({length: top}, (_, j) => {
-          const id = i32(seed("top_ids"), r * top + j);
-          return {id, token: piece(id), logit: round(f32(seed("top_logits"), r * top + j))};
-        })
-      };
-    });
 
   it("the patching view: metrics from the unpatched runs' logits, each (layer, position) cell as saved", async () => {
     const [clean, corrupt] = ["Once upon a time", "Once upon a day"];
@@ -193,26 +166,26 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     const [a, b] = [37, 300];
     const top = 3;
     const view = await remote.analyse("patchingView", clean, corrupt, {answers: [a, b], kinds: ["resid", "mlp"], top});
-    const cleanMetric = f32(seed("clean"), a) - f32(seed("clean"), b);
-    const corruptMetric = f32(seed("corrupt"), a) - f32(seed("corrupt"), b);
+    const cleanMetric = values.f32(values.seed("clean"), a) - values.f32(values.seed("clean"), b);
+    const corruptMetric = values.f32(values.seed("corrupt"), a) - values.f32(values.seed("corrupt"), b);
     expect(view).toEqual({
       clean,
       corrupt,
       pieces: remote.tokenize(corrupt).ids.map(piece),
       answer: {id: a, token: piece(a)},
       other: {id: b, token: piece(b)},
-      cleanMetric: round(cleanMetric),
-      corruptMetric: round(corruptMetric),
+      cleanMetric: values.round(cleanMetric),
+      corruptMetric: values.round(corruptMetric),
       kinds: [
         {
           kind: "resid",
           hooks: ["model.layers.0.output", "model.layers.1.output"],
-          cells: sweepCells(2, T, top, corruptMetric)
+          cells: values.sweepCells(2, T, top, corruptMetric)
         },
         {
           kind: "mlp",
           hooks: ["model.layers.0.mlp.output", "model.layers.1.mlp.output"],
-          cells: sweepCells(2, T, top, corruptMetric)
+          cells: values.sweepCells(2, T, top, corruptMetric)
         }
       ]
     });
@@ -223,15 +196,15 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     const [a, b] = [12, 401];
     const top = 2;
     const view = await remote.analyse("ablationView", PROMPT, {answers: [a, b], top});
-    const baseMetric = f32(seed("base"), a) - f32(seed("base"), b);
+    const baseMetric = values.f32(values.seed("base"), a) - values.f32(values.seed("base"), b);
     expect(view).toEqual({
       prompt: PROMPT,
       pieces: remote.tokenize(PROMPT).ids.map(piece),
       answer: {id: a, token: piece(a)},
       other: {id: b, token: piece(b)},
-      baseMetric: round(baseMetric),
+      baseMetric: values.round(baseMetric),
       hooks: ["model.layers.0.self_attn.o_proj.input", "model.layers.1.self_attn.o_proj.input"],
-      cells: sweepCells(2, 4, top, baseMetric)
+      cells: values.sweepCells(2, 4, top, baseMetric)
     });
   });
 
@@ -248,7 +221,7 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     expect(shapes(lens)).toEqual({top_ids: [2, T, 2], top_logprobs: [2, T, 2]});
     // I32 ids arrive as numbers; both tensors in row-major order.
     expect(Array.from(lens.tensors.get("top_ids")!.data)).toEqual(
-      Array.from({length: 2 * T * 2}, (_, i) => i32(seed("top_ids"), i))
+      Array.from({length: 2 * T * 2}, (_, i) => values.i32(values.seed("top_ids"), i))
     );
 
     const patching = await remote.relay.run(ready.model, "patching", {
@@ -273,7 +246,7 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
       top_logits: [2, T, 2]
     });
     expect(Array.from(patching.tensors.get("corrupt")!.data)).toEqual(
-      Array.from({length: V}, (_, i) => f32(seed("corrupt"), i))
+      Array.from({length: V}, (_, i) => values.f32(values.seed("corrupt"), i))
     );
 
     const ablation = await remote.relay.run(ready.model, "ablation", {input_ids: ids, answers: [3, 4], top: 2});
@@ -312,7 +285,7 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
       top_p: 0.5,
       seed: 3
     });
-    const fresh = Array.from({length: 4}, (_, i) => i32(seed("output"), i));
+    const fresh = Array.from({length: 4}, (_, i) => values.i32(values.seed("output"), i));
     expect(generation.input_ids).toEqual(ids);
     expect(generation.new_ids).toEqual(fresh);
     expect(tokens).toEqual(fresh);
