@@ -1,8 +1,8 @@
 /**
  * The browser entry: `loadModel` takes a model the site ships (by name), a Hub id, or a base URL, and runs
- * it on onnxruntime-web — WebGPU when the browser has it, WASM otherwise — saying which and why. Where a
- * WebGPU session cannot be created (no kernel, a buffer over the adapter's limits) it falls back to WASM
- * and says so.
+ * it on onnxruntime-web — WebGPU when the browser has it (its native provider, runtime/ort-web.ts), WASM
+ * otherwise — saying which and why. Where a WebGPU session cannot be created (no kernel, a buffer over the
+ * adapter's limits) it falls back to WASM and says so.
  */
 import {WorkbenchError} from "./errors.js";
 import {checkHubId} from "./hub/ids.js";
@@ -82,12 +82,20 @@ export async function loadModel(
   const common = {memoryBudget: TAB_BUDGET, ...options, ort, sessionOptions, releaseWeights: true};
   if (runtime.backend === "webgpu") {
     try {
-      return await createModel(source, {...common, executionProviders: ["webgpu"], backend: runtime.reason});
+      return await createModel(source, {
+        ...common,
+        executionProviders: ["webgpu"],
+        backend: runtime.reason,
+        // The native provider's GroupQueryAttention writes the lean decoder's cache in place (runtime/decode.ts).
+        cacheInPlace: runtime.webgpuBuild === "native"
+      });
     } catch (error) {
       if (error instanceof WorkbenchError) throw error; // the model is at fault, not the backend
       const why = error instanceof Error ? error.message : String(error);
+      // The WASM session runs on the default build: the native one was loaded for WebGPU alone.
       return createModel(source, {
         ...common,
+        ort: (await createWebRuntime({...options, preferWebGPU: false})).ort,
         executionProviders: ["wasm"],
         backend: `WASM: the WebGPU session failed (${why})`
       });

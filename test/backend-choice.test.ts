@@ -71,6 +71,32 @@ describe("software adapters", () => {
   });
 });
 
+describe("which build runs WebGPU", () => {
+  it("the native provider's (onnxruntime-web/webgpu), its own .wasm; the JSEP build when asked; WASM on the default", async () => {
+    withGPU(adapter({vendor: "nvidia", architecture: "hopper"}));
+    const jsepBuild = await import("onnxruntime-web");
+    const nativeWasm = "http://127.0.0.1/ort/ort-wasm-simd-threaded.asyncify.wasm";
+    const common = {wasmPaths: "http://127.0.0.1/ort/", nativeWasmPaths: {wasm: nativeWasm}};
+    const native = await createWebRuntime(common);
+    expect(native.backend).toBe("webgpu");
+    expect(native.webgpuBuild).toBe("native");
+    expect(native.reason).toMatch(/^WebGPU \(native provider\): adapter nvidia hopper/);
+    expect(native.ort).not.toBe(jsepBuild);
+    expect(native.ort.env.wasm.wasmPaths).toEqual({wasm: nativeWasm});
+    expect(native.ort.env.webgpu.powerPreference).toBe("high-performance");
+
+    const jsep = await createWebRuntime({...common, webgpuBuild: "jsep"});
+    expect(jsep.webgpuBuild).toBe("jsep");
+    expect(jsep.reason).toMatch(/^WebGPU \(JSEP\): adapter nvidia hopper/);
+    expect(jsep.ort.InferenceSession).toBe(jsepBuild.InferenceSession);
+
+    const wasm = await createWebRuntime({...common, preferWebGPU: false});
+    expect(wasm.backend).toBe("wasm");
+    expect(wasm.webgpuBuild).toBeUndefined();
+    expect(wasm.ort.InferenceSession).toBe(jsepBuild.InferenceSession);
+  });
+});
+
 describe("the timed probe on a hardware adapter", () => {
   const memoryStore = (entries: Record<string, ProbeTimes> = {}) => ({
     entries,

@@ -143,7 +143,10 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
     expect(existsSync(join(DIST, "_npm")), "nothing comes from jsDelivr").toBe(false);
     const ort = readdirSync(join(DIST, "_node")).find((d) => d.startsWith("onnxruntime-web@"));
     expect(ort).toBeDefined();
-    expect(readdirSync(join(DIST, "_node", ort!))).toContain("ort-wasm-simd-threaded.jsep.wasm");
+    // The JSEP build's (WASM) and the native WebGPU provider's.
+    expect(readdirSync(join(DIST, "_node", ort!))).toEqual(
+      expect.arrayContaining(["ort-wasm-simd-threaded.jsep.wasm", "ort-wasm-simd-threaded.asyncify.wasm"])
+    );
   });
 
   test("every page renders with no console errors and no request leaving the machine", async () => {
@@ -209,7 +212,7 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
         context.skip("this chromium has no WebGPU adapter; the page fell back to WASM and said why");
       }
       expect(result.backend).toBe("webgpu");
-      expect(result.reason).toMatch(/^WebGPU: adapter /);
+      expect(result.reason).toMatch(/^WebGPU \(native provider\): adapter /);
       expectClose(result.probs, referenceForward(result.x).probs, 1e-5);
       if (wasmProbs) expectClose(result.probs, wasmProbs, 1e-5);
     } finally {
@@ -240,7 +243,7 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
         const out = await model.generate(ids, {maxNewTokens: 20, stopAtEos: false});
         return {backend: model.backend, ids: out.new_ids, runs: window.lmw!.runs() - before};
       }, gen.input_ids);
-      expect(result.backend).toMatch(/^WebGPU/);
+      expect(result.backend).toMatch(/^WebGPU \(native provider\)/);
       expect(result.ids).toEqual(gen.new_ids);
       // On the traced graph each of the 20 steps is a forward pass; on the lean graph none is (a live cell may
       // still make one meanwhile).

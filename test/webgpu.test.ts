@@ -41,6 +41,16 @@ const parity = {
       endpoint,
       preferWebGPU
     ] as const),
+  stepCounts: (w: WatchedPage, text: string, steps: number) =>
+    w.page.evaluate(
+      ([t, n]) =>
+        (window as any).parity.stepCounts(t, n) as Promise<{
+          step: {kernels: number; readbacks: number; readbackBytes: number};
+          layers: number;
+          lean: boolean;
+        }>,
+      [text, steps] as const
+    ),
   trace: async (w: WatchedPage, text: string, hooks: string[]) =>
     decode(await w.page.evaluate(([t, h]) => (window as any).parity.trace(t, h), [text, hooks] as const)),
   generate: (w: WatchedPage, text: string, n: number) =>
@@ -115,7 +125,9 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
       try {
         const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
         expect(sentence).toMatch(
-          backend === "webgpu" ? /^WebGPU: adapter / : /^WASM \(\d+ threads?\): WebGPU was not asked for/
+          backend === "webgpu"
+            ? /^WebGPU \(native provider\): adapter /
+            : /^WASM \(\d+ threads?\): WebGPU was not asked for/
         );
         for (const i of prompts) {
           const prompt = ref.json.prompts[i];
@@ -126,6 +138,15 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
           expect(result.input_ids).toEqual(gen.input_ids);
           expect(result.new_ids, gen.text).toEqual(gen.new_ids);
           expect(result.text).toBe(gen.generated_text);
+        }
+        if (backend === "webgpu" && name === "stories260K") {
+          // The page's generation runs on the lean decode graph, as on the native provider in Node
+          // (webgpu-counts.test.ts): 12 kernels a layer + 5 a step, one readback of the next id.
+          const counts = await parity.stepCounts(w, ref.json.generations[0].text, 2);
+          expect(counts.lean).toBe(true);
+          expect(counts.step.kernels).toBeLessThanOrEqual(12 * counts.layers + 5);
+          expect(counts.step.readbacks).toBe(1);
+          expect(counts.step.readbackBytes).toBeLessThanOrEqual(64);
         }
         expect(w.errors, w.console.join("\n")).toEqual([]);
       } finally {
@@ -151,7 +172,7 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
       const w = await open();
       try {
         const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
-        expect(sentence).toMatch(backend === "webgpu" ? /^WebGPU: adapter / : /^WASM/);
+        expect(sentence).toMatch(backend === "webgpu" ? /^WebGPU \(native provider\): adapter / : /^WASM/);
         const cases = Object.fromEntries(ref.json.cases.map((c) => [c.case, c]));
         const got = await w.page.evaluate((c) => (window as any).parity.interventions(c), cases);
         const floats = (b64: string) => {

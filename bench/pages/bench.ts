@@ -10,6 +10,7 @@ import {measureModel} from "../procedure.js";
 import {runAnalyses} from "../interventions.js";
 
 const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
+const nativeWasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href};
 
 const bench = {
   /** The WebGPU adapter's info, or null where there is none. */
@@ -35,6 +36,7 @@ const bench = {
       endpoint,
       preferWebGPU,
       wasmPaths,
+      nativeWasmPaths,
       init,
       seed: 0,
       onProgress: (p) => stamps.set(p.stage, performance.now())

@@ -105,6 +105,8 @@ export interface PageOptions {
   preferWebGPU: boolean;
   /** True with `?backend=webgpu`: WebGPU even on a software adapter, which "auto" leaves for WASM. */
   allowSoftwareAdapter: boolean;
+  /** "jsep" with `?backend=webgpu-jsep`: WebGPU on onnxruntime-web's JSEP build, not its native provider. */
+  webgpuBuild?: "jsep";
   /** "random" with `?weights=random`. */
   init?: "random";
 }
@@ -113,7 +115,8 @@ export function pageOptions(): PageOptions {
   return {
     endpoint: SETTINGS.hub || "https://huggingface.co",
     preferWebGPU: SETTINGS.backend !== "wasm",
-    allowSoftwareAdapter: SETTINGS.backend === "webgpu",
+    allowSoftwareAdapter: SETTINGS.backend === "webgpu" || SETTINGS.backend === "webgpu-jsep",
+    ...(SETTINGS.backend === "webgpu-jsep" ? {webgpuBuild: "jsep" as const} : {}),
     ...(SETTINGS.weights === "random" ? {init: "random" as const} : {})
   };
 }
@@ -339,6 +342,7 @@ async function load(
       token: sessionToken(),
       preferWebGPU: page.preferWebGPU,
       allowSoftwareAdapter: page.allowSoftwareAdapter,
+      webgpuBuild: page.webgpuBuild,
       signal,
       onProgress,
       ...(random ? {init: "random" as const, seed} : {})

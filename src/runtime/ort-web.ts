@@ -8,17 +8,28 @@
  * adapter is not always faster either (an integrated GPU against a many-core CPU): with `probe` (the pages' worker
  * asks for it) a short timed run on both settles it on first load, and the answer is kept (runtime/probe.ts).
  *
- * The .wasm path comes from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")`:
- * Observable Framework rewrites that literal into the built file's URL and copies the file into the
- * site (`_node/onnxruntime-web@<version>/`), in preview and in build alike. Elsewhere pass `wasmPaths`.
- * The JS glue (`.mjs`) is inside ort's bundle, so only the .wasm is fetched. The default
- * `onnxruntime-web` export is the JSEP build: one .wasm for both the WASM and WebGPU backends.
+ * Two builds of onnxruntime-web: the default `onnxruntime-web` export is the JSEP build (kernels in TypeScript),
+ * which runs WASM here; WebGPU runs on `onnxruntime-web/webgpu`, the C++ WebGPU execution provider (JSEP is
+ * deprecated since onnxruntime 1.29, and only the native provider writes the lean decoder's key/value cache in
+ * place: runtime/decode.ts). `webgpuBuild: "jsep"` keeps WebGPU on the JSEP build.
+ *
+ * The .wasm paths come from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")` (and
+ * `….asyncify.wasm`, the native build's): Observable Framework rewrites those literals into the built files' URLs
+ * and copies the files into the site (`_node/onnxruntime-web@<version>/`), in preview and in build alike.
+ * Elsewhere pass `wasmPaths` and `nativeWasmPaths`. The JS glue (`.mjs`) is inside ort's bundles, so only the
+ * .wasm is fetched.
  */
 import * as defaultOrt from "onnxruntime-web";
 import type {GPUAdapterLike, GPULike} from "./webgpu-types.js";
 import {cacheStore, timeBackends, type ProbeStore, type ProbeTimes} from "./probe.js";
 
 export type WebBackend = "webgpu" | "wasm";
+
+/**
+ * Which onnxruntime-web build runs WebGPU: "native", the C++ WebGPU execution provider (`onnxruntime-web/webgpu`,
+ * the default), or "jsep", the default export's kernels in TypeScript.
+ */
+export type WebGPUBuild = "jsep" | "native";
 
 export interface WebRuntime {
   ort: typeof defaultOrt;
@@ -27,6 +38,8 @@ export interface WebRuntime {
   reason: string;
   /** WASM threads: navigator.hardwareConcurrency when cross-origin isolated, else 1. */
   threads: number;
+  /** The build `ort` is, where the backend is WebGPU: the native provider's writes its cache in place. */
+  webgpuBuild?: WebGPUBuild;
 }
 
 export interface WebRuntimeOptions {
@@ -36,8 +49,12 @@ export interface WebRuntimeOptions {
   allowSoftwareAdapter?: boolean;
   /** Where ort finds its .wasm: a folder URL ending in "/", or {wasm, mjs} file URLs. */
   wasmPaths?: string | {wasm?: string; mjs?: string};
-  /** Another build of onnxruntime-web to configure (Node's WebGPU path passes the JSEP build; see webgpu-node.ts). */
+  /** Another build of onnxruntime-web to configure, as it is (Node's WebGPU path passes its own; see webgpu-node.ts). */
   ort?: typeof defaultOrt;
+  /** Which build runs WebGPU where no `ort` is given (default "native"). */
+  webgpuBuild?: WebGPUBuild;
+  /** Where the native build finds its .wasm (`ort-wasm-simd-threaded.asyncify.wasm`), as `wasmPaths`. */
+  nativeWasmPaths?: string | {wasm?: string; mjs?: string};
   /** At most this many WASM threads (the model's worker leaves a core to the page it serves). */
   maxThreads?: number;
   /**
@@ -106,15 +123,20 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   if (!allowSoftwareAdapter && isSoftwareAdapter(adapter)) {
     return wasm(`the WebGPU adapter is software (${name}), slower than WASM; ?backend=webgpu takes it anyway`);
   }
-  const webgpu = (measured?: string): WebRuntime => ({
-    ort,
-    backend: "webgpu",
-    threads,
-    reason:
-      `WebGPU: adapter ${name} (storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
-      `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB)${measured ? `; ${measured}` : ""}; ` +
-      `ops without a WebGPU kernel run on WASM, ${threading}`
-  });
+  const webgpu = async (measured?: string): Promise<WebRuntime> => {
+    const build = opts.ort ? undefined : (opts.webgpuBuild ?? "native");
+    return {
+      ort: build === "native" ? await nativeBuild(threads, opts.nativeWasmPaths) : ort,
+      backend: "webgpu",
+      threads,
+      ...(build ? {webgpuBuild: build} : {}),
+      reason:
+        `WebGPU${build ? ` (${build === "native" ? "native provider" : "JSEP"})` : ""}: adapter ${name} ` +
+        `(storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
+        `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB)${measured ? `; ${measured}` : ""}; ` +
+        `ops without a WebGPU kernel run on WASM, ${threading}`
+    };
+  };
   if (!opts.probe || allowSoftwareAdapter) return webgpu();
 
   // The adapter is hardware: time both, once per adapter and thread count.
@@ -161,4 +183,22 @@ function adapterName(adapter: GPUAdapterLike): string {
 /** The shipped .wasm, found by module resolution (rewritten by Framework at build time). */
 function defaultWasmPaths(): {wasm: string} {
   return {wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")};
+}
+
+/**
+ * onnxruntime-web's native WebGPU build, configured as `createWebRuntime` configures the default one. Its
+ * instance is separate (its own `env`, its own WebAssembly, started by its first session): loaded only when
+ * WebGPU is chosen. It makes its device itself, from `env.webgpu.powerPreference`.
+ */
+async function nativeBuild(threads: number, wasmPaths?: string | {wasm?: string; mjs?: string}) {
+  const ort = (await import("onnxruntime-web/webgpu")) as unknown as typeof defaultOrt;
+  ort.env.logLevel = "error";
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false;
+  if (!ort.env.wasm.wasmBinary)
+    ort.env.wasm.wasmPaths = wasmPaths ?? {
+      wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm")
+    };
+  ort.env.webgpu.powerPreference = "high-performance";
+  return ort;
 }

@@ -1,8 +1,9 @@
 /**
- * WebGPU in Node: onnxruntime-web's WebGPU backend (the same JSEP build the browser runs) on Dawn, through
- * the `webgpu` npm package, whose Dawn binary ships in its tarball and reaches the GPU through Vulkan. The
- * benchmark uses it to time WebGPU against onnxruntime's CPU path on the same machine — and the native WebGPU
- * execution provider (`onnxruntime-web/webgpu`) beside the JSEP build, to see which the site should ship.
+ * WebGPU in Node: onnxruntime-web's WebGPU builds, the ones the browser runs, on Dawn, through the `webgpu` npm
+ * package, whose Dawn binary ships in its tarball and reaches the GPU through Vulkan: "webgpu-native" is the C++
+ * WebGPU execution provider (`onnxruntime-web/webgpu`, what the pages run WebGPU on), "webgpu" the JSEP build
+ * (kernels in TypeScript). The benchmark uses them to time WebGPU against onnxruntime's CPU path on the same
+ * machine.
  *
  * Three things differ from a browser, and are set up here:
  *  - Node has no `navigator.gpu`: it is Dawn's `create()`, and the WebGPU constants (GPUBufferUsage, …)
@@ -20,13 +21,9 @@ import {createRequire} from "node:module";
 import {dirname, join} from "node:path";
 import {pathToFileURL} from "node:url";
 import type * as OrtWeb from "onnxruntime-web";
-import {createWebRuntime, type WebRuntime} from "./ort-web.js";
+import {createWebRuntime, type WebGPUBuild, type WebRuntime} from "./ort-web.js";
 
-/**
- * Which onnxruntime-web build: "jsep", its default (`onnxruntime-web`, what the site runs: kernels in
- * TypeScript), or "native", the WebGPU execution provider compiled from C++ (`onnxruntime-web/webgpu`).
- */
-export type WebGPUBuild = "jsep" | "native";
+export type {WebGPUBuild};
 
 const BUILDS: Record<WebGPUBuild, {js: string; wasm: string; label: string}> = {
   jsep: {js: "ort.bundle.min.mjs", wasm: "ort-wasm-simd-threaded.jsep.wasm", label: "Dawn in Node"},

@@ -20,6 +20,8 @@ export interface WorkerLoad {
   preferWebGPU?: boolean;
   /** Take a software WebGPU adapter too (the pages' ?backend=webgpu); "auto" leaves it for WASM. */
   allowSoftwareAdapter?: boolean;
+  /** Which onnxruntime-web build runs WebGPU (runtime/ort-web.ts; the pages' ?backend=webgpu-jsep: "jsep"). */
+  webgpuBuild?: "native" | "jsep";
   init?: "checkpoint" | "random";
   seed?: number;
 }

@@ -15,7 +15,7 @@ import type {AnalysisName} from "./language-model.js";
 import {createWebRuntime} from "./ort-web.js";
 import type {Tensor} from "./tensor.js";
 import type {Edit} from "./edits.js";
-import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerCall} from "./worker-protocol.js";
+import type {FromWorker, ModelInfo, SentError, ToWorker, WorkerCall, WorkerLoad} from "./worker-protocol.js";
 
 // A module worker's global scope; typed here so this file compiles with the DOM library alone.
 const scope = globalThis as unknown as {
@@ -41,7 +41,7 @@ scope.addEventListener("message", ({data}) => {
   if (data.op === "load") {
     // The page's own thread needs a core to paint and answer input while a pass runs.
     const maxThreads = Math.max(1, (navigator.hardwareConcurrency ?? 2) - 1);
-    void warmUp(data.preferWebGPU, data.allowSoftwareAdapter, maxThreads);
+    void warmUp(data, maxThreads);
     loadModel(data.id, {
       maxThreads,
       bundled: data.bundled,
@@ -49,11 +49,13 @@ scope.addEventListener("message", ({data}) => {
       token: data.token,
       preferWebGPU: data.preferWebGPU,
       allowSoftwareAdapter: data.allowSoftwareAdapter,
+      webgpuBuild: data.webgpuBuild,
       // "auto" on a hardware adapter: a timed probe, shared with the warm-up's, decides WebGPU or WASM.
       probe: true,
-      // On WebGPU, generation runs on the lean decode graph (runtime/decode.ts): a SmolLM2-135M step is 545 kernels
-      // and a 16-byte readback instead of the traced graph's 1308 and 196,608 bytes. This worker holds one model,
-      // which is what the JSEP build needs of it (it reuses compiled shaders across models in one instance).
+      // On WebGPU, generation runs on the lean decode graph (runtime/decode.ts): on the native provider a
+      // SmolLM2-135M step is 12 kernels a layer + 5 and one readback of ≤ 64 bytes, instead of the traced graph's
+      // 1308 kernels and 196,608 bytes. This worker holds one model, which is what the JSEP build (`?webgpu=jsep`)
+      // needs of it to take the lean graph too (it reuses compiled shaders across models in one instance).
       leanDecode: true,
       onProgress: (progress) => post({type: "progress", progress}),
       ...(data.init === "random" ? {init: "random" as const, seed: data.seed ?? 0} : {})
@@ -80,12 +82,15 @@ scope.addEventListener("message", ({data}) => {
  * finds the runtime initialized. A failure here is the model's failure to report, not this one's: ignored.
  */
 async function warmUp(
-  preferWebGPU: boolean | undefined,
-  allowSoftwareAdapter: boolean | undefined,
+  {
+    preferWebGPU,
+    allowSoftwareAdapter,
+    webgpuBuild
+  }: Pick<WorkerLoad, "preferWebGPU" | "allowSoftwareAdapter" | "webgpuBuild">,
   maxThreads: number
 ): Promise<void> {
   try {
-    const runtime = await createWebRuntime({preferWebGPU, allowSoftwareAdapter, maxThreads, probe: true});
+    const runtime = await createWebRuntime({preferWebGPU, allowSoftwareAdapter, webgpuBuild, maxThreads, probe: true});
     const g = new GraphBuilder();
     g.output("y", g.op("Identity", [g.input("x", FLOAT, [1])]), FLOAT, [1]);
     const tiny = g.build("warm-up");

@@ -7,6 +7,8 @@ import {logitLens} from "../../src/analysis/lens.js";
 import {ablateHeads, patchSweep, type PatchKind} from "../../src/analysis/patching.js";
 import {steer} from "../../src/analysis/steering.js";
 import type {Model} from "../../src/runtime/model.js";
+import type {WebGPUBuild} from "../../src/runtime/ort-web.js";
+import {countGPUWork, type GPUCounts} from "../../src/runtime/gpu-counts.js";
 
 let model: Model | undefined;
 
@@ -19,15 +21,17 @@ function base64(data: Float32Array): string {
 }
 
 const parity = {
-  /** Loads `id` from the Hub at `endpoint`; returns the backend sentence. */
-  async load(id: string, endpoint: string, preferWebGPU: boolean): Promise<string> {
+  /** Loads `id` from the Hub at `endpoint` (WebGPU on `webgpuBuild`); returns the backend sentence. */
+  async load(id: string, endpoint: string, preferWebGPU: boolean, webgpuBuild?: WebGPUBuild): Promise<string> {
     await model?.dispose();
     model = undefined;
     model = await loadModel(id, {
       endpoint,
       preferWebGPU,
       allowSoftwareAdapter: preferWebGPU,
-      wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href}
+      webgpuBuild,
+      wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href},
+      nativeWasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href}
     });
     document.querySelector("#status")!.textContent = model.backend;
     return model.backend;
@@ -45,6 +49,26 @@ const parity = {
   async generate(text: string, maxNewTokens: number) {
     const result = await model!.generate(text, {maxNewTokens, stopAtEos: false});
     return {input_ids: result.input_ids, new_ids: result.new_ids, text: result.text};
+  },
+  /**
+   * The GPU work of a greedy generation's last step (runtime/gpu-counts.ts, counted on this page's WebGPU
+   * interfaces), the graph it ran on and the model's layers.
+   */
+  async stepCounts(text: string, steps: number) {
+    const lean = await model!.leanDecoder();
+    const counter = countGPUWork();
+    try {
+      const counted: GPUCounts[] = [];
+      counter.take();
+      await model!.generate(text, {
+        maxNewTokens: 1 + steps,
+        stopAtEos: false,
+        onToken: () => void counted.push(counter.take())
+      });
+      return {step: counted.at(-1)!, layers: model!.config.numLayers, lean: Boolean(lean)};
+    } finally {
+      counter.stop();
+    }
   },
   vocabSize: () => model!.config.vocabSize,
   /**
