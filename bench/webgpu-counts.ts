@@ -32,7 +32,16 @@ export interface WebGPUCounts {
  */
 export async function measureWebGPUCounts(
   load: (sessionOptions: Record<string, unknown>) => Promise<Model>,
-  {prompt = "Once upon a time", decodeSteps = 2}: {prompt?: string; decodeSteps?: number} = {}
+  {
+    prompt = "Once upon a time",
+    decodeSteps = 2,
+    sample = true
+  }: {
+    prompt?: string;
+    decodeSteps?: number;
+    /** Count a sampling generation too (false: its three counts are 0; on SwiftShader a full-size one takes ~45 s). */
+    sample?: boolean;
+  } = {}
 ): Promise<WebGPUCounts> {
   // The session logs verbosely from its creation on: keep all of it off the terminal while counting.
   return capturingLog(async (log) => {
@@ -53,16 +62,17 @@ export async function measureWebGPUCounts(
         onToken: () => void steps.push(counter.take())
       });
       const step = steps.at(-1)!;
-      const sampled: GPUCounts[] = [];
+      const sampled: GPUCounts[] = [{kernels: 0, submits: 0, uploads: 0, readbacks: 0, readbackBytes: 0}];
       counter.take();
-      await model.generate(prompt, {
-        maxNewTokens: 1 + decodeSteps,
-        doSample: true,
-        topK: 50,
-        stopAtEos: false,
-        onToken: () => void sampled.push(counter.take())
-      });
-      const sample = sampled.at(-1)!;
+      if (sample)
+        await model.generate(prompt, {
+          maxNewTokens: 1 + decodeSteps,
+          doSample: true,
+          topK: 50,
+          stopAtEos: false,
+          onToken: () => void sampled.push(counter.take())
+        });
+      const sampleStep = sampled.at(-1)!;
       counter.take();
       await model.trace(prompt, model.hookPoints());
       const trace = counter.take();
@@ -77,9 +87,9 @@ export async function measureWebGPUCounts(
         decodeUploadsPerStep: step.uploads,
         traceReadbacksPerRun: trace.readbacks,
         traceKernelsPerRun: trace.kernels,
-        sampleKernelsPerStep: sample.kernels,
-        sampleReadbacksPerStep: sample.readbacks,
-        sampleReadbackBytesPerStep: sample.readbackBytes
+        sampleKernelsPerStep: sampleStep.kernels,
+        sampleReadbacksPerStep: sampleStep.readbacks,
+        sampleReadbackBytesPerStep: sampleStep.readbackBytes
       };
     } finally {
       counter.stop();
