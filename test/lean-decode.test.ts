@@ -180,7 +180,8 @@ describe.skipIf(!available)("lean decode on WebGPU (SwiftShader)", () => {
   it("generations wait for one another on the one cache, which grows for a longer one; useCache: false takes the traced graph", async () => {
     const ref = readReference("stories260K");
     const gen = ref.json.generations[0];
-    const model = await loadModel("stories260K", {runtime: "webgpu-native"});
+    // A cache of 32 positions at the least (the default is 256): room for the reference's 5 + 20, not for 5 + 40.
+    const model = await loadModel("stories260K", {runtime: "webgpu-native", cachePositions: 32});
     try {
       const n = gen.new_ids.length;
       const both = await Promise.all([
@@ -188,12 +189,16 @@ describe.skipIf(!available)("lean decode on WebGPU (SwiftShader)", () => {
         model.generate(gen.text, {maxNewTokens: n, stopAtEos: false})
       ]);
       for (const out of both) expect(out.new_ids).toEqual(gen.new_ids);
-      // A generation longer than the cache made so far (256 positions) gets a larger one; its first tokens are the
-      // reference's, and a short generation after it still is.
-      const long = await model.generate(gen.text, {maxNewTokens: 256, stopAtEos: false});
+      const lean = (await model.leanDecoder())!;
+      expect(lean.capacity).toBe(32);
+      // A generation longer than the cache made so far gets a larger one; its first tokens are the reference's, and
+      // a short generation after it still is.
+      const long = await model.generate(gen.text, {maxNewTokens: 40, stopAtEos: false});
+      expect(lean.capacity).toBe(gen.input_ids.length + 40);
       expect(long.new_ids.slice(0, n)).toEqual(gen.new_ids);
-      expect(long.new_ids).toHaveLength(256);
+      expect(long.new_ids).toHaveLength(40);
       expect((await model.generate(gen.text, {maxNewTokens: n, stopAtEos: false})).new_ids).toEqual(gen.new_ids);
+      expect(lean.capacity).toBe(gen.input_ids.length + 40);
       const runs = model.runs;
       const uncached = await model.generate(gen.text, {maxNewTokens: 3, stopAtEos: false, useCache: false});
       expect(uncached.new_ids).toEqual(gen.new_ids.slice(0, 3));

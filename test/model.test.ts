@@ -150,6 +150,10 @@ describe("trace and weights", () => {
     );
     await expect(model.trace([1, 9999], ["lm_head.output"])).rejects.toThrow(/token id 9999 is outside the vocabulary/);
     await expect(model.weight("model.layers.0.nothing.weight")).rejects.toThrow(WorkbenchError);
+    for (const cachePositions of [0, 2.5])
+      await expect(loadModel("stories260K", {cachePositions})).rejects.toThrow(
+        new RegExp(`cachePositions: a whole number of positions above 0, not ${cachePositions}`)
+      );
   });
 
   it("runs the analyses by name as their functions do, and streams each token with its display piece", async () => {

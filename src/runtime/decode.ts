@@ -62,8 +62,11 @@ export interface StepResult {
   readLogits?: () => Promise<Float32Array>;
 }
 
-/** Positions of cache made at the least, so that short generations after one another reuse one set of buffers. */
-const MIN_CAPACITY = 256;
+/**
+ * Positions of cache made at the least (the default of `CreateOptions.cachePositions`), so that short generations
+ * after one another reuse one set of buffers.
+ */
+export const MIN_CAPACITY = 256;
 
 /**
  * Positions of cache a captured decoder holds, made once (a replay's bindings cannot change): SmolLM2-135M's take
@@ -87,6 +90,8 @@ interface Context {
   session: InferenceSession;
   device: GPUDeviceLike;
   arch: Architecture;
+  /** Positions of cache an in-place decoder makes at the least. */
+  minPositions: number;
 }
 
 /**
@@ -253,7 +258,7 @@ class InPlaceMode implements DecodeMode {
     if (positions <= this.capacity) return;
     this.release();
     const {numLayers, numKeyValueHeads: KV, headDim, maxPositions} = this.ctx.arch.config;
-    const capacity = Math.min(Math.max(positions, MIN_CAPACITY), maxPositions);
+    const capacity = Math.min(Math.max(positions, this.ctx.minPositions), maxPositions);
     const dims = [1, KV, capacity, paddedHead(headDim).P];
     const size = dims.reduce((a, b) => a * b, 1) * 4;
     const usage = BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST;
@@ -384,14 +389,23 @@ export class LeanDecoder {
     session: InferenceSession,
     open: (encoded: EncodedModel) => Promise<InferenceSession>,
     arch: Architecture,
-    {inPlace, capture = false}: {inPlace: boolean; capture?: boolean}
+    {
+      inPlace,
+      capture = false,
+      minPositions = MIN_CAPACITY
+    }: {inPlace: boolean; capture?: boolean; minPositions?: number}
   ): Promise<LeanDecoder> {
-    const ctx: Context = {ort, session, device: await gpuDevice(ort), arch};
+    const ctx: Context = {ort, session, device: await gpuDevice(ort), arch, minPositions};
     if (capture && !inPlace)
       throw new Error("graph capture needs the cache written in place (the native WebGPU provider)");
     const mode = capture ? await CapturedMode.create(ctx, open) : inPlace ? new InPlaceMode(ctx) : new CopyMode(ctx);
     const staging = ctx.device.createBuffer({size: 16, usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST});
     return new LeanDecoder(ctx, mode, open, staging);
+  }
+
+  /** Positions the cache holds room for now (in place: made on the first generation, larger for a longer one). */
+  get capacity(): number {
+    return this.mode.capacity;
   }
 
   /** Whether a generation of `positions` fits: a captured decoder's cache cannot grow. */

@@ -116,11 +116,19 @@ export interface CreateOptions {
    * one token a run, and generations longer than `CAPTURE_CAPACITY` positions run on the traced graph.
    */
   graphCapture?: boolean;
+  /**
+   * Positions of key/value cache the lean decoder (native provider, uncaptured) makes at the least (default 256):
+   * short generations after one another reuse one set of buffers; a longer one makes it again, larger.
+   */
+  cachePositions?: number;
   /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
   memoryBudget?: MemoryBudget;
 }
 
 export async function createModel(source: ModelSource, options: CreateOptions): Promise<Model> {
+  const {cachePositions} = options;
+  if (cachePositions !== undefined && !(Number.isInteger(cachePositions) && cachePositions > 0))
+    throw new WorkbenchError(`cachePositions: a whole number of positions above 0, not ${cachePositions}`);
   const report = options.onProgress ?? (() => {});
   report({stage: "config", message: `reading ${source.id}: config and tokenizer`});
   const config = normalizeConfig(await readJson(source, "config.json", {signal: options.signal}));
@@ -503,7 +511,8 @@ export class Model implements LanguageModel {
         .then((session) =>
           LeanDecoder.create(this.options.ort, session, (encoded) => openSession(encoded, this.options), this.arch, {
             inPlace,
-            capture
+            capture,
+            minPositions: this.options.cachePositions
           })
         )
         .catch((error: unknown) => {
