@@ -90,6 +90,16 @@ describe("which build runs WebGPU", () => {
     expect(jsep.reason).toMatch(/^WebGPU \(JSEP\): adapter nvidia hopper/);
     expect(jsep.ort.InferenceSession).toBe(jsepBuild.InferenceSession);
 
+    // The probe's answer is kept per build: WebGPU is timed on the build that would run it.
+    const kept: Record<string, ProbeTimes> = {};
+    const store = {
+      get: async (key: string) => kept[key],
+      set: async (key: string, t: ProbeTimes) => void (kept[key] = t)
+    };
+    const probed = await createWebRuntime({...common, probe: async () => ({webgpu: 2, wasm: 6}), probeStore: store});
+    expect(probed.webgpuBuild).toBe("native");
+    expect(Object.keys(kept)).toEqual(["nvidia hopper | 1 thread | native provider"]);
+
     const wasm = await createWebRuntime({...common, preferWebGPU: false});
     expect(wasm.backend).toBe("wasm");
     expect(wasm.webgpuBuild).toBeUndefined();

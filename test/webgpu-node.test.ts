@@ -44,12 +44,13 @@ describe.skipIf(!available)("onnxruntime-web WebGPU in Node (Dawn on SwiftShader
     expect(web.reason).toMatch(/^WebGPU \(Dawn in Node\): adapter .*swiftshader/i);
   });
 
-  it("the timed probe runs its network on both backends of the JSEP build (the times themselves are not tested)", async () => {
+  it("the timed probe runs its network on WebGPU on the native provider and on the JSEP build's WASM, as the pages pair them (the times themselves are not tested)", async () => {
     const {timeBackends} = await import("../src/runtime/probe.js");
     const {ort} = await nodeWebGPU();
-    const probe = timeBackends(ort as never);
+    const native = (await nodeWebGPU("native")).ort;
+    const probe = timeBackends(ort as never, native as never);
     // Loads that overlap share one probe.
-    expect(timeBackends(ort as never)).toBe(probe);
+    expect(timeBackends(ort as never, native as never)).toBe(probe);
     const times = await probe;
     for (const t of [times.webgpu, times.wasm]) expect(t > 0 && Number.isFinite(t)).toBe(true);
   }, 120_000);

@@ -123,30 +123,35 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   if (!allowSoftwareAdapter && isSoftwareAdapter(adapter)) {
     return wasm(`the WebGPU adapter is software (${name}), slower than WASM; ?backend=webgpu takes it anyway`);
   }
-  const webgpu = async (measured?: string): Promise<WebRuntime> => {
-    const build = opts.ort ? undefined : (opts.webgpuBuild ?? "native");
-    return {
-      ort: build === "native" ? await nativeBuild(threads, opts.nativeWasmPaths) : ort,
-      backend: "webgpu",
-      threads,
-      ...(build ? {webgpuBuild: build} : {}),
-      reason:
-        `WebGPU${build ? ` (${build === "native" ? "native provider" : "JSEP"})` : ""}: adapter ${name} ` +
-        `(storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
-        `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB)${measured ? `; ${measured}` : ""}; ` +
-        `ops without a WebGPU kernel run on WASM, ${threading}`
-    };
-  };
+  // The build that runs WebGPU: the one given, else the native provider's unless JSEP is asked for.
+  const build = opts.ort ? undefined : (opts.webgpuBuild ?? "native");
+  let native: Promise<typeof defaultOrt> | undefined;
+  const webgpuOrt = () =>
+    build === "native" ? (native ??= nativeBuild(threads, opts.nativeWasmPaths)) : Promise.resolve(ort);
+  const webgpu = async (measured?: string): Promise<WebRuntime> => ({
+    ort: await webgpuOrt(),
+    backend: "webgpu",
+    threads,
+    ...(build ? {webgpuBuild: build} : {}),
+    reason:
+      `WebGPU${build ? ` (${build === "native" ? "native provider" : "JSEP"})` : ""}: adapter ${name} ` +
+      `(storage binding up to ${Math.floor(maxStorageBufferBindingSize / MiB)} MiB, ` +
+      `buffers up to ${Math.floor(maxBufferSize / MiB)} MiB)${measured ? `; ${measured}` : ""}; ` +
+      `ops without a WebGPU kernel run on WASM, ${threading}`
+  });
   if (!opts.probe || allowSoftwareAdapter) return webgpu();
 
-  // The adapter is hardware: time both, once per adapter and thread count.
+  // The adapter is hardware: time both, once per adapter, thread count and build (WebGPU timed on the build that
+  // would run it, WASM on this one).
   const store = opts.probeStore ?? cacheStore;
-  const key = `${name} | ${threads} thread${threads === 1 ? "" : "s"}`;
+  const key = `${name} | ${threads} thread${threads === 1 ? "" : "s"}${build === "native" ? " | native provider" : ""}`;
   let times = await store.get(key);
   const kept = times !== undefined;
   if (!times) {
     try {
-      times = await (typeof opts.probe === "function" ? opts.probe(ort) : timeBackends(ort as never));
+      times = await (typeof opts.probe === "function"
+        ? opts.probe(ort)
+        : timeBackends(ort as never, (await webgpuOrt()) as never));
     } catch (error) {
       return webgpu(`the timed probe failed (${(error as Error).message}), so the adapter decides`);
     }

@@ -77,18 +77,23 @@ async function timeOn(
   }
 }
 
-const probes = new WeakMap<object, Promise<ProbeTimes>>();
+/** Probes made, by the module that times WebGPU, then the one that times WASM. */
+const probes = new WeakMap<object, WeakMap<object, Promise<ProbeTimes>>>();
 
-/** Both backends timed, once per onnxruntime module: loads that overlap (the worker's warm-up) share the probe. */
-export function timeBackends(ort: OrtLike): Promise<ProbeTimes> {
-  let probe = probes.get(ort);
+/**
+ * Both backends timed, WASM on `ort` and WebGPU on `webgpuOrt` (the build that would run it: the pages' native
+ * provider), once per pair of modules: loads that overlap (the worker's warm-up) share the probe.
+ */
+export function timeBackends(ort: OrtLike, webgpuOrt: OrtLike = ort): Promise<ProbeTimes> {
+  const made = probes.get(webgpuOrt) ?? probes.set(webgpuOrt, new WeakMap()).get(webgpuOrt)!;
+  let probe = made.get(ort);
   if (!probe) {
     probe = (async () => {
       const graph = probeGraph();
-      return {webgpu: await timeOn(ort, "webgpu", graph), wasm: await timeOn(ort, "wasm", graph)};
+      return {webgpu: await timeOn(webgpuOrt, "webgpu", graph), wasm: await timeOn(ort, "wasm", graph)};
     })();
-    probes.set(ort, probe);
-    probe.catch(() => probes.delete(ort));
+    made.set(ort, probe);
+    probe.catch(() => made.delete(ort));
   }
   return probe;
 }
