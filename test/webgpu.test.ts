@@ -4,6 +4,7 @@
  * are compared with reference.safetensors at the fixtures' tolerances. Chromium's WebGPU here is SwiftShader
  * (software: right answers, slow), so WebGPU checks every prompt of stories260K — the model the site runs live —
  * and a few of each mini fixture, and generates on stories260K (each new sequence length compiles new shaders).
+ * WebGPU is the pages' build, onnxruntime-web's native provider; its models run one after another on one page.
  * Where WebGPU is missing or fails, loadModel falls back to WASM and says why.
  */
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
@@ -79,18 +80,27 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
   });
 
   afterAll(async () => {
+    await webgpuPage?.page.close();
     await browser?.close();
     await site?.close();
     await hub?.close();
     await pages?.remove();
   });
 
-  /** A fresh page per model: onnxruntime-web sets up WebGPU once per page. */
+  /** A fresh page: onnxruntime-web sets up WebGPU once per page. */
   async function open(b = browser): Promise<WatchedPage> {
     const w = await b.open(`${site.origin}/parity.html`);
     await w.page.waitForFunction(() => "parity" in window);
     return w;
   }
+
+  /**
+   * One page for the native provider's models, one after another (each disposed before the next loads): its
+   * device, and the shaders compiled on it, serve them all, as the provider's context does in Node
+   * (lean-decode.test.ts). SwiftShader compiles each shader in seconds.
+   */
+  let webgpuPage: WatchedPage | undefined;
+  const sharedWebGPUPage = async () => (webgpuPage ??= await open());
 
   function compare(name: string, prompt: ReturnType<typeof readReference>["json"]["prompts"][number], got: Traced) {
     const ref = reference(name);
@@ -121,7 +131,8 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
         context.skip();
       }
       const ref = reference(name);
-      const w = await open();
+      const w = backend === "webgpu" ? await sharedWebGPUPage() : await open();
+      const errorsBefore = w.errors.length;
       try {
         const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
         expect(sentence).toMatch(
@@ -148,9 +159,9 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
           expect(counts.step.readbacks).toBe(1);
           expect(counts.step.readbackBytes).toBeLessThanOrEqual(64);
         }
-        expect(w.errors, w.console.join("\n")).toEqual([]);
+        expect(w.errors.slice(errorsBefore), w.console.join("\n")).toEqual([]);
       } finally {
-        await w.page.close();
+        if (w !== webgpuPage) await w.page.close();
       }
     }
   );
@@ -169,7 +180,8 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
         context.skip();
       }
       const ref = readInterventions(name);
-      const w = await open();
+      const w = backend === "webgpu" ? await sharedWebGPUPage() : await open();
+      const errorsBefore = w.errors.length;
       try {
         const sentence = await parity.load(w, `test-org/${name}`, hub.endpoint, backend === "webgpu");
         expect(sentence).toMatch(backend === "webgpu" ? /^WebGPU \(native provider\): adapter / : /^WASM/);
@@ -191,9 +203,9 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
           RELATIVE
         );
         expect(got.steered).toEqual(cases.steer.generations[0].new_ids);
-        expect(w.errors, w.console.join("\n")).toEqual([]);
+        expect(w.errors.slice(errorsBefore), w.console.join("\n")).toEqual([]);
       } finally {
-        await w.page.close();
+        if (w !== webgpuPage) await w.page.close();
       }
     }
   );
