@@ -14,15 +14,9 @@
  * - the analyses that only trace run here over the remote trace; the others are refused by name.
  * Weights stay on NDIF: `weight()` is an error.
  */
-import {
-  architectureFor,
-  eosIds,
-  normalizeConfig,
-  type Architecture,
-  type ModelConfig,
-  type Parameter
-} from "../arch/index.js";
-import {parameterCounts, topK, type ParameterCounts} from "../analysis/index.js";
+import {architectureFor, normalizeConfig, type Architecture, type ModelConfig} from "../arch/index.js";
+import {ModelStructure} from "../runtime/model-structure.js";
+import {topK} from "../analysis/index.js";
 import {
   ablationViewOf,
   defaultAnswers,
@@ -93,7 +87,7 @@ export async function loadRemoteModel(id: string, options: RemoteLoadOptions = {
   return new RemoteModel(repo, config, tokenizer, relay, options.onJob);
 }
 
-export class RemoteModel implements LanguageModel {
+export class RemoteModel extends ModelStructure implements LanguageModel {
   readonly backend: string;
   readonly weightsOrigin = `${REMOTE_ORIGIN}: the Hub checkpoint, run on NDIF's servers`;
   readonly arch: Architecture;
@@ -112,31 +106,11 @@ export class RemoteModel implements LanguageModel {
     readonly relay: Relay,
     onJob?: (progress: JobProgress) => void
   ) {
+    super();
     this.arch = architectureFor(config);
     this.backend = `NDIF via relay ${relay.address}`;
     this.hooks = new Set([...this.arch.hookPoints(), LOGITS]);
     this.onJob = onJob;
-  }
-
-  parameters(): Parameter[] {
-    return this.arch.parameters();
-  }
-
-  counts(): ParameterCounts {
-    return parameterCounts(this.arch.parameters(), this.config.numLayers);
-  }
-
-  moduleTree(): string {
-    return this.arch.moduleTree();
-  }
-
-  hookPoints(): string[] {
-    return this.arch.hookPoints();
-  }
-
-  eosIds(): number[] {
-    const ids = eosIds(this.config);
-    return ids.length ? ids : this.tokenizer.eosTokenId !== undefined ? [this.tokenizer.eosTokenId] : [];
   }
 
   tokenize(text: string): Encoding {
@@ -314,13 +288,7 @@ export class RemoteModel implements LanguageModel {
       corrupt_ids: x.ids,
       clean_tokens: c.tokens,
       corrupt_tokens: x.tokens,
-      hooks: headerHooks(result, L, this, "patching"),
-      ids,
-      logits: expectTensor(result, "logits", [L, T, 2], this, "patching"),
-      top: {
-        ids: expectTensor(result, "top_ids", [L, T, top], this, "patching"),
-        logits: expectTensor(result, "top_logits", [L, T, top], this, "patching")
-      },
+      ...sweepOf(result, [L, T], ids, top, this, "patching"),
       clean: expectTensor(result, "clean", [V], this, "patching").data,
       corrupt: expectTensor(result, "corrupt", [V], this, "patching").data
     };
@@ -339,13 +307,7 @@ export class RemoteModel implements LanguageModel {
     return {
       input_ids: inputIds,
       tokens,
-      hooks: headerHooks(result, L, this, "ablation"),
-      ids,
-      logits: expectTensor(result, "logits", [L, H, 2], this, "ablation"),
-      top: {
-        ids: expectTensor(result, "top_ids", [L, H, top], this, "ablation"),
-        logits: expectTensor(result, "top_logits", [L, H, top], this, "ablation")
-      },
+      ...sweepOf(result, [L, H], ids, top, this, "ablation"),
       base: expectTensor(result, "base", [V], this, "ablation").data
     };
   }
@@ -521,6 +483,29 @@ function expectTensor(
       `tensor ${name} has shape [${tensor.shape.join(", ")}], expected [${shape.map((n) => n ?? "n").join(", ")}${experiment === "trace" ? ", …" : ""}]`
     );
   return tensor;
+}
+
+/**
+ * A sweep's hooks (one per layer), the answers' logits (`[layers, rows, 2]`) and the top tokens (`[layers, rows,
+ * top]`), as the local sweeps give them (`sweepTensors` in analysis/patching.ts), in the same field order.
+ */
+function sweepOf(
+  result: RelayResult,
+  [L, rows]: [number, number],
+  ids: [number, number],
+  top: number,
+  model: RemoteModel,
+  experiment: "patching" | "ablation"
+) {
+  return {
+    hooks: headerHooks(result, L, model, experiment),
+    ids,
+    logits: expectTensor(result, "logits", [L, rows, 2], model, experiment),
+    top: {
+      ids: expectTensor(result, "top_ids", [L, rows, top], model, experiment),
+      logits: expectTensor(result, "top_logits", [L, rows, top], model, experiment)
+    }
+  };
 }
 
 /** The header's `hooks`: one path per layer. */

@@ -7,17 +7,9 @@
  * browser, or onnxruntime-web's WASM in Node), so this file runs anywhere.
  */
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
-import {
-  type Architecture,
-  architectureFor,
-  eosIds,
-  normalizeConfig,
-  type ModelConfig,
-  type Parameter
-} from "../arch/index.js";
+import {type Architecture, architectureFor, normalizeConfig, type ModelConfig} from "../arch/index.js";
 import {LOGITS, cacheNames} from "../arch/types.js";
 import {cacheOutputs, type Cache} from "./cache.js";
-import {parameterCounts, type ParameterCounts} from "../analysis/index.js";
 import {WorkbenchError} from "../errors.js";
 import {openCheckpoint} from "../hub/checkpoint.js";
 import {type ModelSource, type Progress, readJson} from "../hub/source.js";
@@ -41,6 +33,7 @@ import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
 import {checkFits, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
 import {LeanDecoder, sharesShadersAcrossModels} from "./decode.js";
+import {ModelStructure} from "./model-structure.js";
 import {localWindowHonoured} from "../graph/decode.js";
 import {gpuDevice, readBack, type Ort} from "./ort.js";
 import {formatBytes} from "../units.js";
@@ -217,7 +210,7 @@ export interface RunExtras {
 export type {TraceInput, TraceOptions} from "./language-model.js";
 
 /** The model in this thread (the data loaders, the CLI, the pages' worker); `LanguageModel` says what it answers. */
-export class Model implements LanguageModel {
+export class Model extends ModelStructure implements LanguageModel {
   /** How many times the session has run: a slider that only re-slices a trace leaves it unchanged. */
   runs = 0;
   readonly backend: string;
@@ -244,6 +237,7 @@ export class Model implements LanguageModel {
     /** The weights as inputs shared by all this model's graphs (`CreateOptions.sharedWeights`); else undefined. */
     private readonly shared?: WeightInputs
   ) {
+    super();
     this.backend = options.backend ?? "onnxruntime";
     for (const [name, {data, dims}] of shared?.inputNames() ?? []) {
       const tensor =
@@ -272,22 +266,6 @@ export class Model implements LanguageModel {
    */
   get weightBytes(): number {
     return this.shared?.bytes ?? 0;
-  }
-
-  parameters(): Parameter[] {
-    return this.arch.parameters();
-  }
-
-  counts(): ParameterCounts {
-    return parameterCounts(this.arch.parameters(), this.config.numLayers);
-  }
-
-  moduleTree(): string {
-    return this.arch.moduleTree();
-  }
-
-  hookPoints(): string[] {
-    return this.arch.hookPoints();
   }
 
   /** A weight by its checkpoint name with the module prefix, e.g. `model.layers.10.mlp.gate_proj.weight`. */
@@ -589,11 +567,6 @@ export class Model implements LanguageModel {
         `the prompt is ${ids.length} tokens long; ${this.id} takes at most ${this.config.maxPositions} positions`
       );
     return {ids, tokens};
-  }
-
-  eosIds(): number[] {
-    const ids = eosIds(this.config);
-    return ids.length ? ids : this.tokenizer.eosTokenId !== undefined ? [this.tokenizer.eosTokenId] : [];
   }
 
   private checkPath(path: string): void {
