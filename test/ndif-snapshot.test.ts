@@ -9,14 +9,14 @@
  * the loader's "no snapshot" answer is checked as the page reads it. Skipped, with the reason printed, where
  * python3 or its `tokenizers` package (the library under transformers' fast tokenizers) is missing.
  */
-import {execFile, spawn, spawnSync, type ChildProcessWithoutNullStreams} from "node:child_process";
+import {execFile, spawnSync} from "node:child_process";
 import {readFileSync} from "node:fs";
-import {createInterface} from "node:readline";
 import {promisify} from "node:util";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {snapshotLensView, snapshotPatchingView, type NdifSnapshot} from "../src/remote/snapshot.js";
 import {Tokenizer} from "../src/tokenizer.js";
 import {fixtureDir} from "./helpers/fixtures.js";
+import {startStandinServer, type StandinServer} from "./helpers/standin-server.js";
 import {standinValues} from "./helpers/standin-values.js";
 
 const LOADER = "docs/data/ndif-snapshot.json.py";
@@ -59,10 +59,9 @@ async function runLoader(env: Record<string, string>): Promise<NdifSnapshot> {
 }
 
 describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big models page reads it", () => {
-  let child: ChildProcessWithoutNullStreams;
+  let server: StandinServer<Ready>;
   let ready: Ready;
   let snapshot: NdifSnapshot;
-  let log = "";
   const tokenizer = Tokenizer.fromJson(
     JSON.parse(readFileSync(`${fixtureDir("stories260K")}/tokenizer.json`, "utf8")),
     JSON.parse(readFileSync(`${fixtureDir("stories260K")}/tokenizer_config.json`, "utf8"))
@@ -75,15 +74,8 @@ describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big
   let values: ReturnType<typeof standinValues>;
 
   beforeAll(async () => {
-    child = spawn("python3", ["relay/tests/serve_standin.py"], {
-      env: {...process.env, HF_TOKEN: "", NDIF_API_KEY: "", HF_ENDPOINT: "", LMW_NDIF_HOST: ""}
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (log += chunk));
-    const first = new Promise<string>((resolve, reject) => {
-      createInterface({input: child.stdout}).once("line", resolve);
-      child.once("exit", (code) => reject(new Error(`serve_standin.py exited (${code}) before it was ready:\n${log}`)));
-    });
-    ready = JSON.parse(await first);
+    server = await startStandinServer<Ready>();
+    ready = server.ready;
     values = standinValues(ready, piece);
     snapshot = await runLoader({
       NDIF_API_KEY: ready.key,
@@ -93,14 +85,7 @@ describe.skipIf(Boolean(missing))("the NDIF snapshot loader's output, as the Big
     });
   });
 
-  afterAll(async () => {
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.stdin.end(); // it serves until its stdin closes
-    const timer = setTimeout(() => child.kill(), 3000);
-    await exited;
-    clearTimeout(timer);
-  });
+  afterAll(() => server?.stop());
 
   it("is a snapshot of the model, made with the runner it names, in the relay's protocol", () => {
     expect(snapshot.reason, "the loader answered no snapshot").toBeUndefined();

@@ -6,15 +6,15 @@
  * views unchanged, in the right cells, under the right names; progress, a refused key, an ERROR job and Stop say
  * what the contract says. Skipped, with the reason printed, where python3 is missing.
  */
-import {spawn, spawnSync, type ChildProcessWithoutNullStreams} from "node:child_process";
+import {spawnSync} from "node:child_process";
 import {readFileSync} from "node:fs";
-import {createInterface} from "node:readline";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import {loadModel} from "../src/node.js";
 import type {JobProgress, RemoteModel} from "../src/remote/remote-model.js";
 import type {Edit} from "../src/runtime/edits.js";
 import {Tokenizer} from "../src/tokenizer.js";
 import {fixtureDir} from "./helpers/fixtures.js";
+import {startStandinServer, type StandinServer} from "./helpers/standin-server.js";
 import {standinValues} from "./helpers/standin-values.js";
 
 const python = spawnSync("python3", ["--version"], {encoding: "utf8"});
@@ -36,52 +36,27 @@ interface Ready {
 }
 
 describe.skipIf(Boolean(missing))("the real client against the real Python relay (NDIF stood in for)", () => {
-  let child: ChildProcessWithoutNullStreams;
+  let server: StandinServer<Ready>;
   let ready: Ready;
   let remote: RemoteModel;
-  let log = ""; // the relay's log: one line a request (method, path, status)
-  const lines: string[] = [];
-  const waiting: ((line: string) => void)[] = [];
-  const nextLine = () =>
-    new Promise<string>((resolve) => (lines.length ? resolve(lines.shift()!) : waiting.push(resolve)));
 
   const piece = (id: number) => remote.tokenizer.idToPiece(id);
   // The scripted saved values (serve_standin.py's formula) and the cells they make: set once the relay is ready.
   let values: ReturnType<typeof standinValues>;
-  /** One command to serve_standin.py, and its answer. */
-  const command = async (what: object) => {
-    child.stdin.write(`${JSON.stringify(what)}\n`);
-    return JSON.parse(await nextLine());
-  };
+  const command = (what: object) => server.command(what);
   /** What NDIF last received: the experiment and the relay's plan of it (what nnsight's body is built from). */
   const lastRequest = (): Promise<{experiment: string; plan: Record<string, any>}> => command({last_request: true});
 
   beforeAll(async () => {
-    child = spawn("python3", ["relay/tests/serve_standin.py"], {
-      // The relay reads these; the stand-ins set their own, so none from the caller's environment leaks in.
-      env: {...process.env, HF_TOKEN: "", NDIF_API_KEY: "", HF_ENDPOINT: "", LMW_NDIF_HOST: ""}
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (log += chunk));
-    createInterface({input: child.stdout}).on("line", (line) =>
-      waiting.length ? waiting.shift()!(line) : lines.push(line)
-    );
-    const exited = new Promise<never>((_, reject) =>
-      child.once("exit", (code) => reject(new Error(`serve_standin.py exited (${code}) before it was ready:\n${log}`)))
-    );
-    exited.catch(() => undefined);
-    ready = JSON.parse(await Promise.race([nextLine(), exited]));
+    server = await startStandinServer<Ready>();
+    ready = server.ready;
     values = standinValues(ready, piece);
     remote = await loadModel(`ndif:${ready.model}`, {relay: ready.relay, apiKey: ready.key, pollMs: POLL});
   });
 
   afterAll(async () => {
     remote?.dispose();
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.stdin.end(); // it serves until its stdin closes
-    const timer = setTimeout(() => child.kill(), 3000);
-    await exited;
-    clearTimeout(timer);
+    await server?.stop();
   });
 
   it("loads the model's config and tokenizer through the relay's Hub files", () => {
@@ -343,8 +318,8 @@ describe.skipIf(Boolean(missing))("the real client against the real Python relay
     remote.onJob = undefined;
     // The client sends the DELETE without waiting for it: wait for the relay's log line.
     const deleted = `"DELETE /jobs/${job} HTTP/1.1" 200`;
-    for (let i = 0; i < 100 && !log.includes(deleted); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(log).toContain(deleted);
+    for (let i = 0; i < 100 && !server.log().includes(deleted); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(server.log()).toContain(deleted);
     const answer = await fetch(`${ready.relay}/jobs/${job}`, {headers: {"X-NDIF-Api-Key": ready.key}});
     expect(answer.status).toBe(200);
     expect(await answer.json()).toEqual({id: job, model: ready.model, experiment: "trace", state: "CANCELLED"});
