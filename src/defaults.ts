@@ -106,6 +106,12 @@ export const PATCHING = {
   /** At most this many tokens per packed session run: a bound on its memory. */
   maxTokens: 512,
   /**
+   * The same bound for a model with one graph (WASM: runtime/model.ts `oneGraph`), whose every run makes every hook
+   * point (they are that graph's outputs, and onnxruntime computes them whether fetched or not): ~85 MB of them at
+   * 64 tokens for SmolLM2-135M, ~900 MB at 512.
+   */
+  oneGraphMaxTokens: 64,
+  /**
    * Clean/corrupt pairs; the first whose two prompts have as many tokens in the model's tokenizer is the default:
    * the indirect-object pair (equal in gpt2 and SmolLM2), then pairs that stay equal in smaller vocabularies.
    */

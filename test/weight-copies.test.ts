@@ -7,13 +7,16 @@
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
-import {createModel, type Model} from "../src/runtime/model.js";
+import {createModel, type CreateOptions, type Model} from "../src/runtime/model.js";
 import {ortRuntime} from "../src/node.js";
 import {resolveSource} from "../src/hub/node.js";
 import {logitLens} from "../src/analysis/lens.js";
 import {patchSweep} from "../src/analysis/patching.js";
 import {steeringEdit, steeringVector} from "../src/analysis/steering.js";
 import type {Ort} from "../src/runtime/ort.js";
+import type {Edit} from "../src/runtime/edits.js";
+import type {Tensor} from "../src/runtime/tensor.js";
+import {LOGITS} from "../src/graph/names.js";
 import {fixtureDir, readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
 
 interface Counts {
@@ -52,7 +55,27 @@ function counting(ort: Ort, isWeight: (input: string) => boolean): {ort: Ort; co
   return {ort: {...ort, InferenceSession: {...ort.InferenceSession, create}} as unknown as Ort, counts};
 }
 
-describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runtime) => {
+/** A model of fixture `name` through a counting onnxruntime, after a trace, the lens, a patching sweep and a steered generation. */
+async function usedModel(runtime: "node" | "web", name: string, options: Partial<CreateOptions> = {}) {
+  const base = await ortRuntime(runtime);
+  const source = await resolveSource(fixtureDir(name));
+  let names = new Set<string>();
+  const watched = counting(base.ort, (input) => names.has(input.replace(/\.fp16$/, "")));
+  const model = await createModel(source, {...base, ort: watched.ort, ...options});
+  names = new Set(model.parameters().map((p) => p.name));
+  const ids = model.tokenize("Once upon a time, there was a little").ids;
+  await model.forward(ids, model.hookPoints());
+  await logitLens(model, ids, {k: 5});
+  const corrupt = [...ids.slice(0, -2), ...ids.slice(-1), ids[ids.length - 2]];
+  await patchSweep(model, ids, corrupt, "resid");
+  const hook = model.arch.roles.resid(Math.floor(model.config.numLayers / 2));
+  const vector = await steeringVector(model, hook, " boy", " girl");
+  await model.generate("Once upon a time", {maxNewTokens: 4, stopAtEos: false, edits: [steeringEdit(hook, vector, 4)]});
+  return {model, counts: watched.counts, parameterNames: names};
+}
+
+// WASM's default is one graph (below); its shared-weights layout stays an option, checked here too.
+describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s, weights shared as inputs", (runtime) => {
   // mini-llama's checkpoint is bf16, here kept at 2 bytes (`keepPrecision`); mini-gpt2's is fp32.
   describe.each(["mini-llama", "mini-gpt2"])("%s", (name) => {
     const keepPrecision = name === "mini-llama";
@@ -60,26 +83,7 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runt
     let counts: Counts;
     let parameterNames: Set<string>;
     beforeAll(async () => {
-      const base = await ortRuntime(runtime);
-      const source = await resolveSource(fixtureDir(name));
-      let names = new Set<string>();
-      const watched = counting(base.ort, (input) => names.has(input.replace(/\.fp16$/, "")));
-      counts = watched.counts;
-      model = await createModel(source, {...base, ort: watched.ort, keepPrecision});
-      parameterNames = names = new Set(model.parameters().map((p) => p.name));
-
-      const ids = model.tokenize("Once upon a time, there was a little").ids;
-      await model.forward(ids, model.hookPoints());
-      await logitLens(model, ids, {k: 5});
-      const corrupt = [...ids.slice(0, -2), ...ids.slice(-1), ids[ids.length - 2]];
-      await patchSweep(model, ids, corrupt, "resid");
-      const hook = model.arch.roles.resid(Math.floor(model.config.numLayers / 2));
-      const vector = await steeringVector(model, hook, " boy", " girl");
-      await model.generate("Once upon a time", {
-        maxNewTokens: 4,
-        stopAtEos: false,
-        edits: [steeringEdit(hook, vector, 4)]
-      });
+      ({model, counts, parameterNames} = await usedModel(runtime, name, {keepPrecision, oneGraph: false}));
     }, 120_000);
     afterAll(() => model?.dispose());
 
@@ -118,5 +122,52 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s", (runt
         expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
       }
     });
+  });
+});
+
+/**
+ * On WASM a model runs every structure on one graph (runtime/model.ts `oneGraph`): onnxruntime-web copies a fed
+ * input into its heap on every run, and a session's initializers into it once, so one session is one copy.
+ */
+describe.each(["mini-llama", "mini-gpt2"])("one graph on onnxruntime-web: %s", (name) => {
+  let model: Model;
+  let counts: Counts;
+  beforeAll(async () => {
+    ({model, counts} = await usedModel("web", name));
+  }, 120_000);
+  afterAll(() => model?.dispose());
+
+  it("one session, handed the weights once, fed none: the trace, lens, patching sweep and steering all ran on it", () => {
+    expect(model.oneGraph).toBe(true);
+    expect(counts.sessions).toBe(1);
+    const float32Bytes = model.parameters().reduce((sum, p) => sum + 4 * p.numel, 0);
+    // Tied embeddings are one parameter; computed tables (rotary cos/sin) add a few percent at most.
+    expect(counts.initializerBytes[0]).toBeGreaterThan(0.9 * float32Bytes);
+    expect(counts.initializerBytes[0]).toBeLessThan(1.05 * float32Bytes);
+    expect(counts.fed.size).toBe(0);
+    expect(model.weightBytes).toBe(0);
+    expect(counts.runs).toBeGreaterThan(10);
+  });
+
+  it("two edits at one hook point, which a slot cannot hold, open a session of their own and match onnxruntime-node", async () => {
+    const hook = model.arch.roles.resid(0);
+    const edits: Edit[] = [
+      {hook, op: "add", value: 1, positions: [0]},
+      {hook, op: "scale", value: 2, positions: [0, 1]}
+    ];
+    const ids = model.tokenize("Once upon a time").ids;
+    const before = counts.sessions;
+    const web = ((await model.trace(ids, [LOGITS], {edits})) as Record<string, Tensor>)[LOGITS];
+    expect(counts.sessions).toBe(before + 1);
+    const node = await createModel(await resolveSource(fixtureDir(name)), await ortRuntime("node"));
+    try {
+      const reference = ((await node.trace(ids, [LOGITS], {edits})) as Record<string, Tensor>)[LOGITS];
+      expect(relativeError(web.data, reference.data)).toBeLessThan(RELATIVE);
+      // …and the edits did something.
+      const plain = ((await node.trace(ids, [LOGITS])) as Record<string, Tensor>)[LOGITS];
+      expect(relativeError(plain.data, reference.data)).toBeGreaterThan(1e-3);
+    } finally {
+      await node.dispose();
+    }
   });
 });

@@ -288,7 +288,7 @@ async function sweep<R>(
   const top = topK_
     ? {ids: new Float32Array(runs.length * topK_), logits: new Float32Array(runs.length * topK_)}
     : undefined;
-  const maxTokens = plan.options.maxTokens ?? PATCHING.maxTokens;
+  const maxTokens = plan.options.maxTokens ?? (model.oneGraph ? PATCHING.oneGraphMaxTokens : PATCHING.maxTokens);
   const tracked = new Float32Array(runs.length * plan.ids.length);
   const full = plan.full ? new Float32Array(runs.length * V) : undefined;
   const record = (r: number, row: Float32Array) => {

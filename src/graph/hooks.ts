@@ -16,8 +16,8 @@
  * - packed runs: several sequences side by side along the token axis, each with its own positions, a mask that
  *   keeps them apart, and logits only where asked (`packed`), for patching sweeps in few session runs.
  */
-import {type GraphBuilder, type WeightInputs, FLOAT, INT64} from "./onnx.js";
-import {editInputs, LENS, LOGITS, PACKED} from "./names.js";
+import {type GraphBuilder, type WeightInputs, BOOL, FLOAT, INT64} from "./onnx.js";
+import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_AXES, slotInputs} from "./names.js";
 
 export {editInputs, LENS, PACKED};
 
@@ -53,6 +53,14 @@ export interface GraphOptions {
   weights?: WeightInputs;
   /** `weights` as this graph's own initializers rather than inputs (graph/onnx.ts `GraphBuilder`). */
   weightsAsInitializers?: boolean;
+  /**
+   * One graph for every run of a model (with `packed`): an edit slot at every hook point that can be edited (its
+   * `slotInputs`: an `If` that passes the tensor through when its switch is off, else writes `x · scale + value` on
+   * a selection), and the logit lens behind its own switch (`LENS_ON`); every run feeds every switch. A runtime that gives every session its
+   * own copy of the weights (onnxruntime-web's WASM) then needs one session for the trace, the lens, patching and
+   * edits alike (docs/performance.md, "The tab").
+   */
+  editSlots?: boolean;
 }
 
 /** What an architecture's graph needs to know about its own hook points. */
@@ -108,7 +116,8 @@ export function hookSite(g: GraphBuilder, names: HookNames, options: GraphOption
   sites.set(g, state);
   return (path: string, tensor: string): string => {
     state.named.push(path);
-    const edited = applyEdits(g, state, path, tensor);
+    let edited = applyEdits(g, state, path, tensor);
+    if (options.editSlots && !g.isRead(tensor)) edited = editSlot(g, path, edited);
     return wanted.has(path) ? g.output(path, edited) : edited;
   };
 }
@@ -150,6 +159,33 @@ function editTensor(g: GraphBuilder, x: string, k: number, site: EditSite): stri
   }
   if (!selection) return site.op === "set" ? g.op("Expand", [value, g.op("Shape", [x])]) : edited;
   return g.op("Where", [selection, edited, x]);
+}
+
+/**
+ * The edit slot at `path` (`GraphOptions.editSlots`): `If(on)`, whose branches are `x` as it is and
+ * `Where(selection, x · scale + value, x)`, the selection made from `bounds` as `editTensor` makes it. `set`,
+ * `add` and `scale` are `(scale, value)` = `(0, v)`, `(1, v)` and `(v, 0)`: the same numbers as the ops
+ * themselves (x · 1 + v = x + v and x · v + 0 = x · v exactly; x · 0 + v = v for any finite x).
+ */
+function editSlot(g: GraphBuilder, path: string, x: string): string {
+  const names = slotInputs(path);
+  const on = g.input(names.on, BOOL, []);
+  const scale = g.input(names.scale, FLOAT);
+  const value = g.input(names.value, FLOAT);
+  const bounds = g.input(names.bounds, INT64, [SLOT_AXES.length, `${path}.n`, 2]);
+  const edit = g.subgraph(`${path} edited`, () => {
+    let selection: string | undefined;
+    SLOT_AXES.forEach((axis, i) => {
+      const intervals = g.op("Gather", [bounds, g.constant([i], [], INT64)], {axis: 0}); // [n, 2]
+      const end = (j: number) => g.op("Gather", [intervals, g.constant([j], [], INT64)], {axis: 1}); // [n]
+      const along = axisSelection(g, x, axis, end(0), end(1));
+      selection = selection ? g.op("And", [selection, along]) : along;
+    });
+    const edited = g.op("Add", [g.op("Mul", [x, scale]), value]);
+    return [[g.op("Where", [selection!, edited, x]), FLOAT]];
+  });
+  const asIs = g.subgraph(`${path} as it is`, () => [[x, FLOAT]]);
+  return g.op("If", [on], {then_branch: edit, else_branch: asIs});
 }
 
 /**
@@ -198,8 +234,11 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
     if (!state.packedInputs) throw new Error("a packed graph needs decoderInputs (graph/layers.ts) to make its inputs");
     final = g.op("Gather", [final, g.input(PACKED.logitsIndex, INT64, ["N"])], {axis: 1});
   }
-  g.output(LOGITS, applyEdits(g, state, LOGITS, head.unembed(final)));
-  if (options.lens) logitLens(g, head, layerOutputs);
+  let logits = applyEdits(g, state, LOGITS, head.unembed(final));
+  if (options.editSlots) logits = editSlot(g, LOGITS, logits);
+  g.output(LOGITS, logits);
+  if (options.editSlots) switchedLens(g, head, layerOutputs);
+  else if (options.lens) logitLens(g, head, layerOutputs);
   const missed = [...state.editsAt.keys()].filter((path) => !state.done.has(path));
   if (missed.length) throw new Error(`edits at ${missed.join(", ")}: the graph has no such hook point`);
 }
@@ -217,16 +256,61 @@ function checkHookOrder({named, promised}: SiteState): void {
   );
 }
 
+/** The logit lens behind a switch (`LENS_ON`, default off): off, its outputs are empty and nothing is computed. */
+function switchedLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]): void {
+  const on = g.input(LENS_ON, BOOL, []);
+  const k = g.input(LENS.k, INT64, [1]);
+  const lens = g.subgraph("logit lens", () => {
+    const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, k);
+    return [
+      [logits, FLOAT],
+      [logprobs, FLOAT],
+      [ids, INT64]
+    ];
+  });
+  const none = g.subgraph("no logit lens", () => [
+    [g.constant([], [0, 0, 0]), FLOAT],
+    [g.constant([], [0, 0, 0]), FLOAT],
+    [g.constant([], [0, 0, 0], INT64), INT64]
+  ]);
+  const outs = [LENS.logits, LENS.topLogprobs, LENS.topIds];
+  g.opN("If", [on], 3, {then_branch: lens, else_branch: none}, outs);
+  g.output(LENS.logits, LENS.logits);
+  g.output(LENS.topLogprobs, LENS.topLogprobs);
+  g.output(LENS.topIds, LENS.topIds, INT64);
+}
+
 /** Every layer's output through the final norm and the unembedding at once, `[L, T, V]`, then its top-k. */
 function logitLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]): void {
+  const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, g.input(LENS.k, INT64, [1]), true);
+  g.output(LENS.logits, logits);
+  g.output(LENS.topLogprobs, logprobs);
+  g.output(LENS.topIds, ids, INT64);
+}
+
+/** The lens's `[L, T, V]` logits, and the top-`k` log-probabilities and ids `[L, T, k]` (`named`: as `LENS` names them). */
+function lensOutputs(
+  g: GraphBuilder,
+  head: DecoderHead,
+  layerOutputs: string[],
+  k: string,
+  named = false
+): [string, string, string] {
   const L = layerOutputs.length;
   const stacked = g.op("Concat", layerOutputs, {axis: 0}); // [L, T, d]: the batch axis holds the layers
   // Reshape's 0 keeps the vocabulary axis, whether the unembedding gave [1, L·T, V] or [L, T, V].
-  const logits = g.output(LENS.logits, g.op("Reshape", [head.unembed(head.norm(stacked)), g.ints([L, -1, 0])]));
+  const logits = g.op(
+    "Reshape",
+    [head.unembed(head.norm(stacked)), g.ints([L, -1, 0])],
+    {},
+    named ? LENS.logits : undefined
+  );
   // Top-k of the logits, then minus their log-sum-exp: the same as top-k of LogSoftmax, without writing and
   // reading back a second [L, T, V] tensor.
-  const [values, ids] = g.opN("TopK", [logits, g.input(LENS.k, INT64, [1])], 2, {axis: -1, largest: 1, sorted: 1});
+  const [values, ids] = g.opN("TopK", [logits, k], 2, {axis: -1, largest: 1, sorted: 1}, [
+    g.name("TopK"),
+    named ? LENS.topIds : g.name("TopK")
+  ]);
   const logSumExp = g.op("ReduceLogSumExp", [logits], {axes: [-1], keepdims: 1});
-  g.output(LENS.topLogprobs, g.op("Sub", [values, logSumExp]));
-  g.output(LENS.topIds, ids, INT64);
+  return [logits, g.op("Sub", [values, logSumExp], {}, named ? LENS.topLogprobs : undefined), ids];
 }

@@ -22,6 +22,24 @@ export const editInputs = (k: number) => ({
   to: (axis: number) => `edit.${k}.axis${axis}.to`
 });
 
+/**
+ * The inputs of the edit slot at `hook` in a model's one graph (`GraphOptions.editSlots`): `on` (bool; every
+ * run feeds it, false where it writes nothing) switches it on; then `x := x · scale + value` where every axis's index lies inside one of its intervals,
+ * `bounds` int64 `[4, n, 2]` holding the `[from, to)` intervals of axes 0, 1, 2 and -1 (`SLOT_AXES`).
+ */
+export const slotInputs = (hook: string) => ({
+  on: `edit@${hook}.on`,
+  scale: `edit@${hook}.scale`,
+  value: `edit@${hook}.value`,
+  bounds: `edit@${hook}.bounds`
+});
+
+/** The axes an edit slot selects along, in `bounds` order. */
+export const SLOT_AXES = [0, 1, 2, -1] as const;
+
+/** The lens switch in a model's one graph: the lens outputs are made only where it is fed true. */
+export const LENS_ON = "lens.on";
+
 /** The logit lens: `k` in, and out the top-k log-probabilities and ids `[L, T, k]` and the full logits `[L, T, V]`. */
 export const LENS = {
   k: "lens.k",

@@ -29,7 +29,12 @@ export const BOOL = onnx.TensorProto.DataType.BOOL;
 export const INT32 = onnx.TensorProto.DataType.INT32;
 export const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
 
-export type Attribute = number | number[] | string;
+export type Attribute = number | number[] | string | Subgraph;
+
+/** A graph as a node's attribute: the branches of an `If` (`GraphBuilder.subgraph`). */
+export interface Subgraph {
+  graph: InstanceType<typeof onnx.GraphProto>;
+}
 export type Dim = number | string;
 
 export interface EncodedModel {
@@ -154,6 +159,8 @@ export class GraphBuilder {
   private readonly outputNames = new Set<string>();
   private counter = 0;
   private usesContribOps = false;
+  /** While a branch is being built (`subgraph`), the builder its nodes and constants go to. */
+  private redirect?: GraphBuilder;
   /** Weights this graph has declared as inputs already (by name), with the tensor its nodes read. */
   private readonly declared = new Map<string, string>();
 
@@ -164,12 +171,46 @@ export class GraphBuilder {
    */
   constructor(
     private readonly shared?: WeightInputs,
-    private readonly sharedAsInitializers = false
+    private readonly sharedAsInitializers = false,
+    /** The graph a branch (`subgraph`) belongs to: names come from its counter, so no name is made twice. */
+    private readonly parent?: GraphBuilder
   ) {}
 
   /** A fresh tensor name, readable in a graph viewer: `prefix/3`. */
   name(prefix: string): string {
+    if (this.parent) return this.parent.name(prefix);
     return `${prefix}/${this.counter++}`;
+  }
+
+  /**
+   * A branch of an `If`: the nodes and constants `build` adds to this builder go into a graph of their own, which
+   * reads this graph's tensors by name (outer scope); `build` returns the tensors it outputs, with their element
+   * types. The architecture's own functions (a final norm, an unembedding) can build inside a branch unchanged.
+   */
+  subgraph(name: string, build: () => [string, number][]): Subgraph {
+    const branch = new GraphBuilder(undefined, false, this);
+    const outer = this.redirect;
+    this.redirect = branch;
+    let outputs;
+    try {
+      outputs = build().map(([tensor, elemType]) => {
+        // A branch output must be made inside the branch: an outer tensor or a constant passes through an Identity.
+        const inside = branch.nodes.some((node) => node.output.includes(tensor));
+        return valueInfo(inside ? tensor : this.op("Identity", [tensor]), elemType);
+      });
+    } finally {
+      this.redirect = outer;
+    }
+    if (branch.usesContribOps) this.usesContribOps = true;
+    return {
+      graph: onnx.GraphProto.create({
+        name,
+        node: branch.nodes,
+        input: [],
+        output: outputs,
+        initializer: branch.constants
+      })
+    };
   }
 
   /** A graph input; without `dims`, of any shape (an edit's value: a number, a vector or a whole tensor). */
@@ -241,6 +282,7 @@ export class GraphBuilder {
     elemType: number = FLOAT,
     prefix = "const"
   ): string {
+    if (this.redirect) return this.redirect.constant(values, dims, elemType, prefix);
     const name = this.name(prefix);
     const rawData =
       elemType === INT64
@@ -272,6 +314,7 @@ export class GraphBuilder {
     attributes: Record<string, Attribute> = {},
     outs?: string[]
   ): string[] {
+    if (this.redirect) return this.redirect.opN(opType, inputs, count, attributes, outs);
     // "com.microsoft.GroupQueryAttention": an onnxruntime contrib op, in its own domain.
     const domain = opType.startsWith(`${MS_DOMAIN}.`) ? MS_DOMAIN : "";
     if (domain) ((opType = opType.slice(MS_DOMAIN.length + 1)), (this.usesContribOps = true));
@@ -331,6 +374,7 @@ const FLOAT_ATTRIBUTES = new Set(["epsilon", "alpha", "beta", "gamma", "scale", 
 
 function attributeProto(name: string, value: Attribute) {
   const {AttributeType} = onnx.AttributeProto;
+  if (typeof value === "object" && !Array.isArray(value)) return {name, type: AttributeType.GRAPH, g: value.graph};
   if (typeof value === "string") return {name, type: AttributeType.STRING, s: new TextEncoder().encode(value)};
   if (Array.isArray(value)) return {name, type: AttributeType.INTS, ints: value};
   if (Number.isInteger(value) && !FLOAT_ATTRIBUTES.has(name)) return {name, type: AttributeType.INT, i: value};

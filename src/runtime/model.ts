@@ -27,6 +27,7 @@ import {
   type Trace
 } from "./language-model.js";
 import {planEdits, type Edit, type Feed} from "./edits.js";
+import {idleFeeds, oneGraphFeeds, slotsOf} from "./one-graph.js";
 import type {GraphOptions} from "../graph/hooks.js";
 import {WeightInputs, type EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
@@ -89,6 +90,15 @@ export interface CreateOptions {
    * true trades a second copy for MatMul weights packed once (docs/performance.md).
    */
   mainWeightsAsInitializers?: boolean;
+  /**
+   * One graph, hence one session and one copy of the weights, for every run: the main graph has an edit slot at
+   * every hook point and the logit lens behind a switch (graph/hooks.ts `editSlots`), so traces, generation, the
+   * lens, patching sweeps, steering and ablation all run on it; only edits a slot cannot express (two at one hook
+   * point, or selecting an axis other than 0, 1, 2 and the last) open a session of their own, with its own copy.
+   * Default: on WASM, where onnxruntime-web copies a fed input into its heap on every run and a session's
+   * initializers into the heap once (docs/performance.md, "The tab"); elsewhere off (`sharedWeights` instead).
+   */
+  oneGraph?: boolean;
   /**
    * Tokenize prompts with this instead of on the calling thread: in Node, a worker with a time limit
    * (tokenizer-worker.ts), so that a tokenizer regex that backtracks without bound ends in an error.
@@ -153,22 +163,26 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
+  const oneGraph = options.oneGraph ?? (onWasm(options) && options.sharedWeights === undefined);
   // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
   const shared =
-    (options.sharedWeights ?? !onWebGPU(options))
+    !oneGraph && (options.sharedWeights ?? !onWebGPU(options))
       ? new WeightInputs(weights.halfPrecision && (options.keepPrecision ?? onWasm(options)))
       : undefined;
   // On WASM a fed input is copied into onnxruntime's heap on every run (538 MB a step for SmolLM2-135M: generation
   // 3× slower in Chromium), so the main graph — trace and generation, the hot path — holds the weights as
   // initializers, copied once; the other structures' graphs (lens, patching, edits) read the shared inputs.
   const mainAsInitializers = shared !== undefined && (options.mainWeightsAsInitializers ?? onWasm(options));
-  const encoded = arch.buildGraph(weight, {weights: shared, weightsAsInitializers: mainAsInitializers});
+  const encoded = arch.buildGraph(
+    weight,
+    oneGraph ? {editSlots: true, packed: true} : {weights: shared, weightsAsInitializers: mainAsInitializers}
+  );
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
   const session = await openSession(encoded, options);
   // The shared weights stay: the other graphs will read them.
   if (options.releaseWeights && !shared) releaseBuffers(encoded.externalData.map((e) => e.data));
   report({stage: "ready", message: `${source.id} is ready`});
-  return new Model(source, config, arch, tokenizer, weights, session, options, shared);
+  return new Model(source, config, arch, tokenizer, weights, session, {...options, oneGraph}, shared);
 }
 
 /** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
@@ -225,6 +239,10 @@ export class Model extends ModelStructure implements LanguageModel {
   leanError?: Error;
   /** The shared weights as onnxruntime tensors, by graph input name: made once, fed to every run of every session. */
   private readonly weightFeeds = new Map<string, OrtTensor>();
+  /** With one graph (`CreateOptions.oneGraph`): the hook points that have an edit slot in it. */
+  private readonly slots?: Set<string>;
+  /** …and what each run feeds them where it writes nothing, made once. */
+  private readonly idle = new Map<string, OrtTensor>();
 
   constructor(
     readonly source: ModelSource,
@@ -249,10 +267,20 @@ export class Model extends ModelStructure implements LanguageModel {
     // The logits answer to `lm_head.output` in every family, whatever its unembedding is called (GPT-NeoX: embed_out).
     this.hooks = new Set([...arch.hookPoints(), LOGITS]);
     this.parameterNames = new Set(arch.parameters().map((p) => p.name));
+    if (options.oneGraph) {
+      this.slots = slotsOf(session.inputNames);
+      for (const [name, feed] of Object.entries(idleFeeds(this.slots)))
+        this.idle.set(name, new options.ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims));
+    }
   }
 
   get id(): string {
     return this.source.id;
+  }
+
+  /** Whether every run goes through one graph with edit slots (`CreateOptions.oneGraph`). */
+  get oneGraph(): boolean {
+    return this.slots !== undefined;
   }
 
   /** "checkpoint" or "random (seed N)": say which when showing numbers. */
@@ -353,7 +381,10 @@ export class Model extends ModelStructure implements LanguageModel {
     extras?: RunExtras
   ): Promise<{outputs: Map<string, Tensor>; cache?: Cache}> {
     const {ort} = this.options;
-    const session = extras ? await this.sessionFor(extras.structure) : this.session;
+    // With one graph, a run's structure becomes that graph's inputs, where its slots can express it.
+    const past = cache ? Number(cache[0].key.dims[2]) : 0;
+    const slotted = this.slots && oneGraphFeeds(this.slots, ids.length, past, extras?.structure, extras?.feeds);
+    const session = extras && !slotted ? await this.sessionFor(extras.structure) : this.session;
     const {numLayers, numKeyValueHeads, headDim} = this.config;
     const feeds: Record<string, OrtTensor> = {
       input_ids: new ort.Tensor(
@@ -368,13 +399,13 @@ export class Model extends ModelStructure implements LanguageModel {
       feeds[names.pastKey] = cache?.[i].key ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
-    // The shared weights, the same tensors for every session and run.
+    // The shared weights, the same tensors for every session and run; the one graph's idle slots.
     for (const name of session.inputNames) {
-      const weight = this.weightFeeds.get(name);
-      if (weight) feeds[name] = weight;
+      const fixed = this.weightFeeds.get(name) ?? (session === this.session ? this.idle.get(name) : undefined);
+      if (fixed) feeds[name] = fixed;
     }
     const presentNames = keepCache ? cacheOutputs(numLayers) : [];
-    for (const [name, feed] of Object.entries(extras?.feeds ?? {})) {
+    for (const [name, feed] of Object.entries(slotted || extras?.feeds || {})) {
       feeds[name] = new ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims);
     }
     const graphName = (path: string) => this.arch.aliasOf(path) ?? path;
