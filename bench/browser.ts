@@ -19,6 +19,7 @@ import {launchBrowser, type TestBrowser} from "../test/helpers/browser.js";
 import {startHubServer} from "../test/helpers/hub-server.js";
 import {serveStatic} from "../test/helpers/static-server.js";
 import type {Measured} from "./procedure.js";
+import type {MemoryStages} from "./one.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DATA_MODELS = join(ROOT, "data", "models");
@@ -41,8 +42,10 @@ export interface BrowserModelResult extends Measured {
   backend: string;
   graphBuildMs: number;
   sessionCreateMs: number;
-  /** Peak resident memory of the browser's renderer processes (VmHWM), MB. */
+  /** Peak resident memory of the browser's renderer processes (VmHWM), MB, at the end. */
   peakRssMb: number;
+  /** …and after each stage, as bench/one.ts measures Node's. */
+  memory: MemoryStages;
   /** V8 heap of the page after the run (CDP Performance.getMetrics JSHeapTotalSize), MB. */
   jsHeapTotalMb: number;
 }
@@ -160,15 +163,27 @@ export async function runBrowserBench(
         const t = performance.now();
         const b = await launch(url, webgpu);
         try {
-          const r = await b.page.evaluate(
-            ([id, endpoint, init, gpu, q]) => (window as any).bench.model(id, endpoint, init, gpu, q),
-            [`bench/${m.model}`, hub.endpoint, m.init, webgpu, quick] as const
+          // Peak memory after each stage, as bench/one.ts measures Node's: loaded, a trace of every hook point, the
+          // lens + patching + steering; then the timed passes.
+          const loaded = await b.page.evaluate(
+            ([id, endpoint, init, gpu]) => (window as any).bench.load(id, endpoint, init, gpu),
+            [`bench/${m.model}`, hub.endpoint, m.init, webgpu] as const
           );
+          const afterLoadMb = await rendererPeakMb(b.userDataDir);
+          await b.page.evaluate(() => (window as any).bench.traceAll());
+          const afterTraceMb = await rendererPeakMb(b.userDataDir);
+          await b.page.evaluate(() => (window as any).bench.analyses());
+          const afterAnalysesMb = await rendererPeakMb(b.userDataDir);
+          const measured = await b.page.evaluate((q) => (window as any).bench.measure(q), quick);
+          await b.page.evaluate(() => (window as any).bench.dispose());
+          const {weightMb, ...r} = loaded;
           const result: BrowserModelResult = {
             kind: "model",
             model: m.model,
             runtime,
             ...r,
+            ...measured,
+            memory: {weightMb, afterLoadMb, afterTraceMb, afterAnalysesMb},
             peakRssMb: await rendererPeakMb(b.userDataDir),
             jsHeapTotalMb: await jsHeapTotalMb(b.page)
           };

@@ -6,11 +6,19 @@
 import * as ort from "onnxruntime-web";
 import {loadModel} from "../../src/browser.js";
 import {copyBandwidth, matmulRate} from "../measure.js";
-import {measureModel} from "../procedure.js";
+import {measureModel, promptIds} from "../procedure.js";
+import type {Model} from "../../src/runtime/model.js";
 import {runAnalyses} from "../interventions.js";
 
 const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
 const nativeWasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href};
+
+/** The model the steps below run on (`bench.load`). */
+let loaded: Model | undefined;
+const held = (): Model => {
+  if (!loaded) throw new Error("bench.load first");
+  return loaded;
+};
 
 const bench = {
   /** The WebGPU adapter's info, or null where there is none. */
@@ -29,8 +37,11 @@ const bench = {
     };
   },
 
-  /** Loads `id` from the Hub at `endpoint` and times it; the backend sentence says which backend ran. */
-  async model(id: string, endpoint: string, init: "checkpoint" | "random", preferWebGPU: boolean, quick: boolean) {
+  /**
+   * Loads `id` from the Hub at `endpoint` and keeps it for the steps below; the backend sentence says which backend
+   * runs. bench/browser.ts reads the renderer's peak memory between the steps.
+   */
+  async load(id: string, endpoint: string, init: "checkpoint" | "random", preferWebGPU: boolean) {
     const stamps = new Map<string, number>();
     const m = await loadModel(id, {
       endpoint,
@@ -41,21 +52,41 @@ const bench = {
       seed: 0,
       onProgress: (p) => stamps.set(p.stage, performance.now())
     });
+    loaded = m;
     document.querySelector("#status")!.textContent = m.backend;
-    try {
-      const measured = await measureModel(m, quick);
-      // The logit lens, a patching sweep and a steered generation on the same model, so that the tab's peak memory
-      // covers what a reader who uses every page asks of one model (issue 21's target).
-      await runAnalyses(m);
-      return {
-        backend: m.backend,
-        graphBuildMs: stamps.get("session")! - stamps.get("graph")!,
-        sessionCreateMs: stamps.get("ready")! - stamps.get("session")!,
-        ...measured
-      };
-    } finally {
-      await m.dispose();
-    }
+    return {
+      backend: m.backend,
+      graphBuildMs: stamps.get("session")! - stamps.get("graph")!,
+      sessionCreateMs: stamps.get("ready")! - stamps.get("session")!,
+      // Where the model holds no weights in JS (one graph on WASM, WebGPU), their float32 bytes: the targets' unit.
+      weightMb: (loaded.weightBytes || 4 * loaded.parameters().reduce((s, p) => s + p.numel, 0)) / 1e6
+    };
+  },
+
+  /** A trace of every hook point, 10 tokens (bench/one.ts's memory stage). */
+  async traceAll() {
+    await held().forward(
+      promptIds(Math.min(10, held().config.maxPositions), held().config.vocabSize),
+      held().hookPoints()
+    );
+  },
+
+  /**
+   * The logit lens, a patching sweep and a steered generation on the same model, so that the tab's peak memory
+   * covers what a reader who uses every page asks of one model (issue 21's target).
+   */
+  async analyses() {
+    await runAnalyses(held());
+  },
+
+  /** The timed passes and generations (bench/procedure.ts). */
+  async measure(quick: boolean) {
+    return measureModel(held(), quick);
+  },
+
+  async dispose() {
+    await loaded?.dispose();
+    loaded = undefined;
   },
 
   /**
