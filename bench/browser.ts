@@ -115,6 +115,9 @@ async function jsHeapTotalMb(page: Page): Promise<number> {
   return (metrics.find((m) => m.name === "JSHeapTotalSize")?.value ?? 0) / 1e6;
 }
 
+/** LMW_BENCH_LOAD_OPTIONS='{"oneGraph": false}': more `loadModel` options for every model, to compare layouts. */
+const extraOptions = JSON.parse(process.env.LMW_BENCH_LOAD_OPTIONS ?? "{}") as Record<string, unknown>;
+
 export async function runBrowserBench(
   options: {quick?: boolean; log?: (line: string) => void} = {}
 ): Promise<BrowserBench> {
@@ -166,8 +169,8 @@ export async function runBrowserBench(
           // Peak memory after each stage, as bench/one.ts measures Node's: loaded, a trace of every hook point, the
           // lens + patching + steering; then the timed passes.
           const loaded = await b.page.evaluate(
-            ([id, endpoint, init, gpu]) => (window as any).bench.load(id, endpoint, init, gpu),
-            [`bench/${m.model}`, hub.endpoint, m.init, webgpu] as const
+            ([id, endpoint, init, gpu, extra]) => (window as any).bench.load(id, endpoint, init, gpu, extra),
+            [`bench/${m.model}`, hub.endpoint, m.init, webgpu, extraOptions] as const
           );
           const afterLoadMb = await rendererPeakMb(b.userDataDir);
           await b.page.evaluate(() => (window as any).bench.traceAll());

@@ -4,7 +4,7 @@
  * performance.now(); bench/browser.ts calls `window.bench.*` and turns the answers into rows.
  */
 import * as ort from "onnxruntime-web";
-import {loadModel} from "../../src/browser.js";
+import {loadModel, type BrowserLoadOptions} from "../../src/browser.js";
 import {copyBandwidth, matmulRate} from "../measure.js";
 import {measureModel, promptIds} from "../procedure.js";
 import type {Model} from "../../src/runtime/model.js";
@@ -41,9 +41,16 @@ const bench = {
    * Loads `id` from the Hub at `endpoint` and keeps it for the steps below; the backend sentence says which backend
    * runs. bench/browser.ts reads the renderer's peak memory between the steps.
    */
-  async load(id: string, endpoint: string, init: "checkpoint" | "random", preferWebGPU: boolean) {
+  async load(
+    id: string,
+    endpoint: string,
+    init: "checkpoint" | "random",
+    preferWebGPU: boolean,
+    extra: BrowserLoadOptions = {}
+  ) {
     const stamps = new Map<string, number>();
     const m = await loadModel(id, {
+      ...extra,
       endpoint,
       preferWebGPU,
       wasmPaths,
