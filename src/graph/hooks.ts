@@ -17,7 +17,7 @@
  *   keeps them apart, and logits only where asked (`packed`), for patching sweeps in few session runs.
  */
 import {type GraphBuilder, type WeightInputs, BOOL, FLOAT, INT64} from "./onnx.js";
-import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_AXES, slotInputs} from "./names.js";
+import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_AXES, SLOT_ROW, SLOTS} from "./names.js";
 
 export {editInputs, LENS, PACKED};
 
@@ -54,9 +54,10 @@ export interface GraphOptions {
   /** `weights` as this graph's own initializers rather than inputs (graph/onnx.ts `GraphBuilder`). */
   weightsAsInitializers?: boolean;
   /**
-   * One graph for every run of a model (with `packed`): an edit slot at every hook point that can be edited (its
-   * `slotInputs`: an `If` that passes the tensor through when its switch is off, else writes `x · scale + value` on
-   * a selection), and the logit lens behind its own switch (`LENS_ON`); every run feeds every switch. A runtime that gives every session its
+   * One graph for every run of a model (with `packed`): an edit slot at every hook point that can be edited (an
+   * `If` that passes the tensor through when its switch is off, else writes `x · scale + value` on a selection;
+   * `SLOTS` holds every slot's inputs, `GraphBuilder.editSlots` lists them in order), and the logit lens behind its
+   * own switch (`LENS_ON`); every run feeds every switch. A runtime that gives every session its
    * own copy of the weights (onnxruntime-web's WASM) then needs one session for the trace, the lens, patching and
    * edits alike (docs/performance.md, "The tab").
    */
@@ -81,6 +82,8 @@ interface SiteState {
   packedInputs: boolean;
   /** The hook points the graph has named, in order, and the order `HookNames.all` promised (aliases left out). */
   named: string[];
+  /** The edit slots' inputs (`SLOTS`), made with the first slot. */
+  slotInputs?: Record<keyof typeof SLOTS, string>;
   promised: string[];
 }
 
@@ -117,7 +120,7 @@ export function hookSite(g: GraphBuilder, names: HookNames, options: GraphOption
   return (path: string, tensor: string): string => {
     state.named.push(path);
     let edited = applyEdits(g, state, path, tensor);
-    if (options.editSlots && !g.isRead(tensor)) edited = editSlot(g, path, edited);
+    if (options.editSlots && !g.isRead(tensor)) edited = editSlot(g, state, path, edited);
     return wanted.has(path) ? g.output(path, edited) : edited;
   };
 }
@@ -162,21 +165,46 @@ function editTensor(g: GraphBuilder, x: string, k: number, site: EditSite): stri
 }
 
 /**
- * The edit slot at `path` (`GraphOptions.editSlots`): `If(on)`, whose branches are `x` as it is and
- * `Where(selection, x · scale + value, x)`, the selection made from `bounds` as `editTensor` makes it. `set`,
- * `add` and `scale` are `(scale, value)` = `(0, v)`, `(1, v)` and `(v, 0)`: the same numbers as the ops
- * themselves (x · 1 + v = x + v and x · v + 0 = x · v exactly; x · 0 + v = v for any finite x).
+ * The edit slot at `path` (`GraphOptions.editSlots`): `If(on[i])`, whose branches are `x` as it is and
+ * `Where(selection, x · scale + value, x)`, with scale, value and bounds sliced out of the `SLOTS` inputs at the
+ * places row i of the table says, and the selection made as `editTensor` makes it. `set`, `add` and `scale` are
+ * `(scale, value)` = `(0, v)`, `(1, v)` and `(v, 0)`: the same numbers as the ops themselves (x · 1 + v = x + v and
+ * x · v + 0 = x · v exactly; x · 0 + v = v for any finite x).
  */
-function editSlot(g: GraphBuilder, path: string, x: string): string {
-  const names = slotInputs(path);
-  const on = g.input(names.on, BOOL, []);
-  const scale = g.input(names.scale, FLOAT);
-  const value = g.input(names.value, FLOAT);
-  const bounds = g.input(names.bounds, INT64, [SLOT_AXES.length, `${path}.n`, 2]);
+function editSlot(g: GraphBuilder, state: SiteState, path: string, x: string): string {
+  const i = g.editSlots.length;
+  g.editSlots.push(path);
+  const inputs = (state.slotInputs ??= {
+    on: g.input(SLOTS.on, BOOL, ["slots"]),
+    values: g.input(SLOTS.values, FLOAT, ["slot_values"]),
+    bounds: g.input(SLOTS.bounds, INT64, ["slot_bounds"]),
+    table: g.input(SLOTS.table, INT64, ["slots", SLOT_ROW.length])
+  });
+  const on = g.op("Gather", [inputs.on, g.constant([i], [], INT64)], {axis: 0});
   const edit = g.subgraph(`${path} edited`, () => {
+    const row = g.op("Gather", [inputs.table, g.constant([i], [], INT64)], {axis: 0});
+    const entry = (k: number, n = 1) => g.op("Slice", [row, g.ints([k]), g.ints([k + n])]);
+    const four = g.ints([4]);
+    const rank = g.op("Shape", [g.op("Shape", [x])]);
+    // Numbers from `values`, shaped by the last `rank` of their four right-aligned dims.
+    const piece = (start: number, length: number, dims: number) => {
+      const from = entry(start);
+      const numbers = g.op("Slice", [inputs.values, from, g.op("Add", [from, entry(length)])]);
+      return g.op("Reshape", [numbers, g.op("Slice", [entry(dims, 4), g.op("Sub", [four, rank]), four])]);
+    };
+    const scale = piece(SLOT_ROW.scale, SLOT_ROW.scaleLength, SLOT_ROW.scaleDims);
+    const value = piece(SLOT_ROW.value, SLOT_ROW.valueLength, SLOT_ROW.valueDims);
+    const n = entry(SLOT_ROW.intervals);
+    const from = entry(SLOT_ROW.bounds);
+    const flat = g.op("Slice", [
+      inputs.bounds,
+      from,
+      g.op("Add", [from, g.op("Mul", [n, g.ints([SLOT_AXES.length * 2])])])
+    ]);
+    const bounds = g.op("Reshape", [flat, g.op("Concat", [g.ints([SLOT_AXES.length]), n, g.ints([2])], {axis: 0})]);
     let selection: string | undefined;
-    SLOT_AXES.forEach((axis, i) => {
-      const intervals = g.op("Gather", [bounds, g.constant([i], [], INT64)], {axis: 0}); // [n, 2]
+    SLOT_AXES.forEach((axis, a) => {
+      const intervals = g.op("Gather", [bounds, g.constant([a], [], INT64)], {axis: 0}); // [n, 2]
       const end = (j: number) => g.op("Gather", [intervals, g.constant([j], [], INT64)], {axis: 1}); // [n]
       const along = axisSelection(g, x, axis, end(0), end(1));
       selection = selection ? g.op("And", [selection, along]) : along;
@@ -235,7 +263,7 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
     final = g.op("Gather", [final, g.input(PACKED.logitsIndex, INT64, ["N"])], {axis: 1});
   }
   let logits = applyEdits(g, state, LOGITS, head.unembed(final));
-  if (options.editSlots) logits = editSlot(g, LOGITS, logits);
+  if (options.editSlots) logits = editSlot(g, state, LOGITS, logits);
   g.output(LOGITS, logits);
   if (options.editSlots) switchedLens(g, head, layerOutputs);
   else if (options.lens) logitLens(g, head, layerOutputs);

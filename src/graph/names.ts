@@ -23,16 +23,31 @@ export const editInputs = (k: number) => ({
 });
 
 /**
- * The inputs of the edit slot at `hook` in a model's one graph (`GraphOptions.editSlots`): `on` (bool; every
- * run feeds it, false where it writes nothing) switches it on; then `x := x · scale + value` where every axis's index lies inside one of its intervals,
- * `bounds` int64 `[4, n, 2]` holding the `[from, to)` intervals of axes 0, 1, 2 and -1 (`SLOT_AXES`).
+ * The inputs of the edit slots of a model's one graph (`GraphOptions.editSlots`), all slots in four tensors, since
+ * onnxruntime-web spends ~5 µs a run on every input it is fed (~9 ms for one input per slot setting on SmolLM2):
+ * `on` bool `[slots]`, a slot's switch; `values` float32, every switched-on slot's `scale` and `value` one after
+ * another; `bounds` int64, their intervals; `table` int64 `[slots, SLOT_ROW.length]`, where each slot's lie (`SLOT_ROW`).
+ * A slot switched on writes `x := x · scale + value` where the index along each of `SLOT_AXES` lies inside one of
+ * its intervals.
  */
-export const slotInputs = (hook: string) => ({
-  on: `edit@${hook}.on`,
-  scale: `edit@${hook}.scale`,
-  value: `edit@${hook}.value`,
-  bounds: `edit@${hook}.bounds`
-});
+export const SLOTS = {on: "edits.on", values: "edits.values", bounds: "edits.bounds", table: "edits.table"} as const;
+
+/**
+ * A slot's row of `SLOTS.table`: where its scale and value start in `values` and how many numbers they hold, their
+ * shapes right-aligned in four dims padded with 1s (a hook point has at most four axes), and where its bounds start
+ * in `bounds` with how many intervals each axis has (`[axes, n, 2]`).
+ */
+export const SLOT_ROW = {
+  scale: 0,
+  scaleLength: 1,
+  scaleDims: 2,
+  value: 6,
+  valueLength: 7,
+  valueDims: 8,
+  bounds: 12,
+  intervals: 13,
+  length: 14
+} as const;
 
 /** The axes an edit slot selects along, in `bounds` order. */
 export const SLOT_AXES = [0, 1, 2, -1] as const;

@@ -40,6 +40,8 @@ export type Dim = number | string;
 export interface EncodedModel {
   /** The ModelProto bytes, without weights. */
   model: Uint8Array;
+  /** The hook points with an edit slot, in slot order (graph/hooks.ts `editSlots`); empty without. */
+  editSlots: string[];
   /** The weights, as onnxruntime's `externalData` session option takes them. */
   externalData: {path: string; data: Uint8Array}[];
 }
@@ -159,6 +161,8 @@ export class GraphBuilder {
   private readonly outputNames = new Set<string>();
   private counter = 0;
   private usesContribOps = false;
+  /** The hook points given an edit slot (graph/hooks.ts), in order: slot i reads row i of its inputs. */
+  readonly editSlots: string[] = [];
   /** While a branch is being built (`subgraph`), the builder its nodes and constants go to. */
   private redirect?: GraphBuilder;
   /** Weights this graph has declared as inputs already (by name), with the tensor its nodes read. */
@@ -360,7 +364,7 @@ export class GraphBuilder {
       opsetImport: [{domain: "", version: OPSET}, ...(this.usesContribOps ? [{domain: MS_DOMAIN, version: 1}] : [])],
       graph
     });
-    return {model: onnx.ModelProto.encode(model).finish(), externalData};
+    return {model: onnx.ModelProto.encode(model).finish(), externalData, editSlots: this.editSlots};
   }
 }
 

@@ -27,7 +27,7 @@ import {
   type Trace
 } from "./language-model.js";
 import {planEdits, type Edit, type Feed} from "./edits.js";
-import {idleFeeds, oneGraphFeeds, slotsOf} from "./one-graph.js";
+import {lensOff, oneGraphFeeds} from "./one-graph.js";
 import type {GraphOptions} from "../graph/hooks.js";
 import {WeightInputs, type EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
@@ -182,7 +182,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   // The shared weights stay: the other graphs will read them.
   if (options.releaseWeights && !shared) releaseBuffers(encoded.externalData.map((e) => e.data));
   report({stage: "ready", message: `${source.id} is ready`});
-  return new Model(source, config, arch, tokenizer, weights, session, {...options, oneGraph}, shared);
+  return new Model(source, config, arch, tokenizer, weights, session, options, shared, encoded.editSlots);
 }
 
 /** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
@@ -239,9 +239,9 @@ export class Model extends ModelStructure implements LanguageModel {
   leanError?: Error;
   /** The shared weights as onnxruntime tensors, by graph input name: made once, fed to every run of every session. */
   private readonly weightFeeds = new Map<string, OrtTensor>();
-  /** With one graph (`CreateOptions.oneGraph`): the hook points that have an edit slot in it. */
-  private readonly slots?: Set<string>;
-  /** …and what each run feeds them where it writes nothing, made once. */
+  /** With one graph (`CreateOptions.oneGraph`): the hook points that have an edit slot in it, in slot order. */
+  private readonly slots?: readonly string[];
+  /** …and the lens switched off, what every other run feeds it, made once. */
   private readonly idle = new Map<string, OrtTensor>();
 
   constructor(
@@ -253,7 +253,9 @@ export class Model extends ModelStructure implements LanguageModel {
     private readonly session: InferenceSession,
     private readonly options: CreateOptions,
     /** The weights as inputs shared by all this model's graphs (`CreateOptions.sharedWeights`); else undefined. */
-    private readonly shared?: WeightInputs
+    private readonly shared?: WeightInputs,
+    /** The main graph's edit slots (`CreateOptions.oneGraph`), in slot order. */
+    editSlots?: readonly string[]
   ) {
     super();
     this.backend = options.backend ?? "onnxruntime";
@@ -267,9 +269,9 @@ export class Model extends ModelStructure implements LanguageModel {
     // The logits answer to `lm_head.output` in every family, whatever its unembedding is called (GPT-NeoX: embed_out).
     this.hooks = new Set([...arch.hookPoints(), LOGITS]);
     this.parameterNames = new Set(arch.parameters().map((p) => p.name));
-    if (options.oneGraph) {
-      this.slots = slotsOf(session.inputNames);
-      for (const [name, feed] of Object.entries(idleFeeds(this.slots)))
+    if (editSlots?.length) {
+      this.slots = editSlots;
+      for (const [name, feed] of Object.entries(lensOff()))
         this.idle.set(name, new options.ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims));
     }
   }

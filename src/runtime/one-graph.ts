@@ -2,10 +2,11 @@
  * The feeds of a model's one graph (graph/hooks.ts `editSlots`, runtime/model.ts `oneGraph`) for a run that would
  * otherwise need a graph of its own: what that graph would have been fed — an edit's value and intervals, the
  * lens's k, a packed run's positions and mask — turned into the one graph's inputs. A plain run gets the packed
- * inputs of one sequence; the lens gets its switch; each edit gets the slot at its hook point.
+ * inputs of one sequence; the lens gets its switch; each edit gets the slot at its hook point, every slot's numbers
+ * packed into the four `SLOTS` tensors.
  */
 import type {EditSite} from "../graph/hooks.js";
-import {editInputs, LENS, LENS_ON, PACKED, SLOT_AXES, slotInputs} from "../graph/names.js";
+import {editInputs, LENS, LENS_ON, PACKED, SLOT_AXES, SLOT_ROW, SLOTS} from "../graph/names.js";
 import type {Feed} from "./edits.js";
 
 /** What a run adds to the plain forward pass (runtime/model.ts `RunExtras`'s structure). */
@@ -21,11 +22,11 @@ const END = 2n ** 53n;
 /**
  * The one graph's inputs for a run of `tokens` new tokens after `past` cached ones, with `structure` and the
  * `feeds` its own graph would take; undefined where a slot cannot express its edits: two edits that write at
- * one hook point, or one selecting along an axis other than 0, 1, 2 and the last (the run then needs a graph of
- * its own). `slots`: the hook points that have one.
+ * one hook point, one selecting along an axis other than 0, 1, 2 and the last, or a value of more than four axes
+ * (the run then needs a graph of its own). `slots`: the hook points that have one, in slot order.
  */
 export function oneGraphFeeds(
-  slots: ReadonlySet<string>,
+  slots: readonly string[],
   tokens: number,
   past: number,
   structure: RunStructure = {},
@@ -42,7 +43,20 @@ export function oneGraphFeeds(
     out[LENS_ON] = bool(true);
     out[LENS.k] = feeds[LENS.k];
   }
-  const edited = new Set<string>();
+  const on = new Uint8Array(slots.length);
+  const table = new BigInt64Array(slots.length * SLOT_ROW.length);
+  const values: Float32Array[] = [];
+  const bounds: bigint[] = [];
+  let valueCount = 0;
+  /** `feed`'s numbers appended to `values`: their offset and count, and their dims right-aligned in four. */
+  const place = (row: number, start: number, length: number, dims: number, feed: Feed) => {
+    table[row + start] = BigInt(valueCount);
+    table[row + length] = BigInt(feed.data.length);
+    const padded = [1, 1, 1, 1, ...feed.dims].slice(-4);
+    padded.forEach((d, j) => (table[row + dims + j] = BigInt(d)));
+    values.push(feed.data as Float32Array);
+    valueCount += feed.data.length;
+  };
   for (const [k, site] of (structure.edits ?? []).entries()) {
     const names = editInputs(k);
     const intervals = site.axes.map((axis) => ({
@@ -52,31 +66,42 @@ export function oneGraphFeeds(
     }));
     // An edit that selects nothing along some axis writes nothing (a patching sweep's other kinds): no slot.
     if (intervals.some(({from, to}) => from.every((f, j) => f === to[j]))) continue;
-    if (!slots.has(site.hook) || edited.has(site.hook)) return undefined;
+    const slot = slots.indexOf(site.hook);
+    if (slot < 0 || on[slot]) return undefined;
     if (site.axes.some((axis) => !(SLOT_AXES as readonly number[]).includes(axis))) return undefined;
-    edited.add(site.hook);
     const value = feeds[names.value];
+    if (value.dims.length > 4 || (value.dims.length === 4 && value.dims[0] !== 1)) return undefined;
+    on[slot] = 1;
+    const row = slot * SLOT_ROW.length;
     // set: x · 0 + v; add: x · 1 + v; scale: x · v + 0 (graph/hooks.ts `editSlot`).
     const [scale, shift] =
       site.op === "set" ? [number(0), value] : site.op === "add" ? [number(1), value] : [value, number(0)];
-    const n = Math.max(1, ...intervals.map((i) => i.from.length));
+    place(row, SLOT_ROW.scale, SLOT_ROW.scaleLength, SLOT_ROW.scaleDims, scale);
+    place(row, SLOT_ROW.value, SLOT_ROW.valueLength, SLOT_ROW.valueDims, shift);
     // [axes, n, 2]: each axis's intervals, padded with empty ones; an axis not selected, whole.
-    const bounds = new BigInt64Array(SLOT_AXES.length * n * 2);
-    SLOT_AXES.forEach((axis, a) => {
+    const n = Math.max(1, ...intervals.map((i) => i.from.length));
+    table[row + SLOT_ROW.bounds] = BigInt(bounds.length);
+    table[row + SLOT_ROW.intervals] = BigInt(n);
+    for (const axis of SLOT_AXES) {
       const selected = intervals.find((i) => i.axis === axis);
-      if (!selected) bounds[a * n * 2 + 1] = END;
-      else
-        selected.from.forEach((from, j) => {
-          bounds[(a * n + j) * 2] = from;
-          bounds[(a * n + j) * 2 + 1] = selected.to[j];
-        });
-    });
-    const slot = slotInputs(site.hook);
-    out[slot.on] = bool(true);
-    out[slot.scale] = scale;
-    out[slot.value] = shift;
-    out[slot.bounds] = {type: "int64", data: bounds, dims: [SLOT_AXES.length, n, 2]};
+      for (let j = 0; j < n; j++) {
+        if (!selected) bounds.push(0n, j === 0 ? END : 0n);
+        else if (j < selected.from.length) bounds.push(selected.from[j], selected.to[j]);
+        else bounds.push(0n, 0n);
+      }
+    }
   }
+  const flat = new Float32Array(Math.max(valueCount, 1));
+  let at = 0;
+  for (const v of values) (flat.set(v, at), (at += v.length));
+  out[SLOTS.on] = {type: "bool", data: on, dims: [slots.length]};
+  out[SLOTS.table] = {type: "int64", data: table, dims: [slots.length, SLOT_ROW.length]};
+  out[SLOTS.values] = {type: "float32", data: flat, dims: [flat.length]};
+  out[SLOTS.bounds] = {
+    type: "int64",
+    data: BigInt64Array.from(bounds.length ? bounds : [0n]),
+    dims: [Math.max(bounds.length, 1)]
+  };
   return out;
 }
 
@@ -100,36 +125,9 @@ function oneSequence(tokens: number, past: number): Record<string, Feed> {
   };
 }
 
-/**
- * What every run of the one graph feeds where it writes nothing: each slot off, the lens off (onnxruntime-web
- * takes only inputs a graph requires, so none of them can have a default in the graph).
- */
-export function idleFeeds(slots: ReadonlySet<string>): Record<string, Feed> {
-  const out: Record<string, Feed> = {
-    [LENS_ON]: bool(false),
-    [LENS.k]: {type: "int64", data: BigInt64Array.of(1n), dims: [1]}
-  };
-  const whole = new BigInt64Array(SLOT_AXES.length * 2);
-  SLOT_AXES.forEach((_, a) => (whole[a * 2 + 1] = END));
-  for (const hook of slots) {
-    const slot = slotInputs(hook);
-    out[slot.on] = bool(false);
-    out[slot.scale] = number(1);
-    out[slot.value] = number(0);
-    out[slot.bounds] = {type: "int64", data: whole, dims: [SLOT_AXES.length, 1, 2]};
-  }
-  return out;
-}
-
-/** The hook points with an edit slot in a graph: read off its input names. */
-export function slotsOf(inputNames: readonly string[]): Set<string> {
-  const on = slotInputs("");
-  const [prefix, suffix] = [on.on.slice(0, on.on.indexOf(".on")), ".on"];
-  return new Set(
-    inputNames
-      .filter((n) => n.startsWith(prefix) && n.endsWith(suffix))
-      .map((n) => n.slice(prefix.length, -suffix.length))
-  );
+/** The lens switched off, for every run that is not the lens's (every input of the graph is fed on every run). */
+export function lensOff(): Record<string, Feed> {
+  return {[LENS_ON]: bool(false), [LENS.k]: {type: "int64", data: BigInt64Array.of(1n), dims: [1]}};
 }
 
 function bool(value: boolean): Feed {
