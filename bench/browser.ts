@@ -74,8 +74,8 @@ async function launch(url: string, webgpu: boolean): Promise<TestBrowser & {page
   return {...browser, page};
 }
 
-/** The largest VmHWM (peak RSS) among the renderer processes of the chromium started with `userDataDir`, MB. */
-async function rendererPeakMb(userDataDir: string): Promise<number> {
+/** The renderer processes of the chromium started with `userDataDir`. */
+async function rendererPids(userDataDir: string): Promise<number[]> {
   const procs: {pid: number; ppid: number; cmdline: string}[] = [];
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -97,14 +97,42 @@ async function rendererPeakMb(userDataDir: string): Promise<number> {
     grew = false;
     for (const p of procs) if (ours.has(p.ppid) && !ours.has(p.pid)) (ours.add(p.pid), (grew = true));
   }
-  let peak = 0;
-  for (const p of procs) {
-    if (!ours.has(p.pid) || !p.cmdline.includes("--type=renderer")) continue;
-    const status = await readFile(`/proc/${p.pid}/status`, "utf8").catch(() => "");
-    const kb = Number(status.match(/VmHWM:\s+(\d+) kB/)?.[1] ?? 0);
-    peak = Math.max(peak, (kb * 1024) / 1e6);
-  }
-  return peak;
+  return procs.filter((p) => ours.has(p.pid) && p.cmdline.includes("--type=renderer")).map((p) => p.pid);
+}
+
+/**
+ * The peak resident memory of the renderer processes of the chromium started with `userDataDir`, MB, from the start
+ * of the watch: their VmHWM, and their VmRSS sampled every 100 ms — Chromium resets a renderer's VmHWM from time to
+ * time (`/proc/self/clear_refs`, for its own memory metrics: seen here falling from 1,550 to 1,409 MB), so the
+ * samples keep a peak that a reset would lose.
+ */
+function watchRenderers(userDataDir: string): {peakMb(): Promise<number>; stop(): void} {
+  let peakKb = 0;
+  let pids: number[] = [];
+  const sample = async (field: "VmHWM" | "VmRSS") => {
+    for (const pid of pids) {
+      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+      peakKb = Math.max(peakKb, Number(status.match(new RegExp(`${field}:\\s+(\\d+) kB`))?.[1] ?? 0));
+    }
+  };
+  let busy = false;
+  let scanned = 0;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    // Finding the renderers reads all of /proc: every 2 s, not on every sample (the samples must not take the CPU).
+    if (performance.now() - scanned > 2000) ((pids = await rendererPids(userDataDir)), (scanned = performance.now()));
+    await sample("VmRSS");
+    busy = false;
+  }, 100);
+  return {
+    async peakMb() {
+      pids = await rendererPids(userDataDir);
+      await sample("VmHWM");
+      return (peakKb * 1024) / 1e6;
+    },
+    stop: () => clearInterval(timer)
+  };
 }
 
 async function jsHeapTotalMb(page: Page): Promise<number> {
@@ -165,6 +193,7 @@ export async function runBrowserBench(
       for (const m of MODELS.filter((x) => !only || only.includes(x.model))) {
         const t = performance.now();
         const b = await launch(url, webgpu);
+        const watch = watchRenderers(b.userDataDir);
         try {
           // Peak memory after each stage, as bench/one.ts measures Node's: loaded, a trace of every hook point, the
           // lens + patching + steering; then the timed passes.
@@ -172,11 +201,11 @@ export async function runBrowserBench(
             ([id, endpoint, init, gpu, extra]) => (window as any).bench.load(id, endpoint, init, gpu, extra),
             [`bench/${m.model}`, hub.endpoint, m.init, webgpu, extraOptions] as const
           );
-          const afterLoadMb = await rendererPeakMb(b.userDataDir);
+          const afterLoadMb = await watch.peakMb();
           await b.page.evaluate(() => (window as any).bench.traceAll());
-          const afterTraceMb = await rendererPeakMb(b.userDataDir);
+          const afterTraceMb = await watch.peakMb();
           await b.page.evaluate(() => (window as any).bench.analyses());
-          const afterAnalysesMb = await rendererPeakMb(b.userDataDir);
+          const afterAnalysesMb = await watch.peakMb();
           const measured = await b.page.evaluate((q) => (window as any).bench.measure(q), quick);
           await b.page.evaluate(() => (window as any).bench.dispose());
           const {weightMb, ...r} = loaded;
@@ -187,7 +216,7 @@ export async function runBrowserBench(
             ...r,
             ...measured,
             memory: {weightMb, afterLoadMb, afterTraceMb, afterAnalysesMb},
-            peakRssMb: await rendererPeakMb(b.userDataDir),
+            peakRssMb: await watch.peakMb(),
             jsHeapTotalMb: await jsHeapTotalMb(b.page)
           };
           if (webgpu && !/^WebGPU/.test(result.backend)) throw new Error(`asked for WebGPU, ran on: ${result.backend}`);
@@ -214,6 +243,7 @@ export async function runBrowserBench(
           );
           out.notes.push(`${m.model} on chromium (${webgpu ? "webgpu" : "wasm"}): failed`);
         } finally {
+          watch.stop();
           await b.close();
         }
       }
