@@ -401,7 +401,7 @@ export class Model extends ModelStructure implements LanguageModel {
       feeds[names.pastKey] = cache?.[i].key ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
-    // The shared weights, the same tensors for every session and run; the one graph's idle slots.
+    // The shared weights, the same tensors for every session and run; the one graph's lens, off unless the run is its.
     for (const name of session.inputNames) {
       const fixed = this.weightFeeds.get(name) ?? (session === this.session ? this.idle.get(name) : undefined);
       if (fixed) feeds[name] = fixed;
