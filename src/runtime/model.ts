@@ -126,6 +126,12 @@ export interface CreateOptions {
   cachePositions?: number;
   /** How much memory the model may take (Node: the machine's; a tab: 4 GB); larger configs are refused up front. */
   memoryBudget?: MemoryBudget;
+  /**
+   * Settled before the model makes any session: another session being made on the same runtime (the pages' worker
+   * warms onnxruntime up with one while the model loads), since the native WebGPU provider refuses to make a session
+   * while another is being made ("another WebGPU EP inference session is being created").
+   */
+  sessionsAfter?: Promise<unknown>;
 }
 
 export async function createModel(source: ModelSource, options: CreateOptions): Promise<Model> {
@@ -197,6 +203,7 @@ function onWasm(options: CreateOptions): boolean {
 
 /** An onnxruntime session over an encoded graph, with the engine's options for that backend. */
 async function openSession(encoded: EncodedModel, options: CreateOptions): Promise<InferenceSession> {
+  await options.sessionsAfter?.catch(() => undefined);
   const onGpu = onWebGPU(options);
   return options.ort.InferenceSession.create(encoded.model, {
     externalData: encoded.externalData,

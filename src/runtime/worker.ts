@@ -41,8 +41,10 @@ scope.addEventListener("message", ({data}) => {
   if (data.op === "load") {
     // The page's own thread needs a core to paint and answer input while a pass runs.
     const maxThreads = Math.max(1, (navigator.hardwareConcurrency ?? 2) - 1);
-    void warmUp(data, maxThreads);
+    const warm = warmUp(data, maxThreads);
     loadModel(data.id, {
+      // The warm-up's session first: the native WebGPU provider makes one session at a time.
+      sessionsAfter: warm,
       maxThreads,
       bundled: data.bundled,
       endpoint: data.endpoint,
