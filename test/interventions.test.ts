@@ -12,12 +12,14 @@ import {parseEdit, parseIndex} from "../src/runtime/edits.js";
 import {readInterventions} from "./helpers/interventions.js";
 import {FIXTURES, RELATIVE, fixtureDir, relativeError} from "./helpers/fixtures.js";
 
-describe.each(["node", "web"] as const)("interventions on onnxruntime-%s", (runtime) => {
+// "web, one graph": WASM with every structure run on one graph (runtime/model.ts `oneGraph`).
+describe.each(["node", "web", "web, one graph"] as const)("interventions on onnxruntime-%s", (layout) => {
+  const runtime = layout === "node" ? "node" : "web";
   describe.each(FIXTURES)("%s", (name) => {
     const ref = readInterventions(name);
     let model: Model;
     beforeAll(async () => {
-      model = await loadModel(fixtureDir(name), {runtime});
+      model = await loadModel(fixtureDir(name), {runtime, oneGraph: layout === "web, one graph"});
     });
     afterAll(() => model?.dispose());
 

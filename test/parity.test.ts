@@ -7,12 +7,14 @@ import {loadModel, type Model} from "../src/node.js";
 import {softmax, topK} from "../src/analysis/index.js";
 import {ABSOLUTE, FIXTURES, RELATIVE, expectHookMatches, readReference, relativeError} from "./helpers/fixtures.js";
 
-describe.each(["node", "web"] as const)("parity on onnxruntime-%s", (runtime) => {
+// "web, one graph": WASM with every hook point behind an edit slot (runtime/model.ts `oneGraph`).
+describe.each(["node", "web", "web, one graph"] as const)("parity on onnxruntime-%s", (layout) => {
+  const runtime = layout === "node" ? "node" : "web";
   describe.each(FIXTURES)("%s", (name) => {
     const ref = readReference(name);
     let model: Model;
     beforeAll(async () => {
-      model = await loadModel(name, {runtime});
+      model = await loadModel(name, {runtime, oneGraph: layout === "web, one graph"});
     });
     afterAll(() => model?.dispose());
 

@@ -74,7 +74,7 @@ async function usedModel(runtime: "node" | "web", name: string, options: Partial
   return {model, counts: watched.counts, parameterNames: names};
 }
 
-// WASM's default is one graph (below); its shared-weights layout stays an option, checked here too.
+// The default layout; WASM's one graph (`oneGraph: true`) is below.
 describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s, weights shared as inputs", (runtime) => {
   // mini-llama's checkpoint is bf16, here kept at 2 bytes (`keepPrecision`); mini-gpt2's is fp32.
   describe.each(["mini-llama", "mini-gpt2"])("%s", (name) => {
@@ -83,7 +83,7 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s, weight
     let counts: Counts;
     let parameterNames: Set<string>;
     beforeAll(async () => {
-      ({model, counts, parameterNames} = await usedModel(runtime, name, {keepPrecision, oneGraph: false}));
+      ({model, counts, parameterNames} = await usedModel(runtime, name, {keepPrecision}));
     }, 120_000);
     afterAll(() => model?.dispose());
 
@@ -126,14 +126,14 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s, weight
 });
 
 /**
- * On WASM a model runs every structure on one graph (runtime/model.ts `oneGraph`): onnxruntime-web copies a fed
+ * With `oneGraph` a WASM model runs every structure on one graph (runtime/model.ts): onnxruntime-web copies a fed
  * input into its heap on every run, and a session's initializers into it once, so one session is one copy.
  */
 describe.each(["mini-llama", "mini-gpt2"])("one graph on onnxruntime-web: %s", (name) => {
   let model: Model;
   let counts: Counts;
   beforeAll(async () => {
-    ({model, counts} = await usedModel("web", name));
+    ({model, counts} = await usedModel("web", name, {oneGraph: true}));
   }, 120_000);
   afterAll(() => model?.dispose());
 

@@ -163,7 +163,9 @@ export class GraphBuilder {
   private usesContribOps = false;
   /** The hook points given an edit slot (graph/hooks.ts), in order: slot i reads row i of its inputs. */
   readonly editSlots: string[] = [];
-  /** While a branch is being built (`subgraph`), the builder its nodes and constants go to. */
+  /** Small constants already made, by type, dims and values (`constant`). */
+  private readonly constantNames = new Map<string, string>();
+  /** While a branch is being built (`subgraph`), the builder its nodes go to. */
   private redirect?: GraphBuilder;
   /** Weights this graph has declared as inputs already (by name), with the tensor its nodes read. */
   private readonly declared = new Map<string, string>();
@@ -286,8 +288,14 @@ export class GraphBuilder {
     elemType: number = FLOAT,
     prefix = "const"
   ): string {
-    if (this.redirect) return this.redirect.constant(values, dims, elemType, prefix);
+    // One initializer per small value, in this (the outermost) graph: a branch reads it from the outer scope, so
+    // an edit slot's `If` (graph/hooks.ts) adds no constants of its own — 23,600 of them on SmolLM2-135M, which
+    // onnxruntime made one by one for each branch when the session was made.
+    const key = values.length <= 64 ? `${elemType}|${dims}|${Array.from(values)}` : undefined;
+    const known = key && this.constantNames.get(key);
+    if (known) return known;
     const name = this.name(prefix);
+    if (key) this.constantNames.set(key, name);
     const rawData =
       elemType === INT64
         ? new Uint8Array(BigInt64Array.from(Array.from(values, (v) => BigInt(v))).buffer)

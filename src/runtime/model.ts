@@ -95,8 +95,10 @@ export interface CreateOptions {
    * every hook point and the logit lens behind a switch (graph/hooks.ts `editSlots`), so traces, generation, the
    * lens, patching sweeps, steering and ablation all run on it; only edits a slot cannot express (two at one hook
    * point, or selecting an axis other than 0, 1, 2 and the last) open a session of their own, with its own copy.
-   * Default: on WASM, where onnxruntime-web copies a fed input into its heap on every run and a session's
-   * initializers into the heap once (docs/performance.md, "The tab"); elsewhere off (`sharedWeights` instead).
+   * For WASM, where onnxruntime-web copies a fed input into its heap on every run and a session's initializers into
+   * the heap once: a tab that runs every analysis peaks ~700 MB lower on SmolLM2-135M. Off by default: its slots'
+   * branches make the session slow to create (SmolLM2-135M: 14 s against 2.3 s), which every page would pay,
+   * analyses or not (docs/performance.md, "The tab, on one graph").
    */
   oneGraph?: boolean;
   /**
@@ -169,7 +171,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
-  const oneGraph = options.oneGraph ?? (onWasm(options) && options.sharedWeights === undefined);
+  const oneGraph = options.oneGraph ?? false;
   // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
   const shared =
     !oneGraph && (options.sharedWeights ?? !onWebGPU(options))
