@@ -6,7 +6,10 @@ import {copyFileSync, mkdtempSync, readFileSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
-import {loadModel, type Model} from "../src/node.js";
+import {loadModel, ortRuntime, type Model} from "../src/node.js";
+import {createModel} from "../src/runtime/model.js";
+import {resolveSource} from "../src/hub/node.js";
+import type {Ort} from "../src/runtime/ort.js";
 import {WorkbenchError} from "../src/errors.js";
 import {analyseTokens} from "../src/analysis/tokens.js";
 import {parseHeader, toFloat32} from "../src/hub/safetensors.js";
@@ -227,6 +230,36 @@ describe("random weights from a config", () => {
     const tb = await b.trace("Hello", ["lm_head.output"]);
     expect(ta["lm_head.output"].data).toEqual(tb["lm_head.output"].data);
     await Promise.all([a.dispose(), b.dispose(), c.dispose()]);
+  });
+});
+
+describe("sessions after another's", () => {
+  it("sessionsAfter: no session is made before it settles (the native WebGPU provider makes one at a time)", async () => {
+    const base = await ortRuntime("node");
+    const order: string[] = [];
+    const create = async (...args: Parameters<typeof base.ort.InferenceSession.create>) => {
+      order.push("session");
+      return base.ort.InferenceSession.create(...args);
+    };
+    const ort = {...base.ort, InferenceSession: {...base.ort.InferenceSession, create}} as unknown as Ort;
+    let settle!: () => void;
+    const warmUp = new Promise<void>((resolve) => (settle = resolve));
+    const loading = createModel(await resolveSource(fixtureDir("mini-llama")), {...base, ort, sessionsAfter: warmUp});
+    // Long enough for the config, the tokenizer, the weights and the graph: the model is at its first session.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    order.push("warm-up done");
+    settle();
+    const model = await loading;
+    try {
+      expect(order).toEqual(["warm-up done", "session"]);
+      // A warm-up that failed holds nothing up: the model reports its own errors.
+      const failed = Promise.reject(new Error("the warm-up failed"));
+      failed.catch(() => undefined);
+      const again = await createModel(await resolveSource(fixtureDir("mini-llama")), {...base, sessionsAfter: failed});
+      await again.dispose();
+    } finally {
+      await model.dispose();
+    }
   });
 });
 
