@@ -18,7 +18,7 @@ import type {GPULike} from "../src/runtime/webgpu-types.js";
 import {copyBandwidth, gpuCopyBandwidth, matmulRate, type NodeRuntime} from "./measure.js";
 import {measureCapturedDecode, measureModel, type Measured} from "./procedure.js";
 import {measureInterventions, runAnalyses, type InterventionTimes} from "./interventions.js";
-import {promptIds} from "./procedure.js";
+import {promptIds, weightMb} from "./procedure.js";
 
 /** The full-size structures get the intervention rows (patching sweep, logit lens, steering), on onnxruntime-node. */
 const INTERVENTION_MODELS = ["gpt2", "SmolLM2-135M"];
@@ -124,9 +124,7 @@ async function memoryStages(m: Awaited<ReturnType<typeof loadModel>>): Promise<M
   const afterTraceMb = peakMb();
   await runAnalyses(m);
   const afterAnalysesMb = peakMb();
-  // Where each session holds its own weights (WebGPU) the model holds none in JS: count the float32 parameters.
-  const weightBytes = m.weightBytes || 4 * m.parameters().reduce((s, p) => s + p.numel, 0);
-  return {weightMb: weightBytes / 1e6, afterLoadMb, afterTraceMb, afterAnalysesMb};
+  return {weightMb: weightMb(m), afterLoadMb, afterTraceMb, afterAnalysesMb};
 }
 
 async function model(id: string): Promise<ModelResult> {

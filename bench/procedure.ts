@@ -32,6 +32,14 @@ export interface Measured {
   };
 }
 
+/**
+ * The weights' MB, the unit of issue 21's memory targets: what the model holds in JS, or where it holds none (each
+ * session its own copy: WebGPU; one graph on WASM), its parameters' float32 bytes.
+ */
+export function weightMb(m: Model): number {
+  return (m.weightBytes || 4 * m.parameters().reduce((s, p) => s + p.numel, 0)) / 1e6;
+}
+
 /** Token ids spread over the vocabulary, the same for every run. */
 export function promptIds(length: number, vocab: number): number[] {
   return Array.from({length}, (_, i) => (1 + i * 7919) % vocab);

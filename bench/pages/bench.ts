@@ -6,7 +6,7 @@
 import * as ort from "onnxruntime-web";
 import {loadModel, type BrowserLoadOptions} from "../../src/browser.js";
 import {copyBandwidth, matmulRate} from "../measure.js";
-import {measureModel, promptIds} from "../procedure.js";
+import {measureModel, promptIds, weightMb} from "../procedure.js";
 import type {Model} from "../../src/runtime/model.js";
 import {runAnalyses} from "../interventions.js";
 
@@ -65,8 +65,7 @@ const bench = {
       backend: m.backend,
       graphBuildMs: stamps.get("session")! - stamps.get("graph")!,
       sessionCreateMs: stamps.get("ready")! - stamps.get("session")!,
-      // Where the model holds no weights in JS (one graph on WASM, WebGPU), their float32 bytes: the targets' unit.
-      weightMb: (loaded.weightBytes || 4 * loaded.parameters().reduce((s, p) => s + p.numel, 0)) / 1e6
+      weightMb: weightMb(m)
     };
   },
 
