@@ -1,8 +1,18 @@
-import {defineConfig} from "vitest/config";
+import {configDefaults, defineConfig} from "vitest/config";
+
+/**
+ * The files that run onnxruntime-web's WebGPU builds in Node, on Dawn over SwiftShader. They run one after another
+ * in one process, without isolation: there onnxruntime keeps the shaders it compiled (per device, and the native
+ * provider's device is held by `holdNativeWebGPU`), so a file finds those its predecessors compiled for the same
+ * fixtures. Compiling shaders is most of what SwiftShader spends on the small fixtures: webgpu-node.test.ts took
+ * 155 s alone and 37 s after lean-decode.test.ts, interventions-webgpu.test.ts 64 s and 26 s. What each file checks
+ * is unchanged. Not webgpu-counts.test.ts: it reads onnxruntime's verbose log, which only a runtime that starts
+ * verbose writes.
+ */
+const DAWN_FILES = ["test/lean-decode.test.ts", "test/webgpu-node.test.ts", "test/interventions-webgpu.test.ts"];
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 120_000,
     // The first test file to serve the site builds it (every data loader, on full-size models): minutes here.
     hookTimeout: 900_000,
@@ -10,6 +20,17 @@ export default defineConfig({
     // Brings the loopback interface up in a fresh network namespace (`unshare -rn npm test`); makes the run's
     // folder, where the site is built once for every test file that serves it.
     globalSetup: ["test/helpers/loopback.ts", "test/helpers/run-folder.ts"],
-    env: {LMW_MODELS: "test/fixtures"}
+    env: {LMW_MODELS: "test/fixtures"},
+    projects: [
+      {
+        extends: true,
+        test: {name: "main", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, ...DAWN_FILES]}
+      },
+      // After the rest (sequence.groupOrder), so that Dawn's files never share the two cores with a browser test.
+      {
+        extends: true,
+        test: {name: "dawn", include: DAWN_FILES, isolate: false, maxWorkers: 1, sequence: {groupOrder: 1}}
+      }
+    ]
   }
 });

@@ -8,6 +8,8 @@ import {tmpdir} from "node:os";
 import {join} from "node:path";
 
 export default async function setup(): Promise<() => Promise<void>> {
+  // Every project of vitest.config.ts runs the global setup: the first makes the folder, the others keep it.
+  if (process.env.LMW_TEST_RUN_DIR) return async () => {};
   const dir = await mkdtemp(join(tmpdir(), "lmw-test-run-"));
   process.env.LMW_TEST_RUN_DIR = dir;
   return () => rm(dir, {recursive: true, force: true});
