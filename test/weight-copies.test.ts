@@ -7,7 +7,7 @@
  */
 import {afterAll, beforeAll, describe, expect, it} from "vitest";
 import type {InferenceSession, Tensor as OrtTensor} from "onnxruntime-common";
-import {createModel, type CreateOptions, type Model} from "../src/runtime/model.js";
+import {createModel, releasedAsCopied, type CreateOptions, type Model} from "../src/runtime/model.js";
 import {ortRuntime} from "../src/node.js";
 import {resolveSource} from "../src/hub/node.js";
 import {logitLens} from "../src/analysis/lens.js";
@@ -170,4 +170,77 @@ describe.each(["mini-llama", "mini-gpt2"])("one graph on onnxruntime-web: %s", (
       await node.dispose();
     }
   });
+});
+
+/**
+ * `releaseWeights` (the pages set it): each weight's JavaScript memory is freed as soon as onnxruntime-web has
+ * copied it (runtime/model.ts `releasedAsCopied`), not when the session is made, so that loading never holds two
+ * whole copies of the weights. Counted in bytes at each of onnxruntime's reads.
+ */
+describe("weights freed as onnxruntime-web copies them (releaseWeights, one graph)", () => {
+  it("a buffer that holds several weights (an fp32 checkpoint's file, viewed) is freed after the read that follows its last weight's", () => {
+    const file = new ArrayBuffer(16);
+    const own = new ArrayBuffer(8);
+    const [a, b, c] = releasedAsCopied([
+      {path: "a", data: new Uint8Array(file, 0, 8)},
+      {path: "b", data: new Uint8Array(file, 8, 8)},
+      {path: "c", data: new Uint8Array(own)}
+    ]);
+    const detached = () => [file, own].map((buffer) => buffer.byteLength === 0);
+    expect(a.data.subarray(0, 8).byteLength).toBe(8);
+    expect(c.data.subarray(0, 8).byteLength).toBe(8);
+    expect(detached()).toEqual([false, false]);
+    // A second read of a weight is not another weight read; c's bytes were copied before it was asked.
+    expect(Array.from(a.data.subarray(0, 2))).toEqual([0, 0]);
+    expect(detached()).toEqual([false, true]);
+    b.data.subarray(0, 8);
+    expect(detached()).toEqual([false, true]);
+  });
+
+  it("mini-llama, a bf16 checkpoint read into a buffer per weight: at each read JavaScript holds only the weights not read yet; the logits keep their parity", async () => {
+    const base = await ortRuntime("web");
+    const held: number[] = [];
+    let files: {data: Uint8Array}[] = [];
+    let sizes: number[] = [];
+    const bytesHeld = () =>
+      [...new Set(files.map((f) => f.data.buffer))].reduce((sum, buffer) => sum + buffer.byteLength, 0);
+    const create = (graph: Uint8Array, options: InferenceSession.SessionOptions = {}) => {
+      files = options.externalData as unknown as {data: Uint8Array}[];
+      sizes = files.map((f) => f.data.byteLength);
+      for (const {data} of files) {
+        const read = data.subarray.bind(data);
+        // onnxruntime-web takes each weight's bytes with `subarray`: the bytes still held are counted right after.
+        Object.defineProperty(data, "subarray", {
+          value: (begin?: number, end?: number) => {
+            const bytes = read(begin, end);
+            held.push(bytesHeld());
+            return bytes;
+          }
+        });
+      }
+      return base.ort.InferenceSession.create(graph, options);
+    };
+    const ort = {...base.ort, InferenceSession: {...base.ort.InferenceSession, create}} as unknown as Ort;
+    const source = await resolveSource(fixtureDir("mini-llama"));
+    const model = await createModel(source, {...base, ort, oneGraph: true, releaseWeights: true});
+    try {
+      const total = sizes.reduce((a, b) => a + b, 0);
+      expect(new Set(files.map((f) => f.data.buffer)).size).toBe(files.length);
+      // Each weight read once; at the first read every weight is held, then each read holds less than the one before…
+      expect(held.length).toBe(files.length);
+      expect(held[0]).toBe(total);
+      for (let i = 1; i < held.length; i++) expect(held[i]).toBeLessThan(held[i - 1]);
+      // …down to the last weight alone; once the session is made, nothing.
+      expect(held.at(-1)).toBeLessThanOrEqual(Math.max(...sizes));
+      expect(bytesHeld()).toBe(0);
+      const ref = readReference("mini-llama");
+      for (const prompt of ref.json.prompts) {
+        const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
+        const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
+        expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
+      }
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
 });

@@ -186,9 +186,8 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     oneGraph ? {editSlots: true, packed: true} : {weights: shared, weightsAsInitializers: mainAsInitializers}
   );
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
-  const session = await openSession(encoded, options);
   // The shared weights stay: the other graphs will read them.
-  if (options.releaseWeights && !shared) releaseBuffers(encoded.externalData.map((e) => e.data));
+  const session = await openSession(encoded, options, options.releaseWeights === true && !shared);
   report({stage: "ready", message: `${source.id} is ready`});
   return new Model(source, config, arch, tokenizer, weights, session, options, shared, encoded.editSlots);
 }
@@ -203,12 +202,16 @@ function onWasm(options: CreateOptions): boolean {
   return !onWebGPU(options) && JSON.stringify(options.executionProviders ?? []).includes("wasm");
 }
 
-/** An onnxruntime session over an encoded graph, with the engine's options for that backend. */
-async function openSession(encoded: EncodedModel, options: CreateOptions): Promise<InferenceSession> {
+/**
+ * An onnxruntime session over an encoded graph, with the engine's options for that backend. `release`: free each
+ * weight's JavaScript memory once onnxruntime has its own copy (`releaseWeights`), weight by weight as it copies
+ * them (`releasedAsCopied`) and the rest when the session is made.
+ */
+async function openSession(encoded: EncodedModel, options: CreateOptions, release = false): Promise<InferenceSession> {
   await options.sessionsAfter?.catch(() => undefined);
   const onGpu = onWebGPU(options);
-  return options.ort.InferenceSession.create(encoded.model, {
-    externalData: encoded.externalData,
+  const session = await options.ort.InferenceSession.create(encoded.model, {
+    externalData: release ? releasedAsCopied(encoded.externalData) : encoded.externalData,
     executionProviders: options.executionProviders,
     // On WebGPU every output stays on the GPU: the key/value cache between generation steps (no round trip),
     // and the fetched hook points until `runNow` downloads them together (one copy and one map, not one each).
@@ -217,6 +220,8 @@ async function openSession(encoded: EncodedModel, options: CreateOptions): Promi
     logSeverityLevel: 3, // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
     ...options.sessionOptions
   });
+  if (release) releaseBuffers(encoded.externalData.map((e) => e.data));
+  return session;
 }
 
 /**
@@ -495,10 +500,7 @@ export class Model extends ModelStructure implements LanguageModel {
           throw new Error(`${this.id}: weight ${name} is not among the shared weights its first graph named`);
         }
       : await this.weights.loadAll({signal: this.options.signal});
-    const encoded = build(weight);
-    const opened = await openSession(encoded, options);
-    if (this.options.releaseWeights) releaseBuffers(encoded.externalData.map((e) => e.data));
-    return opened;
+    return openSession(build(weight), options, this.options.releaseWeights === true);
   }
 
   /**
@@ -691,15 +693,66 @@ async function download(ort: Ort, tensors: (readonly [string, OrtTensor])[]): Pr
 }
 
 /**
+ * The weights as external data that gives each buffer's memory back as soon as onnxruntime has copied it, rather
+ * than when the session is made: the two copies (JavaScript's and onnxruntime's heap or GPU) then never both hold
+ * every weight, and loading peaks near one copy. onnxruntime-web reads each weight's "file" once, with
+ * `subarray`, and copies those bytes before it asks for another (synchronously, inside session creation), so
+ * a buffer is freed when a later weight is asked for and every weight on it has been read. A buffer that holds
+ * several weights (an fp32 checkpoint's file, viewed rather than copied) is freed after its last one.
+ */
+export function releasedAsCopied(files: EncodedModel["externalData"]): EncodedModel["externalData"] {
+  const unread = new Map<ArrayBufferLike, number>();
+  for (const {data} of files) unread.set(data.buffer, (unread.get(data.buffer) ?? 0) + 1);
+  let copied: ArrayBufferLike[] = [];
+  return files.map(({path, data}) => {
+    let read = false;
+    const view = new ReadOnce(data.buffer, data.byteOffset, data.byteLength, () => {
+      // The bytes handed out before this read have been copied by now.
+      releaseBuffers(copied.map((buffer) => new Uint8Array(buffer)));
+      copied = [];
+      if (read) return;
+      read = true;
+      const left = unread.get(data.buffer)! - 1;
+      unread.set(data.buffer, left);
+      if (left === 0) copied.push(data.buffer);
+    });
+    return {path, data: view};
+  });
+}
+
+/**
+ * A weight's bytes that tell when onnxruntime reads them: it mounts a `Uint8Array` as it is and takes the bytes
+ * with `subarray`, which answers a plain view (not another `ReadOnce`).
+ */
+class ReadOnce extends Uint8Array {
+  constructor(
+    buffer: ArrayBufferLike,
+    byteOffset: number,
+    length: number,
+    private readonly onRead: () => void
+  ) {
+    super(buffer as ArrayBuffer, byteOffset, length);
+  }
+
+  override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+    this.onRead();
+    return new Uint8Array(this.buffer as ArrayBuffer, this.byteOffset, this.byteLength).subarray(begin, end);
+  }
+}
+
+/**
  * Give the buffers' memory back now: `ArrayBuffer.prototype.transfer(0)` detaches a buffer and frees its
- * store (Chrome 114+, Firefox 122+, Safari 17.4+; elsewhere the garbage collector frees it later).
+ * store (Chrome 114+, Firefox 122+, Safari 17.4+). Elsewhere (Node 20) the buffer is detached by transferring it
+ * to a clone that nothing keeps, whose store the garbage collector frees.
  */
 function releaseBuffers(views: Uint8Array[]): void {
   const seen = new Set<ArrayBufferLike>();
   for (const view of views) {
-    const buffer = view.buffer as ArrayBuffer & {transfer?: (length: number) => ArrayBuffer; detached?: boolean};
-    if (seen.has(buffer) || typeof buffer.transfer !== "function" || buffer.detached) continue;
+    const buffer = view.buffer as ArrayBuffer & {transfer?: (length: number) => ArrayBuffer};
+    const shared = typeof SharedArrayBuffer !== "undefined" && buffer instanceof SharedArrayBuffer;
+    if (seen.has(buffer) || shared || buffer.byteLength === 0) continue;
     seen.add(buffer);
-    buffer.transfer(0);
+    if (typeof buffer.transfer === "function") buffer.transfer(0);
+    else structuredClone(buffer, {transfer: [buffer]});
   }
 }
