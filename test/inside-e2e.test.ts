@@ -117,4 +117,30 @@ describe.skipIf(skipBrowserTests())("Inside the model, live in the worker", () =
     },
     300_000
   );
+
+  test("the NDIF API key: kept for this tab only (sessionStorage, never the address), forgotten when saved blank", async () => {
+    const w = await browser.open(`${server.origin}/logit-lens?backend=wasm`);
+    try {
+      await settle(w);
+      const form = w.page.locator("form.lmw-remote");
+      await form.locator("input[type=checkbox]").check();
+      const key = form.getByLabel("NDIF API key");
+      const note = form.locator(".lmw-muted");
+      const kept = () => w.page.evaluate(() => sessionStorage.getItem("lmw-ndif-key"));
+      await key.fill("ndif-test-key");
+      await form.locator("button[type=submit]").click();
+      await expect(note.textContent()).resolves.toBe(" kept for this tab only");
+      expect(await kept()).toBe("ndif-test-key");
+      await expect(key.inputValue()).resolves.toBe("");
+      await expect(key.getAttribute("placeholder")).resolves.toBe("a key is kept for this tab");
+      expect(w.page.url()).not.toContain("ndif-test-key");
+      await form.locator("button[type=submit]").click();
+      await expect(note.textContent()).resolves.toBe(" key forgotten");
+      expect(await kept()).toBeNull();
+      await expect(key.getAttribute("placeholder")).resolves.toBe("NDIF API key");
+      expect(w.externalRequests).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 120_000);
 });

@@ -195,13 +195,8 @@ export function remoteInput(): HTMLElement & {value: {on: boolean; relay: string
   relay.addEventListener("change", changed);
   form.addEventListener("submit", (event) => {
     event.preventDefault(); // never submitted: no key in a URL
-    try {
-      if (key.value.trim()) sessionStorage.setItem(NDIF_KEY, key.value.trim());
-      else sessionStorage.removeItem(NDIF_KEY);
-      note.textContent = key.value.trim() ? " kept for this tab only" : " key forgotten";
-    } catch {
-      note.textContent = " this browser does not allow keeping it";
-    }
+    const kept = keepSecret(NDIF_KEY, key.value);
+    note.textContent = {kept: " kept for this tab only", forgotten: " key forgotten", refused: REFUSED}[kept];
     key.value = "";
     key.placeholder = sessionNdifKey() ? "a key is kept for this tab" : "NDIF API key";
     changed();
@@ -449,26 +444,37 @@ export function modelStatus(state: ModelState): HTMLElement {
 // The NDIF API key, kept as the Hub token is (below): this tab's sessionStorage, never the page's URL; src/remote/
 // sends it to the relay only, as the X-NDIF-Api-Key header.
 const NDIF_KEY = "lmw-ndif-key";
+const sessionNdifKey = () => sessionSecret(NDIF_KEY);
 
-function sessionNdifKey(): string | undefined {
+// A Hugging Face token for gated models: asked for where a load fails as "gated", kept in sessionStorage (this
+// tab, until it closes), never in the page's URL; src/browser.ts sends it to the Hub endpoint only.
+const TOKEN_KEY = "lmw-hf-token";
+const sessionToken = () => sessionSecret(TOKEN_KEY);
+
+/** A secret this tab keeps (the NDIF key, the Hub token); undefined where none is kept or storage is blocked. */
+function sessionSecret(key: string): string | undefined {
   try {
-    return sessionStorage.getItem(NDIF_KEY) || undefined;
+    return sessionStorage.getItem(key) || undefined;
   } catch {
     return undefined;
   }
 }
 
-// A Hugging Face token for gated models: asked for where a load fails as "gated", kept in sessionStorage (this
-// tab, until it closes), never in the page's URL; src/browser.ts sends it to the Hub endpoint only.
-const TOKEN_KEY = "lmw-hf-token";
-
-function sessionToken(): string | undefined {
+/**
+ * Keep `value` as this tab's secret `key`, or forget it where `value` is blank. Says, for the note beside the field,
+ * "kept" or "forgotten", or "refused" where this browser does not allow keeping it.
+ */
+function keepSecret(key: string, value: string): "kept" | "forgotten" | "refused" {
   try {
-    return sessionStorage.getItem(TOKEN_KEY) || undefined;
+    if (value.trim()) sessionStorage.setItem(key, value.trim());
+    else sessionStorage.removeItem(key);
+    return value.trim() ? "kept" : "forgotten";
   } catch {
-    return undefined; // storage blocked: no token
+    return "refused";
   }
 }
+
+const REFUSED = " this browser does not allow keeping it";
 
 /** A password field that keeps the token for this tab's session (the form never submits: no token in a URL). */
 function tokenForm(): HTMLElement {
@@ -482,13 +488,12 @@ function tokenForm(): HTMLElement {
   const note = html`<span class="lmw-muted"></span>`;
   const save = (event: Event) => {
     event.preventDefault();
-    try {
-      if (input.value.trim()) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-      else sessionStorage.removeItem(TOKEN_KEY);
-      note.textContent = input.value.trim() ? " kept for this tab only; press “Load” again" : " token forgotten";
-    } catch {
-      note.textContent = " this browser does not allow keeping it";
-    }
+    const kept = keepSecret(TOKEN_KEY, input.value);
+    note.textContent = {
+      kept: " kept for this tab only; press “Load” again",
+      forgotten: " token forgotten",
+      refused: REFUSED
+    }[kept];
     input.value = "";
   };
   return html`<form class="lmw-token" onsubmit=${save}>
