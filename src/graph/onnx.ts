@@ -189,9 +189,10 @@ export class GraphBuilder {
   }
 
   /**
-   * A branch of an `If`: the nodes and constants `build` adds to this builder go into a graph of their own, which
-   * reads this graph's tensors by name (outer scope); `build` returns the tensors it outputs, with their element
-   * types. The architecture's own functions (a final norm, an unembedding) can build inside a branch unchanged.
+   * A branch of an `If`: the nodes `build` adds to this builder go into a graph of their own, which reads this
+   * graph's tensors by name (outer scope), its constants and weights too (they stay in this, the outermost graph);
+   * `build` returns the tensors it outputs, with their element types. The architecture's own functions (a final
+   * norm, an unembedding) can build inside a branch unchanged.
    */
   subgraph(name: string, build: () => [string, number][]): Subgraph {
     const branch = new GraphBuilder(undefined, false, this);
@@ -213,8 +214,7 @@ export class GraphBuilder {
         name,
         node: branch.nodes,
         input: [],
-        output: outputs,
-        initializer: branch.constants
+        output: outputs
       })
     };
   }

@@ -96,7 +96,7 @@ export interface CreateOptions {
    * lens, patching sweeps, steering and ablation all run on it; only edits a slot cannot express (two at one hook
    * point, or selecting an axis other than 0, 1, 2 and the last) open a session of their own, with its own copy.
    * For WASM, where onnxruntime-web copies a fed input into its heap on every run and a session's initializers into
-   * the heap once: a tab that runs every analysis peaks ~700 MB lower on SmolLM2-135M. Off by default: its slots'
+   * the heap once: a tab that runs every analysis peaks ~950 MB lower on SmolLM2-135M. Off by default: its slots'
    * branches make the session slow to create (SmolLM2-135M: 14 s against 2.3 s), which every page would pay,
    * analyses or not (docs/performance.md, "The tab, on one graph").
    */
@@ -220,7 +220,7 @@ async function openSession(encoded: EncodedModel, options: CreateOptions, releas
     logSeverityLevel: 3, // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
     ...options.sessionOptions
   });
-  if (release) releaseBuffers(encoded.externalData.map((e) => e.data));
+  if (release) releaseBuffers(encoded.externalData.map((e) => e.data.buffer));
   return session;
 }
 
@@ -708,7 +708,7 @@ export function releasedAsCopied(files: EncodedModel["externalData"]): EncodedMo
     let read = false;
     const view = new ReadOnce(data.buffer, data.byteOffset, data.byteLength, () => {
       // The bytes handed out before this read have been copied by now.
-      releaseBuffers(copied.map((buffer) => new Uint8Array(buffer)));
+      releaseBuffers(copied);
       copied = [];
       if (read) return;
       read = true;
@@ -745,13 +745,10 @@ class ReadOnce extends Uint8Array {
  * store (Chrome 114+, Firefox 122+, Safari 17.4+). Elsewhere (Node 20) the buffer is detached by transferring it
  * to a clone that nothing keeps, whose store the garbage collector frees.
  */
-function releaseBuffers(views: Uint8Array[]): void {
-  const seen = new Set<ArrayBufferLike>();
-  for (const view of views) {
-    const buffer = view.buffer as ArrayBuffer & {transfer?: (length: number) => ArrayBuffer};
+function releaseBuffers(buffers: ArrayBufferLike[]): void {
+  for (const buffer of new Set(buffers) as Set<ArrayBuffer & {transfer?: (length: number) => ArrayBuffer}>) {
     const shared = typeof SharedArrayBuffer !== "undefined" && buffer instanceof SharedArrayBuffer;
-    if (seen.has(buffer) || shared || buffer.byteLength === 0) continue;
-    seen.add(buffer);
+    if (shared || buffer.byteLength === 0) continue;
     if (typeof buffer.transfer === "function") buffer.transfer(0);
     else structuredClone(buffer, {transfer: [buffer]});
   }
