@@ -68,7 +68,7 @@ const MODELS: {model: string; init: "checkpoint" | "random"; dir: string}[] = [
 
 /** A fresh browser (its own profile, so its renderers are its own) on the bench page, once the page is ready. */
 async function launch(url: string, webgpu: boolean): Promise<TestBrowser & {page: Page}> {
-  const browser = await launchBrowser({webgpu});
+  const browser = await launchBrowser({webgpu, optimizedWasm: true});
   const {page} = await browser.open(url);
   await page.waitForFunction(() => "bench" in window);
   return {...browser, page};

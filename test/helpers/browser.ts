@@ -33,7 +33,22 @@ export interface LaunchOptions {
   viewport?: {width: number; height: number};
   /** False leaves out --enable-unsafe-webgpu: navigator.gpu then gives no adapter (default true). */
   webgpu?: boolean;
+  /**
+   * Let V8 optimize WebAssembly as a reader's browser does (default false: `LIFTOFF_ONLY`). The bench sets it: it
+   * times the code a reader runs.
+   */
+  optimizedWasm?: boolean;
 }
+
+/**
+ * V8 compiles WebAssembly with its baseline compiler (Liftoff) and recompiles the functions that run hot with
+ * TurboFan, on background threads. Every model a test page loads gets a fresh worker, hence a fresh onnxruntime
+ * module (~20 MB of WebAssembly) whose hot functions TurboFan compiles again: on this 2-core machine that was most
+ * of what the browser tests spent (one /tokens page on five families: 44 s of compile threads against 1.5 s, and
+ * 48 s against 27 s for the whole test). The tests run tiny models, where baseline code is fast enough, and what
+ * they check (numbers, counts, pages) does not depend on which compiler made the code.
+ */
+const LIFTOFF_ONLY = "--js-flags=--liftoff-only";
 
 export interface WatchedPage {
   page: Page;
@@ -62,6 +77,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
     headless: true,
     args: [
       ...CHROMIUM_ARGS.filter((a) => options.webgpu !== false || a !== "--enable-unsafe-webgpu"),
+      ...(options.optimizedWasm ? [] : [LIFTOFF_ONLY]),
       ...(options.extraArgs ?? [])
     ],
     viewport: options.viewport ?? {width: 1000, height: 800}
