@@ -17,6 +17,11 @@ export default defineConfig({
     // The first test file to serve the site builds it (every data loader, on full-size models): minutes here.
     hookTimeout: 900_000,
     pool: "forks",
+    // V8's baseline WebAssembly compiler only, as in the browser tests (test/helpers/browser.ts, LIFTOFF_ONLY): each
+    // test process starts onnxruntime-web afresh, and TurboFan recompiling its hot functions on background threads
+    // cost more than the tiny fixtures' runs gain (two lean-decode tests on Dawn: 51 s → 22 s). Numbers do not
+    // depend on the compiler; the bench runs outside vitest, optimized.
+    execArgv: ["--liftoff-only"],
     // Brings the loopback interface up in a fresh network namespace (`unshare -rn npm test`); makes the run's
     // folder, where the site is built once for every test file that serves it.
     globalSetup: ["test/helpers/loopback.ts", "test/helpers/run-folder.ts"],
