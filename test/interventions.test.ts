@@ -35,6 +35,16 @@ describe.each(["node", "web", "web, one graph"] as const)("interventions on onnx
       const logits = ref.tensor("lens.logits");
       expect(lens.logits!.shape).toEqual(logits.shape);
       expect(relativeError(lens.logits!.data, logits.data)).toBeLessThan(RELATIVE);
+      // As the pages run it, without the full logits (on one graph: its switched lens); and a layer at a time, so
+      // that the groups are put together in order (the fixtures' 2–5 layers fit one default group).
+      for (const options of [{}, {layersAtOnce: 1}, {layersAtOnce: 2, logits: true}]) {
+        const again = await logitLens(model, c.text, {k: 10, ...options});
+        expect(Array.from(again.topIds.data), JSON.stringify(options)).toEqual(Array.from(ids.data));
+        expect(relativeError(again.topLogprobs.data, lens.topLogprobs.data)).toBeLessThan(1e-6);
+        expect(again.logits === undefined).toBe(!("logits" in options));
+        if (again.logits) expect(relativeError(again.logits.data, logits.data)).toBeLessThan(RELATIVE);
+      }
+      await expect(logitLens(model, c.text, {layersAtOnce: 0.5})).rejects.toThrow(/layersAtOnce: a whole number/);
     });
 
     it.each(["resid", "attn", "mlp"] as PatchKind[])(

@@ -1,18 +1,24 @@
 /**
  * The logit lens (nostalgebraist, 2020): read every layer's residual stream through the model's own final norm
- * and unembedding, as if the model stopped there. The graph does it for every layer and position at once and
- * keeps the top k (ONNX TopK), so only `[layers, T, k]` comes back, not `[layers, T, vocabulary]`.
+ * and unembedding, as if the model stopped there. The graph does it for every position and a group of layers at a
+ * time and keeps the top k (ONNX TopK), so only `[layers, T, k]` comes back, not `[layers, T, vocabulary]`.
  */
 import {LENS} from "../graph/names.js";
 import type {Model, TraceInput} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {LOGIT_LENS, checkOption} from "../defaults.js";
+import {WorkbenchError} from "../errors.js";
 
 export interface LogitLensOptions {
   /** How many tokens per (layer, position), up to the vocabulary's size; default `LOGIT_LENS.k`. */
   k?: number;
   /** Also bring back the full logits `[L, T, V]` (for small vocabularies and tests). */
   logits?: boolean;
+  /**
+   * How many layers the graph unembeds in one MatMul (default `LENS_LAYERS_AT_ONCE` in graph/hooks.ts): fewer hold
+   * less memory (a group's `[G, T, V]` logits at a time) and read the unembedding more often.
+   */
+  layersAtOnce?: number;
 }
 
 export interface LogitLens extends TraceInput {
@@ -33,11 +39,20 @@ export async function logitLens(
   options: LogitLensOptions = {}
 ): Promise<LogitLens> {
   const k = checkOption({...LOGIT_LENS.k, max: model.config.vocabSize}, options.k, "the lens's k");
+  const {layersAtOnce} = options;
+  if (layersAtOnce !== undefined && !(Number.isInteger(layersAtOnce) && layersAtOnce > 0))
+    throw new WorkbenchError(`the lens's layersAtOnce: a whole number above 0, not ${layersAtOnce}`);
   const {ids, tokens} = model.encodeInput(input);
   const fetch: string[] = [LENS.topIds, LENS.topLogprobs, ...(options.logits ? [LENS.logits] : [])];
   const {outputs} = await model.run(ids, undefined, fetch, false, {
     // No hook point exposed: the lens graph stays as lean as onnxruntime can fuse it.
-    structure: {lens: true, hooks: []},
+    // The full logits only when asked for: without them the lens holds a few layers' logits at a time.
+    structure: {
+      lens: true,
+      hooks: [],
+      ...(options.logits ? {lensLogits: true} : {}),
+      ...(layersAtOnce ? {lensLayersAtOnce: layersAtOnce} : {})
+    },
     feeds: {[LENS.k]: {type: "int64", data: BigInt64Array.of(BigInt(k)), dims: [1]}}
   });
   const L = model.config.numLayers;

@@ -44,6 +44,13 @@ export interface GraphOptions {
   edits?: EditSite[];
   /** Add the logit lens outputs (`LENS`), with `lens.k` as an input. */
   lens?: boolean;
+  /**
+   * With `lens`: its full `[L, T, V]` logits as an output too (`LENS.logits`). Without them a lens run holds a few
+   * layers' logits at a time (`LENS_LAYERS_AT_ONCE`) instead of every layer's, and that output is empty.
+   */
+  lensLogits?: boolean;
+  /** With `lens`: how many layers it unembeds in one MatMul (default `LENS_LAYERS_AT_ONCE`). */
+  lensLayersAtOnce?: number;
   /** Take positions, the attention mask and the rows to unembed as inputs (`PACKED`): sequences packed side by side. */
   packed?: boolean;
   /**
@@ -242,7 +249,7 @@ function axisSelection(g: GraphBuilder, x: string, axis: number, from: string, t
 export interface DecoderHead {
   /** The final norm's module path: `model.norm`, `transformer.ln_f`, `gpt_neox.final_layer_norm`. */
   normPath: string;
-  /** The final norm, `[1, T, d]` → `[1, T, d]` (any leading dimensions: the logit lens gives it `[L, T, d]`). */
+  /** The final norm, `[1, T, d]` → `[1, T, d]` (any leading dimensions: the logit lens gives it `[G, T, d]`, a group of layers). */
   norm(x: string): string;
   /** The unembedding, `[…, d]` → `[1, T, vocab]` or `[…, vocab]` (soft-capping included where the family has it). */
   unembed(x: string): string;
@@ -266,7 +273,8 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
   if (options.editSlots) logits = editSlot(g, state, LOGITS, logits);
   g.output(LOGITS, logits);
   if (options.editSlots) switchedLens(g, head, layerOutputs);
-  else if (options.lens) logitLens(g, head, layerOutputs);
+  else if (options.lens)
+    logitLens(g, head, layerOutputs, options.lensLogits ?? false, options.lensLayersAtOnce ?? LENS_LAYERS_AT_ONCE);
   const missed = [...state.editsAt.keys()].filter((path) => !state.done.has(path));
   if (missed.length) throw new Error(`edits at ${missed.join(", ")}: the graph has no such hook point`);
 }
@@ -284,12 +292,16 @@ function checkHookOrder({named, promised}: SiteState): void {
   );
 }
 
-/** The logit lens behind a switch (`LENS_ON`, default off): off, its outputs are empty and nothing is computed. */
+/**
+ * The logit lens behind a switch (`LENS_ON`, default off): off, its outputs are empty and nothing is computed. On,
+ * its full logits are empty too: a run that wants them (`lensLogits`) takes a graph of its own
+ * (runtime/one-graph.ts).
+ */
 function switchedLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]): void {
   const on = g.input(LENS_ON, BOOL, []);
   const k = g.input(LENS.k, INT64, [1]);
   const lens = g.subgraph("logit lens", () => {
-    const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, k);
+    const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, k, false, false);
     return [
       [logits, FLOAT],
       [logprobs, FLOAT],
@@ -308,37 +320,60 @@ function switchedLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]
   g.output(LENS.topIds, LENS.topIds, INT64);
 }
 
-/** Every layer's output through the final norm and the unembedding at once, `[L, T, V]`, then its top-k. */
-function logitLens(g: GraphBuilder, head: DecoderHead, layerOutputs: string[]): void {
-  const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, g.input(LENS.k, INT64, [1]), true);
-  g.output(LENS.logits, logits);
+/** Every layer's output through the final norm and the unembedding, then its top-k. */
+function logitLens(
+  g: GraphBuilder,
+  head: DecoderHead,
+  layerOutputs: string[],
+  withLogits: boolean,
+  atOnce: number
+): void {
+  const k = g.input(LENS.k, INT64, [1]);
+  const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, k, true, withLogits, atOnce);
+  if (withLogits) g.output(LENS.logits, logits);
   g.output(LENS.topLogprobs, logprobs);
   g.output(LENS.topIds, ids, INT64);
 }
 
-/** The lens's `[L, T, V]` logits, and the top-`k` log-probabilities and ids `[L, T, k]` (`named`: as `LENS` names them). */
+/**
+ * How many layers the lens unembeds in one MatMul. All of them at once held `[L, T, V]` logits and as much again
+ * (SmolLM2-135M: +118 MiB of WASM heap for a 10-token prompt, 1.5 GB for 128 tokens); a group at a time holds a
+ * group's worth, and reads the unembedding once a group.
+ */
+export const LENS_LAYERS_AT_ONCE = 8;
+
+/**
+ * The lens's top-`k` log-probabilities and ids `[L, T, k]`, and its `[L, T, V]` logits where `withLogits` (else an
+ * empty `[0, 0, 0]`); `named`: as `LENS` names them.
+ */
 function lensOutputs(
   g: GraphBuilder,
   head: DecoderHead,
   layerOutputs: string[],
   k: string,
-  named = false
+  named: boolean,
+  withLogits: boolean,
+  atOnce = LENS_LAYERS_AT_ONCE
 ): [string, string, string] {
-  const L = layerOutputs.length;
-  const stacked = g.op("Concat", layerOutputs, {axis: 0}); // [L, T, d]: the batch axis holds the layers
-  // Reshape's 0 keeps the vocabulary axis, whether the unembedding gave [1, L·T, V] or [L, T, V].
-  const logits = g.op(
-    "Reshape",
-    [head.unembed(head.norm(stacked)), g.ints([L, -1, 0])],
-    {},
-    named ? LENS.logits : undefined
-  );
-  // Top-k of the logits, then minus their log-sum-exp: the same as top-k of LogSoftmax, without writing and
-  // reading back a second [L, T, V] tensor.
-  const [values, ids] = g.opN("TopK", [logits, k], 2, {axis: -1, largest: 1, sorted: 1}, [
-    g.name("TopK"),
-    named ? LENS.topIds : g.name("TopK")
-  ]);
-  const logSumExp = g.op("ReduceLogSumExp", [logits], {axes: [-1], keepdims: 1});
-  return [logits, g.op("Sub", [values, logSumExp], {}, named ? LENS.topLogprobs : undefined), ids];
+  const parts: {logits: string; logprobs: string; ids: string}[] = [];
+  for (let first = 0; first < layerOutputs.length; first += atOnce) {
+    const group = layerOutputs.slice(first, first + atOnce);
+    const stacked = g.op("Concat", group, {axis: 0}); // [G, T, d]: the batch axis holds the layers
+    // Reshape's 0 keeps the vocabulary axis, whether the unembedding gave [1, G·T, V] or [G, T, V].
+    const logits = g.op("Reshape", [head.unembed(head.norm(stacked)), g.ints([group.length, -1, 0])]);
+    // Top-k of the logits, then minus their log-sum-exp: the same as top-k of LogSoftmax, without writing and
+    // reading back a second [G, T, V] tensor.
+    const [values, ids] = g.opN("TopK", [logits, k], 2, {axis: -1, largest: 1, sorted: 1});
+    const logSumExp = g.op("ReduceLogSumExp", [logits], {axes: [-1], keepdims: 1});
+    parts.push({logits, logprobs: g.op("Sub", [values, logSumExp]), ids: ids!});
+  }
+  const stack = (key: "logits" | "logprobs" | "ids", name: string) =>
+    g.op(
+      "Concat",
+      parts.map((p) => p[key]),
+      {axis: 0},
+      named ? name : undefined
+    );
+  const logits = withLogits ? stack("logits", LENS.logits) : g.constant([], [0, 0, 0]);
+  return [logits, stack("logprobs", LENS.topLogprobs), stack("ids", LENS.topIds)];
 }
