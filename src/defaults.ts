@@ -86,8 +86,12 @@ export function generationOptions(
 
 export const LOGIT_LENS = {
   prompt: "The Eiffel Tower is in the city of",
-  k: {type: "integer", default: 5, min: 1, description: "tokens kept per layer and position"}
-} as const satisfies {prompt: string; k: NumberSpec};
+  k: {type: "integer", default: 5, min: 1, description: "tokens kept per layer and position"},
+  // All layers in one MatMul held `[L, T, V]` logits and as much again (SmolLM2-135M: +118 MiB of WASM heap for a
+  // 10-token prompt, 1.5 GB for 128 tokens); a group at a time holds a group's worth and reads the unembedding
+  // once a group (graph/hooks.ts `lensOutputs`).
+  layersAtOnce: {type: "integer", default: 8, min: 1, description: "layers unembedded in one MatMul"}
+} as const satisfies {prompt: string; k: NumberSpec; layersAtOnce: NumberSpec};
 
 // ---------------------------------------------------------------------------------------------------------
 // Activation patching and head ablation (analysis/patching.ts, inside-model.ts, the pages and cells, the CLI)

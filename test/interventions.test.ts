@@ -44,7 +44,9 @@ describe.each(["node", "web", "web, one graph"] as const)("interventions on onnx
         expect(again.logits === undefined).toBe(!("logits" in options));
         if (again.logits) expect(relativeError(again.logits.data, logits.data)).toBeLessThan(RELATIVE);
       }
-      await expect(logitLens(model, c.text, {layersAtOnce: 0.5})).rejects.toThrow(/layersAtOnce: a whole number/);
+      await expect(logitLens(model, c.text, {layersAtOnce: 0.5})).rejects.toThrow(
+        /the lens's layersAtOnce must be a whole number ≥ 1, got 0\.5/
+      );
     });
 
     it.each(["resid", "attn", "mlp"] as PatchKind[])(

@@ -7,7 +7,6 @@ import {LENS} from "../graph/names.js";
 import type {Model, TraceInput} from "../runtime/model.js";
 import type {Tensor} from "../runtime/tensor.js";
 import {LOGIT_LENS, checkOption} from "../defaults.js";
-import {WorkbenchError} from "../errors.js";
 
 export interface LogitLensOptions {
   /** How many tokens per (layer, position), up to the vocabulary's size; default `LOGIT_LENS.k`. */
@@ -15,7 +14,7 @@ export interface LogitLensOptions {
   /** Also bring back the full logits `[L, T, V]` (for small vocabularies and tests). */
   logits?: boolean;
   /**
-   * How many layers the graph unembeds in one MatMul (default `LENS_LAYERS_AT_ONCE` in graph/hooks.ts): fewer hold
+   * How many layers the graph unembeds in one MatMul (default `LOGIT_LENS.layersAtOnce`): fewer hold
    * less memory (a group's `[G, T, V]` logits at a time) and read the unembedding more often.
    */
   layersAtOnce?: number;
@@ -39,9 +38,7 @@ export async function logitLens(
   options: LogitLensOptions = {}
 ): Promise<LogitLens> {
   const k = checkOption({...LOGIT_LENS.k, max: model.config.vocabSize}, options.k, "the lens's k");
-  const {layersAtOnce} = options;
-  if (layersAtOnce !== undefined && !(Number.isInteger(layersAtOnce) && layersAtOnce > 0))
-    throw new WorkbenchError(`the lens's layersAtOnce: a whole number above 0, not ${layersAtOnce}`);
+  const layersAtOnce = checkOption(LOGIT_LENS.layersAtOnce, options.layersAtOnce, "the lens's layersAtOnce");
   const {ids, tokens} = model.encodeInput(input);
   const fetch: string[] = [LENS.topIds, LENS.topLogprobs, ...(options.logits ? [LENS.logits] : [])];
   const {outputs} = await model.run(ids, undefined, fetch, false, {
@@ -51,7 +48,8 @@ export async function logitLens(
       lens: true,
       hooks: [],
       ...(options.logits ? {lensLogits: true} : {}),
-      ...(layersAtOnce ? {lensLayersAtOnce: layersAtOnce} : {})
+      // The default is the graph's own (and the one graph's): only another number makes a structure of its own.
+      ...(layersAtOnce !== LOGIT_LENS.layersAtOnce.default ? {lensLayersAtOnce: layersAtOnce} : {})
     },
     feeds: {[LENS.k]: {type: "int64", data: BigInt64Array.of(BigInt(k)), dims: [1]}}
   });

@@ -17,6 +17,7 @@
  *   keeps them apart, and logits only where asked (`packed`), for patching sweeps in few session runs.
  */
 import {type GraphBuilder, type WeightInputs, BOOL, FLOAT, INT64} from "./onnx.js";
+import {LOGIT_LENS} from "../defaults.js";
 import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_AXES, SLOT_ROW, SLOTS} from "./names.js";
 
 export {editInputs, LENS, PACKED};
@@ -46,10 +47,10 @@ export interface GraphOptions {
   lens?: boolean;
   /**
    * With `lens`: its full `[L, T, V]` logits as an output too (`LENS.logits`). Without them a lens run holds a few
-   * layers' logits at a time (`LENS_LAYERS_AT_ONCE`) instead of every layer's, and that output is empty.
+   * layers' logits at a time (`lensLayersAtOnce`) instead of every layer's.
    */
   lensLogits?: boolean;
-  /** With `lens`: how many layers it unembeds in one MatMul (default `LENS_LAYERS_AT_ONCE`). */
+  /** With `lens`: how many layers it unembeds in one MatMul (default `LOGIT_LENS.layersAtOnce` in defaults.ts). */
   lensLayersAtOnce?: number;
   /** Take positions, the attention mask and the rows to unembed as inputs (`PACKED`): sequences packed side by side. */
   packed?: boolean;
@@ -249,7 +250,10 @@ function axisSelection(g: GraphBuilder, x: string, axis: number, from: string, t
 export interface DecoderHead {
   /** The final norm's module path: `model.norm`, `transformer.ln_f`, `gpt_neox.final_layer_norm`. */
   normPath: string;
-  /** The final norm, `[1, T, d]` → `[1, T, d]` (any leading dimensions: the logit lens gives it `[G, T, d]`, a group of layers). */
+  /**
+   * The final norm, `[1, T, d]` → `[1, T, d]` (any leading dimensions: the logit lens gives it `[G, T, d]`, a group
+   * of layers).
+   */
   norm(x: string): string;
   /** The unembedding, `[…, d]` → `[1, T, vocab]` or `[…, vocab]` (soft-capping included where the family has it). */
   unembed(x: string): string;
@@ -273,8 +277,7 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
   if (options.editSlots) logits = editSlot(g, state, LOGITS, logits);
   g.output(LOGITS, logits);
   if (options.editSlots) switchedLens(g, head, layerOutputs);
-  else if (options.lens)
-    logitLens(g, head, layerOutputs, options.lensLogits ?? false, options.lensLayersAtOnce ?? LENS_LAYERS_AT_ONCE);
+  else if (options.lens) logitLens(g, head, layerOutputs, options.lensLogits ?? false, options.lensLayersAtOnce);
   const missed = [...state.editsAt.keys()].filter((path) => !state.done.has(path));
   if (missed.length) throw new Error(`edits at ${missed.join(", ")}: the graph has no such hook point`);
 }
@@ -326,7 +329,7 @@ function logitLens(
   head: DecoderHead,
   layerOutputs: string[],
   withLogits: boolean,
-  atOnce: number
+  atOnce: number | undefined
 ): void {
   const k = g.input(LENS.k, INT64, [1]);
   const [logits, logprobs, ids] = lensOutputs(g, head, layerOutputs, k, true, withLogits, atOnce);
@@ -334,13 +337,6 @@ function logitLens(
   g.output(LENS.topLogprobs, logprobs);
   g.output(LENS.topIds, ids, INT64);
 }
-
-/**
- * How many layers the lens unembeds in one MatMul. All of them at once held `[L, T, V]` logits and as much again
- * (SmolLM2-135M: +118 MiB of WASM heap for a 10-token prompt, 1.5 GB for 128 tokens); a group at a time holds a
- * group's worth, and reads the unembedding once a group.
- */
-export const LENS_LAYERS_AT_ONCE = 8;
 
 /**
  * The lens's top-`k` log-probabilities and ids `[L, T, k]`, and its `[L, T, V]` logits where `withLogits` (else an
@@ -353,7 +349,7 @@ function lensOutputs(
   k: string,
   named: boolean,
   withLogits: boolean,
-  atOnce = LENS_LAYERS_AT_ONCE
+  atOnce: number = LOGIT_LENS.layersAtOnce.default
 ): [string, string, string] {
   const parts: {logits: string; logprobs: string; ids: string}[] = [];
   for (let first = 0; first < layerOutputs.length; first += atOnce) {

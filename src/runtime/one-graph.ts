@@ -25,7 +25,8 @@ const END = 2n ** 53n;
  * The one graph's inputs for a run of `tokens` new tokens after `past` cached ones, with `structure` and the
  * `feeds` its own graph would take; undefined where a slot cannot express its edits: two edits that write at
  * one hook point, one selecting along an axis other than 0, 1, 2 and the last, or a value of more than four axes, or
- * a lens run that wants the full logits or another group of layers (the run then needs a graph of its own). `slots`: the hook points that have one, in slot order.
+ * a lens run that wants the full logits or another group of layers (the run then needs a graph of its own).
+ * `slots`: the hook points that have one, in slot order.
  */
 export function oneGraphFeeds(
   slots: readonly string[],
@@ -34,7 +35,7 @@ export function oneGraphFeeds(
   structure: RunStructure = {},
   feeds: Record<string, Feed> = {}
 ): Record<string, Feed> | undefined {
-  // The one graph's lens keeps no full logits and unembeds its default group of layers (graph/hooks.ts `switchedLens`).
+  // The one graph's lens keeps no full logits and unembeds the default group of layers (graph/hooks.ts `switchedLens`).
   if (structure.lensLogits || structure.lensLayersAtOnce) return undefined;
   const out: Record<string, Feed> = structure.packed
     ? {
