@@ -251,7 +251,7 @@ describe.skipIf(skipBrowserTests())("the lecture pages in chromium", () => {
     if (corrupt) await rm(corrupt, {recursive: true, force: true});
   });
 
-  test("every page loads, precomputed, with no console error", async () => {
+  test("every page loads, precomputed, with no console error and no request leaving the machine", async () => {
     const pages = sitePages(site.dir);
     expect(pages).toEqual(
       expect.arrayContaining(["/", "/generation", "/tokens", "/anatomy", "/context", "/mlp-attention", "/big-models"])
@@ -270,6 +270,8 @@ describe.skipIf(skipBrowserTests())("the lecture pages in chromium", () => {
         await w.page.close();
       }
     }
+    // onnxruntime-web's wasm, from the site itself.
+    expect(server.requests.find((r) => r.url.endsWith(".wasm"))?.status).toBe(200);
   }, 180_000);
 
   test("tokens: a new prompt updates the tokens, the top-k table and the plots (one forward pass)", async () => {
