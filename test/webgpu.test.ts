@@ -95,12 +95,23 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
   }
 
   /**
-   * One page for the native provider's models, one after another (each disposed before the next loads): its
-   * device, and the shaders compiled on it, serve them all, as the provider's context does in Node
-   * (lean-decode.test.ts). SwiftShader compiles each shader in seconds.
+   * One page for the native provider's models, one after another (each disposed before the next loads), with
+   * stories260K held open beside them (`parity.hold`): its device, and the shaders compiled on it, serve them all,
+   * as the provider's context does in Node (lean-decode.test.ts). SwiftShader compiles each shader in seconds.
    */
   let webgpuPage: WatchedPage | undefined;
-  const sharedWebGPUPage = async () => (webgpuPage ??= await open());
+  const sharedWebGPUPage = async () => {
+    if (!webgpuPage) {
+      webgpuPage = await open();
+      // Held for the page's life: the provider's device, and the shaders compiled on it, outlive each model.
+      const held = await webgpuPage.page.evaluate(
+        ([e]) => (window as any).parity.hold("test-org/stories260K", e) as Promise<string>,
+        [hub.endpoint] as const
+      );
+      expect(held).toMatch(/^WebGPU \(native provider\)/);
+    }
+    return webgpuPage;
+  };
 
   function compare(name: string, prompt: ReturnType<typeof readReference>["json"]["prompts"][number], got: Traced) {
     const ref = reference(name);

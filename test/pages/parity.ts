@@ -20,21 +20,37 @@ function base64(data: Float32Array): string {
   return btoa(text);
 }
 
+const load = (id: string, endpoint: string, preferWebGPU: boolean, webgpuBuild?: WebGPUBuild) =>
+  loadModel(id, {
+    endpoint,
+    preferWebGPU,
+    allowSoftwareAdapter: preferWebGPU,
+    webgpuBuild,
+    wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href},
+    nativeWasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href}
+  });
+
+/** The model `hold` keeps open for the page's life. */
+let held: Model | undefined;
+
 const parity = {
   /** Loads `id` from the Hub at `endpoint` (WebGPU on `webgpuBuild`); returns the backend sentence. */
   async load(id: string, endpoint: string, preferWebGPU: boolean, webgpuBuild?: WebGPUBuild): Promise<string> {
     await model?.dispose();
     model = undefined;
-    model = await loadModel(id, {
-      endpoint,
-      preferWebGPU,
-      allowSoftwareAdapter: preferWebGPU,
-      webgpuBuild,
-      wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href},
-      nativeWasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href}
-    });
+    model = await load(id, endpoint, preferWebGPU, webgpuBuild);
     document.querySelector("#status")!.textContent = model.backend;
     return model.backend;
+  },
+  /**
+   * Keeps a model's WebGPU session open until the page closes: onnxruntime-web's native provider releases its device,
+   * and every shader it compiled, with its last session, so models loaded one after another on this page would each
+   * compile theirs again (test/helpers/swiftshader.ts's `holdNativeWebGPU` does the same in Node). Returns the
+   * backend sentence.
+   */
+  async hold(id: string, endpoint: string): Promise<string> {
+    held ??= await load(id, endpoint, true);
+    return held.backend;
   },
   /** One forward pass over `text`: the ids and the named tensors (shape, data). */
   async trace(text: string, hooks: string[]) {
