@@ -11,6 +11,23 @@ import {configDefaults, defineConfig} from "vitest/config";
  */
 const DAWN_FILES = ["test/lean-decode.test.ts", "test/webgpu-node.test.ts", "test/interventions-webgpu.test.ts"];
 
+/**
+ * The files that drive Chromium, and the SwiftShader counts: one at a time, each keeps the two cores busy (a browser's
+ * renderer, GPU process and worker threads; SwiftShader's threads), and two at a time ran 2.5–3× slower with waits
+ * timing out.
+ */
+const ONE_AT_A_TIME = [
+  "test/browser.test.ts",
+  "test/e2e.test.ts",
+  "test/e2e-families.test.ts",
+  "test/embed.test.ts",
+  "test/hub-browser.test.ts",
+  "test/inside-e2e.test.ts",
+  "test/lecture-e2e.test.ts",
+  "test/webgpu.test.ts",
+  "test/webgpu-counts.test.ts"
+];
+
 export default defineConfig({
   test: {
     testTimeout: 120_000,
@@ -27,14 +44,28 @@ export default defineConfig({
     globalSetup: ["test/helpers/loopback.ts", "test/helpers/run-folder.ts"],
     env: {LMW_MODELS: "test/fixtures"},
     projects: [
+      // First, two files at a time: the engine in Node, the CLI, the Hub, the relay, and the site's data — whose
+      // first file builds the site (every data loader, on full-size gpt2 and SmolLM2: a minute) beside the others.
+      // These leave a core idle much of the time (a CLI's child process starting, a Python interpreter, one
+      // onnxruntime thread).
       {
         extends: true,
-        test: {name: "main", include: ["test/**/*.test.ts"], exclude: [...configDefaults.exclude, ...DAWN_FILES]}
+        test: {
+          name: "node",
+          include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, ...ONE_AT_A_TIME, ...DAWN_FILES],
+          maxWorkers: 2
+        }
       },
-      // After the rest (sequence.groupOrder), so that Dawn's files never share the two cores with a browser test.
+      // Then the browser files and the counts, one at a time (sequence.groupOrder), on the site built above.
       {
         extends: true,
-        test: {name: "dawn", include: DAWN_FILES, isolate: false, maxWorkers: 1, sequence: {groupOrder: 1}}
+        test: {name: "browser", include: ONE_AT_A_TIME, maxWorkers: 1, sequence: {groupOrder: 1}}
+      },
+      // Last, so that Dawn's files never share the two cores with a browser test.
+      {
+        extends: true,
+        test: {name: "dawn", include: DAWN_FILES, isolate: false, maxWorkers: 1, sequence: {groupOrder: 2}}
       }
     ]
   }
