@@ -63,7 +63,9 @@ export interface BrowserBench {
 const MODELS: {model: string; init: "checkpoint" | "random"; dir: string}[] = [
   {model: "stories260K", init: "checkpoint", dir: join(DATA_MODELS, "stories260K")},
   {model: "SmolLM2-135M", init: "random", dir: join(DATA_MODELS, "HuggingFaceTB", "SmolLM2-135M")},
-  {model: "gpt2", init: "random", dir: join(DATA_MODELS, "gpt2")}
+  {model: "gpt2", init: "random", dir: join(DATA_MODELS, "gpt2")},
+  // The bigger checkpoint the model box offers (494M parameters, a 151,936-token vocabulary): does it live in a tab?
+  {model: "Qwen2.5-0.5B", init: "random", dir: join(DATA_MODELS, "Qwen", "Qwen2.5-0.5B")}
 ];
 
 /** A fresh browser (its own profile, so its renderers are its own) on the bench page, once the page is ready. */

@@ -258,3 +258,42 @@ describe("family switches", () => {
       await expect(loadModel(variant(name, change))).rejects.toThrow(message);
   });
 });
+
+describe("Qwen2.5-0.5B's real config and tokenizer (data/models/Qwen/Qwen2.5-0.5B; no weights here)", () => {
+  const dir = "data/models/Qwen/Qwen2.5-0.5B";
+
+  it("describes the model transformers builds from it: 494,032,768 parameters, q/k/v biases, a tied head", async () => {
+    const {describeModel} = await import("../src/runtime/describe.js");
+    const {folderSource} = await import("../src/hub/node.js");
+    const {counts, moduleTree, weightFiles} = await describeModel(folderSource("Qwen/Qwen2.5-0.5B", dir));
+    expect(weightFiles).toBeUndefined();
+    // Qwen's model card: 0.49B parameters, 0.36B without the embedding.
+    expect(counts.total).toBe(494_032_768);
+    expect(counts.embedding).toBe(151_936 * 896);
+    expect(counts.layers[0]!.attention).toBe(896 * 896 + 896 + 2 * (896 * 128 + 128) + 896 * 896);
+    expect(moduleTree.split("\n")).toEqual(
+      expect.arrayContaining([
+        "Qwen2ForCausalLM(",
+        "    (embed_tokens): Embedding(151936, 896)",
+        "      (0-23): 24 x Qwen2DecoderLayer(",
+        "          (q_proj): Linear(in_features=896, out_features=896, bias=True)",
+        "          (k_proj): Linear(in_features=896, out_features=128, bias=True)",
+        "          (o_proj): Linear(in_features=896, out_features=896, bias=False)",
+        "        (input_layernorm): Qwen2RMSNorm((896,), eps=1e-06)",
+        "  (lm_head): Linear(in_features=896, out_features=151936, bias=False)"
+      ])
+    );
+  });
+
+  it("tokenizes as Qwen2.5 does: digits one by one, the chat markers as single tokens", async () => {
+    const {readFileSync} = await import("node:fs");
+    const {Tokenizer} = await import("../src/tokenizer.js");
+    const read = (file: string) => JSON.parse(readFileSync(`${dir}/${file}`, "utf8"));
+    const tok = Tokenizer.fromJson(read("tokenizer.json"), read("tokenizer_config.json"));
+    // Ids from Python's `tokenizers` on the same file (PROVENANCE.txt), as Qwen's own examples show them.
+    expect(tok.encode("Hello world").ids).toEqual([9707, 1879]);
+    expect(tok.encode("<|im_start|>user\nhi<|im_end|>").ids).toEqual([151644, 872, 198, 6023, 151645]);
+    expect(tok.encode("  two  spaces 123 ü").ids).toEqual([220, 1378, 220, 12621, 220, 16, 17, 18, 10489]);
+    expect(tok.decode([9707, 1879])).toBe("Hello world");
+  });
+});
