@@ -62,7 +62,7 @@ describe.skipIf(!available)("WebGPU work per run (Dawn in Node on SwiftShader)",
         }),
       // Sampling is counted by the bench (`--webgpu-counts`), not checked here. One decode step after the prompt's
       // pass: the lean graph is one session whose step is the same from the first on, and on SwiftShader each step at
-      // this size takes ~15 s (a one-row MatMul computes whole 32-row tiles there).
+      // this size takes ~15 s, GPU-bound (likely its one-row MatMuls computing whole tiles).
       {decodeSteps: 1, sample: false}
     );
     expect(counts.decodePath).toBe("lean");
