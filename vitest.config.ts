@@ -14,7 +14,7 @@ const DAWN_FILES = ["test/lean-decode.test.ts", "test/webgpu-node.test.ts", "tes
 /**
  * The files that drive Chromium, and the SwiftShader counts: one at a time, each keeps the two cores busy (a browser's
  * renderer, GPU process and worker threads; SwiftShader's threads), and two at a time ran 2.5–3× slower with waits
- * timing out.
+ * timing out. A new test file that launches a browser (helpers/browser.ts) belongs here.
  */
 const ONE_AT_A_TIME = [
   "test/browser.test.ts",
@@ -44,10 +44,9 @@ export default defineConfig({
     globalSetup: ["test/helpers/loopback.ts", "test/helpers/run-folder.ts"],
     env: {LMW_MODELS: "test/fixtures"},
     projects: [
-      // First, two files at a time: the engine in Node, the CLI, the Hub, the relay, and the site's data — whose
-      // first file builds the site (every data loader, on full-size gpt2 and SmolLM2: a minute) beside the others.
-      // These leave a core idle much of the time (a CLI's child process starting, a Python interpreter, one
-      // onnxruntime thread).
+      // First, two files at a time: the engine in Node, the CLI, the Hub, the relay, and the site's data, whose first
+      // file builds the site (every data loader, on full-size gpt2 and SmolLM2: a minute). These leave a core idle
+      // much of the time (a CLI's child process starting, a Python interpreter, one onnxruntime thread): 188 → 149 s.
       {
         extends: true,
         test: {

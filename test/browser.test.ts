@@ -10,7 +10,7 @@ import {mkdir} from "node:fs/promises";
 import {join} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {referenceForward} from "../docs/components/tiny-onnx.js";
-import {hasChromium, launchBrowser, quietModel, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
+import {hasChromium, launchBrowser, quietModel, settle, type TestBrowser, type WatchedPage} from "./helpers/browser.js";
 import {serveStatic, type StaticServer} from "./helpers/static-server.js";
 import {buildSiteCopy, type BuiltSite} from "./helpers/site.js";
 
@@ -29,14 +29,6 @@ function hasAdapter(w: WatchedPage): Promise<boolean> {
   return w.page.evaluate(async () => {
     const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
     return gpu ? (await gpu.requestAdapter()) !== null : false;
-  });
-}
-
-/** Waits until Framework has no cell still loading and the network is quiet. */
-async function settle(w: WatchedPage): Promise<void> {
-  await w.page.waitForLoadState("networkidle");
-  await w.page.waitForFunction(() => document.querySelectorAll("observablehq-loading").length === 0, null, {
-    timeout: 60_000
   });
 }
 
