@@ -231,6 +231,25 @@ describe("random weights from a config", () => {
     expect(ta["lm_head.output"].data).toEqual(tb["lm_head.output"].data);
     await Promise.all([a.dispose(), b.dispose(), c.dispose()]);
   });
+
+  it("take the checkpoint's precision from config.json's dtype, and are held at 2 bytes where a checkpoint's would be", async () => {
+    // mini-llama's config says bfloat16: every draw is a bfloat16 (float32's low 16 bits zero), kept at 2 bytes on WASM.
+    const w = "model.layers.0.self_attn.q_proj.weight";
+    const bf16 = await loadModel("mini-llama", {init: "random", runtime: "web"});
+    const bits = new Uint32Array((await bf16.weight(w)).data.slice().buffer);
+    expect(bits.every((b) => (b & 0xffff) === 0)).toBe(true);
+    expect(new Set(bits).size).toBeGreaterThan(100); // drawn, not all zero
+    // Every parameter at 2 bytes rather than 4 (of the rotary tables, which are not parameters, rotate_half's ±1s
+    // shrink too; the cosines and sines stay float32).
+    const widened = await loadModel("mini-llama", {init: "random", runtime: "web", keepPrecision: false});
+    expect(widened.weightBytes - bf16.weightBytes).toBe(2 * numel(bf16) + 2 * 8 * 8);
+    // mini-gpt2's says float32: full float32 draws, 4 bytes each.
+    const fp32 = await loadModel("mini-gpt2", {init: "random", runtime: "web"});
+    const full = new Uint32Array((await fp32.weight("transformer.h.0.attn.c_attn.weight")).data.slice().buffer);
+    expect(full.some((b) => (b & 0xffff) !== 0)).toBe(true);
+    expect(fp32.weightBytes).toBeGreaterThanOrEqual(4 * numel(fp32));
+    await Promise.all([bf16.dispose(), widened.dispose(), fp32.dispose()]);
+  });
 });
 
 describe("sessions after another's", () => {
@@ -382,3 +401,8 @@ describe("concurrent traces", () => {
     await model.dispose();
   });
 });
+
+/** How many numbers a model's parameters hold. */
+function numel(model: Model): number {
+  return model.arch.parameters().reduce((n, p) => n + p.numel, 0);
+}

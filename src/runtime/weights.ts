@@ -12,7 +12,8 @@ export interface Weights {
   readonly origin: string;
   /**
    * The checkpoint stores its parameters at 16 bits (BF16 or F16): the graph may keep each at 2 bytes where
-   * float16 holds its values (graph/onnx.ts `toHalf`). False for fp32 checkpoints and random weights (float32 draws).
+   * float16 holds its values (graph/onnx.ts `toHalf`). False for fp32 checkpoints; random weights follow config.json's
+   * dtype, as the checkpoint they stand in for would.
    */
   readonly halfPrecision: boolean;
   /** Every parameter, loaded; the graph builder takes each one once. */
@@ -81,14 +82,24 @@ export const randomOrigin = (seed: number) => `random (seed ${seed})`;
 /**
  * Weights drawn from N(0, initializer_range) — norms at 1, biases at 0 — as Hugging Face initializes a fresh
  * model. Each tensor has its own stream seeded by (seed, name), so any one can be made again on its own.
+ *
+ * They stand in for a checkpoint that is not at hand, so they take its precision: where config.json's dtype is
+ * bfloat16 or float16 (SmolLM2, Qwen2.5, Gemma 3 on the Hub) each draw is rounded to it, as `from_config(config,
+ * torch_dtype=config.torch_dtype)` would give, and the model holds them at 2 bytes where a checkpoint's would be
+ * (runtime/model.ts `keepPrecision`): the memory a page measures on random weights is the checkpoint's.
  */
 export function randomWeights(arch: Architecture, seed: number): Weights {
   const byName = new Map(arch.parameters().map((p) => [p.name, p]));
   const std = initializerRange(arch.config.raw.initializer_range);
-  const make = (name: string) => initialize(byName.get(name) ?? unknownParameter(name), seed, std);
+  const dtype = arch.config.torchDtype;
+  const round = dtype === "bfloat16" ? toBfloat16 : dtype === "float16" ? toFloat16 : undefined;
+  const make = (name: string) => {
+    const data = initialize(byName.get(name) ?? unknownParameter(name), seed, std);
+    return round ? round(data) : data;
+  };
   return {
     origin: randomOrigin(seed),
-    halfPrecision: false,
+    halfPrecision: round !== undefined,
     loadAll: async () => make,
     load: async (name) => make(name)
   };
@@ -139,6 +150,29 @@ function fillGaussian(data: Float32Array, seed: number, std: number): void {
     data[i] = u * f;
     if (i + 1 < n) data[i + 1] = v * f;
   }
+}
+
+/** Each value rounded to the nearest bfloat16 (ties to even), in place: float32's top 16 bits. */
+function toBfloat16(data: Float32Array): Float32Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return data;
+}
+
+/**
+ * Each value rounded to the nearest float16 (ties to even), in place: 10 bits of mantissa where float16 is normal,
+ * multiples of 2⁻²⁴ below (its subnormals). Draws of N(0, 0.02) are far from its largest value, 65,504.
+ */
+function toFloat16(data: Float32Array): Float32Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) {
+    if (Math.abs(data[i]) < 2 ** -14) data[i] = Math.round(data[i] * 2 ** 24) / 2 ** 24;
+    else bits[i] = ((bits[i] + 0xfff + ((bits[i] >>> 13) & 1)) & 0xffffe000) >>> 0;
+  }
+  return data;
 }
 
 function unknownParameter(name: string): never {
