@@ -20,14 +20,18 @@ export interface Module {
 
 /** `named_parameters()`: every parameter by its dotted path, in registration order, tied ones listed once. */
 export function parametersOf(m: Module, path = "", layer?: number): Parameter[] {
-  if (m.tied) return [];
+  const out: Parameter[] = [];
+  collectParameters(m, path, layer, out);
+  return out;
+}
+
+/** Into one array, not one per module: a config of 100,000 layers lists its million parameters in a blink. */
+function collectParameters(m: Module, path: string, layer: number | undefined, out: Parameter[]): void {
+  if (m.tied) return;
   const prefix = path ? `${path}.` : "";
-  return [
-    ...(m.params ?? []).map((p) => parameter(`${prefix}${p.name}`, p.shape, p.component, layer, p.init)),
-    ...(m.children ?? []).flatMap(([key, child]) =>
-      parametersOf(child, `${prefix}${key}`, m.list ? Number(key) : layer)
-    )
-  ];
+  for (const p of m.params ?? []) out.push(parameter(`${prefix}${p.name}`, p.shape, p.component, layer, p.init));
+  for (const [key, child] of m.children ?? [])
+    collectParameters(child, `${prefix}${key}`, m.list ? Number(key) : layer, out);
 }
 
 export function printModule(m: Module): string {
