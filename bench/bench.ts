@@ -407,13 +407,16 @@ function targets(results: AnyResult[]): string[] {
     results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "chromium-wasm") ??
     results.find((r) => r.model === "SmolLM2-135M" && r.runtime === "web");
   if (tab) {
-    // Issue 21: ≤ 1.3 × the weights' bytes + 300 MB in a tab, after load, a trace of every hook point and every
-    // analysis (the timed passes after them fetch every hook point of 128 tokens over and over: the end's peak).
-    const limit = (1.3 * 4 * tab.parameters) / 1e6 + 300;
-    const peak = ("memory" in tab ? tab.memory?.afterAnalysesMb : undefined) ?? tab.peakRssMb;
+    // Issue 21: ≤ 1.3 × the checkpoint's weight bytes + 300 MB in a tab, after load, a trace of every hook point and
+    // every analysis (the timed passes after them fetch every hook point of 128 tokens over and over: the end's
+    // peak). The checkpoint's bytes are what the page holds (bf16 kept at 2 bytes on WASM), else 4 a parameter.
+    const memory = "memory" in tab ? tab.memory : undefined;
+    const weights = memory?.weightMb ?? (4 * tab.parameters) / 1e6;
+    const limit = 1.3 * weights + 300;
+    const peak = memory?.afterAnalysesMb ?? tab.peakRssMb;
     lines.push(
-      `${mark(peak <= limit)} SmolLM2-135M fp32 peak memory on ${RUNTIME_NAMES[tab.runtime]} ${peak.toFixed(0)} MB ` +
-        `after load, a trace of every hook point, lens, patching and steering (target ≤ 1.3 × the weights + 300 = ${limit.toFixed(0)} MB in a browser tab; ${tab.peakRssMb.toFixed(0)} MB after the timed passes too)`
+      `${mark(peak <= limit)} SmolLM2-135M peak memory on ${RUNTIME_NAMES[tab.runtime]} ${peak.toFixed(0)} MB ` +
+        `after load, a trace of every hook point, lens, patching and steering (target ≤ 1.3 × its ${weights.toFixed(0)} MB of weights + 300 = ${limit.toFixed(0)} MB in a browser tab; ${tab.peakRssMb.toFixed(0)} MB after the timed passes too)`
     );
   }
   // Issue 21: one copy of the weights per model, whatever the analyses used.
