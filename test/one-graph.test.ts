@@ -10,31 +10,28 @@ import {planEdits, type Edit, type Feed} from "../src/runtime/edits.js";
 import {LENS, LENS_ON, PACKED, SLOT_ROW, SLOTS} from "../src/graph/names.js";
 
 const slots = ["model.layers.0.output", "model.layers.1.output", "lm_head.output"];
-const feedsOf = (edits: Edit[], offset = 0) => {
-  const plan = planEdits(edits, (hook) => hook);
-  return oneGraphFeeds(slots, 3, 0, {edits: plan.sites}, plan.feeds(offset));
+/** Each slotted hook's shape in a 3-token run: hidden size 2, a 4-token vocabulary. */
+const SHAPES: Record<string, number[]> = {
+  "model.layers.0.output": [1, 3, 2],
+  "model.layers.1.output": [1, 3, 2],
+  "lm_head.output": [1, 3, 4]
 };
-const END = 2n ** 53n;
+const feedsOf = (edits: Edit[], offset = 0, shapeOf = (hook: string): number[] | undefined => SHAPES[hook]) => {
+  const plan = planEdits(edits, (hook) => hook);
+  return oneGraphFeeds(slots, 3, 0, {edits: plan.sites}, plan.feeds(offset), shapeOf);
+};
 
-/** Slot `hook`'s switch, scale, value (with their dims) and bounds, read back from the packed feeds. */
+/** Slot `hook`'s switch, and its scale, value and mask over the hook's shape, read back from the packed feeds. */
 function slotOf(feeds: Record<string, Feed>, hook: string) {
   const i = slots.indexOf(hook);
-  const row = [
-    ...(feeds[SLOTS.table].data as BigInt64Array).subarray(i * SLOT_ROW.length, (i + 1) * SLOT_ROW.length)
-  ].map(Number);
-  const values = feeds[SLOTS.values].data as Float32Array;
-  const piece = (start: number, length: number, dims: number) => ({
-    data: [...values.subarray(row[start], row[start] + row[length])],
-    dims: row.slice(dims, dims + 4)
-  });
-  const n = row[SLOT_ROW.intervals];
-  const b = row[SLOT_ROW.bounds];
+  const [start, end] = [...(feeds[SLOTS.table].data as BigInt64Array).subarray(i * 2, i * 2 + 2)].map(Number);
+  const numbers = [...(feeds[SLOTS.values].data as Float32Array).subarray(start, end)];
+  const n = numbers.length / 3;
   return {
     on: feeds[SLOTS.on].data[i],
-    scale: piece(SLOT_ROW.scale, SLOT_ROW.scaleLength, SLOT_ROW.scaleDims),
-    value: piece(SLOT_ROW.value, SLOT_ROW.valueLength, SLOT_ROW.valueDims),
-    n,
-    bounds: [...(feeds[SLOTS.bounds].data as BigInt64Array).subarray(b, b + 4 * n * 2)]
+    scale: numbers.slice(0, n),
+    value: numbers.slice(n, 2 * n),
+    mask: numbers.slice(2 * n)
   };
 }
 
@@ -50,19 +47,25 @@ describe("the one graph's feeds", () => {
     expect(feeds[SLOTS.table].dims).toEqual([3, SLOT_ROW.length]);
   });
 
-  it("set, add and scale become (scale, value) = (0, v), (1, v), (v, 0), selections become bounds", () => {
+  it("set, add and scale become (scale, value) = (0, v), (1, v), (v, 0) over the hook's shape, selections a mask", () => {
+    // Position 1 of [1, 3, 2]: the second row of two.
     const set = slotOf(feedsOf([{hook: "model.layers.0.output", op: "set", value: 7, positions: [1]}])!, slots[0]);
     expect(set.on).toBe(1);
-    expect(set.scale).toEqual({data: [0], dims: [1, 1, 1, 1]});
-    expect(set.value).toEqual({data: [7], dims: [1, 1, 1, 1]});
-    // Axes 0, 1, 2 and the last: only axis 1 is selected, [1, 2); the others whole.
-    expect(set.bounds).toEqual([0n, END, 1n, 2n, 0n, END, 0n, END]);
+    expect(set.scale).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(set.value).toEqual([7, 7, 7, 7, 7, 7]);
+    expect(set.mask).toEqual([0, 0, 1, 1, 0, 0]);
+    // A vector broadcast along the last axis, everywhere.
     const add = slotOf(feedsOf([{hook: "model.layers.1.output", op: "add", value: [1, 2]}])!, slots[1]);
-    expect(add.scale.data).toEqual([1]);
-    expect(add.value).toEqual({data: [1, 2], dims: [1, 1, 1, 2]});
+    expect(add.scale).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(add.value).toEqual([1, 2, 1, 2, 1, 2]);
+    expect(add.mask).toEqual([1, 1, 1, 1, 1, 1]);
+    // Columns 2 and 3 of the logits, at every position; -1 counts from the end as in Python.
     const scale = slotOf(feedsOf([{hook: "lm_head.output", op: "scale", value: 0, index: "[:, :, 2:4]"}])!, slots[2]);
-    expect(scale.value.data).toEqual([0]);
-    expect(scale.bounds).toEqual([0n, END, 0n, END, 2n, 4n, 0n, END]);
+    expect(scale.value).toEqual(new Array(12).fill(0));
+    expect(scale.scale).toEqual(new Array(12).fill(0));
+    expect(scale.mask).toEqual([0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1]);
+    const last = slotOf(feedsOf([{hook: "lm_head.output", op: "set", value: 5, index: "[:, -1, -1]"}])!, slots[2]);
+    expect(last.mask).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
   });
 
   it("two slots at once share the packed tensors, each at its own place", () => {
@@ -72,16 +75,16 @@ describe("the one graph's feeds", () => {
       {hook: "lm_head.output", op: "scale", value: 3}
     ])!;
     expect([...feeds[SLOTS.on].data]).toEqual([1, 0, 1]);
-    expect(slotOf(feeds, slots[0]).value).toEqual({data: [1, 2, 3, 4, 5, 6], dims: [1, 1, 3, 2]});
-    expect(slotOf(feeds, slots[2]).scale.data).toEqual([3]);
-    expect(slotOf(feeds, slots[2]).bounds).toEqual([0n, END, 0n, END, 0n, END, 0n, END]);
+    expect(slotOf(feeds, slots[0]).value).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(slotOf(feeds, slots[0]).mask).toEqual([0, 0, 0, 0, 1, 1]);
+    expect(slotOf(feeds, slots[2]).scale).toEqual(new Array(12).fill(3));
+    expect(slotOf(feeds, slots[2]).mask).toEqual(new Array(12).fill(1));
   });
 
-  it("several intervals on one axis are padded with empty ones to the longest", () => {
+  it("several intervals on one axis, their union; a range past the end of its axis, clamped as a slice is", () => {
+    // Positions 0 and 2; along the last axis (size 2), [1, 3): index 1.
     const feeds = feedsOf([{hook: "model.layers.0.output", op: "set", value: 0, positions: [0, 2], range: [1, 3]}])!;
-    const slot = slotOf(feeds, slots[0]);
-    expect(slot.n).toBe(2);
-    expect(slot.bounds).toEqual([0n, END, 0n, 0n, 0n, 1n, 2n, 3n, 0n, END, 0n, 0n, 1n, 3n, 0n, 0n]);
+    expect(slotOf(feeds, slots[0]).mask).toEqual([0, 1, 0, 0, 0, 1]);
   });
 
   it("an edit that selects nothing leaves its slot off: a patching sweep's other kinds, a step past the positions", () => {
@@ -91,16 +94,16 @@ describe("the one graph's feeds", () => {
     expect(step[SLOTS.on].data[0]).toBe(0);
   });
 
-  it("gives up where a slot cannot hold the edits: two at one hook point, an axis it does not select, no slot", () => {
+  it("gives up where a slot cannot hold the edits: two at one hook point, a shape it does not know, no slot", () => {
     const twice: Edit[] = [
       {hook: "model.layers.0.output", op: "add", value: 1},
       {hook: "model.layers.0.output", op: "scale", value: 2}
     ];
     expect(feedsOf(twice)).toBeUndefined();
-    expect(feedsOf([{hook: "model.layers.0.output", op: "set", value: 0, index: "[:, :, :, 1]"}])).toBeUndefined();
+    expect(feedsOf([{hook: "model.layers.0.output", op: "set", value: 0}], 0, () => undefined)).toBeUndefined();
     expect(feedsOf([{hook: "model.layers.0.self_attn.attn_weights", op: "set", value: 0}])).toBeUndefined();
-    const wide = {shape: [2, 1, 1, 1, 1], data: new Float32Array(2)};
-    expect(feedsOf([{hook: "model.layers.0.output", op: "set", value: wide}])).toBeUndefined();
+    // A value that does not broadcast against the hook: its own graph says so, by name.
+    expect(feedsOf([{hook: "model.layers.0.output", op: "set", value: [1, 2, 3]}])).toBeUndefined();
   });
 
   it("the lens's switch and k; off for every other run", () => {

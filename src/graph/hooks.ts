@@ -18,7 +18,7 @@
  */
 import {type GraphBuilder, type WeightInputs, BOOL, FLOAT, INT64} from "./onnx.js";
 import {LOGIT_LENS} from "../defaults.js";
-import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_AXES, SLOT_ROW, SLOTS} from "./names.js";
+import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_ROW, SLOTS} from "./names.js";
 
 export {editInputs, LENS, PACKED};
 
@@ -174,10 +174,12 @@ function editTensor(g: GraphBuilder, x: string, k: number, site: EditSite): stri
 
 /**
  * The edit slot at `path` (`GraphOptions.editSlots`): `If(on[i])`, whose branches are `x` as it is and
- * `Where(selection, x · scale + value, x)`, with scale, value and bounds sliced out of the `SLOTS` inputs at the
- * places row i of the table says, and the selection made as `editTensor` makes it. `set`, `add` and `scale` are
- * `(scale, value)` = `(0, v)`, `(1, v)` and `(v, 0)`: the same numbers as the ops themselves (x · 1 + v = x + v and
- * x · v + 0 = x · v exactly; x · 0 + v = v for any finite x).
+ * `Where(mask, x · scale + value, x)`, with scale, value and mask — each of x's shape, made by JavaScript
+ * (runtime/one-graph.ts) — sliced out of the `SLOTS` inputs at the place row i of the table says. `set`, `add` and
+ * `scale` are `(scale, value)` = `(0, v)`, `(1, v)` and `(v, 0)`: the same numbers as the ops themselves
+ * (x · 1 + v = x + v and x · v + 0 = x · v exactly; x · 0 + v = v for any finite x). The selection is made in
+ * JavaScript, not here: onnxruntime makes each branch's kernels when it makes the session, and selecting along four
+ * axes in the graph took ~125 nodes a slot (SmolLM2-135M's session: 20.9 s against 3.1 s without slots).
  */
 function editSlot(g: GraphBuilder, state: SiteState, path: string, x: string): string {
   const i = g.editSlots.length;
@@ -185,40 +187,17 @@ function editSlot(g: GraphBuilder, state: SiteState, path: string, x: string): s
   const inputs = (state.slotInputs ??= {
     on: g.input(SLOTS.on, BOOL, ["slots"]),
     values: g.input(SLOTS.values, FLOAT, ["slot_values"]),
-    bounds: g.input(SLOTS.bounds, INT64, ["slot_bounds"]),
     table: g.input(SLOTS.table, INT64, ["slots", SLOT_ROW.length])
   });
   const on = g.op("Gather", [inputs.on, g.constant([i], [], INT64)], {axis: 0});
   const edit = g.subgraph(`${path} edited`, () => {
     const row = g.op("Gather", [inputs.table, g.constant([i], [], INT64)], {axis: 0});
-    const entry = (k: number, n = 1) => g.op("Slice", [row, g.ints([k]), g.ints([k + n])]);
-    const four = g.ints([4]);
-    const rank = g.op("Shape", [g.op("Shape", [x])]);
-    // Numbers from `values`, shaped by the last `rank` of their four right-aligned dims.
-    const piece = (start: number, length: number, dims: number) => {
-      const from = entry(start);
-      const numbers = g.op("Slice", [inputs.values, from, g.op("Add", [from, entry(length)])]);
-      return g.op("Reshape", [numbers, g.op("Slice", [entry(dims, 4), g.op("Sub", [four, rank]), four])]);
-    };
-    const scale = piece(SLOT_ROW.scale, SLOT_ROW.scaleLength, SLOT_ROW.scaleDims);
-    const value = piece(SLOT_ROW.value, SLOT_ROW.valueLength, SLOT_ROW.valueDims);
-    const n = entry(SLOT_ROW.intervals);
-    const from = entry(SLOT_ROW.bounds);
-    const flat = g.op("Slice", [
-      inputs.bounds,
-      from,
-      g.op("Add", [from, g.op("Mul", [n, g.ints([SLOT_AXES.length * 2])])])
-    ]);
-    const bounds = g.op("Reshape", [flat, g.op("Concat", [g.ints([SLOT_AXES.length]), n, g.ints([2])], {axis: 0})]);
-    let selection: string | undefined;
-    SLOT_AXES.forEach((axis, a) => {
-      const intervals = g.op("Gather", [bounds, g.constant([a], [], INT64)], {axis: 0}); // [n, 2]
-      const end = (j: number) => g.op("Gather", [intervals, g.constant([j], [], INT64)], {axis: 1}); // [n]
-      const along = axisSelection(g, x, axis, end(0), end(1));
-      selection = selection ? g.op("And", [selection, along]) : along;
-    });
-    const edited = g.op("Add", [g.op("Mul", [x, scale]), value]);
-    return [[g.op("Where", [selection!, edited, x]), FLOAT]];
+    const entry = (k: number) => g.op("Slice", [row, g.ints([k]), g.ints([k + 1])]);
+    const numbers = g.op("Slice", [inputs.values, entry(SLOT_ROW.start), entry(SLOT_ROW.end)]);
+    const three = g.op("Reshape", [numbers, g.op("Concat", [g.ints([3]), g.op("Shape", [x])], {axis: 0})]);
+    const piece = (k: number) => g.op("Gather", [three, g.constant([k], [], INT64)], {axis: 0});
+    const edited = g.op("Add", [g.op("Mul", [x, piece(0)]), piece(1)]);
+    return [[g.op("Where", [g.op("Greater", [piece(2), g.scalar(0)]), edited, x]), FLOAT]];
   });
   const asIs = g.subgraph(`${path} as it is`, () => [[x, FLOAT]]);
   return g.op("If", [on], {then_branch: edit, else_branch: asIs});

@@ -23,34 +23,17 @@ export const editInputs = (k: number) => ({
 });
 
 /**
- * The inputs of the edit slots of a model's one graph (`GraphOptions.editSlots`), all slots in four tensors, since
+ * The inputs of the edit slots of a model's one graph (`GraphOptions.editSlots`), all slots in three tensors, since
  * onnxruntime-web spends ~5 µs a run on every input it is fed (~9 ms for one input per slot setting on SmolLM2):
- * `on` bool `[slots]`, a slot's switch; `values` float32, every switched-on slot's `scale` and `value` one after
- * another; `bounds` int64, their intervals; `table` int64 `[slots, SLOT_ROW.length]`, where each slot's lie (`SLOT_ROW`).
- * A slot switched on writes `x := x · scale + value` where the index along each of `SLOT_AXES` lies inside one of
- * its intervals.
+ * `on` bool `[slots]`, a slot's switch; `values` float32, every switched-on slot's numbers one after another;
+ * `table` int64 `[slots, SLOT_ROW.length]`, where each slot's lie (`SLOT_ROW`). A slot switched on holds three
+ * tensors of its hook's shape, made by JavaScript (runtime/one-graph.ts): `scale`, `value` and a `mask` (1 where the
+ * edit's selection holds), and writes `x := x · scale + value` where the mask is 1.
  */
-export const SLOTS = {on: "edits.on", values: "edits.values", bounds: "edits.bounds", table: "edits.table"} as const;
+export const SLOTS = {on: "edits.on", values: "edits.values", table: "edits.table"} as const;
 
-/**
- * A slot's row of `SLOTS.table`: where its scale and value start in `values` and how many numbers they hold, their
- * shapes right-aligned in four dims padded with 1s (a hook point has at most four axes), and where its bounds start
- * in `bounds` with how many intervals each axis has (`[axes, n, 2]`).
- */
-export const SLOT_ROW = {
-  scale: 0,
-  scaleLength: 1,
-  scaleDims: 2,
-  value: 6,
-  valueLength: 7,
-  valueDims: 8,
-  bounds: 12,
-  intervals: 13,
-  length: 14
-} as const;
-
-/** The axes an edit slot selects along, in `bounds` order. */
-export const SLOT_AXES = [0, 1, 2, -1] as const;
+/** A slot's row of `SLOTS.table`: where its numbers start and end in `values` (scale, value and mask, in order). */
+export const SLOT_ROW = {start: 0, end: 1, length: 2} as const;
 
 /** The lens switch in a model's one graph: the lens outputs are made only where it is fed true. */
 export const LENS_ON = "lens.on";

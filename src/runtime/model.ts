@@ -255,6 +255,8 @@ export class Model extends ModelStructure implements LanguageModel {
   private readonly weightFeeds = new Map<string, OrtTensor>();
   /** With one graph (`CreateOptions.oneGraph`): the hook points that have an edit slot in it, in slot order. */
   private readonly slots?: readonly string[];
+  /** …and their shapes, with one token (`probeSlots`). */
+  private slotShapes?: Map<string, number[]>;
   /** …and the lens switched off, what every other run feeds it, made once. */
   private readonly idle = new Map<string, OrtTensor>();
 
@@ -399,7 +401,11 @@ export class Model extends ModelStructure implements LanguageModel {
     const {ort} = this.options;
     // With one graph, a run's structure becomes that graph's inputs, where its slots can express it.
     const past = cache ? Number(cache[0].key.dims[2]) : 0;
-    const slotted = this.slots && oneGraphFeeds(this.slots, ids.length, past, extras?.structure, extras?.feeds);
+    if (this.slots && extras?.structure.edits?.length && !this.slotShapes) this.slotShapes = await this.probeSlots(ids);
+    // A slotted hook's shape in this run: its tokens along axis 1 (every hook point is [batch, tokens, …]).
+    const shapeOf = (hook: string) => this.slotShapes?.get(hook)?.map((d, axis) => (axis === 1 ? ids.length : d));
+    const slotted =
+      this.slots && oneGraphFeeds(this.slots, ids.length, past, extras?.structure, extras?.feeds, shapeOf);
     const session = extras && !slotted ? await this.sessionFor(extras.structure) : this.session;
     const {numLayers, numKeyValueHeads, headDim} = this.config;
     const feeds: Record<string, OrtTensor> = {
@@ -460,6 +466,15 @@ export class Model extends ModelStructure implements LanguageModel {
         }))
       : undefined;
     return {outputs, cache: next};
+  }
+
+  /**
+   * The shapes of the one graph's slotted hook points (`CreateOptions.oneGraph`), which its edits' numbers are made
+   * in (runtime/one-graph.ts): read off one plain pass of the run's first token, before the first edit.
+   */
+  private async probeSlots(ids: number[]): Promise<Map<string, number[]>> {
+    const {outputs} = await this.runNow(ids.slice(0, 1), undefined, [...this.slots!], false);
+    return new Map([...outputs].map(([hook, t]) => [hook, t.shape]));
   }
 
   /**

@@ -6,7 +6,7 @@
  * packed into the four `SLOTS` tensors.
  */
 import type {EditSite} from "../graph/hooks.js";
-import {editInputs, LENS, LENS_ON, PACKED, SLOT_AXES, SLOT_ROW, SLOTS} from "../graph/names.js";
+import {editInputs, LENS, LENS_ON, PACKED, SLOT_ROW, SLOTS} from "../graph/names.js";
 import type {Feed} from "./edits.js";
 
 /** What a run adds to the plain forward pass (runtime/model.ts `RunExtras`'s structure). */
@@ -18,22 +18,20 @@ export interface RunStructure {
   packed?: boolean;
 }
 
-/** Past the end of any axis: an axis the edit does not select is selected whole. */
-const END = 2n ** 53n;
-
 /**
  * The one graph's inputs for a run of `tokens` new tokens after `past` cached ones, with `structure` and the
  * `feeds` its own graph would take; undefined where a slot cannot express its edits: two edits that write at
- * one hook point, one selecting along an axis other than 0, 1, 2 and the last, or a value of more than four axes, or
- * a lens run that wants the full logits or another group of layers (the run then needs a graph of its own).
- * `slots`: the hook points that have one, in slot order.
+ * one hook point, a hook whose shape `shapeOf` does not know, or a lens run that wants the full logits or another
+ * group of layers (the run then needs a graph of its own). `slots`: the hook points that have one, in slot order;
+ * `shapeOf`: a slotted hook's shape in this run.
  */
 export function oneGraphFeeds(
   slots: readonly string[],
   tokens: number,
   past: number,
   structure: RunStructure = {},
-  feeds: Record<string, Feed> = {}
+  feeds: Record<string, Feed> = {},
+  shapeOf: (hook: string) => number[] | undefined = () => undefined
 ): Record<string, Feed> | undefined {
   // The one graph's lens keeps no full logits and unembeds the default group of layers (graph/hooks.ts `switchedLens`).
   if (structure.lensLogits || structure.lensLayersAtOnce) return undefined;
@@ -50,18 +48,8 @@ export function oneGraphFeeds(
   }
   const on = new Uint8Array(slots.length);
   const table = new BigInt64Array(slots.length * SLOT_ROW.length);
-  const values: Float32Array[] = [];
-  const bounds: bigint[] = [];
-  let valueCount = 0;
-  /** `feed`'s numbers appended to `values`: their offset and count, and their dims right-aligned in four. */
-  const place = (row: number, start: number, length: number, dims: number, feed: Feed) => {
-    table[row + start] = BigInt(valueCount);
-    table[row + length] = BigInt(feed.data.length);
-    const padded = [1, 1, 1, 1, ...feed.dims].slice(-4);
-    padded.forEach((d, j) => (table[row + dims + j] = BigInt(d)));
-    values.push(feed.data as Float32Array);
-    valueCount += feed.data.length;
-  };
+  const pieces: Float32Array[] = [];
+  let count = 0;
   for (const [k, site] of (structure.edits ?? []).entries()) {
     const names = editInputs(k);
     const intervals = site.axes.map((axis) => ({
@@ -72,41 +60,79 @@ export function oneGraphFeeds(
     // An edit that selects nothing along some axis writes nothing (a patching sweep's other kinds): no slot.
     if (intervals.some(({from, to}) => from.every((f, j) => f === to[j]))) continue;
     const slot = slots.indexOf(site.hook);
-    if (slot < 0 || on[slot]) return undefined;
-    if (site.axes.some((axis) => !(SLOT_AXES as readonly number[]).includes(axis))) return undefined;
-    const value = feeds[names.value];
-    if (value.dims.length > 4 || (value.dims.length === 4 && value.dims[0] !== 1)) return undefined;
+    const shape = shapeOf(site.hook);
+    if (slot < 0 || on[slot] || !shape) return undefined;
+    const numbers = slotNumbers(site, shape, intervals, feeds[names.value]);
+    if (!numbers) return undefined;
     on[slot] = 1;
-    const row = slot * SLOT_ROW.length;
-    // set: x · 0 + v; add: x · 1 + v; scale: x · v + 0 (graph/hooks.ts `editSlot`).
-    const [scale, shift] =
-      site.op === "set" ? [number(0), value] : site.op === "add" ? [number(1), value] : [value, number(0)];
-    place(row, SLOT_ROW.scale, SLOT_ROW.scaleLength, SLOT_ROW.scaleDims, scale);
-    place(row, SLOT_ROW.value, SLOT_ROW.valueLength, SLOT_ROW.valueDims, shift);
-    // [axes, n, 2]: each axis's intervals, padded with empty ones; an axis not selected, whole.
-    const n = Math.max(1, ...intervals.map((i) => i.from.length));
-    table[row + SLOT_ROW.bounds] = BigInt(bounds.length);
-    table[row + SLOT_ROW.intervals] = BigInt(n);
-    for (const axis of SLOT_AXES) {
-      const selected = intervals.find((i) => i.axis === axis);
-      for (let j = 0; j < n; j++) {
-        if (!selected) bounds.push(0n, j === 0 ? END : 0n);
-        else if (j < selected.from.length) bounds.push(selected.from[j], selected.to[j]);
-        else bounds.push(0n, 0n);
-      }
-    }
+    table[slot * SLOT_ROW.length + SLOT_ROW.start] = BigInt(count);
+    table[slot * SLOT_ROW.length + SLOT_ROW.end] = BigInt(count + numbers.length);
+    pieces.push(numbers);
+    count += numbers.length;
   }
-  const flat = new Float32Array(Math.max(valueCount, 1));
+  const values = new Float32Array(Math.max(count, 1));
   let at = 0;
-  for (const v of values) (flat.set(v, at), (at += v.length));
+  for (const piece of pieces) (values.set(piece, at), (at += piece.length));
   out[SLOTS.on] = {type: "bool", data: on, dims: [slots.length]};
   out[SLOTS.table] = {type: "int64", data: table, dims: [slots.length, SLOT_ROW.length]};
-  out[SLOTS.values] = {type: "float32", data: flat, dims: [flat.length]};
-  out[SLOTS.bounds] = {
-    type: "int64",
-    data: BigInt64Array.from(bounds.length ? bounds : [0n]),
-    dims: [Math.max(bounds.length, 1)]
-  };
+  out[SLOTS.values] = {type: "float32", data: values, dims: [values.length]};
+  return out;
+}
+
+/**
+ * One edit's `scale`, `value` and `mask` over its hook's whole `shape`, one after another (graph/hooks.ts
+ * `editSlot`): the selection as the edit's own graph makes it — along each selected axis, an index inside one of
+ * its `[from, to)` intervals, negative bounds counting from the end as in Python — and the value broadcast against
+ * the hook's tensor as PyTorch broadcasts; undefined where it does not broadcast (its own graph then says so).
+ */
+function slotNumbers(
+  site: EditSite,
+  shape: number[],
+  intervals: {axis: number; from: BigInt64Array; to: BigInt64Array}[],
+  value: Feed
+): Float32Array | undefined {
+  const rank = shape.length;
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const v = value.data as Float32Array;
+  // The value's strides against the hook's axes, right-aligned; 0 where it broadcasts.
+  if (value.dims.length > rank) return undefined;
+  const strides = new Array<number>(rank).fill(0);
+  for (let a = rank - 1, vd = value.dims.length - 1, step = 1; vd >= 0; a--, vd--) {
+    const d = value.dims[vd];
+    if (d !== 1 && d !== shape[a]) return undefined;
+    strides[a] = d === 1 ? 0 : step;
+    step *= d;
+  }
+  // Each axis's selected indices (all of them where the edit does not select along it).
+  const selected = shape.map((size) => new Uint8Array(size).fill(1));
+  for (const {axis, from, to} of intervals) {
+    const a = axis < 0 ? axis + rank : axis;
+    if (a < 0 || a >= rank) return undefined;
+    const size = shape[a];
+    const along = new Uint8Array(size);
+    const python = (i: bigint) => Number(i < 0n ? i + BigInt(size) : i > BigInt(size) ? BigInt(size) : i);
+    from.forEach((f, j) => {
+      for (let i = Math.max(python(f), 0); i < Math.min(python(to[j]), size); i++) along[i] = 1;
+    });
+    selected[a] = along;
+  }
+  const out = new Float32Array(3 * numel);
+  const [scales, values, mask] = [out.subarray(0, numel), out.subarray(numel, 2 * numel), out.subarray(2 * numel)];
+  const index = new Array<number>(rank).fill(0);
+  for (let flat = 0; flat < numel; flat++) {
+    let inside = 1;
+    let at = 0;
+    for (let a = 0; a < rank; a++) {
+      inside &= selected[a][index[a]];
+      at += index[a] * strides[a];
+    }
+    // set: x · 0 + v; add: x · 1 + v; scale: x · v + 0 (graph/hooks.ts `editSlot`). Outside the mask: x as it is.
+    const x = v.length === 1 ? v[0] : v[at];
+    scales[flat] = site.op === "set" ? 0 : site.op === "add" ? 1 : x;
+    values[flat] = site.op === "scale" ? 0 : x;
+    mask[flat] = inside;
+    for (let a = rank - 1; a >= 0 && ++index[a] === shape[a]; a--) index[a] = 0;
+  }
   return out;
 }
 
@@ -137,8 +163,4 @@ export function lensOff(): Record<string, Feed> {
 
 function bool(value: boolean): Feed {
   return {type: "bool", data: Uint8Array.of(value ? 1 : 0), dims: []};
-}
-
-function number(value: number): Feed {
-  return {type: "float32", data: Float32Array.of(value), dims: []};
 }
