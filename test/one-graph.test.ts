@@ -6,6 +6,7 @@
  */
 import {describe, expect, it} from "vitest";
 import {lensOff, oneGraphFeeds} from "../src/runtime/one-graph.js";
+import {oneGraphByDefault} from "../src/runtime/model.js";
 import {planEdits, type Edit, type Feed} from "../src/runtime/edits.js";
 import {LENS, LENS_ON, PACKED, SLOT_ROW, SLOTS} from "../src/graph/names.js";
 
@@ -112,5 +113,14 @@ describe("the one graph's feeds", () => {
     expect([...lens[LENS_ON].data]).toEqual([1]);
     expect([...(lens[LENS.k].data as BigInt64Array)]).toEqual([5n]);
     expect([...lensOff()[LENS_ON].data]).toEqual([0]);
+  });
+
+  it("is the default on WASM from 100 MB of float32 weights (gpt2, SmolLM2 and larger), never on onnxruntime-node or WebGPU", () => {
+    const wasm = {executionProviders: ["wasm"]};
+    expect(oneGraphByDefault(134_515_008, wasm)).toBe(true); // SmolLM2-135M
+    expect(oneGraphByDefault(124_439_808, wasm)).toBe(true); // gpt2
+    expect(oneGraphByDefault(260_000, wasm)).toBe(false); // stories260K
+    expect(oneGraphByDefault(134_515_008, {executionProviders: ["cpu"]})).toBe(false);
+    expect(oneGraphByDefault(134_515_008, {executionProviders: ["webgpu", "wasm"]})).toBe(false);
   });
 });

@@ -94,11 +94,11 @@ export interface CreateOptions {
    * One graph, hence one session and one copy of the weights, for every run: the main graph has an edit slot at
    * every hook point and the logit lens behind a switch (graph/hooks.ts `editSlots`), so traces, generation, the
    * lens, patching sweeps, steering and ablation all run on it; only edits a slot cannot express (two at one hook
-   * point, or selecting an axis other than 0, 1, 2 and the last) open a session of their own, with its own copy.
-   * For WASM, where onnxruntime-web copies a fed input into its heap on every run and a session's initializers into
-   * the heap once: a tab that runs every analysis peaks ~950 MB lower on SmolLM2-135M. Off by default: its slots'
-   * branches make the session slow to create (SmolLM2-135M: 14 s against 2.3 s), which every page would pay,
-   * analyses or not (docs/performance.md, "The tab, on one graph").
+   * point) open a session of their own, with its own copy. For WASM, where onnxruntime-web copies a fed input into
+   * its heap on every run and a session's initializers into the heap once: a tab that runs every analysis peaks
+   * ~700 MB lower on SmolLM2-135M and ~2.6 GB lower on Qwen2.5-0.5B. Default: on WASM for a model whose float32
+   * weights pass `ONE_GRAPH_FROM_BYTES`; its session takes longer to make (SmolLM2-135M in a tab: 8.3 s against
+   * 4.6 s), which a small model's second copy is not worth (docs/performance.md, "The tab, on one graph").
    */
   oneGraph?: boolean;
   /**
@@ -171,7 +171,12 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
-  const oneGraph = options.oneGraph ?? false;
+  const oneGraph =
+    options.oneGraph ??
+    oneGraphByDefault(
+      arch.parameters().reduce((n, p) => n + p.numel, 0),
+      options
+    );
   // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
   const shared =
     !oneGraph && (options.sharedWeights ?? !onWebGPU(options))
@@ -192,13 +197,25 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   return new Model(source, config, arch, tokenizer, weights, session, options, shared, encoded.editSlots);
 }
 
+/**
+ * On WASM, a model with at least this many bytes of float32 weights runs on one graph (`CreateOptions.oneGraph`):
+ * gpt2 (498 MB), SmolLM2-135M and larger, where a second copy of the weights is what a tab cannot spare; the mini
+ * fixtures and stories260K (1 MB) keep the layout whose session is faster to make.
+ */
+export const ONE_GRAPH_FROM_BYTES = 100e6;
+
+/** Whether a model of `parameters` runs on one graph when `CreateOptions.oneGraph` is not given. */
+export function oneGraphByDefault(parameters: number, options: Pick<CreateOptions, "executionProviders">): boolean {
+  return onWasm(options) && 4 * parameters >= ONE_GRAPH_FROM_BYTES;
+}
+
 /** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
-function onWebGPU(options: CreateOptions): boolean {
+function onWebGPU(options: Pick<CreateOptions, "executionProviders">): boolean {
   return JSON.stringify(options.executionProviders ?? []).includes("webgpu");
 }
 
 /** Whether the sessions run on onnxruntime-web's WASM backend (the CPU backend of a tab). */
-function onWasm(options: CreateOptions): boolean {
+function onWasm(options: Pick<CreateOptions, "executionProviders">): boolean {
   return !onWebGPU(options) && JSON.stringify(options.executionProviders ?? []).includes("wasm");
 }
 
