@@ -217,6 +217,10 @@ describe.skipIf(skipBrowserTests())("the lecture, as a teacher runs it", () => {
       );
       try {
         await waitForModel(w, c.model);
+        // On WASM the full-size structures run every structure on one graph (one copy of their weights), the
+        // small trained model the layout whose session is faster to make (runtime/model.ts `ONE_GRAPH_FROM_BYTES`).
+        const oneGraph = await w.page.evaluate(() => (window.lmw!.model as unknown as {oneGraph: boolean}).oneGraph);
+        expect(oneGraph, c.model).toBe(c.model !== "stories260K");
         await w.page.waitForSelector(".step-tensor[data-shape]:not([data-shape=''])", {timeout: 120_000});
         await settle(w);
         expect(await w.page.locator(".attn-shape").textContent(), c.model).toContain(c.weightsShape);

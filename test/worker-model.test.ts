@@ -12,6 +12,7 @@ import type {FromWorker, ModelInfo, ToWorker} from "../src/runtime/worker-protoc
 const INFO = {
   id: "fake",
   backend: "none",
+  oneGraph: false,
   weightsOrigin: "checkpoint",
   config: {numLayers: 1, vocabSize: 10} as ModelInfo["config"],
   parameters: [],

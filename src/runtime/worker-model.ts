@@ -257,6 +257,8 @@ export interface WorkerTokenizer extends LanguageModelTokenizer {
 export class WorkerModel implements LanguageModel {
   readonly id: string;
   readonly backend: string;
+  /** Whether the worker's model runs every structure on one graph (runtime/model.ts `oneGraph`). */
+  readonly oneGraph: boolean;
   readonly weightsOrigin: string;
   readonly config: ModelConfig;
   readonly tokenizer: WorkerTokenizer;
@@ -270,6 +272,7 @@ export class WorkerModel implements LanguageModel {
   ) {
     this.id = info.id;
     this.backend = info.backend;
+    this.oneGraph = info.oneGraph;
     this.weightsOrigin = info.weightsOrigin;
     this.config = info.config;
     this.laneTicket = lane;

@@ -46,6 +46,8 @@ export type ToWorker = WorkerLoad | WorkerCall | WorkerAbort;
 export interface ModelInfo {
   id: string;
   backend: string;
+  /** Whether it runs every structure on one graph (runtime/model.ts `oneGraph`): WASM, 100 MB of weights or more. */
+  oneGraph: boolean;
   weightsOrigin: string;
   config: ModelConfig;
   parameters: Parameter[];

@@ -159,6 +159,7 @@ function infoOf(m: Model): ModelInfo {
   return {
     id: m.id,
     backend: m.backend,
+    oneGraph: m.oneGraph,
     weightsOrigin: m.weightsOrigin,
     config: m.config,
     parameters: m.parameters(),
