@@ -242,12 +242,12 @@ describe("random weights from a config", () => {
     // Every parameter at 2 bytes rather than 4 (of the rotary tables, which are not parameters, rotate_half's ±1s
     // shrink too; the cosines and sines stay float32).
     const widened = await loadModel("mini-llama", {init: "random", runtime: "web", keepPrecision: false});
-    expect(widened.weightBytes - bf16.weightBytes).toBe(2 * numel(bf16) + 2 * 8 * 8);
+    expect(widened.weightBytes - bf16.weightBytes).toBe(2 * bf16.counts().total + 2 * 8 * 8);
     // mini-gpt2's says float32: full float32 draws, 4 bytes each.
     const fp32 = await loadModel("mini-gpt2", {init: "random", runtime: "web"});
     const full = new Uint32Array((await fp32.weight("transformer.h.0.attn.c_attn.weight")).data.slice().buffer);
     expect(full.some((b) => (b & 0xffff) !== 0)).toBe(true);
-    expect(fp32.weightBytes).toBeGreaterThanOrEqual(4 * numel(fp32));
+    expect(fp32.weightBytes).toBeGreaterThanOrEqual(4 * fp32.counts().total);
     await Promise.all([bf16.dispose(), widened.dispose(), fp32.dispose()]);
   });
 });
@@ -401,8 +401,3 @@ describe("concurrent traces", () => {
     await model.dispose();
   });
 });
-
-/** How many numbers a model's parameters hold. */
-function numel(model: Model): number {
-  return model.arch.parameters().reduce((n, p) => n + p.numel, 0);
-}

@@ -31,7 +31,7 @@ import {lensOff, oneGraphFeeds} from "./one-graph.js";
 import type {GraphOptions} from "../graph/hooks.js";
 import {WeightInputs, type EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
-import {checkFits, type MemoryBudget} from "./limits.js";
+import {checkFits, memoryNeeded, type MemoryBudget} from "./limits.js";
 import type {EncodeText} from "../tokenizer-worker.js";
 import {LeanDecoder, sharesShadersAcrossModels} from "./decode.js";
 import {ModelStructure} from "./model-structure.js";
@@ -171,12 +171,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
     });
   const weight = await weights.loadAll({onProgress: onDownload, signal: options.signal});
   report({stage: "graph", message: `building the ${config.architecture} graph`});
-  const oneGraph =
-    options.oneGraph ??
-    oneGraphByDefault(
-      arch.parameters().reduce((n, p) => n + p.numel, 0),
-      options
-    );
+  const oneGraph = options.oneGraph ?? oneGraphByDefault(memoryNeeded(arch).parameters, options);
   // The weights every graph of this model will read as inputs: filled by this first graph, reused by the others.
   const shared =
     !oneGraph && (options.sharedWeights ?? !onWebGPU(options))

@@ -3,7 +3,7 @@
  * otherwise need a graph of its own: what that graph would have been fed — an edit's value and intervals, the
  * lens's k, a packed run's positions and mask — turned into the one graph's inputs. A plain run gets the packed
  * inputs of one sequence; the lens gets its switch; each edit gets the slot at its hook point, every slot's numbers
- * packed into the four `SLOTS` tensors.
+ * packed into the `SLOTS` tensors.
  */
 import type {EditSite} from "../graph/hooks.js";
 import {editInputs, LENS, LENS_ON, PACKED, SLOT_ROW, SLOTS} from "../graph/names.js";
@@ -127,7 +127,7 @@ function slotNumbers(
       at += index[a] * strides[a];
     }
     // set: x · 0 + v; add: x · 1 + v; scale: x · v + 0 (graph/hooks.ts `editSlot`). Outside the mask: x as it is.
-    const x = v.length === 1 ? v[0] : v[at];
+    const x = v[at];
     scales[flat] = site.op === "set" ? 0 : site.op === "add" ? 1 : x;
     values[flat] = site.op === "scale" ? 0 : x;
     mask[flat] = inside;

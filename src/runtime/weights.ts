@@ -163,8 +163,8 @@ function toBfloat16(data: Float32Array): Float32Array {
 }
 
 /**
- * Each value rounded to the nearest float16 (ties to even), in place: 10 bits of mantissa where float16 is normal,
- * multiples of 2⁻²⁴ below (its subnormals). Draws of N(0, 0.02) are far from its largest value, 65,504.
+ * Each value rounded to the nearest float16, in place: 10 bits of mantissa (ties to even) where float16 is normal,
+ * multiples of 2⁻²⁴ below (its subnormals, `Math.round`). Draws of N(0, 0.02) are far from its largest value, 65,504.
  */
 function toFloat16(data: Float32Array): Float32Array {
   const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
