@@ -5,6 +5,9 @@
  */
 // First: points Dawn at a Vulkan driver before anything starts it.
 import {available} from "./helpers/swiftshader.js";
+import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import {describe, expect, it} from "vitest";
 import {cpuNodesFromLog} from "../src/runtime/gpu-counts.js";
 
@@ -45,26 +48,31 @@ describe.skipIf(!available)("WebGPU work per run (Dawn in Node on SwiftShader)",
     expect(counts.decodeCpuNodes).toBeLessThanOrEqual(10);
   }, 300_000);
 
-  // The native WebGPU provider generates on the lean decode graph (src/runtime/decode.ts). SmolLM2-135M's shape
-  // with random weights (no checkpoint here): the counts do not depend on the weights.
-  it("SmolLM2-135M, lean decode: 12 kernels a layer + 5, no CPU-provider node, one readback of ≤ 64 bytes a step", async () => {
+  // The native WebGPU provider generates on the lean decode graph (src/runtime/decode.ts). SmolLM2-135M's config
+  // and tokenizer with random weights (no checkpoint here): the counts do not depend on the weights. Nor on the
+  // depth, whose layers are alike: they are counted per layer, on 2 of its 30 layers — its widths, heads, grouped
+  // keys and 49,152-token head unchanged. On SwiftShader each layer costs ~0.5 s a decode step (onnxruntime's
+  // MatMul computes a one-row product in tiles of 8 rows): the full depth took 70 s here, for the same counts a
+  // layer.
+  // `npm run bench -- --webgpu-counts` counts the whole model.
+  it("SmolLM2-135M's layers, lean decode: 12 kernels a layer + 5, no CPU-provider node, one readback of ≤ 64 bytes a step", async () => {
     const {loadModel} = await import("../src/node.js");
     const {measureWebGPUCounts} = await import("../bench/webgpu-counts.js");
     const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
     (await nodeWebGPU("native")).ort.env.logLevel = "verbose";
+    const smolLM2 = "data/models/HuggingFaceTB/SmolLM2-135M";
+    const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-SmolLM2-135M-"));
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(smolLM2, f), path.join(dir, f));
+    const config = JSON.parse(readFileSync(path.join(smolLM2, "config.json"), "utf8"));
+    expect(config.num_hidden_layers).toBe(30);
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify({...config, num_hidden_layers: 2}));
     const counts = await measureWebGPUCounts(
-      (sessionOptions) =>
-        loadModel("HuggingFaceTB/SmolLM2-135M", {
-          runtime: "webgpu-native",
-          init: "random",
-          sessionOptions,
-          modelsPath: ["data/models"]
-        }),
+      (sessionOptions) => loadModel(dir, {runtime: "webgpu-native", init: "random", sessionOptions}),
       // Sampling is counted by the bench (`--webgpu-counts`), not checked here. One decode step after the prompt's
-      // pass: the lean graph is one session whose step is the same from the first on, and on SwiftShader each step at
-      // this size takes ~15 s, GPU-bound (likely its one-row MatMuls computing whole tiles).
+      // pass: the lean graph is one session whose step is the same from the first on (~4 s a step here, most of it
+      // the 49,152-row head).
       {decodeSteps: 1, sample: false}
-    );
+    ).finally(() => rmSync(dir, {recursive: true, force: true}));
     expect(counts.decodePath).toBe("lean");
     // Per layer: 2 fused norms, 5 MatMuls, GroupQueryAttention's 3 (split, rotary and the in-place cache write in
     // one; scores; values), QuickGelu, Mul = 12; plus 5 a step (embedding, final norm, last position, head,
