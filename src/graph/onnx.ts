@@ -43,13 +43,26 @@ export interface EncodedModel {
   /** The hook points with an edit slot, in slot order (graph/hooks.ts `editSlots`); empty without. */
   editSlots: string[];
   /** The weights, as onnxruntime's `externalData` session option takes them. */
-  externalData: {path: string; data: Uint8Array}[];
+  externalData: ExternalFile[];
+}
+
+/**
+ * A weight's external-data "file". One whose values the graph was given as a function (a transpose, a checkpoint
+ * tensor, a random draw) has `lazy`: `data` makes its bytes on first access, and `lazy.make` is what
+ * runtime/model.ts `releasedAsCopied` calls when onnxruntime-web reads the file, so that no weight is made before
+ * onnxruntime copies it and each is freed soon after — loading then holds the weights once, not once plus the one
+ * being copied.
+ */
+export interface ExternalFile {
+  path: string;
+  data: Uint8Array;
+  lazy?: {byteLength: number; make(): Uint8Array};
 }
 
 interface PendingWeight {
   name: string;
   dims: number[];
-  data: Float32Array | Uint16Array;
+  data: Float32Array | Uint16Array | (() => Float32Array);
 }
 
 /** A weight as a graph input: float32, or float16 bits (a `Uint16Array`) widened to float32 inside the graph. */
@@ -255,9 +268,9 @@ export class GraphBuilder {
    */
   weight(name: string, data: Float32Array | (() => Float32Array), dims: number[]): string {
     if (!this.shared) {
-      const values = typeof data === "function" ? data() : data;
-      checkNumel(name, values.length, dims);
-      this.weights.push({name, dims, data: values});
+      // A function runs when the weight's bytes are read (`ExternalFile.lazy`), not now.
+      if (typeof data !== "function") checkNumel(name, data.length, dims);
+      this.weights.push({name, dims, data});
       return name;
     }
     const declared = this.declared.get(name);
@@ -339,10 +352,7 @@ export class GraphBuilder {
   build(graphName: string): EncodedModel {
     // Each weight is its own external-data "file", handed to onnxruntime as the very bytes of its
     // Float32Array: no second copy is made here.
-    const externalData = this.weights.map((w, i) => ({
-      path: `weight-${i}.bin`,
-      data: new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength)
-    }));
+    const externalData = this.weights.map((w, i) => externalFile(`weight-${i}.bin`, w));
     const initializer = [
       ...this.constants,
       ...this.weights.map((w, i) =>
@@ -354,7 +364,7 @@ export class GraphBuilder {
           externalData: [
             {key: "location", value: externalData[i].path},
             {key: "offset", value: "0"},
-            {key: "length", value: String(w.data.byteLength)}
+            {key: "length", value: String(externalData[i].lazy?.byteLength ?? externalData[i].data.byteLength)}
           ]
         })
       )
@@ -374,6 +384,27 @@ export class GraphBuilder {
     });
     return {model: onnx.ModelProto.encode(model).finish(), externalData, editSlots: this.editSlots};
   }
+}
+
+/** A weight's external-data file: its array's own bytes, or (given as a function) bytes made when read. */
+function externalFile(path: string, w: PendingWeight): ExternalFile {
+  const {name, dims, data} = w;
+  const bytesOf = (a: Float32Array | Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  if (typeof data !== "function") return {path, data: bytesOf(data)};
+  const make = () => {
+    const values = data();
+    checkNumel(name, values.length, dims);
+    return bytesOf(values);
+  };
+  // Read through `data`, the bytes are made once and kept (a checkpoint hands each tensor over only once).
+  let made: Uint8Array | undefined;
+  return {
+    path,
+    get data() {
+      return (made ??= make());
+    },
+    lazy: {byteLength: 4 * dims.reduce((a, b) => a * b, 1), make}
+  };
 }
 
 function valueInfo(name: string, elemType: number, dims?: Dim[]) {

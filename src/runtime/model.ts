@@ -232,7 +232,8 @@ async function openSession(encoded: EncodedModel, options: CreateOptions, releas
     logSeverityLevel: 3, // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
     ...options.sessionOptions
   });
-  if (release) releaseBuffers(encoded.externalData.map((e) => e.data.buffer));
+  // (A lazy weight's bytes were made and freed as it was read: asking for its `data` now would make them again.)
+  if (release) releaseBuffers(encoded.externalData.filter((e) => !e.lazy).map((e) => e.data.buffer));
   return session;
 }
 
@@ -729,9 +730,25 @@ async function download(ort: Ort, tensors: (readonly [string, OrtTensor])[]): Pr
  */
 export function releasedAsCopied(files: EncodedModel["externalData"]): EncodedModel["externalData"] {
   const unread = new Map<ArrayBufferLike, number>();
-  for (const {data} of files) unread.set(data.buffer, (unread.get(data.buffer) ?? 0) + 1);
+  for (const {data} of files.filter((f) => !f.lazy)) unread.set(data.buffer, (unread.get(data.buffer) ?? 0) + 1);
   let copied: ArrayBufferLike[] = [];
-  return files.map(({path, data}) => {
+  return files.map((file) => {
+    // (`file.data` is not read for a lazy weight: that would make its bytes now.)
+    const {path, lazy} = file;
+    if (lazy) {
+      // Made only now, when onnxruntime asks for it, and freed at the next read like the others: loading never
+      // holds a weight both here and in onnxruntime's heap beyond the one being copied.
+      const view = new MadeOnRead(lazy.byteLength, () => {
+        releaseBuffers(copied);
+        const bytes = lazy.make();
+        // Freed at the next read where the buffer is this weight's alone (a draw, a transpose, a widened tensor);
+        // a view of a larger buffer (an fp32 checkpoint's file) is left to the garbage collector.
+        copied = bytes.byteLength === bytes.buffer.byteLength ? [bytes.buffer] : [];
+        return bytes;
+      });
+      return {path, data: view};
+    }
+    const {data} = file;
     let read = false;
     const view = new ReadOnce(data.buffer, data.byteOffset, data.byteLength, () => {
       // The bytes handed out before this read have been copied by now.
@@ -764,6 +781,24 @@ class ReadOnce extends Uint8Array {
   override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
     this.onRead();
     return new Uint8Array(this.buffer as ArrayBuffer, this.byteOffset, this.byteLength).subarray(begin, end);
+  }
+}
+
+/**
+ * A lazy weight's "file" (graph/onnx.ts `ExternalFile.lazy`) as onnxruntime-web mounts it: a `Uint8Array` of the
+ * weight's length over a buffer nothing writes (so no memory is taken for it: the system hands out zero pages on
+ * first touch), whose `subarray` answers the weight's bytes, made then (onnxruntime-web reads each file once).
+ */
+class MadeOnRead extends Uint8Array {
+  constructor(
+    length: number,
+    private readonly make: () => Uint8Array
+  ) {
+    super(length);
+  }
+
+  override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+    return (this.make() as Uint8Array<ArrayBuffer>).subarray(begin, end);
   }
 }
 
