@@ -215,6 +215,25 @@ describe("weights freed as onnxruntime-web copies them (releaseWeights, one grap
     const second = b.data.subarray(4, 8);
     expect(Array.from(new Float32Array(second.slice().buffer))).toEqual([2]);
     expect([made, first.buffer.byteLength]).toEqual([2, 0]);
+    // One that cannot be made: its error is handed over (onnxruntime's own says only "memory copy").
+    const errors: unknown[] = [];
+    const [bad] = releasedAsCopied(
+      [
+        {
+          path: "bad",
+          data: new Uint8Array(0),
+          lazy: {
+            byteLength: 8,
+            make: () => {
+              throw new Error("weight bad: 3 values for shape [2]");
+            }
+          }
+        }
+      ],
+      (error) => errors.push(error)
+    );
+    expect(() => bad.data.subarray(0, 8)).toThrow("3 values");
+    expect(errors.map((e) => (e as Error).message)).toEqual(["weight bad: 3 values for shape [2]"]);
   });
 
   it("mini-llama, a bf16 checkpoint: each weight made only when onnxruntime-web reads it, everything read before it freed by then; the logits keep their parity", async () => {

@@ -222,8 +222,14 @@ function onWasm(options: Pick<CreateOptions, "executionProviders">): boolean {
 async function openSession(encoded: EncodedModel, options: CreateOptions, release = false): Promise<InferenceSession> {
   await options.sessionsAfter?.catch(() => undefined);
   const onGpu = onWebGPU(options);
+  // A lazy weight that fails to be made fails inside onnxruntime's read, which says only "memory copy": its own
+  // error is kept to be thrown instead.
+  let madeError: unknown;
+  const externalData = release
+    ? releasedAsCopied(encoded.externalData, (error) => (madeError ??= error))
+    : encoded.externalData;
   const session = await options.ort.InferenceSession.create(encoded.model, {
-    externalData: release ? releasedAsCopied(encoded.externalData) : encoded.externalData,
+    externalData,
     executionProviders: options.executionProviders,
     // On WebGPU every output stays on the GPU: the key/value cache between generation steps (no round trip),
     // and the fetched hook points until `runNow` downloads them together (one copy and one map, not one each).
@@ -231,6 +237,8 @@ async function openSession(encoded: EncodedModel, options: CreateOptions, releas
     graphOptimizationLevel: "all",
     logSeverityLevel: 3, // errors only: ort's warnings (shape ops placed on the CPU, by design) are not the user's problem
     ...options.sessionOptions
+  }).catch((error: unknown) => {
+    throw madeError ?? error;
   });
   // (A lazy weight's bytes were made and freed as it was read: asking for its `data` now would make them again.)
   if (release) releaseBuffers(encoded.externalData.filter((e) => !e.lazy).map((e) => e.data.buffer));
@@ -728,7 +736,10 @@ async function download(ort: Ort, tensors: (readonly [string, OrtTensor])[]): Pr
  * a buffer is freed when a later weight is asked for and every weight on it has been read. A buffer that holds
  * several weights (an fp32 checkpoint's file, viewed rather than copied) is freed after its last one.
  */
-export function releasedAsCopied(files: EncodedModel["externalData"]): EncodedModel["externalData"] {
+export function releasedAsCopied(
+  files: EncodedModel["externalData"],
+  onMakeError: (error: unknown) => void = () => {}
+): EncodedModel["externalData"] {
   const unread = new Map<ArrayBufferLike, number>();
   for (const {data} of files.filter((f) => !f.lazy)) unread.set(data.buffer, (unread.get(data.buffer) ?? 0) + 1);
   let copied: ArrayBufferLike[] = [];
@@ -740,7 +751,13 @@ export function releasedAsCopied(files: EncodedModel["externalData"]): EncodedMo
       // holds a weight both here and in onnxruntime's heap beyond the one being copied.
       const view = new MadeOnRead(lazy.byteLength, () => {
         releaseBuffers(copied);
-        const bytes = lazy.make();
+        let bytes: Uint8Array;
+        try {
+          bytes = lazy.make();
+        } catch (error) {
+          onMakeError(error);
+          throw error;
+        }
         // Freed at the next read where the buffer is this weight's alone (a draw, a transpose, a widened tensor);
         // a view of a larger buffer (an fp32 checkpoint's file) is left to the garbage collector.
         copied = bytes.byteLength === bytes.buffer.byteLength ? [bytes.buffer] : [];
