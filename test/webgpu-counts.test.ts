@@ -5,10 +5,9 @@
  */
 // First: points Dawn at a Vulkan driver before anything starts it.
 import {available} from "./helpers/swiftshader.js";
-import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import {rmSync} from "node:fs";
 import {describe, expect, it} from "vitest";
+import {variant} from "./helpers/fixtures.js";
 import {cpuNodesFromLog} from "../src/runtime/gpu-counts.js";
 
 describe("reading onnxruntime's node placements", () => {
@@ -60,12 +59,13 @@ describe.skipIf(!available)("WebGPU work per run (Dawn in Node on SwiftShader)",
     const {measureWebGPUCounts} = await import("../bench/webgpu-counts.js");
     const {nodeWebGPU} = await import("../src/runtime/webgpu-node.js");
     (await nodeWebGPU("native")).ort.env.logLevel = "verbose";
-    const smolLM2 = "data/models/HuggingFaceTB/SmolLM2-135M";
-    const dir = mkdtempSync(path.join(os.tmpdir(), "lmw-SmolLM2-135M-"));
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(smolLM2, f), path.join(dir, f));
-    const config = JSON.parse(readFileSync(path.join(smolLM2, "config.json"), "utf8"));
-    expect(config.num_hidden_layers).toBe(30);
-    writeFileSync(path.join(dir, "config.json"), JSON.stringify({...config, num_hidden_layers: 2}));
+    let layers: unknown;
+    const dir = variant(
+      "SmolLM2-135M",
+      (config) => ((layers = config.num_hidden_layers), {...config, num_hidden_layers: 2}),
+      "data/models/HuggingFaceTB/SmolLM2-135M"
+    );
+    expect(layers).toBe(30);
     const counts = await measureWebGPUCounts(
       (sessionOptions) => loadModel(dir, {runtime: "webgpu-native", init: "random", sessionOptions}),
       // Sampling is counted by the bench (`--webgpu-counts`), not checked here. One decode step after the prompt's

@@ -1,5 +1,5 @@
 /** Reading the parity fixtures in test/fixtures (see its README.md): reference.json and the reference tensors. */
-import {copyFileSync, mkdtempSync, readFileSync, writeFileSync} from "node:fs";
+import {copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {expect} from "vitest";
@@ -15,12 +15,20 @@ export const ABSOLUTE = 1e-5;
 export {FIXTURES, FIXTURE_FAMILIES, ONE_PER_FAMILY, type FixtureName} from "./fixture-list.js";
 export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
 
-/** A copy of a fixture (weights and tokenizer) with its config.json changed. */
-export function variant(name: string, change: (config: Record<string, unknown>) => Record<string, unknown>): string {
+/**
+ * A copy of a fixture (weights and tokenizer) with its config.json changed; `folder`: another model folder to copy,
+ * such as data/models' SmolLM2-135M, which has no weights (its copy then loads with random ones).
+ */
+export function variant(
+  name: string,
+  change: (config: Record<string, unknown>) => Record<string, unknown>,
+  folder = fixtureDir(name)
+): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), `lmw-${name}-`));
+  const fixture = folder === fixtureDir(name);
   for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"])
-    copyFileSync(path.join(fixtureDir(name), f), path.join(dir, f));
-  const config = JSON.parse(readFileSync(path.join(fixtureDir(name), "config.json"), "utf8"));
+    if (fixture || existsSync(path.join(folder, f))) copyFileSync(path.join(folder, f), path.join(dir, f));
+  const config = JSON.parse(readFileSync(path.join(folder, "config.json"), "utf8"));
   writeFileSync(path.join(dir, "config.json"), JSON.stringify(change(config)));
   return dir;
 }
