@@ -35,7 +35,10 @@ class RelayTestCase(unittest.TestCase):
     def setUp(self):
         self.ndif = StandIn()
         self.ndif.hub_files[f"{MODEL}/config.json"] = json.dumps(standin.CONFIG).encode()
-        self.cache = Path(tempfile.mkdtemp(prefix="relay-cache-"))
+        # The cache inside a folder of its own: a path that escaped it would land beside it, where the tests look,
+        # and a stray file of the same name in the system's temp folder cannot be mistaken for one.
+        self.cache = Path(tempfile.mkdtemp(prefix="relay-cache-")) / "cache"
+        self.cache.mkdir()
         self.log = io.StringIO()
         self.relay = Relay(
             self.ndif.url,
@@ -56,7 +59,7 @@ class RelayTestCase(unittest.TestCase):
         self.server.shutdown()
         self.server.server_close()
         self.ndif.close()
-        shutil.rmtree(self.cache, ignore_errors=True)
+        shutil.rmtree(self.cache.parent, ignore_errors=True)
 
     def call(self, method, path, body=None, key=GOOD_KEY, raw=False):
         data = json.dumps(body).encode() if body is not None else None
