@@ -61,7 +61,8 @@ export default defineConfig({
         extends: true,
         test: {name: "browser", include: ONE_AT_A_TIME, maxWorkers: 1, sequence: {groupOrder: 1}}
       },
-      // Last, so that Dawn's files never share the two cores with a browser test.
+      // Last under `npx vitest run`. `npm test` (test/run.ts) runs this project in a process of its own beside the
+      // browser project, at the lowest CPU priority, in the cores the browser files leave idle.
       {
         extends: true,
         test: {name: "dawn", include: DAWN_FILES, isolate: false, maxWorkers: 1, sequence: {groupOrder: 2}}

@@ -7,6 +7,8 @@
  */
 import {existsSync, readdirSync, readFileSync} from "node:fs";
 import {mkdir} from "node:fs/promises";
+import {createServer, type Server, type ServerResponse} from "node:http";
+import type {AddressInfo} from "node:net";
 import {join} from "node:path";
 import {afterAll, beforeAll, describe, expect, test} from "vitest";
 import {referenceForward} from "../docs/components/tiny-onnx.js";
@@ -208,4 +210,45 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
       await open.close();
     }
   });
+
+  test("the tests' error watch: what the browser cancels when the tab moves on is no error, a refused request is", async () => {
+    // A page that starts a request its server never answers, and one that asks a port where nothing listens.
+    let asked: () => void = () => {};
+    const hanging = new Promise<void>((resolve) => (asked = resolve));
+    const pending = new Set<ServerResponse>();
+    const closed = await listen(createServer((_, response) => response.destroy()));
+    const nobody = port(closed);
+    closed.close();
+    const pages = createServer((request, response) => {
+      if (request.url === "/hang") return void (pending.add(response), asked());
+      const script = request.url === "/refused" ? `fetch("http://127.0.0.1:${nobody}/x")` : `fetch("/hang")`;
+      response.writeHead(200, {"content-type": "text/html"}).end(`<!doctype html><script>${script}</script>`);
+    });
+    const origin = `http://127.0.0.1:${port(await listen(pages))}`;
+    try {
+      const w = await browser.open(`${origin}/`);
+      try {
+        await hanging;
+        await w.page.goto(`${origin}/next`);
+        await w.page.goto(`${origin}/refused`);
+        // The refused request is reported (with the console's line and the page's rejected fetch); the
+        // hanging one, cancelled when the tab left its page, is not.
+        const refused = `request failed: http://127.0.0.1:${nobody}/x (net::ERR_CONNECTION_REFUSED)`;
+        await expect.poll(() => w.errors, {timeout: 10_000}).toContain(refused);
+        expect(w.errors.filter((e) => e.includes("/hang"))).toEqual([]);
+      } finally {
+        await w.page.close();
+      }
+    } finally {
+      for (const response of pending) response.destroy();
+      pages.close();
+    }
+  });
 });
+
+/** `server` listening on a free port of 127.0.0.1. */
+function listen(server: Server): Promise<Server> {
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+const port = (server: Server) => (server.address() as AddressInfo).port;

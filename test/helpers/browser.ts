@@ -6,7 +6,7 @@ import {existsSync} from "node:fs";
 import {mkdtemp, rm} from "node:fs/promises";
 import {tmpdir} from "node:os";
 import {join} from "node:path";
-import {chromium, type BrowserContext, type Page} from "playwright-core";
+import {chromium, type BrowserContext, type Frame, type Page, type Request} from "playwright-core";
 
 /** The chromium binary: $LMW_CHROMIUM, else Debian's /usr/bin/chromium. */
 export const CHROMIUM_PATH = process.env.LMW_CHROMIUM ?? "/usr/bin/chromium";
@@ -104,11 +104,23 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
       if (message.type() === "error") w.errors.push(`console.error: ${message.text()} (${message.location().url})`);
     });
     page.on("pageerror", (error) => w.errors.push(`uncaught: ${error.message}`));
+    // The tab's navigations so far, and the navigation each request was made under: when a test goes to another
+    // page, the browser cancels what the page it leaves was still loading (net::ERR_ABORTED), as it does for a
+    // reader who clicks a link — those requests' document is gone, and their end is not an error of either page.
+    let navigations = 0;
+    const madeUnder = new WeakMap<Request, number>();
+    page.on("request", (request) => {
+      if (request.isNavigationRequest() && frameOf(request) === page.mainFrame()) navigations++;
+      else madeUnder.set(request, navigations);
+    });
     page.on("requestfailed", async (request) => {
       // Chromium reports ERR_ABORTED for requests that did succeed: every bodiless HEAD, and GETs whose body
       // the page read through response.body.getReader(). Those had a response, and the page saw it; a real
       // failure (refused, reset, blocked) has none, and a 4xx/5xx is reported below.
-      if (request.failure()?.errorText === "net::ERR_ABORTED" && (await request.response().catch(() => null))) return;
+      if (request.failure()?.errorText === "net::ERR_ABORTED") {
+        if ((madeUnder.get(request) ?? navigations) < navigations) return;
+        if (await request.response().catch(() => null)) return;
+      }
       w.errors.push(`request failed: ${request.url()} (${request.failure()?.errorText ?? "?"})`);
     });
     page.on("response", (response) => {
@@ -127,6 +139,15 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<TestBr
       await rm(userDataDir, {recursive: true, force: true});
     }
   };
+}
+
+/** The frame that made a request (none for a service worker's). */
+function frameOf(request: Request): Frame | undefined {
+  try {
+    return request.frame();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
