@@ -236,13 +236,14 @@ export function rotaryTables(
 
 /**
  * Whether GroupQueryAttention's `local_window_size` (a sliding window) is applied where the lean graph will run:
- * only by onnxruntime's native WebGPU provider (`cacheInPlace`), uncaptured. Two onnxruntime-web 1.30 bugs, found
- * with mini-gemma3's sliding layers (test/lean-decode.test.ts): the JSEP build's GroupQueryAttention ignores
- * `local_window_size` (every key is seen), and the native provider under graph capture (`captured`) gives wrong
- * tokens with it. Where this is false, a model with sliding windows must not decode on a windowed lean graph that way.
+ * only by onnxruntime's native WebGPU provider (`cacheInPlace`), captured or not. The JSEP build's GroupQueryAttention
+ * ignores it (every key is seen: onnxruntime-web 1.30 and 1.31.1, found with mini-gemma3's sliding layers,
+ * test/lean-decode.test.ts). Where this is false, a model with sliding windows must not decode on a windowed lean
+ * graph. (The native provider under graph capture got it wrong too in 1.30: mini-gemma3's replayed tokens differed
+ * from the reference's; right since 1.31.1.)
  */
-export function localWindowHonoured({cacheInPlace, captured}: {cacheInPlace: boolean; captured: boolean}): boolean {
-  return cacheInPlace && !captured;
+export function localWindowHonoured({cacheInPlace}: {cacheInPlace: boolean}): boolean {
+  return cacheInPlace;
 }
 
 /**

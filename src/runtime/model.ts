@@ -116,9 +116,8 @@ export interface CreateOptions {
   cacheInPlace?: boolean;
   /**
    * Record the lean decode step once and replay it (onnxruntime's graph capture; runtime/decode.ts says what it
-   * takes): the native provider only (`cacheInPlace`), where a sliding window stays right (graph/decode.ts
-   * `localWindowHonoured`; elsewhere uncaptured). The prompt then goes in
-   * one token a run, and generations longer than `CAPTURE_CAPACITY` positions run on the traced graph.
+   * takes): the native provider only (`cacheInPlace`). The prompt then goes in one token a run, and generations
+   * longer than `CAPTURE_CAPACITY` positions run on the traced graph.
    */
   graphCapture?: boolean;
   /**
@@ -548,14 +547,13 @@ export class Model extends ModelStructure implements LanguageModel {
     const inPlace = this.options.cacheInPlace === true;
     const wanted = this.options.leanDecode ?? !sharesShadersAcrossModels({inPlace});
     if (!onWebGPU(this.options) || !this.arch.buildDecodeGraph || !wanted) return undefined;
-    // A model with sliding windows decodes on the lean graph only where GroupQueryAttention applies them: uncaptured,
-    // else on the traced graph.
+    // A model with sliding windows decodes on the lean graph only where GroupQueryAttention applies them, else on
+    // the traced graph.
     const windowed = this.arch.slidingWindows.some((w) => w !== null);
-    const windowRight = (captured: boolean) => !windowed || localWindowHonoured({cacheInPlace: inPlace, captured});
-    if (!windowRight(false)) return undefined;
+    if (windowed && !localWindowHonoured({cacheInPlace: inPlace})) return undefined;
     if (!this.lean) {
       const build = this.arch.buildDecodeGraph.bind(this.arch);
-      const capture = this.options.graphCapture === true && inPlace && windowRight(true);
+      const capture = this.options.graphCapture === true && inPlace;
       // ort-web hands enableGraphCapture to the provider only when the provider is named as an object.
       const options: CreateOptions = capture
         ? {
