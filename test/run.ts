@@ -3,10 +3,9 @@
  * and, beside them at the lowest CPU priority (`nice -n 19`), the WebGPU-in-Node (Dawn) files.
  *
  * Why: the Chromium files leave ~30% of the two cores idle (a model's session made on one thread in a page's worker,
- * a page painting, a worker waiting for its tokenizer), and the Dawn files are CPU work that needs nothing but a
- * core. At the lowest priority they run in those gaps and take the CPU from no browser test: Linux gives a nice-19
- * process ~1.5% of a core that a nice-0 one wants. One after another, as `npx vitest run` still runs them, the
- * Dawn files came after the Chromium files.
+ * a page painting), and the Dawn files are CPU work that needs nothing but a core. At the lowest priority they run
+ * in those gaps and take the CPU from no browser test: Linux gives a nice-19 process ~1.5% of a core that a nice-0
+ * one wants. (`npx vitest run` still runs the three projects one after another.)
  *
  * The three steps share one run folder (test/helpers/run-folder.ts), so the site the Node files build is the one
  * the Chromium files serve. Arguments go to every step (a file filter, `-t`, reporters); a step that has no file
@@ -17,6 +16,7 @@ import {spawn} from "node:child_process";
 import {mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync} from "node:fs";
 import {tmpdir} from "node:os";
 import {dirname, join, resolve} from "node:path";
+import {mergeReports, type Report} from "./helpers/reports.js";
 
 const VITEST = resolve(import.meta.dirname, "..", "node_modules", "vitest", "vitest.mjs");
 
@@ -58,7 +58,7 @@ let codes: number[] = [];
 try {
   codes = [await step("node")];
   codes.push(...(await Promise.all([step("browser"), step("dawn", true)])));
-  const merged = merge(["node", "browser", "dawn"].map((p) => join(reports, `${p}.json`)));
+  const merged = mergeReports(["node", "browser", "dawn"].map((p) => readReport(join(reports, `${p}.json`))));
   if (jsonFile) {
     mkdirSync(dirname(resolve(jsonFile)), {recursive: true});
     writeFileSync(jsonFile, JSON.stringify(merged));
@@ -72,27 +72,11 @@ try {
 }
 process.exit(codes.some((c) => c !== 0) ? 1 : 0);
 
-/** Vitest's JSON reports of the steps as one: counts added, test files in the order they ran. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- vitest's report, read as JSON
-type Report = Record<string, any>;
-
-function merge(files: string[]): Report {
-  const parts = files.flatMap((f): Report[] => {
-    try {
-      return [JSON.parse(readFileSync(f, "utf8")) as Report];
-    } catch {
-      return []; // a step that crashed before reporting: its exit code fails the run
-    }
-  });
-  const sum = (key: string): number => parts.reduce((total, p) => total + ((p[key] as number) ?? 0), 0);
-  const merged: Report = {numTotalTests: 0};
-  for (const key of Object.keys(parts[0] ?? {})) merged[key] = parts[0][key];
-  for (const key of Object.keys(merged))
-    if (typeof merged[key] === "number" && key.startsWith("num")) merged[key] = sum(key);
-  merged.startTime = Math.min(...parts.map((p) => p.startTime));
-  merged.success = parts.length === files.length && parts.every((p) => p.success);
-  merged.testResults = parts
-    .flatMap((p) => p.testResults as Report[])
-    .sort((a, b) => (a.startTime as number) - (b.startTime as number));
-  return merged;
+/** A step's JSON report; undefined where the step crashed before writing it (its exit code fails the run). */
+function readReport(file: string): Report | undefined {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Report;
+  } catch {
+    return undefined;
+  }
 }
