@@ -16,6 +16,7 @@
  * Either way the protobuf stays small and no model is limited by protobuf's 2 GB.
  */
 import onnxProto from "onnx-proto";
+import {numel} from "../hub/safetensors.js";
 
 const {onnx} = onnxProto;
 
@@ -115,8 +116,7 @@ export class WeightInputs {
 }
 
 function checkNumel(name: string, length: number, dims: number[]): void {
-  const numel = dims.reduce((a, b) => a * b, 1);
-  if (numel !== length) throw new Error(`weight ${name}: ${length} values for shape [${dims}]`);
+  if (numel(dims) !== length) throw new Error(`weight ${name}: ${length} values for shape [${dims}]`);
 }
 
 /** Below the smallest normal float16 (2⁻¹⁴), float16 keeps fewer bits: values there round, by at most 2⁻²⁵. */
@@ -403,7 +403,7 @@ function externalFile(path: string, w: PendingWeight): ExternalFile {
     get data() {
       return (made ??= make());
     },
-    lazy: {byteLength: 4 * dims.reduce((a, b) => a * b, 1), make}
+    lazy: {byteLength: 4 * numel(dims), make}
   };
 }
 

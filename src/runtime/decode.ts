@@ -177,8 +177,8 @@ function nextTokenBuffer({ort, device}: Context): OrtTensor {
 
 /**
  * Whether onnxruntime-web reuses compiled shaders across models in one process where the lean graph would run: the
- * JSEP build does (found with onnxruntime-web 1.30, not re-checked since: mini-pythia's lean graph run before stories260K's gives stories260K wrong
- * tokens), the native provider (`inPlace`) does not. Where it does, the lean graph decodes only when asked for
+ * JSEP build does (found with onnxruntime-web 1.30, not re-checked since: mini-pythia's lean graph run before
+ * stories260K's gives stories260K wrong tokens), the native provider (`inPlace`) does not. Where it does, the lean graph decodes only when asked for
  * (`leanDecode: true`), one model to an onnxruntime instance, as the pages' worker holds.
  */
 export function sharesShadersAcrossModels({inPlace}: {inPlace: boolean}): boolean {
