@@ -1,8 +1,9 @@
 /**
  * The Chromium rows of `npm run bench`: bench/pages/bench.ts bundled by esbuild, served cross-origin isolated
  * (COOP/COEP, so WASM runs on navigator.hardwareConcurrency threads) from a loopback static server, models
- * from a loopback Hub: stories260K (the fixture's weights), SmolLM2-135M and gpt2 (their configs and
- * tokenizers from data/models, `init: "random"`). All timing is done in the page (performance.now()).
+ * from a loopback Hub: stories260K (the fixture's weights), SmolLM2-135M, gpt2, Qwen2.5-0.5B and gemma-3-270m
+ * (their configs and tokenizers from data/models, `init: "random"`). All timing is done in the page
+ * (performance.now()).
  *
  * Each model runs in a fresh browser, so that the renderer's peak resident memory (VmHWM in
  * /proc/<pid>/status, the renderer processes of that browser) is that model's: like Node's maxRSS it covers
@@ -65,7 +66,9 @@ const MODELS: {model: string; init: "checkpoint" | "random"; dir: string}[] = [
   {model: "SmolLM2-135M", init: "random", dir: join(DATA_MODELS, "HuggingFaceTB", "SmolLM2-135M")},
   {model: "gpt2", init: "random", dir: join(DATA_MODELS, "gpt2")},
   // The bigger checkpoint the model box offers (494M parameters, a 151,936-token vocabulary): does it live in a tab?
-  {model: "Qwen2.5-0.5B", init: "random", dir: join(DATA_MODELS, "Qwen", "Qwen2.5-0.5B")}
+  {model: "Qwen2.5-0.5B", init: "random", dir: join(DATA_MODELS, "Qwen", "Qwen2.5-0.5B")},
+  // The other one: 268M parameters, 170M of them a 262,144-token embedding (its head), bf16 on the Hub.
+  {model: "gemma-3-270m", init: "random", dir: join(DATA_MODELS, "google", "gemma-3-270m")}
 ];
 
 /** A fresh browser (its own profile, so its renderers are its own) on the bench page, once the page is ready. */

@@ -297,3 +297,51 @@ describe("Qwen2.5-0.5B's real config and tokenizer (data/models/Qwen/Qwen2.5-0.5
     expect(tok.decode([9707, 1879])).toBe("Hello world");
   });
 });
+
+describe("gemma-3-270m's real config and tokenizer (data/models/google/gemma-3-270m; no weights here)", () => {
+  const dir = "data/models/google/gemma-3-270m";
+
+  it("describes the model transformers builds from it: 268,098,176 parameters, 170M of them the embedding", async () => {
+    const {describeModel} = await import("../src/runtime/describe.js");
+    const {folderSource} = await import("../src/hub/node.js");
+    const {counts, moduleTree, weightFiles} = await describeModel(folderSource("google/gemma-3-270m", dir));
+    expect(weightFiles).toBeUndefined();
+    // Google's model card: 270M parameters, 170M of them the embedding (a 262,144-token vocabulary), 100M the layers.
+    expect(counts.total).toBe(268_098_176);
+    expect(counts.embedding).toBe(262_144 * 640);
+    // Its q_norm and k_norm count with the four norms around the attention and the MLP.
+    expect(counts.layers[0]).toEqual({
+      attention: 640 * 1024 + 2 * (640 * 256) + 1024 * 640,
+      mlp: 3 * 640 * 2048,
+      norm: 4 * 640 + 2 * 256
+    });
+    expect(moduleTree.split("\n")).toEqual(
+      expect.arrayContaining([
+        "Gemma3ForCausalLM(",
+        "    (embed_tokens): Gemma3TextScaledWordEmbedding(262144, 640, padding_idx=0)",
+        "      (0-17): 18 x Gemma3DecoderLayer(",
+        "          (q_proj): Linear(in_features=640, out_features=1024, bias=False)",
+        "          (k_proj): Linear(in_features=640, out_features=256, bias=False)",
+        "          (q_norm): Gemma3RMSNorm((256,), eps=1e-06)",
+        "        (post_feedforward_layernorm): Gemma3RMSNorm((640,), eps=1e-06)",
+        "  (lm_head): Linear(in_features=640, out_features=262144, bias=False)"
+      ])
+    );
+  });
+
+  it("tokenizes as Gemma 3 does: <bos> first, digits one by one, the turn markers as single tokens", async () => {
+    const {Tokenizer} = await import("../src/tokenizer.js");
+    const read = (file: string) => JSON.parse(readFileSync(`${dir}/${file}`, "utf8"));
+    const tok = Tokenizer.fromJson(read("tokenizer.json"), read("tokenizer_config.json"));
+    // Ids from Python's `tokenizers` 0.23.2 on the same file (PROVENANCE.txt).
+    expect(tok.encode("Hello world").ids).toEqual([2, 9259, 1902]);
+    expect(tok.encode("<start_of_turn>user\nhi<end_of_turn>").ids).toEqual([2, 105, 2364, 107, 2202, 106]);
+    expect(tok.encode("  two  spaces 123 ü").ids).toEqual([
+      2, 138, 13498, 138, 35220, 236743, 236770, 236778, 236800, 4741
+    ]);
+    expect(tok.decode([9259, 1902])).toBe("Hello world");
+    expect([tok.bosTokenId, tok.eosTokenId]).toEqual([2, 1]);
+    // One token more than the model has embeddings (config.json's vocab_size 262,144): the image placeholder.
+    expect(tok.vocabSize).toBe(262_145);
+  });
+});
