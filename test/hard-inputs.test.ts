@@ -169,7 +169,7 @@ describe("model inputs", () => {
   it("token ids beyond vocab_size are named before onnxruntime sees them", async () => {
     const message = await refusal(model.trace("Once upon a time, zebra", ["lm_head.output"]));
     expect(message).toMatch(
-      /^token "▁\S+" has id \d{3}, but .* has vocab_size 300 \(config\.json\): its tokenizer\.json and config\.json disagree$/
+      /^token "▁\S+" has id \d{3}, but .* has vocab_size 300 \(config\.json\): the model has no embedding for it$/
     );
     expect(await refusal(model.trace([1, 300], ["lm_head.output"]))).toBe(
       "token id 300 is outside the vocabulary (0 to 299)"

@@ -629,7 +629,7 @@ export class Model extends ModelStructure implements LanguageModel {
       const beyond = ids.findIndex((id) => id >= this.config.vocabSize);
       if (beyond >= 0)
         throw new WorkbenchError(
-          `token ${JSON.stringify(tokens[beyond])} has id ${ids[beyond]}, but ${this.id} has vocab_size ${this.config.vocabSize} (config.json): its tokenizer.json and config.json disagree`
+          `token ${JSON.stringify(tokens[beyond])} has id ${ids[beyond]}, but ${this.id} has vocab_size ${this.config.vocabSize} (config.json): the model has no embedding for it`
         );
     } else {
       ids = input;
