@@ -130,11 +130,12 @@ describe("configs and checkpoints", () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
-  it("in a tab: SmolLM2-135M fits, a GPT-2 XL-sized config is refused before anything is fetched", () => {
-    const smol = JSON.parse(readFileSync("data/models/HuggingFaceTB/SmolLM2-135M/config.json", "utf8"));
-    expect(() =>
-      checkFits(architectureFor(normalizeConfig(smol)), "HuggingFaceTB/SmolLM2-135M", TAB_BUDGET)
-    ).not.toThrow();
+  it("in a tab: SmolLM2-135M, Qwen2.5-0.5B and gemma-3-270m fit, a GPT-2 XL-sized config is refused before anything is fetched", () => {
+    // The real configs the model box offers (data/models); docs/performance.md measures the two larger ones in a tab.
+    for (const id of ["HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B", "google/gemma-3-270m"]) {
+      const config = JSON.parse(readFileSync(`data/models/${id}/config.json`, "utf8"));
+      expect(() => checkFits(architectureFor(normalizeConfig(config)), id, TAB_BUDGET), id).not.toThrow();
+    }
     const gpt2 = JSON.parse(readFileSync("data/models/gpt2/config.json", "utf8"));
     const xl = architectureFor(normalizeConfig({...gpt2, n_embd: 1600, n_layer: 48, n_head: 25}));
     expect(() => checkFits(xl, "gpt2-xl", TAB_BUDGET)).toThrow(
