@@ -259,89 +259,92 @@ describe("family switches", () => {
   });
 });
 
-describe("Qwen2.5-0.5B's real config and tokenizer (data/models/Qwen/Qwen2.5-0.5B; no weights here)", () => {
-  const dir = "data/models/Qwen/Qwen2.5-0.5B";
-
-  it("describes the model transformers builds from it: 494,032,768 parameters, q/k/v biases, a tied head", async () => {
-    const {describeModel} = await import("../src/runtime/describe.js");
-    const {folderSource} = await import("../src/hub/node.js");
-    const {counts, moduleTree, weightFiles} = await describeModel(folderSource("Qwen/Qwen2.5-0.5B", dir));
-    expect(weightFiles).toBeUndefined();
-    // Qwen's model card: 0.49B parameters, 0.36B without the embedding.
-    expect(counts.total).toBe(494_032_768);
-    expect(counts.embedding).toBe(151_936 * 896);
-    expect(counts.layers[0]!.attention).toBe(896 * 896 + 896 + 2 * (896 * 128 + 128) + 896 * 896);
-    expect(moduleTree.split("\n")).toEqual(
-      expect.arrayContaining([
-        "Qwen2ForCausalLM(",
-        "    (embed_tokens): Embedding(151936, 896)",
-        "      (0-23): 24 x Qwen2DecoderLayer(",
-        "          (q_proj): Linear(in_features=896, out_features=896, bias=True)",
-        "          (k_proj): Linear(in_features=896, out_features=128, bias=True)",
-        "          (o_proj): Linear(in_features=896, out_features=896, bias=False)",
-        "        (input_layernorm): Qwen2RMSNorm((896,), eps=1e-06)",
-        "  (lm_head): Linear(in_features=896, out_features=151936, bias=False)"
-      ])
-    );
-  });
-
-  it("tokenizes as Qwen2.5 does: digits one by one, the chat markers as single tokens", async () => {
-    const {readFileSync} = await import("node:fs");
-    const {Tokenizer} = await import("../src/tokenizer.js");
-    const read = (file: string) => JSON.parse(readFileSync(`${dir}/${file}`, "utf8"));
-    const tok = Tokenizer.fromJson(read("tokenizer.json"), read("tokenizer_config.json"));
-    // Ids from Python's `tokenizers` on the same file (PROVENANCE.txt), as Qwen's own examples show them.
-    expect(tok.encode("Hello world").ids).toEqual([9707, 1879]);
-    expect(tok.encode("<|im_start|>user\nhi<|im_end|>").ids).toEqual([151644, 872, 198, 6023, 151645]);
-    expect(tok.encode("  two  spaces 123 ü").ids).toEqual([220, 1378, 220, 12621, 220, 16, 17, 18, 10489]);
-    expect(tok.decode([9707, 1879])).toBe("Hello world");
-  });
-});
-
-describe("gemma-3-270m's real config and tokenizer (data/models/google/gemma-3-270m; no weights here)", () => {
-  const dir = "data/models/google/gemma-3-270m";
-
-  it("describes the model transformers builds from it: 268,098,176 parameters, 170M of them the embedding", async () => {
-    const {describeModel} = await import("../src/runtime/describe.js");
-    const {folderSource} = await import("../src/hub/node.js");
-    const {counts, moduleTree, weightFiles} = await describeModel(folderSource("google/gemma-3-270m", dir));
-    expect(weightFiles).toBeUndefined();
+/**
+ * The bigger real checkpoints the model box offers, their config and tokenizer in data/models (no weights here): the
+ * model transformers builds from the config, and ids from Python's `tokenizers` on the same files (each
+ * PROVENANCE.txt).
+ */
+const REAL_CONFIGS = [
+  {
+    id: "Qwen/Qwen2.5-0.5B",
+    // Qwen's model card: 0.49B parameters, 0.36B without the embedding; q/k/v biases, a tied head.
+    parameters: 494_032_768,
+    embedding: 151_936 * 896,
+    layer0: {attention: 896 * 896 + 896 + 2 * (896 * 128 + 128) + 896 * 896},
+    tree: [
+      "Qwen2ForCausalLM(",
+      "    (embed_tokens): Embedding(151936, 896)",
+      "      (0-23): 24 x Qwen2DecoderLayer(",
+      "          (q_proj): Linear(in_features=896, out_features=896, bias=True)",
+      "          (k_proj): Linear(in_features=896, out_features=128, bias=True)",
+      "          (o_proj): Linear(in_features=896, out_features=896, bias=False)",
+      "        (input_layernorm): Qwen2RMSNorm((896,), eps=1e-06)",
+      "  (lm_head): Linear(in_features=896, out_features=151936, bias=False)"
+    ],
+    // Digits one by one, the chat markers as single tokens, as Qwen's own examples show them.
+    encodes: [
+      ["Hello world", [9707, 1879]],
+      ["<|im_start|>user\nhi<|im_end|>", [151644, 872, 198, 6023, 151645]],
+      ["  two  spaces 123 ü", [220, 1378, 220, 12621, 220, 16, 17, 18, 10489]]
+    ] as [string, number[]][],
+    helloWorld: [9707, 1879],
+    // tokenizer_config.json: no bos_token (GPT-2's convention, <|endoftext|>, stands in), eos <|endoftext|>.
+    bosEos: [151643, 151643],
+    // Python's tokenizers: 151,665 tokens, fewer than the embedding's 151,936 rows.
+    tokenizerSize: 151_665
+  },
+  {
+    id: "google/gemma-3-270m",
     // Google's model card: 270M parameters, 170M of them the embedding (a 262,144-token vocabulary), 100M the layers.
-    expect(counts.total).toBe(268_098_176);
-    expect(counts.embedding).toBe(262_144 * 640);
+    parameters: 268_098_176,
+    embedding: 262_144 * 640,
     // Its q_norm and k_norm count with the four norms around the attention and the MLP.
-    expect(counts.layers[0]).toEqual({
-      attention: 640 * 1024 + 2 * (640 * 256) + 1024 * 640,
-      mlp: 3 * 640 * 2048,
-      norm: 4 * 640 + 2 * 256
-    });
-    expect(moduleTree.split("\n")).toEqual(
-      expect.arrayContaining([
-        "Gemma3ForCausalLM(",
-        "    (embed_tokens): Gemma3TextScaledWordEmbedding(262144, 640, padding_idx=0)",
-        "      (0-17): 18 x Gemma3DecoderLayer(",
-        "          (q_proj): Linear(in_features=640, out_features=1024, bias=False)",
-        "          (k_proj): Linear(in_features=640, out_features=256, bias=False)",
-        "          (q_norm): Gemma3RMSNorm((256,), eps=1e-06)",
-        "        (post_feedforward_layernorm): Gemma3RMSNorm((640,), eps=1e-06)",
-        "  (lm_head): Linear(in_features=640, out_features=262144, bias=False)"
-      ])
-    );
+    layer0: {attention: 640 * 1024 + 2 * (640 * 256) + 1024 * 640, mlp: 3 * 640 * 2048, norm: 4 * 640 + 2 * 256},
+    tree: [
+      "Gemma3ForCausalLM(",
+      "    (embed_tokens): Gemma3TextScaledWordEmbedding(262144, 640, padding_idx=0)",
+      "      (0-17): 18 x Gemma3DecoderLayer(",
+      "          (q_proj): Linear(in_features=640, out_features=1024, bias=False)",
+      "          (k_proj): Linear(in_features=640, out_features=256, bias=False)",
+      "          (q_norm): Gemma3RMSNorm((256,), eps=1e-06)",
+      "        (post_feedforward_layernorm): Gemma3RMSNorm((640,), eps=1e-06)",
+      "  (lm_head): Linear(in_features=640, out_features=262144, bias=False)"
+    ],
+    // <bos> first, digits one by one, the turn markers as single tokens.
+    encodes: [
+      ["Hello world", [2, 9259, 1902]],
+      ["<start_of_turn>user\nhi<end_of_turn>", [2, 105, 2364, 107, 2202, 106]],
+      ["  two  spaces 123 ü", [2, 138, 13498, 138, 35220, 236743, 236770, 236778, 236800, 4741]]
+    ] as [string, number[]][],
+    helloWorld: [9259, 1902],
+    // tokenizer_config.json: <bos> and <eos> (the instruction-tuned file says <end_of_turn>).
+    bosEos: [2, 1],
+    // One token more than the embedding's rows: the image placeholder of the multimodal Gemma 3 models.
+    tokenizerSize: 262_145
+  }
+];
+
+describe.each(REAL_CONFIGS)("$id's real config and tokenizer (data/models; no weights here)", (real) => {
+  const dir = `data/models/${real.id}`;
+
+  it("describes the model transformers builds from it", async () => {
+    const {describeModel} = await import("../src/runtime/describe.js");
+    const {folderSource} = await import("../src/hub/node.js");
+    const {counts, moduleTree, weightFiles} = await describeModel(folderSource(real.id, dir));
+    expect(weightFiles).toBeUndefined();
+    expect(counts.total).toBe(real.parameters);
+    expect(counts.embedding).toBe(real.embedding);
+    expect(counts.layers[0]).toMatchObject(real.layer0);
+    expect(moduleTree.split("\n")).toEqual(expect.arrayContaining(real.tree));
   });
 
-  it("tokenizes as Gemma 3 does: <bos> first, digits one by one, the turn markers as single tokens", async () => {
+  it("tokenizes as Python's tokenizers does on the same files", async () => {
     const {Tokenizer} = await import("../src/tokenizer.js");
     const read = (file: string) => JSON.parse(readFileSync(`${dir}/${file}`, "utf8"));
     const tok = Tokenizer.fromJson(read("tokenizer.json"), read("tokenizer_config.json"));
-    // Ids from Python's `tokenizers` 0.23.2 on the same file (PROVENANCE.txt).
-    expect(tok.encode("Hello world").ids).toEqual([2, 9259, 1902]);
-    expect(tok.encode("<start_of_turn>user\nhi<end_of_turn>").ids).toEqual([2, 105, 2364, 107, 2202, 106]);
-    expect(tok.encode("  two  spaces 123 ü").ids).toEqual([
-      2, 138, 13498, 138, 35220, 236743, 236770, 236778, 236800, 4741
-    ]);
-    expect(tok.decode([9259, 1902])).toBe("Hello world");
-    expect([tok.bosTokenId, tok.eosTokenId]).toEqual([2, 1]);
-    // One token more than the model has embeddings (config.json's vocab_size 262,144): the image placeholder.
-    expect(tok.vocabSize).toBe(262_145);
+    for (const [text, ids] of real.encodes) expect(tok.encode(text).ids, text).toEqual(ids);
+    expect(tok.decode(real.helloWorld)).toBe("Hello world");
+    expect(tok.vocabSize).toBe(real.tokenizerSize);
+    expect([tok.bosTokenId, tok.eosTokenId]).toEqual(real.bosEos);
   });
 });
