@@ -747,7 +747,7 @@ export function releasedAsCopied(
     if (lazy) {
       // Made only now, when onnxruntime asks for it, and freed at the next read like the others: loading never
       // holds a weight both here and in onnxruntime's heap beyond the one being copied.
-      const view = new MadeOnRead(lazy.byteLength, () => {
+      const view = new SeenWhenRead(new Uint8Array(lazy.byteLength), () => {
         releaseBuffers(copied);
         let bytes: Uint8Array;
         try {
@@ -765,55 +765,38 @@ export function releasedAsCopied(
     }
     const {data} = file;
     let read = false;
-    const view = new ReadOnce(data.buffer, data.byteOffset, data.byteLength, () => {
+    const view = new SeenWhenRead(data, () => {
       // The bytes handed out before this read have been copied by now.
       releaseBuffers(copied);
       copied = [];
-      if (read) return;
-      read = true;
-      const left = unread.get(data.buffer)! - 1;
-      unread.set(data.buffer, left);
-      if (left === 0) copied.push(data.buffer);
+      if (!read) {
+        read = true;
+        const left = unread.get(data.buffer)! - 1;
+        unread.set(data.buffer, left);
+        if (left === 0) copied.push(data.buffer);
+      }
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     });
     return {path, data: view};
   });
 }
 
 /**
- * A weight's bytes that tell when onnxruntime reads them: it mounts a `Uint8Array` as it is and takes the bytes
- * with `subarray`, which answers a plain view (not another `ReadOnce`).
+ * A weight's "file" as onnxruntime-web mounts it: a `Uint8Array` as given, whose `subarray` — how onnxruntime takes
+ * the bytes, once per file — answers `read()`'s bytes instead, so the engine sees each read. `read` returns a view
+ * of the weight's buffer, or makes the bytes then: a lazy weight (graph/onnx.ts `ExternalFile.lazy`) is mounted as
+ * a buffer of its length that nothing writes, which takes no memory (the system hands out zero pages on first touch).
  */
-class ReadOnce extends Uint8Array {
+class SeenWhenRead extends Uint8Array {
   constructor(
-    buffer: ArrayBufferLike,
-    byteOffset: number,
-    length: number,
-    private readonly onRead: () => void
+    view: Uint8Array,
+    private readonly read: () => Uint8Array
   ) {
-    super(buffer as ArrayBuffer, byteOffset, length);
+    super(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength);
   }
 
   override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
-    this.onRead();
-    return new Uint8Array(this.buffer as ArrayBuffer, this.byteOffset, this.byteLength).subarray(begin, end);
-  }
-}
-
-/**
- * A lazy weight's "file" (graph/onnx.ts `ExternalFile.lazy`) as onnxruntime-web mounts it: a `Uint8Array` of the
- * weight's length over a buffer nothing writes (so no memory is taken for it: the system hands out zero pages on
- * first touch), whose `subarray` answers the weight's bytes, made then (onnxruntime-web reads each file once).
- */
-class MadeOnRead extends Uint8Array {
-  constructor(
-    length: number,
-    private readonly make: () => Uint8Array
-  ) {
-    super(length);
-  }
-
-  override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
-    return (this.make() as Uint8Array<ArrayBuffer>).subarray(begin, end);
+    return (this.read() as Uint8Array<ArrayBuffer>).subarray(begin, end);
   }
 }
 
