@@ -7,9 +7,9 @@
  * in those gaps and take the CPU from no browser test: Linux gives a nice-19 process ~1.5% of a core that a nice-0
  * one wants. (`npx vitest run` still runs the three projects one after another.)
  *
- * The three steps share one run folder (test/helpers/run-folder.ts), so the site the Node files build is the one
- * the Chromium files serve. Arguments go to every step (a file filter, `-t`, reporters); a step that has no file
- * matching them passes, and the run fails if no step ran a test. `--outputFile.json=<file>` gets the steps' JSON
+ * The three vitest processes share one run folder (test/helpers/run-folder.ts), so the site the Node files build is
+ * the one the Chromium files serve. Arguments go to every process (a file filter, `-t`, reporters); one that has no
+ * file matching them passes, and the run fails if none ran a test. `--outputFile.json=<file>` gets their JSON
  * reports merged into one, as one vitest run writes it.
  */
 import {spawn} from "node:child_process";
