@@ -164,7 +164,7 @@ export async function runBrowserBench(
     format: "esm",
     platform: "browser",
     target: "es2022",
-    external: ["onnxruntime-web", "onnxruntime-web/webgpu", "onnxruntime-node"],
+    external: ["onnxruntime-web", "onnxruntime-web/wasm", "onnxruntime-web/webgpu", "onnxruntime-node"],
     logLevel: "error"
   });
   await copyFile(join(ROOT, "bench", "pages", "bench.html"), join(dir, "bench.html"));

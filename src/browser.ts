@@ -92,7 +92,7 @@ export async function loadModel(
     } catch (error) {
       if (error instanceof WorkbenchError) throw error; // the model is at fault, not the backend
       const why = error instanceof Error ? error.message : String(error);
-      // The WASM session runs on the default build: the native one was loaded for WebGPU alone.
+      // The WASM session runs on the WASM build: the WebGPU one was loaded for WebGPU alone.
       return createModel(source, {
         ...common,
         ort: (await createWebRuntime({...options, preferWebGPU: false})).ort,

@@ -71,17 +71,22 @@ describe("software adapters", () => {
   });
 });
 
-describe("which build runs WebGPU", () => {
-  it("the native provider's (onnxruntime-web/webgpu), its own .wasm; the JSEP build when asked; WASM on the default", async () => {
-    withGPU(adapter({vendor: "nvidia", architecture: "hopper"}));
+describe("which build runs each backend", () => {
+  it("WebGPU the native provider's (onnxruntime-web/webgpu), or JSEP's when asked; WASM the WASM build; each its own .wasm", async () => {
+    const hopper = adapter({vendor: "nvidia", architecture: "hopper"});
+    withGPU(hopper);
     const jsepBuild = await import("onnxruntime-web");
+    const wasmBuild = await import("onnxruntime-web/wasm");
+    const wasmPaths = "http://127.0.0.1/ort/";
     const nativeWasm = "http://127.0.0.1/ort/ort-wasm-simd-threaded.asyncify.wasm";
-    const common = {wasmPaths: "http://127.0.0.1/ort/", nativeWasmPaths: {wasm: nativeWasm}};
+    const jsepWasm = "http://127.0.0.1/ort/ort-wasm-simd-threaded.jsep.wasm";
+    const common = {wasmPaths, nativeWasmPaths: {wasm: nativeWasm}, jsepWasmPaths: {wasm: jsepWasm}};
     const native = await createWebRuntime(common);
     expect(native.backend).toBe("webgpu");
     expect(native.webgpuBuild).toBe("native");
     expect(native.reason).toMatch(/^WebGPU \(native provider\): adapter nvidia hopper/);
     expect(native.ort).not.toBe(jsepBuild);
+    expect(native.ort.InferenceSession).not.toBe(wasmBuild.InferenceSession);
     expect(native.ort.env.wasm.wasmPaths).toEqual({wasm: nativeWasm});
     expect(native.ort.env.webgpu.powerPreference).toBe("high-performance");
 
@@ -89,6 +94,9 @@ describe("which build runs WebGPU", () => {
     expect(jsep.webgpuBuild).toBe("jsep");
     expect(jsep.reason).toMatch(/^WebGPU \(JSEP\): adapter nvidia hopper/);
     expect(jsep.ort.InferenceSession).toBe(jsepBuild.InferenceSession);
+    expect(jsep.ort.env.wasm.wasmPaths).toEqual({wasm: jsepWasm});
+    // JSEP makes its device from the adapter asked for (its limits, not the defaults).
+    expect(jsep.ort.env.webgpu.adapter).toBe(hopper);
 
     // The probe's answer is kept per build: WebGPU is timed on the build that would run it.
     const kept: Record<string, ProbeTimes> = {};
@@ -100,10 +108,12 @@ describe("which build runs WebGPU", () => {
     expect(probed.webgpuBuild).toBe("native");
     expect(Object.keys(kept)).toEqual(["nvidia hopper | 1 thread | native provider"]);
 
+    // WASM never loads a WebGPU build: the CPU kernels' own module is half the JSEP one.
     const wasm = await createWebRuntime({...common, preferWebGPU: false});
     expect(wasm.backend).toBe("wasm");
     expect(wasm.webgpuBuild).toBeUndefined();
-    expect(wasm.ort.InferenceSession).toBe(jsepBuild.InferenceSession);
+    expect(wasm.ort.InferenceSession).toBe(wasmBuild.InferenceSession);
+    expect(wasm.ort.env.wasm.wasmPaths).toBe(wasmPaths);
   });
 });
 

@@ -97,9 +97,13 @@ describe.skipIf(!hasChromium())("the built site in chromium", () => {
     expect(existsSync(join(site.dir, "_npm")), "nothing comes from jsDelivr").toBe(false);
     const ort = readdirSync(join(site.dir, "_node")).find((d) => d.startsWith("onnxruntime-web@"));
     expect(ort).toBeDefined();
-    // The JSEP build's (WASM) and the native WebGPU provider's.
+    // The WASM build's, the native WebGPU provider's and JSEP's (?backend=webgpu-jsep).
     expect(readdirSync(join(site.dir, "_node", ort!))).toEqual(
-      expect.arrayContaining(["ort-wasm-simd-threaded.jsep.wasm", "ort-wasm-simd-threaded.asyncify.wasm"])
+      expect.arrayContaining([
+        "ort-wasm-simd-threaded.wasm",
+        "ort-wasm-simd-threaded.asyncify.wasm",
+        "ort-wasm-simd-threaded.jsep.wasm"
+      ])
     );
   });
 

@@ -270,8 +270,10 @@ describe.skipIf(skipBrowserTests())("the lecture pages in chromium", () => {
         await w.page.close();
       }
     }
-    // onnxruntime-web's wasm, from the site itself.
-    expect(server.requests.find((r) => r.url.endsWith(".wasm"))?.status).toBe(200);
+    // onnxruntime-web's wasm, from the site itself: on WASM, its WASM build's alone (no WebGPU code).
+    const wasms = server.requests.filter((r) => r.url.endsWith(".wasm"));
+    expect(wasms[0]?.status).toBe(200);
+    expect([...new Set(wasms.map((r) => r.url.split("/").pop()))]).toEqual(["ort-wasm-simd-threaded.wasm"]);
   }, 180_000);
 
   test("tokens: a new prompt updates the tokens, the top-k table and the plots (one forward pass)", async () => {

@@ -3,14 +3,15 @@
  * served cross-origin isolated so that WASM runs multi-threaded. Everything is timed here, in the page, with
  * performance.now(); bench/browser.ts calls `window.bench.*` and turns the answers into rows.
  */
-import * as ort from "onnxruntime-web";
+import * as ort from "onnxruntime-web/wasm";
 import {loadModel, type BrowserLoadOptions} from "../../src/browser.js";
 import {copyBandwidth, matmulRate} from "../measure.js";
 import {measureModel, promptIds, weightMb} from "../procedure.js";
 import type {Model} from "../../src/runtime/model.js";
 import {runAnalyses} from "../interventions.js";
 
-const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
+const wasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.wasm", location.href).href};
+const jsepWasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href};
 const nativeWasmPaths = {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href};
 
 /** The model the steps below run on (`bench.load`). */
@@ -54,6 +55,7 @@ const bench = {
       endpoint,
       preferWebGPU,
       wasmPaths,
+      jsepWasmPaths,
       nativeWasmPaths,
       init,
       seed: 0,

@@ -8,20 +8,24 @@
  * adapter is not always faster either (an integrated GPU against a many-core CPU): with `probe` (the pages' worker
  * asks for it) a short timed run on both settles it on first load, and the answer is kept (runtime/probe.ts).
  *
- * Two builds of onnxruntime-web: the default `onnxruntime-web` export is the JSEP build (kernels in TypeScript),
- * which runs WASM here; WebGPU runs on `onnxruntime-web/webgpu`, the C++ WebGPU execution provider (JSEP is
- * deprecated since onnxruntime 1.29, and only the native provider writes the lean decoder's key/value cache in
- * place: runtime/decode.ts). `webgpuBuild: "jsep"` keeps WebGPU on the JSEP build.
+ * Three builds of onnxruntime-web, each loaded only where it runs: WASM runs on `onnxruntime-web/wasm`, the CPU
+ * kernels alone (a 15 MB module against the JSEP build's 30 MB: V8 compiles half as much, and a tab holds less —
+ * docs/performance.md, "The WASM build"); WebGPU runs on `onnxruntime-web/webgpu`, the C++ WebGPU execution provider
+ * (JSEP is deprecated since onnxruntime 1.29, and only the native provider writes the lean decoder's key/value cache
+ * in place: runtime/decode.ts); `webgpuBuild: "jsep"` runs it on the default export, the JSEP build (kernels in
+ * TypeScript).
  *
- * The .wasm paths come from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")` (and
- * `….asyncify.wasm`, the native build's): Observable Framework rewrites those literals into the built files' URLs
- * and copies the files into the site (`_node/onnxruntime-web@<version>/`), in preview and in build alike.
- * Elsewhere pass `wasmPaths` and `nativeWasmPaths`. The JS glue (`.mjs`) is inside ort's bundles, so only the
- * .wasm is fetched.
+ * The .wasm paths come from `import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.wasm")` (and `….jsep.wasm`,
+ * `….asyncify.wasm`): Observable Framework rewrites those literals into the built files' URLs and copies the files
+ * into the site (`_node/onnxruntime-web@<version>/`), in preview and in build alike. Elsewhere pass `wasmPaths`,
+ * `jsepWasmPaths` and `nativeWasmPaths`. The JS glue (`.mjs`) is inside ort's bundles, so only the .wasm is fetched.
  */
-import * as defaultOrt from "onnxruntime-web";
+import * as wasmOrt from "onnxruntime-web/wasm";
 import type {GPUAdapterLike, GPULike} from "./webgpu-types.js";
 import {cacheStore, timeBackends, type ProbeStore, type ProbeTimes} from "./probe.js";
+
+/** onnxruntime-web, whichever build: they share one API. */
+export type Ort = typeof wasmOrt;
 
 export type WebBackend = "webgpu" | "wasm";
 
@@ -32,7 +36,8 @@ export type WebBackend = "webgpu" | "wasm";
 export type WebGPUBuild = "jsep" | "native";
 
 export interface WebRuntime {
-  ort: typeof defaultOrt;
+  /** The build that runs `backend`: create its sessions with it. */
+  ort: Ort;
   backend: WebBackend;
   /** One sentence: which backend and why ("WebGPU: adapter …", "WASM: navigator.gpu is missing"). */
   reason: string;
@@ -47,24 +52,29 @@ export interface WebRuntimeOptions {
   preferWebGPU?: boolean;
   /** Take a software WebGPU adapter too (default false: WASM is the faster path there). */
   allowSoftwareAdapter?: boolean;
-  /** Where ort finds its .wasm: a folder URL ending in "/", or {wasm, mjs} file URLs. */
-  wasmPaths?: string | {wasm?: string; mjs?: string};
-  /** Another build of onnxruntime-web to configure, as it is (Node's WebGPU path passes its own; see webgpu-node.ts). */
-  ort?: typeof defaultOrt;
+  /** Where the WASM build finds its .wasm (`ort-wasm-simd-threaded.wasm`): a folder URL ending in "/", or {wasm, mjs}. */
+  wasmPaths?: WasmPaths;
+  /** Another build of onnxruntime-web to configure and run both backends on, as it is (Node's WebGPU path passes its own; see webgpu-node.ts). */
+  ort?: Ort;
   /** Which build runs WebGPU where no `ort` is given (default "native"). */
   webgpuBuild?: WebGPUBuild;
   /** Where the native build finds its .wasm (`ort-wasm-simd-threaded.asyncify.wasm`), as `wasmPaths`. */
-  nativeWasmPaths?: string | {wasm?: string; mjs?: string};
+  nativeWasmPaths?: WasmPaths;
+  /** Where the JSEP build finds its .wasm (`ort-wasm-simd-threaded.jsep.wasm`), as `wasmPaths`. */
+  jsepWasmPaths?: WasmPaths;
   /** At most this many WASM threads (the model's worker leaves a core to the page it serves). */
   maxThreads?: number;
   /**
    * On a hardware adapter, time WebGPU against WASM once (runtime/probe.ts) and take the faster (default false;
    * never with `allowSoftwareAdapter`, which is the reader asking for WebGPU). A function stands in for the timing.
    */
-  probe?: boolean | ((ort: typeof defaultOrt) => Promise<ProbeTimes>);
+  probe?: boolean | ((ort: Ort) => Promise<ProbeTimes>);
   /** Where the probe's answer is kept between loads (default: the browser's Cache Storage). */
   probeStore?: ProbeStore;
 }
+
+/** Where a build finds its .wasm: a folder URL ending in "/", or {wasm, mjs} file URLs. */
+export type WasmPaths = string | {wasm?: string; mjs?: string};
 
 const MiB = 1 << 20;
 
@@ -75,18 +85,12 @@ const MiB = 1 << 20;
  */
 export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<WebRuntime> {
   const {preferWebGPU = true, allowSoftwareAdapter = false} = opts;
-  const ort = opts.ort ?? defaultOrt;
   const isolated = globalThis.crossOriginIsolated === true;
   const threads = isolated
     ? Math.max(1, Math.min(opts.maxThreads ?? Infinity, globalThis.navigator?.hardwareConcurrency ?? 1))
     : 1;
-
-  // ort logs its warnings (e.g. "some nodes were not assigned to the preferred execution providers", which
-  // is by design for shape ops) through console.error; keep the console for real errors.
-  ort.env.logLevel = "error";
-  ort.env.wasm.numThreads = threads;
-  ort.env.wasm.proxy = false;
-  if (!ort.env.wasm.wasmBinary) ort.env.wasm.wasmPaths = opts.wasmPaths ?? defaultWasmPaths();
+  // WASM runs on the build given, else on the WASM build; it also keeps the adapter asked for (below).
+  const ort = configure(opts.ort ?? wasmOrt, threads, opts.wasmPaths ?? defaultWasmPaths());
 
   const threading = isolated
     ? `${threads} thread${threads === 1 ? "" : "s"}`
@@ -112,9 +116,9 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
       return wasm(`navigator.gpu.requestAdapter() failed (${(error as Error).message})`);
     }
     if (!adapter) return wasm("navigator.gpu.requestAdapter() gave no adapter");
-    // ort's WebGPU backend creates its device from this adapter with requiredLimits set to the
-    // adapter's own maxStorageBufferBindingSize and maxBufferSize, not the 128 MiB defaults, which
-    // gpt2's 147 MiB fp32 embedding would exceed.
+    // Kept for later loads. The JSEP backend (a build given here, or `webgpuBuild: "jsep"`) creates its device
+    // from this adapter with requiredLimits set to the adapter's own maxStorageBufferBindingSize and
+    // maxBufferSize, not the 128 MiB defaults, which gpt2's 147 MiB fp32 embedding would exceed.
     ort.env.webgpu.adapter = adapter as unknown as typeof ort.env.webgpu.adapter;
     ort.env.webgpu.powerPreference = "high-performance";
   }
@@ -125,9 +129,8 @@ export async function createWebRuntime(opts: WebRuntimeOptions = {}): Promise<We
   }
   // The build that runs WebGPU: the one given, else the native provider's unless JSEP is asked for.
   const build = opts.ort ? undefined : (opts.webgpuBuild ?? "native");
-  let native: Promise<typeof defaultOrt> | undefined;
-  const webgpuOrt = () =>
-    build === "native" ? (native ??= nativeBuild(threads, opts.nativeWasmPaths)) : Promise.resolve(ort);
+  let loaded: Promise<Ort> | undefined;
+  const webgpuOrt = () => (!build ? Promise.resolve(ort) : (loaded ??= webgpuBuild(build, threads, adapter!, opts)));
   const webgpu = async (measured?: string): Promise<WebRuntime> => ({
     ort: await webgpuOrt(),
     backend: "webgpu",
@@ -185,25 +188,43 @@ function adapterName(adapter: GPUAdapterLike): string {
   return words.length ? [...new Set(words)].join(" ") : "(unnamed)";
 }
 
-/** The shipped .wasm, found by module resolution (rewritten by Framework at build time). */
-function defaultWasmPaths(): {wasm: string} {
-  return {wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")};
-}
-
-/**
- * onnxruntime-web's native WebGPU build, configured as `createWebRuntime` configures the default one. Its
- * instance is separate (its own `env`, its own WebAssembly, started by its first session): loaded only when
- * WebGPU is chosen. It makes its device itself, from `env.webgpu.powerPreference`.
- */
-async function nativeBuild(threads: number, wasmPaths?: string | {wasm?: string; mjs?: string}) {
-  const ort = (await import("onnxruntime-web/webgpu")) as unknown as typeof defaultOrt;
+/** `ort.env` as every build here is run: quiet but for errors, `threads` WASM threads, no proxy worker. */
+function configure(ort: Ort, threads: number, wasmPaths: WasmPaths): Ort {
+  // ort logs its warnings (e.g. "some nodes were not assigned to the preferred execution providers", which
+  // is by design for shape ops) through console.error; keep the console for real errors.
   ort.env.logLevel = "error";
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
-  if (!ort.env.wasm.wasmBinary)
-    ort.env.wasm.wasmPaths = wasmPaths ?? {
-      wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm")
-    };
+  if (!ort.env.wasm.wasmBinary) ort.env.wasm.wasmPaths = wasmPaths;
+  return ort;
+}
+
+/** The shipped .wasm of each build, found by module resolution (rewritten by Framework at build time). */
+function defaultWasmPaths(): {wasm: string} {
+  return {wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.wasm")};
+}
+
+/**
+ * The build that runs WebGPU, loaded when WebGPU is chosen (its own `env`, its own WebAssembly, started by its first
+ * session). The native provider makes its device itself, from `env.webgpu.powerPreference`; JSEP is handed the
+ * adapter, whose own limits its device asks for.
+ */
+async function webgpuBuild(build: WebGPUBuild, threads: number, adapter: GPUAdapterLike, opts: WebRuntimeOptions) {
+  if (build === "jsep") {
+    const jsep = configure(
+      (await import("onnxruntime-web")) as unknown as Ort,
+      threads,
+      opts.jsepWasmPaths ?? {wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm")}
+    );
+    // Fixed at its first WebGPU session: a later load keeps the first adapter.
+    jsep.env.webgpu.adapter ??= adapter as unknown as typeof jsep.env.webgpu.adapter;
+    return jsep;
+  }
+  const ort = configure(
+    (await import("onnxruntime-web/webgpu")) as unknown as Ort,
+    threads,
+    opts.nativeWasmPaths ?? {wasm: import.meta.resolve("onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm")}
+  );
   ort.env.webgpu.powerPreference = "high-performance";
   return ort;
 }

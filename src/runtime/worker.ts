@@ -78,7 +78,7 @@ scope.addEventListener("message", ({data}) => {
 });
 
 /**
- * Start onnxruntime's WebAssembly (fetching and compiling its ~20 MB module, a second or more) at once, with a
+ * Start onnxruntime's WebAssembly (fetching and compiling its ~15 MB module, a second or more) at once, with a
  * session of one Identity op, instead of after the config, the tokenizer and the graph are ready: the compile
  * runs on the browser's background threads while this one reads and builds. The model's own session then
  * finds the runtime initialized. A failure here is the model's failure to report, not this one's: ignored.

@@ -28,7 +28,7 @@ export async function buildTestPages(names: string[]): Promise<TestPages> {
     format: "esm",
     platform: "browser",
     target: "es2022",
-    external: ["onnxruntime-web", "onnxruntime-web/webgpu"],
+    external: ["onnxruntime-web", "onnxruntime-web/wasm", "onnxruntime-web/webgpu"],
     logLevel: "error"
   });
   for (const name of names) await copyFile(join(TEST_PAGES, `${name}.html`), join(dir, basename(`${name}.html`)));

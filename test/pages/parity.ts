@@ -26,7 +26,8 @@ const load = (id: string, endpoint: string, preferWebGPU: boolean, webgpuBuild?:
     preferWebGPU,
     allowSoftwareAdapter: preferWebGPU,
     webgpuBuild,
-    wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href},
+    wasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.wasm", location.href).href},
+    jsepWasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.jsep.wasm", location.href).href},
     nativeWasmPaths: {wasm: new URL("./ort/ort-wasm-simd-threaded.asyncify.wasm", location.href).href}
   });
 
