@@ -177,6 +177,30 @@ describe.skipIf(skipBrowserTests())("the engine in chromium: WebGPU and WASM aga
     }
   );
 
+  test("webgpu on the JSEP build (?backend=webgpu-jsep), mini-llama: its own .wasm; every captured hook point and the logits", async (context) => {
+    if (!hasAdapter) {
+      if (process.env.CI)
+        throw new Error("this chromium offers no WebGPU adapter (expected SwiftShader with --enable-unsafe-webgpu)");
+      context.skip();
+    }
+    const w = await open();
+    try {
+      const sentence = await w.page.evaluate(
+        ([i, e]) => (window as any).parity.load(i, e, true, "jsep") as Promise<string>,
+        ["test-org/mini-llama", hub.endpoint] as const
+      );
+      expect(sentence).toMatch(/^WebGPU \(JSEP\): adapter /);
+      expect(site.requests.some((r) => r.url.endsWith("/ort-wasm-simd-threaded.jsep.wasm") && r.status === 200)).toBe(
+        true
+      );
+      const prompt = reference("mini-llama").json.prompts[0];
+      compare("mini-llama", prompt, await parity.trace(w, prompt.text, [...prompt.captured, "lm_head.output"]));
+      expect(w.errors, w.console.join("\n")).toEqual([]);
+    } finally {
+      await w.page.close();
+    }
+  }, 180_000);
+
   test.for([
     ["wasm", "stories260K"],
     ["wasm", "mini-gemma3"],
