@@ -84,18 +84,6 @@ async function goLive(w: WatchedPage): Promise<void> {
   await settle(w);
   // The model answers from its worker: wait until no forward pass is still on its way.
   await quietModel(w.page);
-  // Mark the end of every forward pass, to time the redraws that follow it. The model runs in a worker; the
-  // page's side of it (WorkerModel) hands each lane view's trace to its prototype's, so wrapping that catches all.
-  await w.page.evaluate(() => {
-    const model = window.lmw!.model as unknown as object;
-    const proto = Object.getPrototypeOf(model) as {trace: (...args: unknown[]) => Promise<unknown>};
-    const trace = proto.trace;
-    proto.trace = async function (this: unknown, ...args: unknown[]) {
-      const result = await trace.apply(this, args);
-      performance.mark("lmw:forward:end");
-      return result;
-    };
-  });
 }
 
 const runs = (w: WatchedPage) => w.page.evaluate(() => window.lmw?.runs() ?? 0);
@@ -112,6 +100,7 @@ const redraws = (w: WatchedPage, since: number) =>
     since
   ) as Promise<Measure[]>;
 
+/** The end of the last forward pass: the page marks it when the answer of a call that ran the model arrives. */
 const lastForwardEnd = (w: WatchedPage) =>
   w.page.evaluate(() => performance.getEntriesByName("lmw:forward:end").at(-1)?.startTime ?? NaN);
 
@@ -148,6 +137,8 @@ async function timePromptEdit(
       `${page}: ${view} redrew`
     ).toContain(view);
   const end = await lastForwardEnd(w);
+  // Not a timing: the mark must be there, or the report below has no end to time the redraws from.
+  expect(end, "the page marks the forward pass's end (lmw:forward:end)").toBeGreaterThan(since);
   const after = measures.filter((m) => m.start >= end);
   report.prompt.push({
     page,

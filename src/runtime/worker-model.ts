@@ -211,6 +211,9 @@ class Connection {
     }
     clearTimeout(this.timer);
     this.current = undefined;
+    // A forward pass ended (the answer of a call that ran the model): marked on the page's timeline, beside the
+    // views' `lmw:redraw:*` measures, so that how long they take to redraw after it can be read (test/e2e.test.ts).
+    if (data.runs > this.runs) performance.mark("lmw:forward:end");
     this.runs = data.runs;
     if (data.type === "result") p.resolve(data.value);
     else p.reject(received(data.error));
