@@ -282,4 +282,18 @@ describe("weights freed as onnxruntime-web copies them (releaseWeights, one grap
       await model.dispose();
     }
   }, 120_000);
+
+  it("onnxruntime-node reads the buffers itself, so it ignores releaseWeights (honoured, the weights read as zeros): the logits keep their parity", async () => {
+    const source = await resolveSource(fixtureDir("mini-llama"));
+    const model = await createModel(source, {...(await ortRuntime("node")), oneGraph: true, releaseWeights: true});
+    try {
+      const ref = readReference("mini-llama");
+      const prompt = ref.json.prompts[0];
+      const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
+      const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
+      expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
+    } finally {
+      await model.dispose();
+    }
+  });
 });

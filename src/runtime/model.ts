@@ -66,7 +66,9 @@ export interface CreateOptions {
    * Where a graph holds its weights as initializers (the lean decode graph on WebGPU), free their JS memory as
    * soon as the session holds its own copy (onnxruntime-web copies them into its WASM heap or onto the GPU),
    * instead of whenever the garbage collector gets to it. Weights fed as inputs (`sharedWeights`) are the model's
-   * one copy and are never released.
+   * one copy and are never released. onnxruntime-web only (WASM, WebGPU): it reads each weight as it copies it,
+   * which is when a weight given as a function is made; onnxruntime-node reads the buffers itself, so there the
+   * option is ignored (its weights would read as zeros).
    */
   releaseWeights?: boolean;
   /**
@@ -186,7 +188,7 @@ export async function createModel(source: ModelSource, options: CreateOptions): 
   );
   report({stage: "session", message: `creating the onnxruntime session (${options.backend ?? "default backend"})`});
   // The shared weights stay: the other graphs will read them.
-  const session = await openSession(encoded, options, options.releaseWeights === true && !shared);
+  const session = await openSession(encoded, options, releases(options) && !shared);
   report({stage: "ready", message: `${source.id} is ready`});
   return new Model(source, config, arch, tokenizer, weights, session, options, shared, encoded.editSlots);
 }
@@ -201,6 +203,11 @@ export const ONE_GRAPH_FROM_BYTES = 100e6;
 /** Whether a model of `parameters` runs on one graph when `CreateOptions.oneGraph` is not given. */
 export function oneGraphByDefault(parameters: number, options: Pick<CreateOptions, "executionProviders">): boolean {
   return onWasm(options) && 4 * parameters >= ONE_GRAPH_FROM_BYTES;
+}
+
+/** Whether to free the weights as onnxruntime copies them (`releaseWeights`): asked for, and onnxruntime-web. */
+function releases(options: Pick<CreateOptions, "executionProviders" | "releaseWeights">): boolean {
+  return options.releaseWeights === true && (onWasm(options) || onWebGPU(options));
 }
 
 /** Whether the sessions run on WebGPU (an execution provider named "webgpu", alone or with options). */
@@ -535,7 +542,7 @@ export class Model extends ModelStructure implements LanguageModel {
           throw new Error(`${this.id}: weight ${name} is not among the shared weights its first graph named`);
         }
       : await this.weights.loadAll({signal: this.options.signal});
-    return openSession(build(weight), options, this.options.releaseWeights === true);
+    return openSession(build(weight), options, releases(this.options));
   }
 
   /**
