@@ -19,6 +19,16 @@ import type {Tensor} from "../src/runtime/tensor.js";
 import {LOGITS} from "../src/graph/names.js";
 import {fixtureDir, readReference, relativeError, RELATIVE} from "./helpers/fixtures.js";
 
+/** Every reference prompt's last-position logits, from `model`, match the fixture's float64 reference. */
+async function expectReferenceLogits(model: Model, fixture: string): Promise<void> {
+  const ref = readReference(fixture);
+  for (const prompt of ref.json.prompts) {
+    const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
+    const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
+    expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data), prompt.text).toBeLessThan(RELATIVE);
+  }
+}
+
 interface Counts {
   /** Sessions created, and the structures' graphs they were made for. */
   sessions: number;
@@ -115,12 +125,7 @@ describe.each(["node", "web"] as const)("weight copies on onnxruntime-%s, weight
     });
 
     it.runIf(keepPrecision)("kept at 2 bytes, the logits keep their parity with the float64 reference", async () => {
-      const ref = readReference(name);
-      for (const prompt of ref.json.prompts) {
-        const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
-        const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
-        expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
-      }
+      await expectReferenceLogits(model, name);
     });
   });
 });
@@ -272,12 +277,7 @@ describe("weights freed as onnxruntime-web copies them (releaseWeights, one grap
       // tables (rotary angles).
       expect(madeOnRead).toBe(4 * model.counts().total);
       expect(earlierFreed.every(Boolean)).toBe(true);
-      const ref = readReference("mini-llama");
-      for (const prompt of ref.json.prompts) {
-        const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
-        const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
-        expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
-      }
+      await expectReferenceLogits(model, "mini-llama");
     } finally {
       await model.dispose();
     }
@@ -287,11 +287,7 @@ describe("weights freed as onnxruntime-web copies them (releaseWeights, one grap
     const source = await resolveSource(fixtureDir("mini-llama"));
     const model = await createModel(source, {...(await ortRuntime("node")), oneGraph: true, releaseWeights: true});
     try {
-      const ref = readReference("mini-llama");
-      const prompt = ref.json.prompts[0];
-      const logits = (await model.forward(prompt.input_ids, ["lm_head.output"])).get("lm_head.output")!;
-      const last = logits.data.subarray(logits.data.length - model.config.vocabSize);
-      expect(relativeError(last, ref.tensor(`p${prompt.index}.logits.last`).data)).toBeLessThan(RELATIVE);
+      await expectReferenceLogits(model, "mini-llama");
     } finally {
       await model.dispose();
     }
