@@ -18,7 +18,7 @@
  */
 import {type GraphBuilder, type WeightInputs, BOOL, FLOAT, INT64} from "./onnx.js";
 import {LOGIT_LENS} from "../defaults.js";
-import {editInputs, LENS, LENS_ON, LOGITS, PACKED, SLOT_ROW, SLOTS} from "./names.js";
+import {editInputs, editSlotInput, LENS, LENS_ON, LOGITS, PACKED} from "./names.js";
 
 export {editInputs, LENS, PACKED};
 
@@ -62,10 +62,9 @@ export interface GraphOptions {
   /** `weights` as this graph's own initializers rather than inputs (graph/onnx.ts `GraphBuilder`). */
   weightsAsInitializers?: boolean;
   /**
-   * One graph for every run of a model (with `packed`): an edit slot at every hook point that can be edited (an
-   * `If` that passes the tensor through when its switch is off, else writes `x · scale + value` on a selection;
-   * `SLOTS` holds every slot's inputs, `GraphBuilder.editSlots` lists them in order), and the logit lens behind its
-   * own switch (`LENS_ON`); every run feeds every switch. A runtime that gives every session its
+   * One graph for every run of a model (with `packed`): an edit slot at every hook point that can be edited
+   * (`x · scale + value`, its scale and value an input, `editSlotInput`; `GraphBuilder.editSlots` lists them in
+   * order), and the logit lens behind its own switch (`LENS_ON`); every run feeds every slot and the switch. A runtime that gives every session its
    * own copy of the weights (onnxruntime-web's WASM) then needs one session for the trace, the lens, patching and
    * edits alike (docs/performance.md, "The tab").
    */
@@ -90,8 +89,6 @@ interface SiteState {
   packedInputs: boolean;
   /** The hook points the graph has named, in order, and the order `HookNames.all` promised (aliases left out). */
   named: string[];
-  /** The edit slots' inputs (`SLOTS`), made with the first slot. */
-  slotInputs?: Record<keyof typeof SLOTS, string>;
   promised: string[];
 }
 
@@ -128,7 +125,7 @@ export function hookSite(g: GraphBuilder, names: HookNames, options: GraphOption
   return (path: string, tensor: string): string => {
     state.named.push(path);
     let edited = applyEdits(g, state, path, tensor);
-    if (options.editSlots && !g.isRead(tensor)) edited = editSlot(g, state, path, edited);
+    if (options.editSlots && !g.isRead(tensor)) edited = editSlot(g, path, edited);
     return wanted.has(path) ? g.output(path, edited) : edited;
   };
 }
@@ -173,34 +170,19 @@ function editTensor(g: GraphBuilder, x: string, k: number, site: EditSite): stri
 }
 
 /**
- * The edit slot at `path` (`GraphOptions.editSlots`): `If(on[i])`, whose branches are `x` as it is and
- * `Where(mask, x · scale + value, x)`, with scale, value and mask — each of x's shape, made by JavaScript
- * (runtime/one-graph.ts) — sliced out of the `SLOTS` inputs at the place row i of the table says. `set`, `add` and
- * `scale` are `(scale, value)` = `(0, v)`, `(1, v)` and `(v, 0)`: the same numbers as the ops themselves
- * (x · 1 + v = x + v and x · v + 0 = x · v exactly; x · 0 + v = v for any finite x). The selection is made in
- * JavaScript, not here: onnxruntime makes each branch's kernels when it makes the session, and selecting along four
- * axes in the graph took ~125 nodes a slot (SmolLM2-135M's session: 20.9 s against 3.1 s without slots).
+ * The edit slot at `path` (`GraphOptions.editSlots`): `x · scale + value`, scale and value the two halves of its
+ * input (`editSlotInput`) along the first axis. JavaScript makes them (runtime/one-graph.ts): over the hook's whole
+ * shape where a run edits there — `set`, `add` and `scale` are `(0, v)`, `(1, v)` and `(v, 0)` inside the edit's
+ * selection and `(1, 0)` outside it, the same numbers as the ops themselves (x · 1 + v = x + v and x · v + 0 = x · v
+ * exactly; x · 0 + v = v for any finite x) — and `[1, 0]`, broadcast, everywhere else, which gives x back exactly.
+ * No `If` and no selection in the graph: onnxruntime keeps a session state for each branch of every `If` (363 slots
+ * on SmolLM2-135M, ~45 MB) and runs each `If` as a subgraph, and selecting in the graph took ~125 nodes a slot
+ * (docs/performance.md, "The tab, on one graph").
  */
-function editSlot(g: GraphBuilder, state: SiteState, path: string, x: string): string {
-  const i = g.editSlots.length;
+function editSlot(g: GraphBuilder, path: string, x: string): string {
   g.editSlots.push(path);
-  const inputs = (state.slotInputs ??= {
-    on: g.input(SLOTS.on, BOOL, ["slots"]),
-    values: g.input(SLOTS.values, FLOAT, ["slot_values"]),
-    table: g.input(SLOTS.table, INT64, ["slots", SLOT_ROW.length])
-  });
-  const on = g.op("Gather", [inputs.on, g.constant([i], [], INT64)], {axis: 0});
-  const edit = g.subgraph(`${path} edited`, () => {
-    const row = g.op("Gather", [inputs.table, g.constant([i], [], INT64)], {axis: 0});
-    const entry = (k: number) => g.op("Slice", [row, g.ints([k]), g.ints([k + 1])]);
-    const numbers = g.op("Slice", [inputs.values, entry(SLOT_ROW.start), entry(SLOT_ROW.end)]);
-    const three = g.op("Reshape", [numbers, g.op("Concat", [g.ints([3]), g.op("Shape", [x])], {axis: 0})]);
-    const piece = (k: number) => g.op("Gather", [three, g.constant([k], [], INT64)], {axis: 0});
-    const edited = g.op("Add", [g.op("Mul", [x, piece(0)]), piece(1)]);
-    return [[g.op("Where", [g.op("Greater", [piece(2), g.scalar(0)]), edited, x]), FLOAT]];
-  });
-  const asIs = g.subgraph(`${path} as it is`, () => [[x, FLOAT]]);
-  return g.op("If", [on], {then_branch: edit, else_branch: asIs});
+  const [scale, value] = g.opN("Split", [g.input(editSlotInput(path), FLOAT)], 2, {axis: 0});
+  return g.op("Add", [g.op("Mul", [x, scale!]), value!]);
 }
 
 /**
@@ -253,7 +235,7 @@ export function finishDecoder(g: GraphBuilder, hook: Hook, head: DecoderHead, h:
     final = g.op("Gather", [final, g.input(PACKED.logitsIndex, INT64, ["N"])], {axis: 1});
   }
   let logits = applyEdits(g, state, LOGITS, head.unembed(final));
-  if (options.editSlots) logits = editSlot(g, state, LOGITS, logits);
+  if (options.editSlots) logits = editSlot(g, LOGITS, logits);
   g.output(LOGITS, logits);
   if (options.editSlots) switchedLens(g, head, layerOutputs);
   else if (options.lens) logitLens(g, head, layerOutputs, options.lensLogits ?? false, options.lensLayersAtOnce);

@@ -23,17 +23,12 @@ export const editInputs = (k: number) => ({
 });
 
 /**
- * The inputs of the edit slots of a model's one graph (`GraphOptions.editSlots`), all slots in three tensors, since
- * onnxruntime-web spends ~5 µs a run on every input it is fed (~9 ms for one input per slot setting on SmolLM2):
- * `on` bool `[slots]`, a slot's switch; `values` float32, every switched-on slot's numbers one after another;
- * `table` int64 `[slots, SLOT_ROW.length]`, where each slot's lie (`SLOT_ROW`). A slot switched on holds three
- * tensors of its hook's shape, made by JavaScript (runtime/one-graph.ts): `scale`, `value` and a `mask` (1 where the
- * edit's selection holds), and writes `x := x · scale + value` where the mask is 1.
+ * The input of the edit slot at hook point `path` in a model's one graph (`GraphOptions.editSlots`): float32, the
+ * slot's `scale` and `value` stacked along the first axis, each of the hook's shape — `[2·batch, tokens, …]` — and
+ * the slot writes `x · scale + value`; or `[1, 0]`, which leaves `x` as it is (every run that does not edit there).
+ * Both are made by JavaScript (runtime/one-graph.ts).
  */
-export const SLOTS = {on: "edits.on", values: "edits.values", table: "edits.table"} as const;
-
-/** A slot's row of `SLOTS.table`: where its numbers start and end in `values` (scale, value and mask, in order). */
-export const SLOT_ROW = {start: 0, end: 1, length: 2} as const;
+export const editSlotInput = (path: string) => `${path}.edit`;
 
 /** The lens switch in a model's one graph: the lens outputs are made only where it is fed true. */
 export const LENS_ON = "lens.on";

@@ -301,9 +301,9 @@ export class GraphBuilder {
     elemType: number = FLOAT,
     prefix = "const"
   ): string {
-    // One initializer per small value, in this (the outermost) graph: a branch reads it from the outer scope, so
-    // an edit slot's `If` (graph/hooks.ts) adds no constants of its own — 23,600 of them on SmolLM2-135M, which
-    // onnxruntime made one by one for each branch when the session was made.
+    // One initializer per small value, in this (the outermost) graph: a branch reads it from the outer scope, so an
+    // `If` (the logit lens's switch, graph/hooks.ts) adds no constants of its own — edit slots that were `If`s once
+    // had 23,600 of them on SmolLM2-135M, which onnxruntime made one by one for each branch when making the session.
     const key = values.length <= 64 ? `${elemType}|${dims}|${Array.from(values)}` : undefined;
     const known = key && this.constantNames.get(key);
     if (known) return known;

@@ -27,7 +27,7 @@ import {
   type Trace
 } from "./language-model.js";
 import {planEdits, type Edit, type Feed} from "./edits.js";
-import {lensOff, oneGraphFeeds} from "./one-graph.js";
+import {idleFeeds, oneGraphFeeds} from "./one-graph.js";
 import type {GraphOptions} from "../graph/hooks.js";
 import {WeightInputs, type EncodedModel} from "../graph/onnx.js";
 import {checkpointWeights, randomWeights, type Weights} from "./weights.js";
@@ -284,7 +284,7 @@ export class Model extends ModelStructure implements LanguageModel {
   private readonly slots?: readonly string[];
   /** …and their shapes, with one token (`probeSlots`). */
   private slotShapes?: Map<string, number[]>;
-  /** …and the lens switched off, what every other run feeds it, made once. */
+  /** …and what every run feeds the lens switch and the slots it does not use (`idleFeeds`), made once. */
   private readonly idle = new Map<string, OrtTensor>();
 
   constructor(
@@ -314,7 +314,7 @@ export class Model extends ModelStructure implements LanguageModel {
     this.parameterNames = new Set(arch.parameters().map((p) => p.name));
     if (editSlots?.length) {
       this.slots = editSlots;
-      for (const [name, feed] of Object.entries(lensOff()))
+      for (const [name, feed] of Object.entries(idleFeeds(editSlots)))
         this.idle.set(name, new options.ort.Tensor(feed.type as "float32", feed.data as Float32Array, feed.dims));
     }
   }
@@ -448,7 +448,8 @@ export class Model extends ModelStructure implements LanguageModel {
       feeds[names.pastKey] = cache?.[i].key ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
       feeds[names.pastValue] = cache?.[i].value ?? new ort.Tensor("float32", empty, [1, numKeyValueHeads, 0, headDim]);
     }
-    // The shared weights, the same tensors for every session and run; the one graph's lens, off unless the run is its.
+    // The shared weights, the same tensors for every session and run; the one graph's lens and slots, idle unless
+    // the run uses them.
     for (const name of session.inputNames) {
       const fixed = this.weightFeeds.get(name) ?? (session === this.session ? this.idle.get(name) : undefined);
       if (fixed) feeds[name] = fixed;

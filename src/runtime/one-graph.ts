@@ -2,11 +2,11 @@
  * The feeds of a model's one graph (graph/hooks.ts `editSlots`, runtime/model.ts `oneGraph`) for a run that would
  * otherwise need a graph of its own: what that graph would have been fed — an edit's value and intervals, the
  * lens's k, a packed run's positions and mask — turned into the one graph's inputs. A plain run gets the packed
- * inputs of one sequence; the lens gets its switch; each edit gets the slot at its hook point, every slot's numbers
- * packed into the `SLOTS` tensors.
+ * inputs of one sequence; the lens gets its switch; each edit gets the slot at its hook point, its scale and value
+ * over the hook's shape (`editSlotInput`). Every other slot and the lens switch take `idleFeeds`.
  */
 import type {EditSite} from "../graph/hooks.js";
-import {editInputs, LENS, LENS_ON, PACKED, SLOT_ROW, SLOTS} from "../graph/names.js";
+import {editInputs, editSlotInput, LENS, LENS_ON, PACKED} from "../graph/names.js";
 import type {Feed} from "./edits.js";
 
 /** What a run adds to the plain forward pass (runtime/model.ts `RunExtras`'s structure). */
@@ -46,10 +46,7 @@ export function oneGraphFeeds(
     out[LENS_ON] = bool(true);
     out[LENS.k] = feeds[LENS.k];
   }
-  const on = new Uint8Array(slots.length);
-  const table = new BigInt64Array(slots.length * SLOT_ROW.length);
-  const pieces: Float32Array[] = [];
-  let count = 0;
+  const edited = new Set<string>();
   for (const [k, site] of (structure.edits ?? []).entries()) {
     const names = editInputs(k);
     const intervals = site.axes.map((axis) => ({
@@ -57,31 +54,21 @@ export function oneGraphFeeds(
       from: feeds[names.from(axis)].data as BigInt64Array,
       to: feeds[names.to(axis)].data as BigInt64Array
     }));
-    // An edit that selects nothing along some axis writes nothing (a patching sweep's other kinds): no slot.
+    // An edit that selects nothing along some axis writes nothing (a patching sweep's other kinds): its slot idles.
     if (intervals.some(({from, to}) => from.every((f, j) => f === to[j]))) continue;
-    const slot = slots.indexOf(site.hook);
     const shape = shapeOf(site.hook);
-    if (slot < 0 || on[slot] || !shape) return undefined;
+    if (!slots.includes(site.hook) || edited.has(site.hook) || !shape) return undefined;
     const numbers = slotNumbers(site, shape, intervals, feeds[names.value]);
     if (!numbers) return undefined;
-    on[slot] = 1;
-    table[slot * SLOT_ROW.length + SLOT_ROW.start] = BigInt(count);
-    table[slot * SLOT_ROW.length + SLOT_ROW.end] = BigInt(count + numbers.length);
-    pieces.push(numbers);
-    count += numbers.length;
+    edited.add(site.hook);
+    out[editSlotInput(site.hook)] = {type: "float32", data: numbers, dims: [2 * shape[0], ...shape.slice(1)]};
   }
-  const values = new Float32Array(Math.max(count, 1));
-  let at = 0;
-  for (const piece of pieces) (values.set(piece, at), (at += piece.length));
-  out[SLOTS.on] = {type: "bool", data: on, dims: [slots.length]};
-  out[SLOTS.table] = {type: "int64", data: table, dims: [slots.length, SLOT_ROW.length]};
-  out[SLOTS.values] = {type: "float32", data: values, dims: [values.length]};
   return out;
 }
 
 /**
- * One edit's `scale`, `value` and `mask` over its hook's whole `shape`, one after another (graph/hooks.ts
- * `editSlot`): the selection as the edit's own graph makes it — along each selected axis, an index inside one of
+ * One edit's `scale` and `value` over its hook's whole `shape`, one after the other (graph/hooks.ts `editSlot`),
+ * `(1, 0)` outside its selection: the selection as the edit's own graph makes it — along each selected axis, an index inside one of
  * its `[from, to)` intervals, negative bounds counting from the end as in Python — and the value broadcast against
  * the hook's tensor as PyTorch broadcasts; undefined where it does not broadcast (its own graph then says so).
  */
@@ -116,8 +103,8 @@ function slotNumbers(
     });
     selected[a] = along;
   }
-  const out = new Float32Array(3 * numel);
-  const [scales, values, mask] = [out.subarray(0, numel), out.subarray(numel, 2 * numel), out.subarray(2 * numel)];
+  const out = new Float32Array(2 * numel);
+  const [scales, values] = [out.subarray(0, numel), out.subarray(numel)];
   const index = new Array<number>(rank).fill(0);
   for (let flat = 0; flat < numel; flat++) {
     let inside = 1;
@@ -126,11 +113,10 @@ function slotNumbers(
       inside &= selected[a][index[a]];
       at += index[a] * strides[a];
     }
-    // set: x · 0 + v; add: x · 1 + v; scale: x · v + 0 (graph/hooks.ts `editSlot`). Outside the mask: x as it is.
+    // set: x · 0 + v; add: x · 1 + v; scale: x · v + 0 (graph/hooks.ts `editSlot`). Outside: x · 1 + 0, x as it is.
     const x = v[at];
-    scales[flat] = site.op === "set" ? 0 : site.op === "add" ? 1 : x;
-    values[flat] = site.op === "scale" ? 0 : x;
-    mask[flat] = inside;
+    scales[flat] = !inside ? 1 : site.op === "set" ? 0 : site.op === "add" ? 1 : x;
+    values[flat] = !inside || site.op === "scale" ? 0 : x;
     for (let a = rank - 1; a >= 0 && ++index[a] === shape[a]; a--) index[a] = 0;
   }
   return out;
@@ -156,9 +142,17 @@ function oneSequence(tokens: number, past: number): Record<string, Feed> {
   };
 }
 
-/** The lens switched off, for every run that is not the lens's (every input of the graph is fed on every run). */
-export function lensOff(): Record<string, Feed> {
-  return {[LENS_ON]: bool(false), [LENS.k]: {type: "int64", data: BigInt64Array.of(1n), dims: [1]}};
+/**
+ * What a run that does not use them feeds the lens and the edit slots `slots` (onnxruntime wants every input of a
+ * graph on every run): the lens switched off, each slot `[1, 0]` — `x · 1 + 0`, broadcast, which is x exactly.
+ */
+export function idleFeeds(slots: readonly string[]): Record<string, Feed> {
+  const idle: Record<string, Feed> = {
+    [LENS_ON]: bool(false),
+    [LENS.k]: {type: "int64", data: BigInt64Array.of(1n), dims: [1]}
+  };
+  for (const hook of slots) idle[editSlotInput(hook)] = {type: "float32", data: Float32Array.of(1, 0), dims: [2]};
+  return idle;
 }
 
 function bool(value: boolean): Feed {
