@@ -64,9 +64,9 @@ export interface GraphOptions {
   /**
    * One graph for every run of a model (with `packed`): an edit slot at every hook point that can be edited
    * (`x · scale + value`, its scale and value an input, `editSlotInput`; `GraphBuilder.editSlots` lists them in
-   * order), and the logit lens behind its own switch (`LENS_ON`); every run feeds every slot and the switch. A runtime that gives every session its
-   * own copy of the weights (onnxruntime-web's WASM) then needs one session for the trace, the lens, patching and
-   * edits alike (docs/performance.md, "The tab").
+   * order), and the logit lens behind its own switch (`LENS_ON`); every run feeds every slot and the switch. A
+   * runtime that gives every session its own copy of the weights (onnxruntime-web's WASM) then needs one session
+   * for the trace, the lens, patching and edits alike (docs/performance.md, "The tab").
    */
   editSlots?: boolean;
 }

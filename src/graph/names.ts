@@ -24,7 +24,7 @@ export const editInputs = (k: number) => ({
 
 /**
  * The input of the edit slot at hook point `path` in a model's one graph (`GraphOptions.editSlots`): float32, the
- * slot's `scale` and `value` stacked along the first axis, each of the hook's shape — `[2·batch, tokens, …]` — and
+ * slot's `scale` and `value` stacked along the first axis, each of the hook's shape (`[2·batch, tokens, …]`), and
  * the slot writes `x · scale + value`; or `[1, 0]`, which leaves `x` as it is (every run that does not edit there).
  * Both are made by JavaScript (runtime/one-graph.ts).
  */

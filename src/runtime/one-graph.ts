@@ -68,9 +68,10 @@ export function oneGraphFeeds(
 
 /**
  * One edit's `scale` and `value` over its hook's whole `shape`, one after the other (graph/hooks.ts `editSlot`),
- * `(1, 0)` outside its selection: the selection as the edit's own graph makes it — along each selected axis, an index inside one of
- * its `[from, to)` intervals, negative bounds counting from the end as in Python — and the value broadcast against
- * the hook's tensor as PyTorch broadcasts; undefined where it does not broadcast (its own graph then says so).
+ * `(1, 0)` outside its selection: the selection as the edit's own graph makes it — along each selected axis, an
+ * index inside one of its `[from, to)` intervals, negative bounds counting from the end as in Python — and the value
+ * broadcast against the hook's tensor as PyTorch broadcasts; undefined where it does not broadcast (its own graph
+ * then says so).
  */
 function slotNumbers(
   site: EditSite,
