@@ -4,12 +4,9 @@
  * every fixture by test/interventions.test.ts and test/parity.test.ts on onnxruntime-web, where one graph is the
  * default; this file checks the translation and where it gives up.
  */
-import {readFileSync} from "node:fs";
-import path from "node:path";
 import onnxProto from "onnx-proto";
 import {describe, expect, it} from "vitest";
-import {architectureFor, normalizeConfig} from "../src/arch/index.js";
-import {fixtureDir} from "./helpers/fixtures.js";
+import {fixtureGraph} from "./helpers/fixtures.js";
 import {idleFeeds, oneGraphFeeds} from "../src/runtime/one-graph.js";
 import {oneGraphByDefault} from "../src/runtime/model.js";
 import {planEdits, type Edit, type Feed} from "../src/runtime/edits.js";
@@ -131,10 +128,8 @@ describe("the one graph's feeds", () => {
 
 describe("the one graph itself", () => {
   it("an edit slot is one input and a Mul and Add, no If: the only If is the lens's switch", () => {
-    const raw = JSON.parse(readFileSync(path.join(fixtureDir("mini-llama"), "config.json"), "utf8"));
-    const arch = architectureFor(normalizeConfig(raw));
-    const numel = new Map(arch.parameters().map((p) => [p.name, p.numel]));
-    const encoded = arch.buildGraph((n) => new Float32Array(numel.get(n)!), {editSlots: true, packed: true});
+    const {arch, build} = fixtureGraph("mini-llama", {editSlots: true, packed: true});
+    const encoded = build();
     const graph = onnxProto.onnx.ModelProto.decode(encoded.model).graph!;
     expect(encoded.editSlots.length).toBeGreaterThan(2 * arch.config.numLayers);
     const slotInputs = graph.input!.map((i) => i.name!).filter((name) => name.endsWith(".edit"));

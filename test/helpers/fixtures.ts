@@ -4,6 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import {expect} from "vitest";
 import {parseHeader, toFloat32} from "../../src/hub/safetensors.js";
+import {architectureFor, normalizeConfig} from "../../src/arch/index.js";
+import type {GraphOptions} from "../../src/graph/hooks.js";
 
 /** The fixtures folder, also the tests' model folder (vitest.config.ts sets LMW_MODELS to it). */
 export const FIXTURES_DIR = path.resolve("test/fixtures");
@@ -14,6 +16,14 @@ export const ABSOLUTE = 1e-5;
 /** The fixtures and their families: the one list every test and the GPU bench take. */
 export {FIXTURES, FIXTURE_FAMILIES, ONE_PER_FAMILY, type FixtureName} from "./fixture-list.js";
 export const fixtureDir = (name: string) => path.join(FIXTURES_DIR, name);
+
+/** A fixture's architecture, from its config.json, and its graph built with `options` over zero weights. */
+export function fixtureGraph(name: string, options: GraphOptions) {
+  const config = JSON.parse(readFileSync(path.join(fixtureDir(name), "config.json"), "utf8"));
+  const arch = architectureFor(normalizeConfig(config));
+  const numel = new Map(arch.parameters().map((p) => [p.name, p.numel]));
+  return {arch, build: () => arch.buildGraph((n) => new Float32Array(numel.get(n)!), options)};
+}
 
 /**
  * A copy of a fixture (weights and tokenizer) with its config.json changed; `folder`: another model folder to copy,
